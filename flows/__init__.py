@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration of the skinml stages (no ML logic here)."""

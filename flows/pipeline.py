@@ -1,0 +1,89 @@
+"""The pipeline flow: download -> split -> train -> evaluate, one parent MLflow run with a child run per stage.
+
+Tasks pass paths, URIs and plain dicts, never Keras objects. Runs on Prefect's ephemeral local API by default, or
+against a server when PREFECT_API_URL is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import mlflow
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from skinml.config import DEFAULT_EXPERIMENT, TrainConfig, preset
+from skinml.data.download import download_ham10000
+from skinml.data.split import run_split
+from skinml.evaluate import evaluate
+from skinml.metrics import flat_metrics
+from skinml.tracking import dump_json, stage_run
+from skinml.train import train
+
+
+@task(retries=3, retry_delay_seconds=[10, 60, 300], cache_policy=NO_CACHE)
+def download(data_dir: str | None) -> str:
+    """The data folder: the given one, or HAM10000 downloaded (and cached) from Dataverse."""
+    return data_dir if data_dir else str(download_ham10000())
+
+
+@task(cache_policy=NO_CACHE)
+def split(data_dir: str, manifest: str, strategy: str, seed: int, experiment: str, parent_run_id: str) -> dict:
+    return run_split(data_dir, manifest, strategy, seed, experiment=experiment, parent_run_id=parent_run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def train_model(overrides: dict, preset_name: str, data_dir: str, manifest: str, experiment: str,
+                parent_run_id: str) -> dict:
+    config = preset(preset_name).replace(**overrides)
+    return train(config, data_dir, manifest, experiment=experiment, parent_run_id=parent_run_id)
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate_model(model_uri: str, experiment: str, parent_run_id: str) -> dict:
+    return evaluate(model_uri, experiment=experiment, parent_run_id=parent_run_id)
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", overrides: dict | None = None,
+                  split_strategy: str = "grouped", experiment: str = DEFAULT_EXPERIMENT,
+                  output: str | None = None) -> dict:
+    """Run every stage; returns {parent_run_id, data_dir, split, train, evaluate}."""
+    overrides = overrides or {}
+    logger = get_run_logger()
+    with stage_run("pipeline", experiment) as parent:
+        parent_id = parent.info.run_id
+        mlflow.log_params({"preset": preset_name, "split_strategy": split_strategy,
+                           **{k: v for k, v in preset(preset_name).replace(**overrides).params().items()}})
+        folder = download(data_dir)
+        mlflow.log_param("data_dir", str(Path(folder).resolve()))
+        manifest = str(Path(tempfile.mkdtemp(prefix="skinml-split-")) / "manifest.csv")
+        split_summary = split(folder, manifest, split_strategy, overrides.get("seed", 42), experiment, parent_id)
+        logger.info("split: %s", split_summary)
+        trained = train_model(overrides, preset_name, folder, manifest, experiment, parent_id)
+        logger.info("trained: %s", trained["model_uri"])
+        evaluated = evaluate_model(trained["model_uri"], experiment, parent_id)
+        mlflow.log_metrics({**flat_metrics(evaluated, "test"), **{k: v for k, v in trained["metrics"].items()},
+                            "lesions_crossing_splits": split_summary["lesions_crossing_splits"]})
+        mlflow.set_tags({"skinml.model_uri": trained["model_uri"], "skinml.train_run_id": trained["run_id"]})
+        result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary,
+                  "train": {k: trained[k] for k in ("run_id", "model_uri", "metrics", "train_seconds")},
+                  "evaluate": {k: v for k, v in evaluated.items()}}
+        dump_json(result, output)
+        return result
+
+
+def pipeline(data_dir: str | None, config: TrainConfig, split_strategy: str = "grouped",
+             experiment: str = DEFAULT_EXPERIMENT, output: str | None = None) -> dict:
+    """Run the pipeline flow for a training configuration (the changes from its preset travel as flow parameters)."""
+    base = preset(config.preset)
+    overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                 if f.name not in ("preset", "augment") and getattr(config, f.name) != getattr(base, f.name)}
+    return pipeline_flow(data_dir=data_dir, preset_name=config.preset, overrides=overrides,
+                         split_strategy=split_strategy, experiment=experiment, output=output)
+
+
+if __name__ == "__main__":
+    pipeline_flow()

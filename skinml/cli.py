@@ -1,0 +1,152 @@
+"""The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, cache)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from skinml.config import DEFAULT_EXPERIMENT, PRESETS, preset
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `train` and `pipeline` (unset ones come from the preset)."""
+    parser.add_argument("--data-dir", help="labelled folder (HAM10000 layout); default: download HAM10000")
+    parser.add_argument("--preset", default="baseline", choices=sorted(PRESETS))
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--dropout", type=float)
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--weights", help="imagenet | none | PATH to a weights file")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--cached-views", type=int, help="augmented views cached per training image")
+    parser.add_argument("--no-feature-cache", action="store_true",
+                        help="train the plain Keras way, backbone in the loop")
+    parser.add_argument("--split-strategy", default="grouped", choices=["grouped", "random"])
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+
+
+def training_config(args: argparse.Namespace):
+    config = preset(args.preset).replace(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, dropout=args.dropout,
+        image_size=args.image_size, weights=args.weights, seed=args.seed, cached_views=args.cached_views)
+    return config.replace(feature_cache=False) if args.no_feature_cache else config
+
+
+def data_dir_or_download(data_dir: str | None) -> str:
+    from skinml.data.download import download_ham10000
+
+    return data_dir if data_dir else str(download_ham10000())
+
+
+def cmd_download(args: argparse.Namespace) -> dict:
+    from skinml.data.download import download_ham10000
+
+    return {"data_dir": str(download_ham10000(args.dest, args.server))}
+
+
+def cmd_split(args: argparse.Namespace) -> dict:
+    from skinml.data.split import run_split
+
+    return run_split(data_dir_or_download(args.data_dir), args.output, args.strategy, args.seed,
+                     args.val_fraction, args.test_fraction, args.experiment)
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    from skinml.train import train
+
+    return train(training_config(args), data_dir_or_download(args.data_dir), args.manifest, args.split_strategy,
+                 args.experiment, output=args.output)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict:
+    from skinml.evaluate import evaluate
+
+    return evaluate(args.model_uri, args.data_dir, args.split, args.experiment, output=args.output)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> dict:
+    from flows.pipeline import pipeline
+
+    return pipeline(data_dir=args.data_dir, config=training_config(args), split_strategy=args.split_strategy,
+                    experiment=args.experiment, output=args.output)
+
+
+def cmd_cache(args: argparse.Namespace) -> dict:
+    from skinml.features import FeatureCache
+
+    cache = FeatureCache.default()
+    return cache.info() if args.action == "info" else {"path": str(cache.root), "removed_entries": cache.clear()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="skinml", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("download", help="download HAM10000 from Harvard Dataverse (cached)")
+    p.add_argument("--dest", help="target folder (default $SKINML_DATA_DIR or ~/.cache/skinml/ham10000)")
+    p.add_argument("--server", help="Dataverse base URL (default https://dataverse.harvard.edu)")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("split", help="lesion-grouped (or random) train/val/test split manifest")
+    p.add_argument("--data-dir")
+    p.add_argument("--strategy", default="grouped", choices=["grouped", "random"])
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--test-fraction", type=float, default=0.15)
+    p.add_argument("--output", default="outputs/manifest.csv", help="manifest CSV to write")
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("train", help="train a classifier, logged to MLflow")
+    add_training_options(p)
+    p.add_argument("--manifest", help="split manifest CSV (default: make a split)")
+    p.add_argument("--output", help="write {run_id, model_uri, metrics} JSON here")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a logged model on its test split or a labelled folder")
+    p.add_argument("--model-uri", required=True)
+    p.add_argument("--data-dir", help="labelled folder (HAM10000 layout or ISIC 2018 one-hot form)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    p.add_argument("--output", help="write the metrics JSON here")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pipeline", help="download -> split -> train -> evaluate as a Prefect flow")
+    add_training_options(p)
+    p.add_argument("--output", help="write the pipeline summary JSON here")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("cache", help="feature cache: info | clear")
+    p.add_argument("action", choices=["info", "clear"])
+    p.set_defaults(func=cmd_cache)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("skinml").setLevel(logging.INFO)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from skinml.data.dataset import DataValidationError
+    from skinml.data.download import DownloadError
+    from skinml.model import WeightsError
+
+    try:
+        result = args.func(args)
+    except (DataValidationError, DownloadError, WeightsError, ValueError, FileNotFoundError) as exc:
+        print(f"skinml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

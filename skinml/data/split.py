@@ -1,0 +1,121 @@
+"""Train/validation/test splits: lesion-grouped and class-stratified, or the old leaky image-level random split."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold, train_test_split
+
+MANIFEST_COLUMNS = ["image_id", "lesion_id", "dx", "split"]
+SPLITS = ("train", "val", "test")
+STRATEGIES = ("grouped", "random")
+
+
+def _grouped_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of a class-stratified, lesion-grouped holdout of about `fraction` of the rows."""
+    n_splits = max(2, round(1 / fraction))
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    _, holdout = next(folds.split(frame, frame["dx"], groups=frame["lesion_id"]))
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[holdout] = True
+    return mask
+
+
+def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: float = 0.15,
+               test_fraction: float = 0.15, seed: int = 42) -> pd.DataFrame:
+    """A manifest (image_id, lesion_id, dx, split) over `frame`, deterministic for a given seed.
+
+    `grouped` keeps all images of a lesion on one side (StratifiedGroupKFold); `random` splits images independently,
+    as the original baseline did (images of one lesion leak across splits).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown split strategy {strategy!r}; choose one of {STRATEGIES}")
+    if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
+                         "and sum to less than 1")
+    frame = frame.sort_values("image_id").reset_index(drop=True)
+    split = np.full(len(frame), "train", dtype=object)
+    if strategy == "grouped":
+        test = _grouped_holdout(frame, test_fraction, seed)
+        rest = np.flatnonzero(~test)
+        val = _grouped_holdout(frame.iloc[rest], val_fraction / (1 - test_fraction), seed + 1)
+        split[test] = "test"
+        split[rest[val]] = "val"
+    else:
+        index = np.arange(len(frame))
+        rest, test = train_test_split(index, test_size=test_fraction, stratify=frame["dx"], random_state=seed)
+        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction),
+                                      stratify=frame["dx"].iloc[rest], random_state=seed + 1)
+        split[test] = "test"
+        split[val] = "val"
+    return frame.assign(split=split)[MANIFEST_COLUMNS]
+
+
+def lesions_crossing(manifest: pd.DataFrame) -> int:
+    """How many lesions have images in more than one split (0 for an honest split)."""
+    return int((manifest.groupby("lesion_id")["split"].nunique() > 1).sum())
+
+
+def split_summary(manifest: pd.DataFrame) -> dict[str, int]:
+    """Counts per split and the number of lesions crossing split boundaries."""
+    counts = manifest["split"].value_counts()
+    summary = {f"n_{name}": int(counts.get(name, 0)) for name in SPLITS}
+    summary["lesions_crossing_splits"] = lesions_crossing(manifest)
+    return summary
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a split manifest CSV, checking its columns and split names."""
+    manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
+    if missing:
+        raise ValueError(f"{path}: not a split manifest, missing column(s) {missing}")
+    bad = sorted(set(manifest["split"]) - set(SPLITS))
+    if bad:
+        raise ValueError(f"{path}: unknown split name(s) {bad}; expected {SPLITS}")
+    return manifest
+
+
+def manifest_digest(manifest: pd.DataFrame) -> str:
+    """sha256 of the manifest's canonical CSV form: identifies a split exactly."""
+    canonical = manifest[MANIFEST_COLUMNS].sort_values("image_id").to_csv(index=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training") -> dict[str, int]:
+    """Log the split to the active MLflow run: manifest CSV artifact, dataset input, counts and lesion overlap."""
+    import mlflow
+
+    summary = split_summary(manifest)
+    mlflow.log_text(manifest.to_csv(index=False), "split/manifest.csv")
+    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(manifest, source=Path(data_dir).resolve().as_uri(), targets="dx",
+                                          name=f"ham10000-{manifest_digest(manifest)[:12]}")
+    mlflow.log_input(dataset, context=context)
+    mlflow.log_metrics({f"split_{k}": v for k, v in summary.items()})
+    mlflow.set_tag("skinml.manifest_sha256", manifest_digest(manifest))
+    return summary
+
+
+def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped", seed: int = 42,
+              val_fraction: float = 0.15, test_fraction: float = 0.15, experiment: str = "skinml",
+              parent_run_id: str | None = None) -> dict:
+    """The split stage: validate the folder, split it, write the manifest CSV and log it; returns a summary."""
+    import mlflow
+
+    from skinml.data.dataset import load_dataset
+    from skinml.tracking import stage_run
+
+    with stage_run("split", experiment, parent_run_id) as run:
+        mlflow.log_params({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
+                           "val_fraction": val_fraction, "test_fraction": test_fraction})
+        manifest = make_split(load_dataset(data_dir), strategy, val_fraction, test_fraction, seed)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        manifest.to_csv(output, index=False)
+        summary = log_manifest(manifest, data_dir)
+        return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary}

@@ -1,0 +1,78 @@
+"""Evaluation: metrics, report and plots of a logged model on a run's test split or any labelled folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+from skinml import CLASSES
+from skinml.config import DEFAULT_EXPERIMENT, AugmentConfig
+from skinml.data.dataset import load_dataset
+from skinml.data.split import lesions_crossing, manifest_digest, read_manifest
+from skinml.features import FeatureCache, extract_features
+from skinml.metrics import classification_metrics, flat_metrics, report_text
+from skinml.model import split_classifier
+from skinml.plots import confusion_matrices, roc_curves
+from skinml.serving import load_keras_model
+from skinml.tracking import download_run_artifact, dump_json, stage_run
+
+
+def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = None) -> np.ndarray:
+    """Class probabilities for image files; the frozen extractor's features come from the feature cache."""
+    extractor, head = split_classifier(classifier)
+    features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)[:, 0]
+    return np.asarray(head.predict(features, verbose=0, batch_size=256))
+
+
+def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The labelled images to evaluate on, and tags describing them.
+
+    With `data_dir`: every image of that folder (HAM10000 layout or ISIC 2018 one-hot form). Without: the `split`
+    part of the manifest logged by the run that trained the model, read from that run's data folder.
+    """
+    if data_dir is not None:
+        frame = load_dataset(data_dir)
+        return frame, {"skinml.eval_data": str(Path(data_dir).resolve()), "skinml.eval_split": "whole folder"}
+    run_id = mlflow.models.get_model_info(model_uri).run_id
+    if not run_id:
+        raise ValueError(f"{model_uri} records no training run: pass --data-dir")
+    manifest = read_manifest(download_run_artifact(run_id, "split/manifest.csv"))
+    train_data_dir = mlflow.get_run(run_id).data.params["data_dir"]
+    frame = load_dataset(train_data_dir)
+    part = manifest[manifest["split"] == split].merge(frame[["image_id", "path"]], on="image_id")
+    tags = {"skinml.eval_data": train_data_dir, "skinml.eval_split": split,
+            "skinml.manifest_sha256": manifest_digest(manifest), "skinml.train_run_id": run_id,
+            "skinml.lesions_crossing_splits": str(lesions_crossing(manifest))}
+    return part, tags
+
+
+def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "test",
+             experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
+             cache: FeatureCache | None = None, output: str | Path | None = None) -> dict:
+    """Evaluate a logged skinml model, log metrics/plots/report to MLflow, return the metrics dict."""
+    with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri}) as run:
+        data, tags = evaluation_set(model_uri, data_dir, split)
+        if data.empty:
+            raise ValueError(f"nothing to evaluate: the {split} split of {model_uri}'s run is empty")
+        mlflow.set_tags(tags)
+        classifier = load_keras_model(model_uri)
+        probs = predict_paths(classifier, data["path"].tolist(), cache)
+        y_true = data["dx"].map(CLASSES.index).to_numpy()
+        metrics = classification_metrics(y_true, probs)
+        mlflow.log_metrics(flat_metrics(metrics, "test"))
+        mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1)), "plots/confusion_matrix.png")
+        mlflow.log_figure(roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
+                          "plots/roc_curves.png")
+        mlflow.log_text(report_text(y_true, probs), "report/classification_report.txt")
+        mlflow.log_dict(metrics, "report/metrics.json")
+        predictions = pd.DataFrame(probs, columns=list(CLASSES)).assign(
+            image_id=data["image_id"].to_numpy(), dx=data["dx"].to_numpy(),
+            predicted=[CLASSES[k] for k in probs.argmax(axis=1)])
+        mlflow.log_text(predictions.to_csv(index=False), "report/predictions.csv")
+        result = {**metrics, "run_id": run.info.run_id, "model_uri": model_uri, **{k.split(".", 1)[1]: v
+                                                                                 for k, v in tags.items()}}
+        dump_json(result, output)
+        return result

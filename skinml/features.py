@@ -1,0 +1,149 @@
+"""Content-addressed cache of frozen-backbone features.
+
+An entry's key covers the image bytes, the feature extractor (architecture, input size, preprocessing, every
+weight) and the view (plain, or augmented view k of a given augmentation and seed). Any change of an ingredient
+gives a new key; entries are written atomically and carry a checksum, so a half-written or corrupted entry is
+never used: it is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from skinml.config import AugmentConfig
+
+MAGIC = b"SKF1"
+HEADER = struct.Struct("<4sI")
+CHECKSUM_BYTES = 32
+
+
+def default_cache_dir() -> Path:
+    """$SKINML_CACHE_DIR, else the user's cache folder (~/.cache/skinml/features)."""
+    if os.environ.get("SKINML_CACHE_DIR"):
+        return Path(os.environ["SKINML_CACHE_DIR"]).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "skinml" / "features"
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def view_name(view: int, augment: AugmentConfig, seed: int) -> str:
+    """Stable description of a view: 0 is the plain image, k >= 1 an augmented view."""
+    return "plain" if view == 0 else f"aug[{augment.describe()}]seed={seed}/view={view}"
+
+
+@dataclass(frozen=True)
+class FeatureCache:
+    """Feature vectors on disk, one file per (image, extractor, view) key."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> FeatureCache:
+        return cls(default_cache_dir())
+
+    @staticmethod
+    def key(image_digest: str, extractor_fingerprint: str, view: str) -> str:
+        return hashlib.sha256(f"{image_digest}|{extractor_fingerprint}|{view}".encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.feat"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached vector, or None when absent, truncated or corrupted (a bad entry is removed)."""
+        path = self.path(key)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if len(blob) >= HEADER.size + CHECKSUM_BYTES:
+            magic, dim = HEADER.unpack_from(blob)
+            payload, checksum = blob[:-CHECKSUM_BYTES], blob[-CHECKSUM_BYTES:]
+            if (magic == MAGIC and len(payload) == HEADER.size + 4 * dim
+                    and hashlib.sha256(payload).digest() == checksum):
+                return np.frombuffer(payload, dtype="<f4", offset=HEADER.size)
+        path.unlink(missing_ok=True)
+        return None
+
+    def put(self, key: str, vector: np.ndarray) -> None:
+        """Write an entry atomically (temp file + rename): readers see the whole entry or none."""
+        vector = np.ascontiguousarray(vector, dtype="<f4")
+        payload = HEADER.pack(MAGIC, vector.size) + vector.tobytes()
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload + hashlib.sha256(payload).digest())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def info(self) -> dict[str, int | str]:
+        """Where the cache is, how many entries it holds and their total size."""
+        files = list(self.root.glob("*/*.feat")) if self.root.exists() else []
+        return {"path": str(self.root), "entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+    def clear(self) -> int:
+        """Delete every entry; returns how many there were."""
+        count = int(self.info()["entries"])
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        return count
+
+
+def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
+                     cache: FeatureCache | None = None, batch_size: int = 64,
+                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Features of each image for each view, shape (len(paths), len(views), dim), computed only where not cached.
+
+    Each image is decoded and resized once; its missing views are computed from that one decoded copy.
+    """
+    from skinml.data.augment import augmented_views
+    from skinml.data.pipeline import image_dataset
+    from skinml.model import extractor_fingerprint
+
+    cache = cache or FeatureCache.default()
+    fingerprint = extractor_fingerprint(extractor)
+    digests = [file_digest(p) for p in paths]
+    dim = int(extractor.output_shape[-1])
+    out = np.zeros((len(paths), len(views), dim), dtype=np.float32)
+    keys = [[cache.key(d, fingerprint, view_name(v, augment, seed)) for v in views] for d in digests]
+    todo: list[int] = []
+    for i, image_keys in enumerate(keys):
+        for j, key in enumerate(image_keys):
+            vector = cache.get(key)
+            if vector is None or vector.size != dim:
+                todo.append(i)
+                break
+            out[i, j] = vector
+    if not todo:
+        return out
+    image_size = int(extractor.input_shape[1])
+    done = 0
+    for batch_number, images in enumerate(image_dataset([paths[i] for i in todo], image_size, batch_size)):
+        rows = todo[batch_number * batch_size: batch_number * batch_size + len(images)]
+        images = images.numpy()
+        for j, view in enumerate(views):
+            batch = images if view == 0 else augmented_views(images, [digests[i] for i in rows], augment, seed, view)
+            vectors = np.asarray(extractor.predict_on_batch(batch))
+            for row, vector in zip(rows, vectors):
+                out[row, j] = vector
+                cache.put(keys[row][j], vector)
+        done += len(rows)
+        if progress:
+            progress(done, len(todo))
+    return out

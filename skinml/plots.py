@@ -1,0 +1,58 @@
+"""Evaluation and training plots (matplotlib/seaborn figures; the caller logs and closes them)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import seaborn as sns  # noqa: E402
+from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
+
+from skinml import CLASSES  # noqa: E402
+
+
+def training_curves(history: dict[str, list[float]]) -> plt.Figure:
+    """Accuracy and loss per epoch, train vs validation."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric in zip(axes, ("accuracy", "loss")):
+        for split in ("train", "val"):
+            values = history.get(f"{split}_{metric}")
+            if values:
+                ax.plot(range(1, len(values) + 1), values, marker="o", label=split)
+        ax.set(title=f"{metric} per epoch", xlabel="epoch", ylabel=metric)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> plt.Figure:
+    """Confusion matrix as counts and row-normalised (recall on the diagonal)."""
+    counts = confusion_matrix(y_true, y_pred, labels=range(len(CLASSES)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = counts / counts.sum(axis=1, keepdims=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", ax=axes[0], xticklabels=CLASSES, yticklabels=CLASSES)
+    sns.heatmap(np.nan_to_num(normalised), annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=axes[1],
+                xticklabels=CLASSES, yticklabels=CLASSES)
+    for ax, title in zip(axes, ("counts", "row-normalised (recall)")):
+        ax.set(title=f"Confusion matrix, {title}", xlabel="predicted", ylabel="true")
+    fig.tight_layout()
+    return fig
+
+
+def roc_curves(y_true: np.ndarray, probs: np.ndarray, aucs: dict[str, float]) -> plt.Figure:
+    """One-vs-rest ROC curve per class, AUC in the legend."""
+    fig, ax = plt.subplots(figsize=(6.5, 6))
+    for k, name in enumerate(CLASSES):
+        positives = y_true == k
+        if positives.any() and not positives.all():
+            fpr, tpr, _ = roc_curve(positives, probs[:, k])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {aucs[name]:.3f})")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set(title="ROC per class (one-vs-rest)", xlabel="false positive rate", ylabel="true positive rate")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig

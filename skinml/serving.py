@@ -1,0 +1,127 @@
+"""The MLflow pyfunc model that takes images: a DataFrame column `image` of base64 JPEG/PNG (or raw bytes) in,
+the 7 class probabilities (named by class) and the predicted `label` out. Resizing and preprocessing live inside."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import tempfile
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.types import ColSpec, Schema
+
+import skinml
+from skinml import CLASSES
+
+MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+IMAGE_COLUMN = "image"
+
+
+class InvalidImageError(MlflowException):
+    """A request row that is not a usable image (served as HTTP 400)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+
+def image_bytes(value: object, row: int) -> bytes:
+    """The raw image bytes of one request value (base64 text or bytes), checked to be a decodable-size image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        try:
+            data = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImageError(f"row {row}: '{IMAGE_COLUMN}' is not valid base64") from None
+    else:
+        raise InvalidImageError(f"row {row}: '{IMAGE_COLUMN}' must be base64 text, got {type(value).__name__}")
+    if not data:
+        raise InvalidImageError(f"row {row}: '{IMAGE_COLUMN}' is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            kind = image.format
+    except (UnidentifiedImageError, OSError):
+        raise InvalidImageError(f"row {row}: not a JPEG/PNG image") from None
+    if kind not in ("JPEG", "PNG"):
+        raise InvalidImageError(f"row {row}: image format {kind} is not supported (send JPEG or PNG)")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(f"row {row}: image of {width}x{height} pixels is too large "
+                                f"(limit {MAX_IMAGE_PIXELS} pixels)")
+    return data
+
+
+class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around the Keras classifier saved as the `keras_model` artifact."""
+
+    def load_context(self, context) -> None:
+        import keras
+
+        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
+        self.image_size = int(self.model.input_shape[1])
+
+    def predict_images(self, images: list[bytes]) -> np.ndarray:
+        """Class probabilities for raw image bytes, shape (n, 7); all images of a call in one batch."""
+        from skinml.data.pipeline import decode_and_resize
+
+        try:
+            batch = np.stack([decode_and_resize(data, self.image_size).numpy() for data in images])
+        except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
+            raise InvalidImageError(f"an image could not be decoded ({type(exc).__name__})") from None
+        return np.asarray(self.model.predict_on_batch(batch))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input.columns:
+            raise InvalidImageError(f"input must have a column '{IMAGE_COLUMN}' of base64-encoded JPEG/PNG bytes")
+        if len(model_input) == 0:
+            raise InvalidImageError("no images in the request")
+        images = [image_bytes(value, row) for row, value in enumerate(model_input[IMAGE_COLUMN])]
+        probs = self.predict_images(images)
+        result = pd.DataFrame(probs.astype(np.float64), columns=list(CLASSES))
+        result["label"] = [CLASSES[k] for k in probs.argmax(axis=1)]
+        return result
+
+
+SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
+    outputs=Schema([ColSpec("double", name) for name in CLASSES] + [ColSpec("string", "label")]),
+)
+
+
+def pip_requirements() -> list[str]:
+    import keras
+    import PIL
+    import tensorflow as tf
+
+    return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}",
+            f"pillow=={PIL.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+
+
+def log_classifier(model, name: str = "model", registered_model_name: str | None = None):
+    """Log the Keras classifier as a pyfunc model in the active run; returns MLflow's ModelInfo."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "classifier.keras"
+        model.save(path)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=SkinLesionClassifier(),
+            artifacts={"keras_model": str(path)},
+            signature=SIGNATURE,
+            pip_requirements=pip_requirements(),
+            code_paths=[str(Path(skinml.__file__).parent)],
+            registered_model_name=registered_model_name,
+        )
+
+
+def load_keras_model(model_uri: str):
+    """The Keras classifier inside a logged skinml pyfunc model."""
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model

@@ -1,0 +1,53 @@
+"""MLflow run handling shared by the stages: one experiment per purpose, stage runs nested under a parent.
+
+Tracking honours MLFLOW_TRACKING_URI; when unset, MLflow's own default (a SQLite file in the working folder).
+A run whose body raises is ended FAILED (mlflow.start_run's context manager does that).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from skinml.config import DEFAULT_EXPERIMENT
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
+              tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start (or resume, under `mlflow run`) the MLflow run of one stage, nested under `parent_run_id` if given."""
+    tags = {"skinml.stage": stage, **(tags or {})}
+    active = mlflow.active_run()
+    if parent_run_id:
+        experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+        nested = active is not None and active.info.run_id == parent_run_id
+        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, nested=nested,
+                              parent_run_id=parent_run_id, tags=tags) as run:
+            yield run
+    elif active is not None:  # the caller already opened a run for this stage
+        mlflow.set_tags(tags)
+        yield active
+    else:
+        if not mlflow.environment_variables.MLFLOW_RUN_ID.get():
+            mlflow.set_experiment(experiment)
+        with mlflow.start_run(run_name=stage, tags=tags) as run:
+            yield run
+
+
+def download_run_artifact(run_id: str, artifact_path: str) -> Path:
+    """Download one artifact of a run to a temporary folder and return its local path."""
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                                    dst_path=tempfile.mkdtemp(prefix="skinml-")))
+
+
+def dump_json(data: Any, path: str | Path | None) -> None:
+    """Write JSON to `path` (no-op when None)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))

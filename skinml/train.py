@@ -1,0 +1,149 @@
+"""Training: MobileNetV2 transfer learning, tracked in MLflow.
+
+With a frozen backbone (all presets today) the default path trains the head on cached backbone features: each
+image's features are computed once per view and reused; each epoch draws one of `cached_views` augmented views per
+training image. `feature_cache=False` trains the plain Keras way, backbone in the loop, augmenting on the fly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+
+from skinml import CLASSES
+from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
+from skinml.data.augment import augmentation_layers
+from skinml.data.dataset import load_dataset
+from skinml.data.pipeline import image_dataset
+from skinml.data.split import log_manifest, make_split, read_manifest
+from skinml.features import FeatureCache, extract_features
+from skinml.metrics import classification_metrics
+from skinml.model import build_classifier, build_feature_extractor, build_head
+from skinml.plots import training_curves
+from skinml.serving import log_classifier
+from skinml.tracking import dump_json, stage_run
+
+log = logging.getLogger(__name__)
+
+
+def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, strategy: str, seed: int
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The validated data folder joined with its split manifest (made here when not given)."""
+    frame = load_dataset(data_dir)
+    if manifest is None:
+        manifest = make_split(frame, strategy=strategy, seed=seed)
+    missing = sorted(set(manifest["image_id"]) - set(frame["image_id"]))
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) of the split manifest are not in {data_dir}: {missing[:10]}")
+    joined = manifest.merge(frame[["image_id", "path"]], on="image_id", how="left")
+    joined["label"] = joined["dx"].map(CLASSES.index)
+    return joined, manifest
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Validation loss/accuracy/balanced accuracy at each epoch end, logged with the train metrics to MLflow."""
+
+    def __init__(self, val_inputs, val_labels: np.ndarray, history: dict[str, list[float]],
+                 predictor: keras.Model | None = None):
+        super().__init__()
+        self.val_inputs, self.val_labels, self.history = val_inputs, val_labels, history
+        self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        probs = np.asarray((self.predictor or self.model).predict(self.val_inputs, verbose=0))
+        picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
+        val = classification_metrics(self.val_labels, probs)
+        metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
+                   "val_loss": float(-np.log(picked).mean()), "val_accuracy": val["accuracy"],
+                   "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_auc": val["macro_auc"]}
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append(float(value))
+        mlflow.log_metrics(metrics, step=epoch + 1)
+        log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
+
+
+def compile_for_training(model: keras.Model, config: TrainConfig) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+
+
+def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
+                         callbacks: list[keras.callbacks.Callback]) -> None:
+    """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, dim))."""
+    compile_for_training(head, config)
+    rng = np.random.default_rng(config.seed)
+    targets = keras.utils.to_categorical(train_labels, len(CLASSES))
+    n, n_views = train_views.shape[:2]
+    for epoch in range(config.epochs):
+        x = train_views[np.arange(n), rng.integers(n_views, size=n)]
+        head.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
+                 verbose=0, callbacks=callbacks)
+
+
+def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None,
+                     history: dict[str, list[float]]) -> keras.Model:
+    """Frozen-backbone training from the feature cache; returns the whole classifier."""
+    extractor = build_feature_extractor(config.image_size, config.weights, config.alpha)
+    train, val = data[data["split"] == "train"], data[data["split"] == "val"]
+    views = list(range(1, config.cached_views + 1)) if config.augment.enabled and config.cached_views else [0]
+    started = time.perf_counter()
+    train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed, cache)
+    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed, cache)[:, 0]
+    mlflow.log_metric("feature_seconds", time.perf_counter() - started)
+    head = build_head(int(extractor.output_shape[-1]), config.dropout, config.seed)
+    callback = EpochMetrics(val_x, val["label"].to_numpy(), history)
+    fit_head_on_features(head, train_x, train["label"].to_numpy(), config, [callback])
+    return build_classifier(extractor, head)
+
+
+def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str, list[float]]) -> keras.Model:
+    """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the whole classifier."""
+    extractor = build_feature_extractor(config.image_size, config.weights, config.alpha)
+    head = build_head(int(extractor.output_shape[-1]), config.dropout, config.seed)
+    classifier = build_classifier(extractor, head)
+    trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
+        if config.augment.enabled else classifier
+    compile_for_training(trainer, config)
+    train, val = data[data["split"] == "train"], data[data["split"] == "val"]
+    targets = keras.utils.to_categorical(train["label"].to_numpy(), len(CLASSES))
+    train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
+                             shuffle_seed=config.seed)
+    val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
+    callback = EpochMetrics(val_ds, val["label"].to_numpy(), history, predictor=classifier)
+    trainer.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[callback])
+    return classifier
+
+
+def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path | None = None,
+          split_strategy: str = "grouped", experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
+          cache: FeatureCache | None = None, output: str | Path | None = None) -> dict:
+    """Train a classifier and log everything to MLflow; returns {run_id, model_uri, metrics, ...}."""
+    keras.utils.set_random_seed(config.seed)
+    with stage_run("train", experiment, parent_run_id) as run:
+        started = time.perf_counter()
+        mlflow.log_params({**config.params(), "data_dir": str(Path(data_dir).resolve()),
+                           "split_strategy": "manifest" if manifest_path else split_strategy})
+        manifest = read_manifest(manifest_path) if manifest_path else None
+        data, manifest = labelled_split(data_dir, manifest, split_strategy, config.seed)
+        log_manifest(manifest, data_dir)
+        history: dict[str, list[float]] = {}
+        if config.feature_cache:
+            classifier = train_with_cache(config, data, cache, history)
+        else:
+            classifier = train_end_to_end(config, data, history)
+        mlflow.log_figure(training_curves(history), "plots/training_curves.png")
+        model_info = log_classifier(classifier)
+        train_seconds = time.perf_counter() - started
+        final = {name: values[-1] for name, values in history.items()}
+        mlflow.log_metric("train_seconds", train_seconds)
+        result = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
+                  "runs_model_uri": f"runs:/{run.info.run_id}/model", "metrics": final,
+                  "train_seconds": train_seconds, "config": config.params()}
+        dump_json(result, output)
+        return result
