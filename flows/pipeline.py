@@ -19,7 +19,7 @@ from skinml.data.download import download_ham10000
 from skinml.data.split import run_split
 from skinml.evaluate import evaluate
 from skinml.metrics import flat_metrics
-from skinml.tracking import dump_json, stage_run
+from skinml.tracking import dump_json, log_params_once, stage_run
 from skinml.train import train
 
 
@@ -55,10 +55,9 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
     logger = get_run_logger()
     with stage_run("pipeline", experiment) as parent:
         parent_id = parent.info.run_id
-        mlflow.log_params({"preset": preset_name, "split_strategy": split_strategy,
-                           **{k: v for k, v in preset(preset_name).replace(**overrides).params().items()}})
+        log_params_once({**preset(preset_name).replace(**overrides).params(), "split_strategy": split_strategy})
         folder = download(data_dir)
-        mlflow.log_param("data_dir", str(Path(folder).resolve()))
+        log_params_once({"data_dir": str(Path(folder).resolve())})
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-split-")) / "manifest.csv")
         split_summary = split(folder, manifest, split_strategy, overrides.get("seed", 42), experiment, parent_id)
         logger.info("split: %s", split_summary)

@@ -40,6 +40,17 @@ def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: s
             yield run
 
 
+def log_params_once(params: dict[str, Any]) -> None:
+    """Log params to the active run, leaving alone keys already logged there.
+
+    Under `mlflow run`, MLflow has already logged the entry point's parameters as given (empty meaning 'the
+    preset's value') and MLflow forbids changing them. Train runs also log the resolved values as `config.json`.
+    """
+    run = mlflow.active_run()
+    existing = mlflow.get_run(run.info.run_id).data.params if run else {}
+    mlflow.log_params({k: v for k, v in params.items() if k not in existing})
+
+
 def download_run_artifact(run_id: str, artifact_path: str) -> Path:
     """Download one artifact of a run to a temporary folder and return its local path."""
     return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,

@@ -27,7 +27,7 @@ from skinml.metrics import classification_metrics
 from skinml.model import build_classifier, build_feature_extractor, build_head
 from skinml.plots import training_curves
 from skinml.serving import log_classifier
-from skinml.tracking import dump_json, stage_run
+from skinml.tracking import dump_json, log_params_once, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,10 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
     keras.utils.set_random_seed(config.seed)
     with stage_run("train", experiment, parent_run_id) as run:
         started = time.perf_counter()
-        mlflow.log_params({**config.params(), "data_dir": str(Path(data_dir).resolve()),
-                           "split_strategy": "manifest" if manifest_path else split_strategy})
+        params = {**config.params(), "data_dir": str(Path(data_dir).resolve()),
+                  "split_strategy": "manifest" if manifest_path else split_strategy}
+        log_params_once(params)
+        mlflow.log_dict(params, "config.json")
         manifest = read_manifest(manifest_path) if manifest_path else None
         data, manifest = labelled_split(data_dir, manifest, split_strategy, config.seed)
         log_manifest(manifest, data_dir)

@@ -9,6 +9,7 @@ passes for a complete one.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -85,37 +86,52 @@ def md5_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(server: str, remote: RemoteFile, dest: Path) -> Path:
-    """Download one file to `dest`, resuming a `.part` left by an interrupted transfer, then verify it."""
+def fetch(server: str, remote: RemoteFile, dest: Path, attempts: int = 3) -> Path:
+    """Download one file to `dest`, resuming the `.part` of an interrupted transfer, then verify it."""
     if dest.exists() and (remote.md5 is None or md5_of(dest) == remote.md5):
         return dest
     url = f"{server.rstrip('/')}/api/access/datafile/{remote.file_id}" + ("?format=original" if remote.original
                                                                          else "")
     part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
-    try:
-        with _open(url, headers) as response:
-            resumed = response.status == 206
-            if have and not resumed:
-                log.info("server ignored the Range request for %s: starting over", remote.name)
-            with part.open("ab" if resumed else "wb") as handle:
-                shutil.copyfileobj(response, handle, CHUNK)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and remote.size is not None and have == remote.size:
-            pass  # the .part is already whole
-        else:
-            raise
+    for attempt in range(1, attempts + 1):
+        try:
+            _transfer(url, part, remote)
+            size = part.stat().st_size
+            if remote.size is None or size == remote.size:
+                break
+            raise http.client.IncompleteRead(b"", remote.size - size)
+        except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+            log.warning("%s: transfer cut off (%s), attempt %d of %d", remote.name, exc, attempt, attempts)
+            if attempt == attempts:
+                raise DownloadError(f"{remote.name}: transfer cut off {attempts} times ({exc}); run the "
+                                    "download again to resume from the bytes already saved") from exc
     size = part.stat().st_size
     if remote.size is not None and size != remote.size:
-        raise DownloadError(f"{remote.name}: got {size} bytes, expected {remote.size} (transfer cut off; "
-                            "run the download again to resume)")
+        raise DownloadError(f"{remote.name}: got {size} bytes, expected {remote.size}; run the download "
+                            "again to resume")
     if remote.md5 is not None and md5_of(part) != remote.md5:
         part.unlink()
         raise DownloadError(f"{remote.name}: MD5 checksum mismatch, the file is corrupt and was deleted; "
                             "run the download again")
     os.replace(part, dest)
     return dest
+
+
+def _transfer(url: str, part: Path, remote: RemoteFile) -> None:
+    """Append the missing bytes of `part` (HTTP Range), or start over when the server ignores the range."""
+    have = part.stat().st_size if part.exists() else 0
+    if remote.size is not None and have == remote.size:
+        return
+    if remote.size is not None and have > remote.size:
+        part.unlink()
+        have = 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with _open(url, headers) as response:
+        resumed = response.status == 206
+        if have and not resumed:
+            log.info("server ignored the Range request for %s: starting over", remote.name)
+        with part.open("ab" if resumed else "wb") as handle:
+            shutil.copyfileobj(response, handle, CHUNK)
 
 
 def safe_extract(archive: Path, target: Path) -> None:

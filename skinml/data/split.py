@@ -109,10 +109,10 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
     import mlflow
 
     from skinml.data.dataset import load_dataset
-    from skinml.tracking import stage_run
+    from skinml.tracking import log_params_once, stage_run
 
     with stage_run("split", experiment, parent_run_id) as run:
-        mlflow.log_params({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
+        log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
                            "val_fraction": val_fraction, "test_fraction": test_fraction})
         manifest = make_split(load_dataset(data_dir), strategy, val_fraction, test_fraction, seed)
         Path(output).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,64 @@
+"""Shared fixtures: tiny synthetic data, a calibrated random backbone, and an isolated MLflow/cache per test."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from skinml.data.synthetic import make_synthetic_ham  # noqa: E402
+
+IMAGE_SIZE = 32
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """A HAM10000-layout folder: 7 classes x 12 images (2 per lesion), 64x48 JPEGs."""
+    return make_synthetic_ham(tmp_path_factory.mktemp("ham") / "data", n_per_class=12)
+
+
+@pytest.fixture(scope="session")
+def test_weights(tmp_path_factory, synthetic_dir) -> str:
+    """A MobileNetV2 weights file with random kernels and BatchNorm statistics measured on the synthetic images.
+
+    A randomly initialised, frozen MobileNetV2 (weights=none) outputs features of ~1e-13: its BatchNorm layers
+    assume unit variance that the random kernels do not keep. Measuring the statistics once (one forward pass in
+    training mode with momentum 0) gives informative random features, so a tiny head really learns in tests.
+    """
+    from skinml.data.dataset import load_dataset
+    from skinml.data.pipeline import image_dataset
+
+    keras.utils.set_random_seed(0)
+    paths = load_dataset(synthetic_dir)["path"].tolist()
+    images = np.concatenate([b.numpy() for b in image_dataset(paths, IMAGE_SIZE, 64)])
+    backbone = keras.applications.MobileNetV2(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), include_top=False,
+                                              weights=None)
+    batch_norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in batch_norms:
+        layer.momentum = 0.0
+    backbone(images / 127.5 - 1.0, training=True)
+    path = tmp_path_factory.mktemp("weights") / "calibrated.weights.h5"
+    backbone.save_weights(path)
+    return str(path)
+
+
+@pytest.fixture(autouse=True)
+def isolated_tracking(tmp_path, monkeypatch):
+    """Each test gets its own MLflow store and feature cache, and runs in its own folder."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("SKINML_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    yield
+    while mlflow.active_run():
+        mlflow.end_run()
