@@ -50,9 +50,12 @@ def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
         return str(path)
     fname = imagenet_weights_filename(alpha)
     base = os.environ.get("SKINML_WEIGHTS_URL", KERAS_WEIGHTS_URL)
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    keras_home.mkdir(parents=True, exist_ok=True)  # else get_file falls back to /tmp/.keras
     try:
         return keras.utils.get_file(fname, origin=base.rstrip("/") + "/" + fname,
-                                    file_hash=KNOWN_WEIGHT_HASHES.get(fname), cache_subdir="models")
+                                    file_hash=KNOWN_WEIGHT_HASHES.get(fname), cache_subdir="models",
+                                    cache_dir=str(keras_home))
     except Exception as exc:
         raise WeightsError(
             f"could not download the ImageNet MobileNetV2 weights {fname} from {base} ({exc}). Offline? "

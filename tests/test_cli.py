@@ -1,0 +1,69 @@
+"""The `skinml` command and the MLproject entry points, run as a user would."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from skinml.cli import main
+from skinml.mlproject import drop_empty_options
+
+from .conftest import IMAGE_SIZE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_then_evaluate_from_the_command_line(synthetic_dir, test_weights, tmp_path, capsys):
+    assert main(["train", "--data-dir", str(synthetic_dir), "--weights", test_weights, "--image-size",
+                 str(IMAGE_SIZE), "--epochs", "2", "--cached-views", "1", "--output", "train.json"]) == 0
+    trained = json.loads(Path("train.json").read_text())
+    assert {"run_id", "model_uri", "metrics"} <= set(trained)
+    assert main(["evaluate", "--model-uri", trained["model_uri"], "--output", "eval.json"]) == 0
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "per_class"} <= set(
+        json.loads(Path("eval.json").read_text()))
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] > 0
+
+
+def test_split_command_writes_manifest(synthetic_dir, capsys):
+    assert main(["split", "--data-dir", str(synthetic_dir), "--output", "m.csv", "--strategy", "random"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert Path("m.csv").exists() and summary["lesions_crossing_splits"] > 0
+
+
+def test_bad_data_gives_exit_code_2_and_names_the_problem(tmp_path, capsys):
+    (tmp_path / "nothing").mkdir()
+    assert main(["train", "--data-dir", str(tmp_path / "nothing"), "--weights", "none"]) == 2
+    assert "no metadata CSV" in capsys.readouterr().err
+
+
+def test_missing_weights_file_is_a_clear_error(synthetic_dir, capsys):
+    assert main(["train", "--data-dir", str(synthetic_dir), "--weights", "/no/such/weights.h5"]) == 2
+    assert "weights file /no/such/weights.h5 does not exist" in capsys.readouterr().err
+
+
+def test_mlproject_drops_unset_parameters():
+    assert drop_empty_options(["train", "--epochs", "", "--dropout", "0.3", "--data-dir", ""]) == \
+        ["train", "--dropout", "0.3"]
+
+
+@pytest.mark.slow
+def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
+    """`mlflow run . --env-manager local -P data_dir=... -P weights=... -P epochs=2`, as the README says."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local",
+               "--experiment-name", "skinml", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
+               "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = mlflow.search_runs(experiment_names=["skinml"])
+    assert set(runs["status"]) == {"FINISHED"}
+    assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "split", "train"]
+    train_run = runs[runs["tags.skinml.stage"] == "train"].iloc[0]
+    assert train_run["params.epochs"] == "2"
