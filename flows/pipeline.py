@@ -19,6 +19,7 @@ from skinml.data.download import download_ham10000
 from skinml.data.split import run_split
 from skinml.evaluate import evaluate
 from skinml.metrics import flat_metrics
+from skinml.registry import DEFAULT_MODEL_NAME, promote, register
 from skinml.tracking import dump_json, log_params_once, stage_run
 from skinml.train import train
 
@@ -46,11 +47,26 @@ def evaluate_model(model_uri: str, experiment: str, parent_run_id: str) -> dict:
     return evaluate(model_uri, experiment=experiment, parent_run_id=parent_run_id)
 
 
+@task(cache_policy=NO_CACHE)
+def register_model(model_uri: str, model_name: str, metrics: dict) -> dict:
+    return register(model_uri, model_name, metrics)
+
+
+@task(cache_policy=NO_CACHE)
+def promote_challenger(model_name: str, margin: float, experiment: str, parent_run_id: str) -> dict:
+    return promote(model_name, margin, experiment, parent_run_id)
+
+
 @flow(name="pipeline", log_prints=True)
 def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", overrides: dict | None = None,
                   split_strategy: str = "grouped", experiment: str = DEFAULT_EXPERIMENT,
-                  output: str | None = None) -> dict:
-    """Run every stage; returns {parent_run_id, data_dir, split, train, evaluate}."""
+                  output: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
+                  promotion_margin: float = 0.0) -> dict:
+    """Run every stage; returns {parent_run_id, data_dir, split, train, evaluate, registry}.
+
+    With a `model_name` (the default), the model is registered as the new `challenger` and the promotion rule
+    runs; `model_name=None` skips the registry.
+    """
     overrides = overrides or {}
     logger = get_run_logger()
     with stage_run("pipeline", experiment) as parent:
@@ -69,19 +85,26 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         mlflow.set_tags({"skinml.model_uri": trained["model_uri"], "skinml.train_run_id": trained["run_id"]})
         result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary,
                   "train": {k: trained[k] for k in ("run_id", "model_uri", "metrics", "train_seconds")},
-                  "evaluate": {k: v for k, v in evaluated.items()}}
+                  "evaluate": evaluated}
+        if model_name:
+            result["registry"] = register_model(trained["model_uri"], model_name,
+                                                {k: evaluated[k] for k in ("balanced_accuracy", "macro_auc")})
+            result["promotion"] = promote_challenger(model_name, promotion_margin, experiment, parent_id)
+            logger.info("registered %s, promotion: %s", result["registry"], result["promotion"]["reason"])
         dump_json(result, output)
         return result
 
 
 def pipeline(data_dir: str | None, config: TrainConfig, split_strategy: str = "grouped",
-             experiment: str = DEFAULT_EXPERIMENT, output: str | None = None) -> dict:
+             experiment: str = DEFAULT_EXPERIMENT, output: str | None = None,
+             model_name: str | None = DEFAULT_MODEL_NAME, promotion_margin: float = 0.0) -> dict:
     """Run the pipeline flow for a training configuration (the changes from its preset travel as flow parameters)."""
     base = preset(config.preset)
     overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                  if f.name not in ("preset", "augment") and getattr(config, f.name) != getattr(base, f.name)}
     return pipeline_flow(data_dir=data_dir, preset_name=config.preset, overrides=overrides,
-                         split_strategy=split_strategy, experiment=experiment, output=output)
+                         split_strategy=split_strategy, experiment=experiment, output=output,
+                         model_name=model_name, promotion_margin=promotion_margin)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, cache)."""
+"""The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, promote, predict,
+cache)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,25 @@ def cmd_pipeline(args: argparse.Namespace) -> dict:
                     experiment=args.experiment, output=args.output)
 
 
+def cmd_promote(args: argparse.Namespace) -> dict:
+    from skinml.registry import promote
+
+    return promote(args.name, args.margin, args.experiment)
+
+
+def cmd_predict(args: argparse.Namespace) -> dict | None:
+    import pandas as pd
+
+    from skinml.serving import predict_files
+
+    table = predict_files(args.model_uri, args.images)
+    if args.json:
+        return {"model_uri": args.model_uri, "predictions": table.to_dict(orient="records")}
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
+        print(table.to_string(index=False))
+    return None
+
+
 def cmd_cache(args: argparse.Namespace) -> dict:
     from skinml.features import FeatureCache
 
@@ -122,6 +142,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the pipeline summary JSON here")
     p.set_defaults(func=cmd_pipeline)
 
+    p = sub.add_parser("promote", help="evaluate challenger vs champion on the champion's test split; promote")
+    p.add_argument("--name", default="skinml", help="registered model name")
+    p.add_argument("--margin", type=float, default=0.0, help="balanced-accuracy gain needed to promote")
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("predict", help="classify image files with a logged or registered model")
+    p.add_argument("images", nargs="+", help="JPEG/PNG files")
+    p.add_argument("--model-uri", default="models:/skinml@champion")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("cache", help="feature cache: info | clear")
     p.add_argument("action", choices=["info", "clear"])
     p.set_defaults(func=cmd_cache)
@@ -135,16 +167,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("skinml").setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from skinml.data.dataset import DataValidationError
     from skinml.data.download import DownloadError
     from skinml.model import WeightsError
+    from skinml.serving import InvalidImageError
 
     try:
         result = args.func(args)
-    except (DataValidationError, DownloadError, WeightsError, ValueError, FileNotFoundError) as exc:
+    except (DataValidationError, DownloadError, WeightsError, InvalidImageError, ValueError,
+            FileNotFoundError) as exc:
         print(f"skinml {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str))
+    if result is not None:
+        print(json.dumps(result, indent=2, default=str))
     return 0
 
 

@@ -27,34 +27,48 @@ def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = Non
     return np.asarray(head.predict(features, verbose=0, batch_size=256))
 
 
-def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str) -> tuple[pd.DataFrame, dict[str, str]]:
+def training_run_id(model_uri: str) -> str:
+    """The run that trained (logged) a model."""
+    run_id = mlflow.models.get_model_info(model_uri).run_id
+    if not run_id:
+        raise ValueError(f"{model_uri} records no training run")
+    return run_id
+
+
+def run_manifest(run_id: str) -> pd.DataFrame:
+    """The split manifest a training run logged."""
+    return read_manifest(download_run_artifact(run_id, "split/manifest.csv"))
+
+
+def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str, manifest_run_id: str | None = None
+                   ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The labelled images to evaluate on, and tags describing them.
 
     With `data_dir`: every image of that folder (HAM10000 layout or ISIC 2018 one-hot form). Without: the `split`
-    part of the manifest logged by the run that trained the model, read from that run's data folder.
+    part of the manifest logged by the run that trained the model (or by `manifest_run_id`, to compare models on
+    one split), read from that run's data folder.
     """
     if data_dir is not None:
         frame = load_dataset(data_dir)
         return frame, {"skinml.eval_data": str(Path(data_dir).resolve()), "skinml.eval_split": "whole folder"}
-    run_id = mlflow.models.get_model_info(model_uri).run_id
-    if not run_id:
-        raise ValueError(f"{model_uri} records no training run: pass --data-dir")
-    manifest = read_manifest(download_run_artifact(run_id, "split/manifest.csv"))
+    run_id = manifest_run_id or training_run_id(model_uri)
+    manifest = run_manifest(run_id)
     train_data_dir = mlflow.get_run(run_id).data.params["data_dir"]
     frame = load_dataset(train_data_dir)
     part = manifest[manifest["split"] == split].merge(frame[["image_id", "path"]], on="image_id")
     tags = {"skinml.eval_data": train_data_dir, "skinml.eval_split": split,
-            "skinml.manifest_sha256": manifest_digest(manifest), "skinml.train_run_id": run_id,
+            "skinml.manifest_sha256": manifest_digest(manifest), "skinml.manifest_run_id": run_id,
             "skinml.lesions_crossing_splits": str(lesions_crossing(manifest))}
     return part, tags
 
 
 def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "test",
              experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
-             cache: FeatureCache | None = None, output: str | Path | None = None) -> dict:
+             cache: FeatureCache | None = None, output: str | Path | None = None,
+             manifest_run_id: str | None = None) -> dict:
     """Evaluate a logged skinml model, log metrics/plots/report to MLflow, return the metrics dict."""
     with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri}) as run:
-        data, tags = evaluation_set(model_uri, data_dir, split)
+        data, tags = evaluation_set(model_uri, data_dir, split, manifest_run_id)
         if data.empty:
             raise ValueError(f"nothing to evaluate: the {split} split of {model_uri}'s run is empty")
         mlflow.set_tags(tags)

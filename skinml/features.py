@@ -9,11 +9,12 @@ never used: it is recomputed.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import struct
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from skinml.config import AugmentConfig
 MAGIC = b"SKF1"
 HEADER = struct.Struct("<4sI")
 CHECKSUM_BYTES = 32
+log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -106,8 +108,7 @@ class FeatureCache:
 
 
 def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
-                     cache: FeatureCache | None = None, batch_size: int = 64,
-                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                     cache: FeatureCache | None = None, batch_size: int = 64) -> np.ndarray:
     """Features of each image for each view, shape (len(paths), len(views), dim), computed only where not cached.
 
     Each image is decoded and resized once; its missing views are computed from that one decoded copy.
@@ -130,6 +131,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
                 todo.append(i)
                 break
             out[i, j] = vector
+    log.info("features: %d of %d images need the backbone", len(todo), len(paths))
     if not todo:
         return out
     image_size = int(extractor.input_shape[1])
@@ -144,6 +146,6 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
                 out[row, j] = vector
                 cache.put(keys[row][j], vector)
         done += len(rows)
-        if progress:
-            progress(done, len(todo))
+        if batch_number % 20 == 19 or done == len(todo):
+            log.info("features: %d/%d images x %d view(s) computed", done, len(todo), len(views))
     return out

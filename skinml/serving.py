@@ -125,3 +125,10 @@ def log_classifier(model, name: str = "model", registered_model_name: str | None
 def load_keras_model(model_uri: str):
     """The Keras classifier inside a logged skinml pyfunc model."""
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+
+
+def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
+    """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
+    model = mlflow.pyfunc.load_model(model_uri)
+    request = pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(Path(p).read_bytes()).decode() for p in paths]})
+    return model.predict(request).assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]

@@ -8,6 +8,7 @@ training image. `feature_cache=False` trains the plain Keras way, backbone in th
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from pathlib import Path
 
@@ -143,9 +144,10 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
         model_info = log_classifier(classifier)
         train_seconds = time.perf_counter() - started
         final = {name: values[-1] for name, values in history.items()}
-        mlflow.log_metric("train_seconds", train_seconds)
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+        mlflow.log_metrics({"train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb})
         result = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
                   "runs_model_uri": f"runs:/{run.info.run_id}/model", "metrics": final,
-                  "train_seconds": train_seconds, "config": config.params()}
+                  "train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb, "config": config.params()}
         dump_json(result, output)
         return result

@@ -1,0 +1,114 @@
+"""Speed and quality of frozen-backbone training: backbone and feature-extraction throughput, and the wall time,
+peak memory and balanced accuracy of `skinml train` with a cold feature cache, a warm one, and the plain Keras way
+(backbone in the loop), all on one split, in one run. See docs/benchmarks.md.
+
+    python benchmarks/bench_training.py --data-dir ../shared/data/ham10000 \
+        --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
+    """Run `skinml ...` in a fresh process; returns its JSON output and wall time."""
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "skinml.cli", *args], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"skinml {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout), wall
+
+
+def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict[str, float]:
+    """Backbone images/s on in-memory batches, and end-to-end feature extraction images/s from JPEG files."""
+    from skinml.config import AugmentConfig
+    from skinml.data.dataset import load_dataset
+    from skinml.features import FeatureCache, extract_features
+    from skinml.model import build_feature_extractor
+
+    extractor = build_feature_extractor(224, weights)
+    batch = np.random.default_rng(0).uniform(0, 255, (64, 224, 224, 3)).astype("float32")
+    extractor.predict_on_batch(batch)
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        extractor.predict_on_batch(batch)
+        rates.append(64 / (time.perf_counter() - started))
+    paths = load_dataset(data_dir, check_images=False)["path"].tolist()[:n_images]
+    extraction = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            started = time.perf_counter()
+            extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(Path(cache_dir)))
+            extraction.append(len(paths) / (time.perf_counter() - started))
+    return {"backbone_images_per_s": statistics.median(rates),
+            "extraction_images_per_s": statistics.median(extraction)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--cached-views", type=int, help="default: the preset's")
+    parser.add_argument("--throughput-images", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-plain", action="store_true", help="leave out the (slow) plain Keras run")
+    parser.add_argument("--workdir", default=None, help="where the MLflow store and caches go (default: temp)")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="skinml-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+           "SKINML_CACHE_DIR": str(workdir / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    os.environ.update({k: env[k] for k in ("TF_CPP_MIN_LOG_LEVEL",)})
+
+    figures: dict[str, object] = throughput(args.data_dir, args.weights, args.throughput_images, args.repeats)
+    print(json.dumps(figures), flush=True)
+
+    manifest = workdir / "manifest.csv"
+    run_cli(["split", "--data-dir", args.data_dir, "--output", str(manifest)], env)
+    common = ["train", "--data-dir", args.data_dir, "--weights", args.weights, "--manifest", str(manifest),
+              "--epochs", str(args.epochs)]
+    if args.cached_views is not None:
+        common += ["--cached-views", str(args.cached_views)]
+    modes = {"cold cache": common, "warm cache": common}
+    if not args.skip_plain:
+        modes["plain Keras"] = common + ["--no-feature-cache"]
+    rows = {}
+    for mode, cli_args in modes.items():
+        trained, wall = run_cli(cli_args, env)
+        evaluated, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], env)
+        rows[mode] = {"wall_s": wall, "peak_rss_mb": trained["peak_rss_mb"],
+                      "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
+                      "test_balanced_accuracy": evaluated["balanced_accuracy"],
+                      "test_macro_auc": evaluated["macro_auc"]}
+        print(json.dumps({mode: rows[mode]}), flush=True)
+
+    print(f"\nbackbone: {figures['backbone_images_per_s']:.1f} images/s (median of {args.repeats}, batch 64, 224 px)")
+    print(f"feature extraction end to end: {figures['extraction_images_per_s']:.1f} images/s "
+          f"(median of {args.repeats}, {args.throughput_images} JPEGs, decode+resize+backbone+cache write)")
+    reference = rows.get("plain Keras", {}).get("wall_s")
+    print(f"\n{'train --preset baseline':<24}{'wall s':>10}{'speed-up':>10}{'peak MB':>10}{'val bal acc':>13}"
+          f"{'test bal acc':>14}{'test AUC':>10}")
+    for mode, row in rows.items():
+        ratio = f"{reference / row['wall_s']:.1f}x" if reference else "-"
+        print(f"{mode:<24}{row['wall_s']:>10.1f}{ratio:>10}{row['peak_rss_mb']:>10.0f}"
+              f"{row['val_balanced_accuracy']:>13.3f}{row['test_balanced_accuracy']:>14.3f}"
+              f"{row['test_macro_auc']:>10.3f}")
+
+
+if __name__ == "__main__":
+    main()

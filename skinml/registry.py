@@ -1,0 +1,107 @@
+"""Model registry: register versions, aliases `champion` / `challenger`, and the promotion rule.
+
+A new version becomes `challenger` (and `champion` when there is none). `promote` evaluates challenger and champion
+on the champion's test split and moves `champion` when the challenger's balanced accuracy is higher by at least
+`margin`. It refuses to compare on a leaky split: one whose lesions cross its own boundaries, or whose test lesions
+the challenger saw in training.
+"""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from skinml.config import DEFAULT_EXPERIMENT
+from skinml.data.split import lesions_crossing, manifest_digest
+from skinml.evaluate import evaluate, run_manifest, training_run_id
+from skinml.features import FeatureCache
+from skinml.tracking import stage_run
+
+DEFAULT_MODEL_NAME = "skinml"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class LeakySplitError(ValueError):
+    """Champion and challenger cannot be compared honestly on the champion's test split."""
+
+
+def version_by_alias(name: str, alias: str):
+    """The model version holding `alias`, or None."""
+    try:
+        return MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | None = None) -> dict:
+    """Register `model_uri` as a new version tagged with its run, data and split; alias it `challenger`
+    (and `champion` when there is none). Returns {name, version, aliases}."""
+    run_id = training_run_id(model_uri)
+    run = mlflow.get_run(run_id)
+    manifest = run_manifest(run_id)
+    tags = {"run_id": run_id, "data_dir": run.data.params.get("data_dir", ""),
+            "manifest_sha256": manifest_digest(manifest),
+            "data_fingerprint": manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
+    tags.update({f"test_{k}": f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
+    version = mlflow.register_model(model_uri, name, tags=tags).version
+    client = MlflowClient()
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    aliases = [CHALLENGER]
+    if version_by_alias(name, CHAMPION) is None:
+        client.set_registered_model_alias(name, CHAMPION, version)
+        aliases.append(CHAMPION)
+    return {"name": name, "version": str(version), "aliases": aliases}
+
+
+def check_comparable(champion_run_id: str, challenger_run_id: str) -> None:
+    """Raise LeakySplitError unless the champion's test split is honest for both models."""
+    champion_split = run_manifest(champion_run_id)
+    if lesions_crossing(champion_split):
+        raise LeakySplitError(f"the champion's split (run {champion_run_id}) has "
+                              f"{lesions_crossing(champion_split)} lesions on both sides: not a fair test")
+    test_lesions = set(champion_split.loc[champion_split["split"] == "test", "lesion_id"])
+    challenger_split = run_manifest(challenger_run_id)
+    seen = set(challenger_split.loc[challenger_split["split"] != "test", "lesion_id"])
+    leaked = test_lesions & seen
+    if leaked:
+        raise LeakySplitError(f"the challenger (run {challenger_run_id}) trained on {len(leaked)} lesions of the "
+                              f"champion's test split, e.g. {sorted(leaked)[:3]}")
+
+
+def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str = DEFAULT_EXPERIMENT,
+            parent_run_id: str | None = None, cache: FeatureCache | None = None) -> dict:
+    """Apply the promotion rule to the current challenger; record the decision; return it."""
+    client = MlflowClient()
+    challenger = version_by_alias(name, CHALLENGER)
+    champion = version_by_alias(name, CHAMPION)
+    if challenger is None or champion is None:
+        raise ValueError(f"registered model {name!r} needs both a {CHALLENGER!r} and a {CHAMPION!r} alias")
+    with stage_run("promote", experiment, parent_run_id) as run:
+        decision = {"name": name, "champion_version": champion.version, "challenger_version": challenger.version,
+                    "margin": margin, "promotion_run_id": run.info.run_id}
+        if challenger.version == champion.version:
+            decision.update(promoted=False, reason="the challenger already is the champion")
+        else:
+            check_comparable(champion.run_id, challenger.run_id)
+            scores = {}
+            for role, version in ((CHAMPION, champion), (CHALLENGER, challenger)):
+                report = evaluate(f"models:/{name}/{version.version}", experiment=experiment,
+                                  parent_run_id=run.info.run_id, cache=cache, manifest_run_id=champion.run_id)
+                scores[role] = report["balanced_accuracy"]
+            promoted = scores[CHALLENGER] > scores[CHAMPION] + margin
+            decision.update(promoted=promoted, champion_balanced_accuracy=scores[CHAMPION],
+                            challenger_balanced_accuracy=scores[CHALLENGER], test_split_run_id=champion.run_id,
+                            reason=f"challenger {scores[CHALLENGER]:.4f} vs champion {scores[CHAMPION]:.4f} "
+                                   f"+ margin {margin}")
+            if promoted:
+                client.set_registered_model_alias(name, CHAMPION, challenger.version)
+            mlflow.log_metrics({"champion_balanced_accuracy": scores[CHAMPION],
+                                "challenger_balanced_accuracy": scores[CHALLENGER]})
+        mlflow.log_dict(decision, "promotion.json")
+        mlflow.set_tag("skinml.promoted", str(decision["promoted"]))
+        for version in {champion.version, challenger.version}:
+            client.set_model_version_tag(name, version, "promotion_decision",
+                                         f"{'promoted' if decision['promoted'] else 'kept champion'} "
+                                         f"(run {run.info.run_id}): {decision['reason']}")
+        return decision
