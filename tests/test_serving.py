@@ -1,0 +1,114 @@
+"""A real `mlflow models serve` process on 127.0.0.1, asked in each of MLflow's JSON forms."""
+
+import base64
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinml import CLASSES
+from skinml.config import TrainConfig
+from skinml.data.dataset import load_dataset
+from skinml.registry import register
+from skinml.train import train
+
+from .conftest import IMAGE_SIZE
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, payload) -> tuple[int, dict]:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture
+def server(synthetic_dir, test_weights, tmp_path):
+    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=2, cached_views=1),
+                    synthetic_dir)
+    register(trained["model_uri"])
+    port = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/skinml@champion", "--env-manager",
+         "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+        if process.poll() is not None:
+            pytest.fail(f"mlflow models serve exited: {(tmp_path / 'serve.log').read_text()[-3000:]}")
+    else:
+        process.kill()
+        pytest.fail("mlflow models serve did not answer /ping within 180 s")
+    yield url
+    os.killpg(process.pid, 15)
+    process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthetic_dir):
+    paths = load_dataset(synthetic_dir)["path"].tolist()[:3]
+    images = [base64.b64encode(Path(p).read_bytes()).decode() for p in paths]
+    png = io.BytesIO()
+    Image.open(paths[0]).save(png, format="PNG")
+    images.append(base64.b64encode(png.getvalue()).decode())
+    forms = {
+        "dataframe_records": {"dataframe_records": [{"image": b} for b in images]},
+        "dataframe_split": {"dataframe_split": {"columns": ["image"], "data": [[b] for b in images]}},
+        "inputs": {"inputs": {"image": images}},
+    }
+    answers = {}
+    for form, payload in forms.items():
+        status, body = post(f"{server}/invocations", payload)
+        assert status == 200, (form, body)
+        rows = body["predictions"]
+        assert len(rows) == 4, form
+        for row in rows:
+            assert set(row) == {*CLASSES, "label"} and row["label"] in CLASSES
+            assert abs(sum(row[c] for c in CLASSES) - 1) < 1e-4
+        answers[form] = np.array([[row[c] for c in CLASSES] for row in rows])
+    np.testing.assert_allclose(answers["dataframe_split"], answers["dataframe_records"], rtol=1e-5)
+    np.testing.assert_allclose(answers["inputs"], answers["dataframe_records"], rtol=1e-5)
+
+    huge = io.BytesIO()
+    Image.new("L", (8000, 6000)).save(huge, format="PNG")  # 48 MP: refused before decoding
+    garbage = {
+        "not base64": "%%% definitely not base64 %%%",
+        "not a JPEG/PNG image": base64.b64encode(b"just some text").decode(),
+        "is empty": "",
+        "too large": base64.b64encode(huge.getvalue()).decode(),
+    }
+    for problem, value in garbage.items():
+        status, body = post(f"{server}/invocations", {"dataframe_records": [{"image": images[0]}, {"image": value}]})
+        assert 400 <= status < 500, (problem, status, body)
+        assert problem in body.get("message", ""), (problem, body)
+    status, _ = post(f"{server}/invocations", b"{this is not json")
+    assert 400 <= status < 500
+    # the worker survived all of that
+    assert post(f"{server}/invocations", forms["inputs"])[0] == 200
