@@ -31,11 +31,16 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
 
 
+def explicit_options(args: argparse.Namespace) -> dict:
+    """The training options given on the command line (the others come from the preset or the champion)."""
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+             "dropout": args.dropout, "image_size": args.image_size, "weights": args.weights, "seed": args.seed,
+             "cached_views": args.cached_views, "feature_cache": False if args.no_feature_cache else None}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def training_config(args: argparse.Namespace):
-    config = preset(args.preset).replace(
-        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, dropout=args.dropout,
-        image_size=args.image_size, weights=args.weights, seed=args.seed, cached_views=args.cached_views)
-    return config.replace(feature_cache=False) if args.no_feature_cache else config
+    return preset(args.preset).replace(**explicit_options(args))
 
 
 def data_dir_or_download(data_dir: str | None) -> str:
@@ -96,6 +101,12 @@ def cmd_predict(args: argparse.Namespace) -> dict | None:
     return None
 
 
+def cmd_schedule(args: argparse.Namespace) -> None:
+    from flows.retrain import serve_retraining
+
+    serve_retraining(args.cron, args.data_dir, args.name, explicit_options(args), args.experiment)
+
+
 def cmd_cache(args: argparse.Namespace) -> dict:
     from skinml.features import FeatureCache
 
@@ -154,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")
+    p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
+    p.add_argument("--name", default="skinml", help="registered model name")
+    add_training_options(p)
+    p.set_defaults(func=cmd_schedule)
     p = sub.add_parser("cache", help="feature cache: info | clear")
     p.add_argument("action", choices=["info", "clear"])
     p.set_defaults(func=cmd_cache)

@@ -44,7 +44,7 @@ class TrainConfig:
     # Frozen backbone: train the head on cached backbone features, each epoch drawing one of
     # `cached_views` augmented views per training image (0 = the plain image only).
     feature_cache: bool = True
-    cached_views: int = 4
+    cached_views: int = 2
 
     def params(self) -> dict[str, Any]:
         """Flat, stable parameter names for MLflow (see README, 'MLflow naming')."""

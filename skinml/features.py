@@ -111,7 +111,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
                      cache: FeatureCache | None = None, batch_size: int = 64) -> np.ndarray:
     """Features of each image for each view, shape (len(paths), len(views), dim), computed only where not cached.
 
-    Each image is decoded and resized once; its missing views are computed from that one decoded copy.
+    Each image with a missing view is decoded and resized once; only its missing views go through the backbone.
     """
     from skinml.data.augment import augmented_views
     from skinml.data.pipeline import image_dataset
@@ -123,14 +123,15 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     dim = int(extractor.output_shape[-1])
     out = np.zeros((len(paths), len(views), dim), dtype=np.float32)
     keys = [[cache.key(d, fingerprint, view_name(v, augment, seed)) for v in views] for d in digests]
-    todo: list[int] = []
+    missing: dict[int, list[int]] = {}  # image index -> indices (into `views`) of its missing views
     for i, image_keys in enumerate(keys):
         for j, key in enumerate(image_keys):
             vector = cache.get(key)
             if vector is None or vector.size != dim:
-                todo.append(i)
-                break
-            out[i, j] = vector
+                missing.setdefault(i, []).append(j)
+            else:
+                out[i, j] = vector
+    todo = sorted(missing)
     log.info("features: %d of %d images need the backbone", len(todo), len(paths))
     if not todo:
         return out
@@ -140,12 +141,16 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
         rows = todo[batch_number * batch_size: batch_number * batch_size + len(images)]
         images = images.numpy()
         for j, view in enumerate(views):
-            batch = images if view == 0 else augmented_views(images, [digests[i] for i in rows], augment, seed, view)
-            vectors = np.asarray(extractor.predict_on_batch(batch))
-            for row, vector in zip(rows, vectors):
-                out[row, j] = vector
-                cache.put(keys[row][j], vector)
+            picked = [k for k, row in enumerate(rows) if j in missing[row]]
+            if not picked:
+                continue
+            batch = images[picked]
+            if view:
+                batch = augmented_views(batch, [digests[rows[k]] for k in picked], augment, seed, view)
+            for k, vector in zip(picked, np.asarray(extractor.predict_on_batch(batch))):
+                out[rows[k], j] = vector
+                cache.put(keys[rows[k]][j], vector)
         done += len(rows)
         if batch_number % 20 == 19 or done == len(todo):
-            log.info("features: %d/%d images x %d view(s) computed", done, len(todo), len(views))
+            log.info("features: %d/%d images computed", done, len(todo))
     return out

@@ -55,6 +55,26 @@ def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: flo
     return frame.assign(split=split)[MANIFEST_COLUMNS]
 
 
+def split_keeping_test(frame: pd.DataFrame, fixed: pd.DataFrame, val_fraction: float = 0.15,
+                       seed: int = 42) -> pd.DataFrame:
+    """A manifest over a (possibly grown) data folder whose test split is the one of `fixed`, kept as it was.
+
+    Images of test lesions (old or new) go to test; every other lesion is split into train/val, grouped and
+    stratified. Used by retraining, so that models stay comparable on one fixed test set.
+    """
+    frame = frame.sort_values("image_id").reset_index(drop=True)
+    test_lesions = set(fixed.loc[fixed["split"] == "test", "lesion_id"])
+    missing = set(fixed.loc[fixed["split"] == "test", "image_id"]) - set(frame["image_id"])
+    if missing:
+        raise ValueError(f"{len(missing)} test image(s) of the fixed split are gone from the data: "
+                         f"{sorted(missing)[:5]}")
+    is_test = frame["lesion_id"].isin(test_lesions).to_numpy()
+    split = np.where(is_test, "test", "train").astype(object)
+    rest = np.flatnonzero(~is_test)
+    split[rest[_grouped_holdout(frame.iloc[rest], val_fraction, seed + 1)]] = "val"
+    return frame.assign(split=split)[MANIFEST_COLUMNS]
+
+
 def lesions_crossing(manifest: pd.DataFrame) -> int:
     """How many lesions have images in more than one split (0 for an honest split)."""
     return int((manifest.groupby("lesion_id")["split"].nunique() > 1).sum())

@@ -1,0 +1,71 @@
+"""Validation quality of the baseline head trained from K cached augmented views per training image (K = 0 means
+the plain image, no augmentation), to choose the default K. On-the-fly augmentation (backbone in the loop) is the
+`plain Keras` row of bench_training.py. See docs/benchmarks.md.
+
+    python benchmarks/bench_augmentation.py --data-dir ../shared/data/ham10000 \
+        --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+
+import keras
+import numpy as np
+
+from skinml.config import TrainConfig
+from skinml.data.dataset import load_dataset
+from skinml.data.split import make_split
+from skinml.features import extract_features
+from skinml.metrics import classification_metrics
+from skinml.model import build_feature_extractor, build_head
+from skinml.train import fit_head_on_features
+
+from skinml import CLASSES
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--views", default="0,2,4,8", help="values of K to compare")
+    parser.add_argument("--seeds", default="1,2,3", help="training seeds per K (the median is reported)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    config = TrainConfig(weights=args.weights)
+    frame = load_dataset(args.data_dir)
+    data = make_split(frame, seed=config.seed).merge(frame[["image_id", "path"]], on="image_id")
+    train, val = data[data["split"] == "train"], data[data["split"] == "val"]
+    ks = [int(k) for k in args.views.split(",")]
+    extractor = build_feature_extractor(config.image_size, config.weights)
+    started = time.perf_counter()
+    views = list(range(0, max(ks) + 1))
+    train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed)
+    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed)[:, 0]
+    print(f"features ready in {time.perf_counter() - started:.0f} s", flush=True)
+    train_y, val_y = train["dx"].map(CLASSES.index).to_numpy(), val["dx"].map(CLASSES.index).to_numpy()
+
+    print(f"\n{'K cached views':<16}{'val bal acc (median)':>22}{'val macro AUC':>15}{'all seeds':>28}")
+    for k in ks:
+        chosen = [0] if k == 0 else list(range(1, k + 1))
+        scores, aucs = [], []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            keras.utils.set_random_seed(seed)
+            run_config = config.replace(seed=seed)
+            head = build_head(train_x.shape[-1], run_config.dropout, seed)
+            fit_head_on_features(head, train_x[:, chosen], train_y, run_config, callbacks=[])
+            metrics = classification_metrics(val_y, np.asarray(head.predict(val_x, verbose=0)))
+            scores.append(metrics["balanced_accuracy"])
+            aucs.append(metrics["macro_auc"])
+        label = "0 (no aug.)" if k == 0 else str(k)
+        print(f"{label:<16}{statistics.median(scores):>22.3f}{statistics.median(aucs):>15.3f}"
+              f"{json.dumps([round(s, 3) for s in scores]):>28}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
