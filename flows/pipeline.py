@@ -36,7 +36,7 @@ def split(data_dir: str, manifest: str, strategy: str, seed: int, experiment: st
 
 
 @task(cache_policy=NO_CACHE)
-def train_model(overrides: dict, preset_name: str, data_dir: str, manifest: str, experiment: str,
+def train_model(overrides: dict, preset_name: str, data_dir: str, manifest: str | None, experiment: str,
                 parent_run_id: str) -> dict:
     config = preset(preset_name).replace(**overrides)
     return train(config, data_dir, manifest, experiment=experiment, parent_run_id=parent_run_id)

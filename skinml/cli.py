@@ -107,6 +107,15 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     serve_retraining(args.cron, args.data_dir, args.name, explicit_options(args), args.experiment)
 
 
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    from flows.sweep import sweep_flow
+
+    return sweep_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
+                      n_trials=args.n_trials, metric=args.metric, study_name=args.study_name,
+                      storage=args.storage, timeout=args.timeout, retrain_best=not args.no_retrain,
+                      experiment=args.experiment)
+
+
 def cmd_cache(args: argparse.Namespace) -> dict:
     from skinml.features import FeatureCache
 
@@ -170,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="skinml", help="registered model name")
     add_training_options(p)
     p.set_defaults(func=cmd_schedule)
+    p = sub.add_parser("sweep", help="Optuna sweep over dropout and learning rate (Prefect flow)")
+    add_training_options(p)
+    p.add_argument("--n-trials", type=int, default=30, help="trials in the whole study (all workers together)")
+    p.add_argument("--timeout", type=float, help="stop this worker after this many seconds")
+    p.add_argument("--metric", default="val_balanced_accuracy",
+                   choices=["val_balanced_accuracy", "val_macro_auc", "val_accuracy"])
+    p.add_argument("--storage", help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db")
+    p.add_argument("--study-name", default="skinml-sweep")
+    p.add_argument("--no-retrain", action="store_true",
+                   help="only run trials (extra workers); the first worker retrains and registers the best")
+    p.set_defaults(func=cmd_sweep)
+
     p = sub.add_parser("cache", help="feature cache: info | clear")
     p.add_argument("action", choices=["info", "clear"])
     p.set_defaults(func=cmd_cache)

@@ -76,7 +76,10 @@ def compile_for_training(model: keras.Model, config: TrainConfig) -> None:
 
 def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
                          callbacks: list[keras.callbacks.Callback]) -> None:
-    """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, dim))."""
+    """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, dim)).
+
+    A callback can end training early by setting `model.stop_training` (e.g. an Optuna pruner).
+    """
     compile_for_training(head, config)
     rng = np.random.default_rng(config.seed)
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
@@ -85,21 +88,39 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
         x = train_views[np.arange(n), rng.integers(n_views, size=n)]
         head.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
                  verbose=0, callbacks=callbacks)
+        if head.stop_training:
+            break
+
+
+def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None = None
+                    ) -> tuple[keras.Model, np.ndarray, np.ndarray]:
+    """(extractor, train features (n, views, dim), val features (n, dim)) from the cache, computed where missing."""
+    extractor = build_feature_extractor(config.image_size, config.weights, config.alpha)
+    train, val = data[data["split"] == "train"], data[data["split"] == "val"]
+    views = list(range(1, config.cached_views + 1)) if config.augment.enabled and config.cached_views else [0]
+    train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed, cache)
+    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed, cache)[:, 0]
+    return extractor, train_x, val_x
+
+
+def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarray, val_x: np.ndarray,
+               val_labels: np.ndarray, history: dict[str, list[float]],
+               callbacks: list[keras.callbacks.Callback] = ()) -> keras.Model:
+    """A new head trained on features, validated and logged (to the active MLflow run) at every epoch."""
+    head = build_head(train_x.shape[-1], config.dropout, config.seed)
+    fit_head_on_features(head, train_x, train_labels, config, [EpochMetrics(val_x, val_labels, history),
+                                                               *callbacks])
+    return head
 
 
 def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None,
                      history: dict[str, list[float]]) -> keras.Model:
     """Frozen-backbone training from the feature cache; returns the whole classifier."""
-    extractor = build_feature_extractor(config.image_size, config.weights, config.alpha)
-    train, val = data[data["split"] == "train"], data[data["split"] == "val"]
-    views = list(range(1, config.cached_views + 1)) if config.augment.enabled and config.cached_views else [0]
     started = time.perf_counter()
-    train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed, cache)
-    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed, cache)[:, 0]
+    extractor, train_x, val_x = cached_features(config, data, cache)
     mlflow.log_metric("feature_seconds", time.perf_counter() - started)
-    head = build_head(int(extractor.output_shape[-1]), config.dropout, config.seed)
-    callback = EpochMetrics(val_x, val["label"].to_numpy(), history)
-    fit_head_on_features(head, train_x, train["label"].to_numpy(), config, [callback])
+    labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
+    head = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
     return build_classifier(extractor, head)
 
 

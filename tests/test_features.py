@@ -92,3 +92,14 @@ def test_training_from_cache_equals_training_through_the_backbone(extractor, pat
     whole.fit(images, labels, batch_size=5, epochs=3, shuffle=False, verbose=0)
     for a, b in zip(head_a.get_weights(), head_b.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)  # float noise of batch-size-dependent kernels
+
+
+def test_only_missing_views_go_through_the_backbone(extractor, paths, tmp_path, monkeypatch):
+    cache = FeatureCache(tmp_path / "c")
+    plain = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache)
+    seen = []
+    original = extractor.predict_on_batch
+    monkeypatch.setattr(extractor, "predict_on_batch", lambda batch: seen.append(len(batch)) or original(batch))
+    both = extract_features(extractor, paths, [0, 1], AugmentConfig(), 0, cache)
+    assert sum(seen) == len(paths)  # view 1 only; view 0 came from the cache
+    np.testing.assert_array_equal(both[:, 0], plain[:, 0])

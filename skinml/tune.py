@@ -1,0 +1,168 @@
+"""Optuna sweeps over the head's dropout and learning rate around the baseline, tracked in MLflow.
+
+One study = one parent MLflow run (experiment `skinml-sweeps`), each trial a nested run with its params, per-epoch
+metrics and state (complete or pruned). Trials train the head on cached backbone features: the backbone never runs
+again for a trial. With a shared `--storage` (SQLite for one machine, PostgreSQL/MySQL for many) several
+`skinml sweep` processes with one `--study-name` split the trials of one study; a sweep that was interrupted resumes
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import optuna
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from skinml.config import TrainConfig
+from skinml.data.split import log_manifest, make_split, read_manifest
+from skinml.features import FeatureCache
+from skinml.tracking import dump_json, log_params_once, stage_run
+from skinml.train import cached_features, labelled_split, train_head
+
+log = logging.getLogger(__name__)
+SWEEP_EXPERIMENT = "skinml-sweeps"
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
+DROPOUT_RANGE = (0.0, 0.7)
+LEARNING_RATE_RANGE = (1e-5, 1e-2)
+
+
+class PruneOnEpoch(keras.callbacks.Callback):
+    """Reports the objective to Optuna after each epoch (EpochMetrics has put it in `history`) and stops a trial
+    the pruner gives up on."""
+
+    def __init__(self, trial: optuna.Trial, history: dict[str, list[float]], metric: str):
+        super().__init__()
+        self.trial, self.history, self.metric = trial, history, metric
+        self.pruned = False
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.trial.report(self.history[self.metric][-1], step=epoch + 1)
+        if self.trial.should_prune():
+            self.pruned = True
+            self.model.stop_training = True
+
+
+def open_study(study_name: str, storage: str | None, seed: int, base: TrainConfig,
+               pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Study, bool]:
+    """Create the study (returns created=True) or join the existing one of that name."""
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
+    try:
+        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
+                                    pruner=pruner)
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner), False
+    study.enqueue_trial({"dropout": base.dropout, "learning_rate": base.learning_rate})  # the baseline first
+    return study, True
+
+
+def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: str) -> str:
+    """The sweep's parent MLflow run: made by the process that created the study, found by the others."""
+    if created:
+        mlflow.set_experiment(experiment)
+        with mlflow.start_run(run_name=f"sweep {study.study_name}",
+                              tags={"skinml.stage": "sweep", "skinml.study": study.study_name}) as run:
+            log_params_once(params)
+        study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
+        return run.info.run_id
+    for _ in range(60):  # the creating worker sets it right after creating the study
+        run_id = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get(
+            PARENT_RUN_ATTR)
+        if run_id:
+            return run_id
+        time.sleep(1)
+    raise RuntimeError(f"study {study.study_name!r} has no MLflow parent run recorded")
+
+
+def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
+    """Best trial and Optuna's plots on the parent run (re-logged by each worker as the study grows)."""
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as optuna_plots
+
+    finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    best = study.best_trial
+    summary = {"best_value": best.value, "best_trial": best.number, "best_params": best.params,
+               "metric": metric, "n_complete": len(finished),
+               "n_pruned": sum(t.state == TrialState.PRUNED for t in study.trials),
+               "baseline_value": study.trials[0].value}
+    client = mlflow.MlflowClient()
+    client.log_batch(parent_id, metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0) for k, v in
+                                         {"best_value": best.value, "best_dropout": best.params["dropout"],
+                                          "best_learning_rate": best.params["learning_rate"],
+                                          "n_complete_trials": summary["n_complete"],
+                                          "n_pruned_trials": summary["n_pruned"]}.items()])
+    client.log_dict(parent_id, summary, "sweep/summary.json")
+    plots = {"optimization_history": lambda: optuna_plots.plot_optimization_history(study),
+             "contour_dropout_learning_rate": lambda: optuna_plots.plot_contour(study,
+                                                                                params=["dropout", "learning_rate"])}
+    if len(finished) >= 2:
+        plots["param_importances"] = lambda: optuna_plots.plot_param_importances(study)
+    for name, draw in plots.items():
+        try:
+            axes = draw()
+        except (ValueError, RuntimeError) as exc:  # e.g. too few finished trials for a contour
+            log.warning("no %s plot: %s", name, exc)
+            continue
+        figure = np.ravel(axes)[0].figure if isinstance(axes, np.ndarray) else axes.figure
+        client.log_figure(parent_id, figure, f"sweep/{name}.png")
+        plt.close(figure)
+    return summary
+
+
+def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: str = "val_balanced_accuracy",
+          study_name: str = "skinml-sweep", storage: str | None = None, timeout: float | None = None,
+          manifest_path: str | Path | None = None, experiment: str = SWEEP_EXPERIMENT,
+          cache: FeatureCache | None = None, output: str | Path | None = None,
+          pruner: optuna.pruners.BasePruner | None = None) -> dict:
+    """Run (this worker's share of) a sweep; returns the study summary."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    if not base.feature_cache:
+        raise ValueError("sweeps train heads on cached features: feature_cache must be on")
+    study, created = open_study(study_name, storage, base.seed, base, pruner)
+    manifest = read_manifest(manifest_path) if manifest_path else None
+    data, manifest = labelled_split(data_dir, manifest, "grouped", base.seed)
+    parent_id = parent_run_id(study, created, {**base.params(), "n_trials": n_trials, "metric": metric,
+                                               "study_name": study_name, "storage": storage or "in-memory",
+                                               "data_dir": str(Path(data_dir).resolve())}, experiment)
+    if created:
+        with mlflow.start_run(run_id=parent_id):
+            log_manifest(manifest, data_dir)
+    _, train_x, val_x = cached_features(base, data, cache)
+    labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
+
+    def objective(trial: optuna.Trial) -> float:
+        config = base.replace(dropout=trial.suggest_float("dropout", *DROPOUT_RANGE),
+                              learning_rate=trial.suggest_float("learning_rate", *LEARNING_RATE_RANGE, log=True))
+        keras.utils.set_random_seed(config.seed)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        history: dict[str, list[float]] = {}
+        with stage_run(f"trial {trial.number}", experiment, parent_id,
+                       tags={"skinml.stage": "trial", "optuna.trial": str(trial.number)}):
+            mlflow.log_params({"dropout": config.dropout, "learning_rate": config.learning_rate,
+                               "trial_number": trial.number})
+            pruner = PruneOnEpoch(trial, history, metric)
+            train_head(config, train_x, labels["train"], val_x, labels["val"], history, [pruner])
+            state = "PRUNED" if pruner.pruned else "COMPLETE"
+            mlflow.set_tag("optuna.state", state)
+            if pruner.pruned:
+                raise optuna.TrialPruned()
+            return history[metric][-1]  # the last epoch: what retraining with these params gives
+
+    stop_at_total = MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[stop_at_total],
+                   catch=(), gc_after_trial=True)
+    summary = {**log_study_summary(study, parent_id, metric), "parent_run_id": parent_id,
+               "study_name": study_name}
+    dump_json(summary, output)
+    return summary

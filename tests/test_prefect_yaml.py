@@ -1,0 +1,21 @@
+"""The work-pool deployment file points at a real flow and a valid cron schedule."""
+
+import importlib
+from pathlib import Path
+
+import yaml
+from prefect.client.schemas.schedules import CronSchedule
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_prefect_yaml_deployment_is_loadable():
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = config["deployments"]
+    assert deployment["name"] == "skinml-retrain"
+    module_path, flow_name = deployment["entrypoint"].split(":")
+    module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
+    flow = getattr(module, flow_name)
+    assert flow.name == "retrain"
+    assert set(deployment["parameters"]) <= set(flow.parameters.properties)
+    CronSchedule(cron=deployment["schedules"][0]["cron"])  # raises on an invalid expression
