@@ -13,9 +13,10 @@ from skinml.config import DEFAULT_EXPERIMENT, AugmentConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.split import lesions_crossing, manifest_digest, read_manifest
 from skinml.features import FeatureCache, extract_features
-from skinml.metrics import classification_metrics, flat_metrics, report_text
+from skinml.metrics import (classification_metrics, expected_calibration_error, flat_metrics, report_text,
+                            slice_metrics)
 from skinml.model import split_classifier
-from skinml.plots import confusion_matrices, roc_curves
+from skinml.plots import confusion_matrices, reliability_diagram, roc_curves, slice_chart
 from skinml.serving import load_keras_model
 from skinml.tracking import download_run_artifact, dump_json, stage_run
 
@@ -55,7 +56,8 @@ def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str, mani
     manifest = run_manifest(run_id)
     train_data_dir = mlflow.get_run(run_id).data.params["data_dir"]
     frame = load_dataset(train_data_dir)
-    part = manifest[manifest["split"] == split].merge(frame[["image_id", "path"]], on="image_id")
+    metadata = [c for c in frame.columns if c not in ("lesion_id", "dx")]
+    part = manifest[manifest["split"] == split].merge(frame[metadata], on="image_id")
     tags = {"skinml.eval_data": train_data_dir, "skinml.eval_split": split,
             "skinml.manifest_sha256": manifest_digest(manifest), "skinml.manifest_run_id": run_id,
             "skinml.lesions_crossing_splits": str(lesions_crossing(manifest))}
@@ -80,6 +82,14 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1)), "plots/confusion_matrix.png")
         mlflow.log_figure(roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
                           "plots/roc_curves.png")
+        ece, bins = expected_calibration_error(y_true, probs)
+        metrics["ece"] = ece
+        mlflow.log_metric("test_ece", ece)
+        mlflow.log_figure(reliability_diagram(bins, ece), "plots/reliability_diagram.png")
+        slices = slice_metrics(data, y_true, probs)
+        if not slices.empty:
+            mlflow.log_text(slices.to_csv(index=False), "report/slices.csv")
+            mlflow.log_figure(slice_chart(slices), "plots/slices.png")
         mlflow.log_text(report_text(y_true, probs), "report/classification_report.txt")
         mlflow.log_dict(metrics, "report/metrics.json")
         predictions = pd.DataFrame(probs, columns=list(CLASSES)).assign(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import warnings
+
 import numpy as np
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
                              precision_recall_fscore_support, roc_auc_score)
@@ -18,6 +21,17 @@ def per_class_auc(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
     return aucs
 
 
+def quiet(function):
+    """Silence scikit-learn's "y_pred contains classes not in y_true", expected on small sets and slices."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return function(*args, **kwargs)
+    return wrapper
+
+
+@quiet
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     """accuracy, balanced_accuracy, macro/weighted precision/recall/F1, macro_auc and per_class metrics."""
     y_true = np.asarray(y_true)
@@ -55,3 +69,54 @@ def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
     for name, values in metrics.get("per_class", {}).items():
         flat.update({f"{prefix}_{k}_{name}": v for k, v in values.items() if k != "support"})
     return {k: float(v) for k, v in flat.items() if v == v}
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> tuple[float, dict]:
+    """ECE of the top-class confidence over equal-width bins, and the per-bin table for a reliability diagram."""
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    table = {"bin_lower": edges[:-1].tolist(), "bin_upper": edges[1:].tolist(), "count": [], "confidence": [],
+             "accuracy": []}
+    ece = 0.0
+    for b in range(bins):
+        mask = which == b
+        n = int(mask.sum())
+        table["count"].append(n)
+        table["confidence"].append(float(confidence[mask].mean()) if n else float("nan"))
+        table["accuracy"].append(float(correct[mask].mean()) if n else float("nan"))
+        if n:
+            ece += n / len(y_true) * abs(correct[mask].mean() - confidence[mask].mean())
+    return float(ece), table
+
+
+AGE_BANDS = [0, 30, 45, 60, 75, 200]
+SLICE_COLUMNS = ("sex", "age_band", "localization", "dx_type", "dataset")
+SMALL_SLICE = 30
+
+
+@quiet
+def slice_metrics(frame, y_true: np.ndarray, probs: np.ndarray):
+    """Accuracy and balanced accuracy per value of each metadata column present (sex, age band, localization,
+    dx_type, source dataset); slices with fewer than SMALL_SLICE images are flagged `small`."""
+    import pandas as pd
+
+    frame = frame.reset_index(drop=True)
+    if "age" in frame.columns:
+        ages = pd.to_numeric(frame["age"], errors="coerce")
+        labels = [f"{lo}-{hi - 1}" if hi < 200 else f"{lo}+" for lo, hi in zip(AGE_BANDS, AGE_BANDS[1:])]
+        frame = frame.assign(age_band=pd.cut(ages, AGE_BANDS, right=False, labels=labels).astype(str)
+                             .replace("nan", "unknown"))
+    y_pred = probs.argmax(axis=1)
+    rows = []
+    for column in SLICE_COLUMNS:
+        if column not in frame.columns:
+            continue
+        for value, index in frame.groupby(frame[column].fillna("unknown").astype(str)).groups.items():
+            index = np.asarray(index)
+            rows.append({"column": column, "value": value, "n": len(index),
+                         "accuracy": float(accuracy_score(y_true[index], y_pred[index])),
+                         "balanced_accuracy": float(balanced_accuracy_score(y_true[index], y_pred[index])),
+                         "small": len(index) < SMALL_SLICE})
+    return pd.DataFrame(rows, columns=["column", "value", "n", "accuracy", "balanced_accuracy", "small"])

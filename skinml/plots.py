@@ -56,3 +56,33 @@ def roc_curves(y_true: np.ndarray, probs: np.ndarray, aucs: dict[str, float]) ->
     ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def reliability_diagram(table: dict, ece: float) -> plt.Figure:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    centres = (np.array(table["bin_lower"]) + np.array(table["bin_upper"])) / 2
+    width = table["bin_upper"][0] - table["bin_lower"][0]
+    ax.bar(centres, np.nan_to_num(table["accuracy"]), width=width * 0.9, alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
+    ax.set(title=f"Reliability diagram (ECE {ece:.3f})", xlabel="confidence (top class)", ylabel="accuracy",
+           xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def slice_chart(slices) -> plt.Figure:
+    """Balanced accuracy per metadata slice; small slices are hatched and their size shown."""
+    fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(slices))))
+    labels = [f"{c}={v} (n={n})" for c, v, n in zip(slices["column"], slices["value"], slices["n"])]
+    bars = ax.barh(labels, slices["balanced_accuracy"], color="tab:blue")
+    for bar, small in zip(bars, slices["small"]):
+        if small:
+            bar.set_hatch("//")
+            bar.set_alpha(0.5)
+    ax.invert_yaxis()
+    ax.set(title="Balanced accuracy per slice (hatched: fewer than 30 images)", xlabel="balanced accuracy",
+           xlim=(0, 1))
+    fig.tight_layout()
+    return fig

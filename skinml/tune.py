@@ -19,6 +19,7 @@ import keras
 import mlflow
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
@@ -52,9 +53,27 @@ class PruneOnEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    """Optuna's RDB storage for `url` (None: in memory), with heartbeats so that the trial of a killed worker is
+    marked failed after a grace period and retried once. Several workers may create a new database at once:
+    the losers of that race retry."""
+    if url is None:
+        return None
+    for attempt in range(5):
+        try:
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=30, grace_period=120,
+                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
+            if attempt == 4:
+                raise
+            time.sleep(1 + attempt)
+
+
 def open_study(study_name: str, storage: str | None, seed: int, base: TrainConfig,
                pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Study, bool]:
     """Create the study (returns created=True) or join the existing one of that name."""
+    storage = open_storage(storage)
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
     try:
@@ -76,8 +95,7 @@ def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: 
         study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
         return run.info.run_id
     for _ in range(60):  # the creating worker sets it right after creating the study
-        run_id = optuna.load_study(study_name=study.study_name, storage=study._storage).user_attrs.get(
-            PARENT_RUN_ATTR)
+        run_id = study.user_attrs.get(PARENT_RUN_ATTR)  # read from the storage at each access
         if run_id:
             return run_id
         time.sleep(1)

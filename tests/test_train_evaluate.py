@@ -79,7 +79,13 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     eval_artifacts = {a.path for folder in ("plots", "report")
                       for a in client.list_artifacts(report["run_id"], folder)}
     assert {"plots/confusion_matrix.png", "plots/roc_curves.png", "report/classification_report.txt",
-            "report/metrics.json"} <= eval_artifacts
+            "report/metrics.json", "plots/reliability_diagram.png", "plots/slices.png",
+            "report/slices.csv"} <= eval_artifacts
+    assert 0 <= report["ece"] <= 1 and "test_ece" in eval_run.data.metrics
+    slices = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=report["run_id"],
+                                                             artifact_path="report/slices.csv"))
+    assert {"sex", "age_band", "localization", "dx_type", "dataset"} == set(slices["column"])
+    assert slices["small"].all()  # a dozen test images: every slice is flagged small
 
     # and on an external set in the ISIC 2018 one-hot form
     external = evaluate(result["model_uri"], data_dir=make_synthetic_isic(tmp_path / "isic", n_per_class=3))

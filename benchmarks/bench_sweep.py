@@ -1,0 +1,52 @@
+"""Wall time of an Optuna sweep on cached features (the sweep alone, features warmed first), with the best trial
+against the baseline trial. See docs/benchmarks.md.
+
+    python benchmarks/bench_sweep.py --data-dir ../shared/data/ham10000 \
+        --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import optuna
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--n-trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=10)
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="skinml-sweep-bench-")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{workdir}/mlflow.db")
+
+    from skinml.config import TrainConfig
+    from skinml.train import cached_features, labelled_split
+    from skinml.tune import sweep
+
+    base = TrainConfig(weights=args.weights, epochs=args.epochs)
+    started = time.perf_counter()
+    data, _ = labelled_split(args.data_dir, None, "grouped", base.seed)
+    cached_features(base, data)
+    print(f"features ready (cache) in {time.perf_counter() - started:.0f} s", flush=True)
+
+    storage = f"sqlite:///{workdir}/study.db"
+    started = time.perf_counter()
+    summary = sweep(args.data_dir, base, n_trials=args.n_trials, study_name="bench", storage=storage)
+    wall = time.perf_counter() - started
+    trials = optuna.load_study(study_name="bench", storage=storage).trials
+    seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials if t.datetime_complete]
+    print(f"{args.n_trials} trials x {args.epochs} epochs: {wall:.0f} s wall "
+          f"(median {statistics.median(seconds):.1f} s a trial; {summary['n_pruned']} pruned)")
+    print(f"baseline trial (dropout 0.2, lr 1e-3): val balanced accuracy {summary['baseline_value']:.3f}")
+    print(f"best trial {summary['best_trial']} {summary['best_params']}: {summary['best_value']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+import numpy as np
+import pandas as pd
+
+from skinml.metrics import classification_metrics, expected_calibration_error, slice_metrics
+
+
+def test_metrics_on_a_known_case():
+    y = np.array([0, 0, 1, 1, 3, 6])
+    probs = np.full((6, 7), 0.01)
+    for i, k in enumerate([0, 1, 1, 1, 3, 6]):  # one akiec called bcc
+        probs[i, k] = 0.94
+    m = classification_metrics(y, probs)
+    assert m["accuracy"] == 5 / 6
+    assert m["balanced_accuracy"] == (0.5 + 1 + 1 + 1) / 4
+    assert m["per_class"]["akiec"]["recall"] == 0.5 and m["per_class"]["bcc"]["precision"] == 2 / 3
+    assert m["per_class"]["df"]["support"] == 1 and np.isnan(m["per_class"]["mel"]["auc"])
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfident():
+    y = np.array([0] * 8 + [1] * 2)
+    calibrated = np.zeros((10, 7))
+    calibrated[:, 0], calibrated[:, 1] = 0.8, 0.2  # 80 % confident, 80 % right
+    assert expected_calibration_error(y, calibrated)[0] < 1e-9
+    overconfident = np.zeros((10, 7))
+    overconfident[:, 0] = 1.0
+    ece, table = expected_calibration_error(y, overconfident)
+    assert abs(ece - 0.2) < 1e-9 and sum(table["count"]) == 10
+
+
+def test_slices_cover_each_metadata_value_and_flag_small_ones():
+    n = 40
+    frame = pd.DataFrame({"sex": ["male"] * 35 + ["female"] * 5, "age": [50] * 20 + [80] * 19 + [None],
+                          "localization": ["back"] * n, "dx_type": ["histo"] * n, "dataset": ["x"] * n})
+    y = np.arange(n) % 7
+    probs = np.eye(7)[y]
+    slices = slice_metrics(frame, y, probs).set_index(["column", "value"])
+    assert slices.loc[("sex", "female"), "n"] == 5 and slices.loc[("sex", "female"), "small"]
+    assert not slices.loc[("sex", "male"), "small"]
+    assert slices.loc[("age_band", "45-59"), "n"] == 20 and slices.loc[("age_band", "75+"), "n"] == 19
+    assert slices.loc[("age_band", "unknown"), "n"] == 1
+    assert (slices["accuracy"] == 1).all()
