@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--throughput-images", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-plain", action="store_true", help="leave out the (slow) plain Keras run")
+    parser.add_argument("--throughput-only", action="store_true", help="only the images/s figures")
     parser.add_argument("--workdir", default=None, help="where the MLflow store and caches go (default: temp)")
     args = parser.parse_args()
 
@@ -77,6 +78,8 @@ def main() -> None:
 
     figures: dict[str, object] = throughput(args.data_dir, args.weights, args.throughput_images, args.repeats)
     print(json.dumps(figures), flush=True)
+    if args.throughput_only:
+        return
 
     manifest = workdir / "manifest.csv"
     run_cli(["split", "--data-dir", args.data_dir, "--output", str(manifest)], env)
