@@ -64,6 +64,6 @@ def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     runs = mlflow.search_runs(experiment_names=["skinml"])
     assert set(runs["status"]) == {"FINISHED"}
-    assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "split", "train"]
+    assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "promote", "split", "train"]
     train_run = runs[runs["tags.skinml.stage"] == "train"].iloc[0]
     assert train_run["params.epochs"] == "2"

@@ -27,7 +27,7 @@ def test_prefect_pipeline_runs_every_stage_under_one_parent_run(synthetic_dir, t
     assert "test_balanced_accuracy" in parent.data.metrics and "test_macro_auc" in parent.data.metrics
     children = mlflow.search_runs(experiment_names=["skinml"],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted(children["tags.skinml.stage"]) == ["evaluate", "split", "train"]
+    assert sorted(children["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
     assert set(children["status"]) == {"FINISHED"}
 
     train_run = result["train"]["run_id"]
@@ -35,6 +35,8 @@ def test_prefect_pipeline_runs_every_stage_under_one_parent_run(synthetic_dir, t
     assert [m.step for m in history] == [1, 2, 3]
     assert result["evaluate"]["n_images"] == result["split"]["n_test"]
     assert result["split"]["lesions_crossing_splits"] == 0
+    assert result["registry"] == {"name": "skinml", "version": "1", "aliases": ["challenger", "champion"]}
+    assert result["promotion"]["promoted"] is False  # the first version already is the champion
 
     model = mlflow.pyfunc.load_model(result["train"]["model_uri"])
     path = load_dataset(synthetic_dir)["path"][0]
