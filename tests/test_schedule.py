@@ -57,7 +57,7 @@ def test_schedule_serves_a_cron_deployment_whose_triggered_run_registers_a_model
     server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                               env=env, stdout=open(logs / "server.log", "w"), stderr=subprocess.STDOUT,
                               start_new_session=True)
-    client_env = {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2"}
+    client_env = {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2", "COLUMNS": "250"}
     scheduler = None
     try:
         wait_for(lambda: healthy(f"{api}/health"), 120, "the Prefect server", [server])
