@@ -80,7 +80,7 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         trained = train_model(overrides, preset_name, folder, manifest, experiment, parent_id)
         logger.info("trained: %s", trained["model_uri"])
         evaluated = evaluate_model(trained["model_uri"], experiment, parent_id)
-        mlflow.log_metrics({**flat_metrics(evaluated, "test"), **{k: v for k, v in trained["metrics"].items()},
+        mlflow.log_metrics({**flat_metrics(evaluated, "test"), **trained["metrics"],
                             "lesions_crossing_splits": split_summary["lesions_crossing_splits"]})
         mlflow.set_tags({"skinml.model_uri": trained["model_uri"], "skinml.train_run_id": trained["run_id"]})
         result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary,

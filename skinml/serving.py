@@ -71,10 +71,10 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
         """Class probabilities for raw image bytes, shape (n, 7); all images of a call in one batch."""
-        from skinml.data.pipeline import decode_and_resize
+        from skinml.data.pipeline import bytes_dataset
 
         try:
-            batch = np.stack([decode_and_resize(data, self.image_size).numpy() for data in images])
+            batch = next(iter(bytes_dataset(images, self.image_size, batch_size=len(images)))).numpy()
         except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
             raise InvalidImageError(f"an image could not be decoded ({type(exc).__name__})") from None
         return np.asarray(self.model.predict_on_batch(batch))

@@ -57,7 +57,9 @@ class EpochMetrics(keras.callbacks.Callback):
         self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        probs = np.asarray((self.predictor or self.model).predict(self.val_inputs, verbose=0))
+        batch_size = 512 if isinstance(self.val_inputs, np.ndarray) else None  # datasets come batched
+        probs = np.asarray((self.predictor or self.model).predict(self.val_inputs, batch_size=batch_size,
+                                                                  verbose=0))
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
         val = classification_metrics(self.val_labels, probs)
         metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],

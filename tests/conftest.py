@@ -9,6 +9,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry attempts
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
+import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
@@ -18,7 +19,13 @@ import pytest  # noqa: E402
 from skinml.data.synthetic import make_synthetic_ham  # noqa: E402
 
 IMAGE_SIZE = 32
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ham10000"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for servers the tests start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

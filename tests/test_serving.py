@@ -4,7 +4,6 @@ import base64
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,13 +21,7 @@ from skinml.data.dataset import load_dataset
 from skinml.registry import register
 from skinml.train import train
 
-from .conftest import IMAGE_SIZE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .conftest import IMAGE_SIZE, free_port
 
 
 def post(url: str, payload) -> tuple[int, dict]:
