@@ -27,6 +27,16 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cached-views", type=int, help="augmented views cached per training image")
     parser.add_argument("--no-feature-cache", action="store_true",
                         help="train the plain Keras way, backbone in the loop")
+    parser.add_argument("--fine-tune-from", help='fine-tune the backbone from this block on, e.g. "block_14" '
+                        '("none": keep it all frozen)')
+    parser.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")
+    parser.add_argument("--fine-tune-learning-rate", type=float)
+    parser.add_argument("--class-weight", choices=["none", "balanced", "sqrt"], help="class weights of the loss")
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction,
+                        help="fit a logit (prior) adjustment for balanced accuracy on validation")
+    parser.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
+                        help="fit a temperature on validation (calibrated probabilities)")
     parser.add_argument("--split-strategy", default="grouped", choices=["grouped", "random"])
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
 
@@ -35,7 +45,12 @@ def explicit_options(args: argparse.Namespace) -> dict:
     """The training options given on the command line (the others come from the preset or the champion)."""
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
              "dropout": args.dropout, "image_size": args.image_size, "weights": args.weights, "seed": args.seed,
-             "cached_views": args.cached_views, "feature_cache": False if args.no_feature_cache else None}
+             "cached_views": args.cached_views, "feature_cache": False if args.no_feature_cache else None,
+             "fine_tune_epochs": args.fine_tune_epochs, "fine_tune_learning_rate": args.fine_tune_learning_rate,
+             "class_weight": args.class_weight, "label_smoothing": args.label_smoothing,
+             "prior_adjustment": args.prior_adjustment, "temperature_scaling": args.temperature_scaling}
+    if args.fine_tune_from:
+        given["fine_tune_from"] = "" if args.fine_tune_from == "none" else args.fine_tune_from
     return {k: v for k, v in given.items() if v is not None}
 
 

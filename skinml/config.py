@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_EXPERIMENT = "skinml"
+CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,17 @@ class TrainConfig:
     # `cached_views` augmented views per training image (0 = the plain image only).
     feature_cache: bool = True
     cached_views: int = 2
+    # Fine-tuning the top of the backbone: the layers before block `fine_tune_from` stay frozen (their output is
+    # what the cache holds); the head (from that block on) first warms up frozen for `epochs`, then trains
+    # unfrozen, BatchNorm kept in inference mode, for `fine_tune_epochs` at `fine_tune_learning_rate`.
+    fine_tune_from: str | None = None  # e.g. "block_14"; None keeps the whole backbone frozen
+    fine_tune_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-4
+    class_weight: str = "none"  # "none" | "balanced" (inverse class frequency) | "sqrt" (its square root)
+    label_smoothing: float = 0.0
+    # Fitted on the validation split after training, kept in the model (so served probabilities carry them):
+    prior_adjustment: bool = False  # logit adjustment -tau*log(train prior), tau chosen for val balanced accuracy
+    temperature_scaling: bool = False  # one temperature minimising val log-loss
 
     def params(self) -> dict[str, Any]:
         """Flat, stable parameter names for MLflow (see README, 'MLflow naming')."""
@@ -61,18 +73,41 @@ class TrainConfig:
             "augmentation": self.augment.describe() if self.augment.enabled else "none",
             "feature_cache": self.feature_cache,
             "cached_views": self.cached_views if self.feature_cache else 0,
-            "backbone": f"MobileNetV2(alpha={self.alpha}, frozen)",
+            "backbone": f"MobileNetV2(alpha={self.alpha}, " + (
+                f"frozen before {self.fine_tune_from})" if self.fine_tune_from else "frozen)"),
+            "fine_tune_from": self.fine_tune_from or "none",
+            "fine_tune_epochs": self.fine_tune_epochs if self.fine_tune_from else 0,
+            "fine_tune_learning_rate": self.fine_tune_learning_rate if self.fine_tune_from else 0,
+            "class_weight": self.class_weight,
+            "label_smoothing": self.label_smoothing,
+            "prior_adjustment": self.prior_adjustment,
+            "temperature_scaling": self.temperature_scaling,
             "optimizer": "adam",
             "loss": "categorical_crossentropy",
         }
 
+    def validate(self) -> TrainConfig:
+        """Self, after checking the fields that have a fixed set of values; raises ValueError naming the field."""
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.fine_tune_from and not self.feature_cache:
+            raise ValueError("fine_tune_from needs the feature cache (the frozen part's output is cached)")
+        return self
+
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed; `None` values are ignored (handy for CLI options)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}).validate()
 
 
 PRESETS: dict[str, TrainConfig] = {
     "baseline": TrainConfig(),
+    # Chosen on the validation split; each change is measured on its own in docs/ablation.md.
+    "best": TrainConfig(
+        preset="best", cached_views=4, epochs=5, fine_tune_from="block_14", fine_tune_epochs=12,
+        fine_tune_learning_rate=2e-4, class_weight="balanced", temperature_scaling=True,
+    ),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import mlflow
 import numpy as np
 import pandas as pd
@@ -12,20 +13,36 @@ from skinml import CLASSES
 from skinml.config import DEFAULT_EXPERIMENT, AugmentConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.split import lesions_crossing, manifest_digest, read_manifest
+from skinml.data.pipeline import image_dataset
+from skinml.explain import fixed_sample, grad_cam
 from skinml.features import FeatureCache, extract_features
 from skinml.metrics import (classification_metrics, expected_calibration_error, flat_metrics, report_text,
                             slice_metrics)
 from skinml.model import split_classifier
-from skinml.plots import confusion_matrices, reliability_diagram, roc_curves, slice_chart
+from skinml.plots import confusion_matrices, grad_cam_grid, reliability_diagram, roc_curves, slice_chart
 from skinml.serving import load_keras_model
 from skinml.tracking import download_run_artifact, dump_json, stage_run
 
 
 def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = None) -> np.ndarray:
     """Class probabilities for image files; the frozen extractor's features come from the feature cache."""
-    extractor, head = split_classifier(classifier)
+    extractor, head, adjustment = split_classifier(classifier)
     features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)[:, 0]
-    return np.asarray(head.predict(features, verbose=0, batch_size=256))
+    probs = np.asarray(head.predict(features, verbose=0, batch_size=256))
+    return probs if adjustment is None else keras.ops.convert_to_numpy(adjustment(probs))
+
+
+def explanations(classifier, data: pd.DataFrame, probs: np.ndarray, per_class: int = 3):
+    """Grad-CAM grid for a fixed sample of `per_class` images per class (rows: classes)."""
+    data = data.reset_index(drop=True)
+    sample = fixed_sample(data, per_class)
+    rows = sample.index.to_numpy()
+    images = np.concatenate([batch.numpy() for batch in image_dataset(
+        sample["path"].tolist(), int(classifier.input_shape[1]), batch_size=64)])
+    truth = sample["dx"].map(CLASSES.index).to_numpy()
+    cams = grad_cam(classifier, images, truth)
+    titles = [f"{CLASSES[t]} -> {CLASSES[p.argmax()]} ({p.max():.2f})" for t, p in zip(truth, probs[rows])]
+    return grad_cam_grid(images, cams, titles, columns=per_class)
 
 
 def training_run_id(model_uri: str) -> str:
@@ -90,6 +107,7 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         if not slices.empty:
             mlflow.log_text(slices.to_csv(index=False), "report/slices.csv")
             mlflow.log_figure(slice_chart(slices), "plots/slices.png")
+        mlflow.log_figure(explanations(classifier, data, probs), "plots/grad_cam.png")
         mlflow.log_text(report_text(y_true, probs), "report/classification_report.txt")
         mlflow.log_dict(metrics, "report/metrics.json")
         predictions = pd.DataFrame(probs, columns=list(CLASSES)).assign(

@@ -109,7 +109,8 @@ class FeatureCache:
 
 def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
                      cache: FeatureCache | None = None, batch_size: int = 64) -> np.ndarray:
-    """Features of each image for each view, shape (len(paths), len(views), dim), computed only where not cached.
+    """Features of each image for each view, shape (len(paths), len(views), *feature_shape), computed only where not
+    cached (the feature shape is the extractor's output: (1280,) pooled, or a feature map such as (7, 7, 160)).
 
     Each image with a missing view is decoded and resized once; only its missing views go through the backbone.
     """
@@ -120,7 +121,8 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     cache = cache or FeatureCache.default()
     fingerprint = extractor_fingerprint(extractor)
     digests = [file_digest(p) for p in paths]
-    dim = int(extractor.output_shape[-1])
+    feature_shape = tuple(int(d) for d in extractor.output_shape[1:])
+    dim = int(np.prod(feature_shape))
     out = np.zeros((len(paths), len(views), dim), dtype=np.float32)
     keys = [[cache.key(d, fingerprint, view_name(v, augment, seed)) for v in views] for d in digests]
     missing: dict[int, list[int]] = {}  # image index -> indices (into `views`) of its missing views
@@ -134,7 +136,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     todo = sorted(missing)
     log.info("features: %d of %d images need the backbone", len(todo), len(paths))
     if not todo:
-        return out
+        return out.reshape(len(paths), len(views), *feature_shape)
     image_size = int(extractor.input_shape[1])
     done = 0
     for batch_number, images in enumerate(image_dataset([paths[i] for i in todo], image_size, batch_size)):
@@ -147,10 +149,11 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
             batch = images[picked]
             if view:
                 batch = augmented_views(batch, [digests[rows[k]] for k in picked], augment, seed, view)
-            for k, vector in zip(picked, np.asarray(extractor.predict_on_batch(batch))):
+            computed = np.asarray(extractor.predict_on_batch(batch)).reshape(len(picked), dim)
+            for k, vector in zip(picked, computed):
                 out[rows[k], j] = vector
                 cache.put(keys[rows[k]][j], vector)
         done += len(rows)
         if batch_number % 20 == 19 or done == len(todo):
             log.info("features: %d/%d images computed", done, len(todo))
-    return out
+    return out.reshape(len(paths), len(views), *feature_shape)

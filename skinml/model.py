@@ -63,43 +63,115 @@ def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
         ) from exc
 
 
-def build_feature_extractor(image_size: int, weights: str = "imagenet", alpha: float = 1.0) -> keras.Model:
-    """Frozen MobileNetV2 (no top) + global average pooling, taking float images in [0, 255]."""
-    weights_file = resolve_weights(weights, alpha)
+def build_backbone(image_size: int, weights: str = "imagenet", alpha: float = 1.0) -> keras.Model:
+    """MobileNetV2 without its top, ImageNet (or given, or random) weights."""
+    return keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False,
+                                          weights=resolve_weights(weights, alpha), alpha=alpha)
+
+
+def first_layer_of(backbone: keras.Model, block: str) -> keras.layers.Layer:
+    """The first layer of a MobileNetV2 block ("block_14", "Conv_1", ...); ValueError names the valid blocks."""
+    for layer in backbone.layers:
+        if layer.name == block or layer.name.startswith(block + "_"):
+            return layer
+    blocks = sorted({name.split("_")[1] for name in (l.name for l in backbone.layers) if name.startswith("block_")},
+                    key=int)
+    raise ValueError(f"fine_tune_from: no block {block!r} in MobileNetV2; use block_1 .. block_{blocks[-1]} or Conv_1")
+
+
+def build_feature_extractor(image_size: int, weights: str = "imagenet", alpha: float = 1.0,
+                            fine_tune_from: str | None = None) -> keras.Model:
+    """The frozen, cacheable part of the classifier, taking float images in [0, 255].
+
+    Without `fine_tune_from`: MobileNetV2 (no top) + global average pooling -> 1280 features. With it: MobileNetV2
+    up to (not including) that block -> a feature map, e.g. 7x7x160 before block_14.
+    """
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)  # MobileNetV2's preprocessing
-    backbone = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False,
-                                              weights=weights_file, alpha=alpha)
+    backbone = build_backbone(image_size, weights, alpha)
+    if fine_tune_from:
+        backbone = keras.Model(backbone.input, first_layer_of(backbone, fine_tune_from).input,
+                               name=f"{backbone.name}_before_{fine_tune_from}")
     backbone.trainable = False  # frozen, and BatchNorm runs in inference mode
     x = backbone(x, training=False)
-    outputs = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = x if fine_tune_from else keras.layers.GlobalAveragePooling2D(name="pool")(x)
     model = keras.Model(inputs, outputs, name=FEATURE_EXTRACTOR)
     model.trainable = False
     return model
 
 
-def build_head(feature_dim: int, dropout: float, seed: int | None = None) -> keras.Model:
-    """Dropout -> Dense(7, softmax) on pooled features."""
-    inputs = keras.Input((feature_dim,), name="features")
-    x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(inputs)
+def build_backbone_top(image_size: int, weights: str, alpha: float, fine_tune_from: str) -> keras.Model:
+    """MobileNetV2 from block `fine_tune_from` to its last layer (pretrained), frozen until set_top_trainable."""
+    backbone = build_backbone(image_size, weights, alpha)
+    top = keras.Model(first_layer_of(backbone, fine_tune_from).input, backbone.output,
+                      name=f"{backbone.name}_from_{fine_tune_from}")
+    top.trainable = False
+    return top
+
+
+def set_top_trainable(head: keras.Model, trainable: bool) -> None:
+    """Unfreeze (or freeze) the backbone top inside a head; its BatchNorm layers always stay in inference mode."""
+    for layer in head.layers:
+        if isinstance(layer, keras.Model):
+            layer.trainable = trainable
+            for sub in layer.layers:
+                if isinstance(sub, keras.layers.BatchNormalization):
+                    sub.trainable = False  # Keras 3: a non-trainable BatchNorm also runs in inference mode
+
+
+def build_head(feature_shape: int | tuple[int, ...], dropout: float, seed: int | None = None,
+               top: keras.Model | None = None) -> keras.Model:
+    """[backbone top -> pooling ->] Dropout -> Dense(7, softmax), on the extractor's features."""
+    shape = (feature_shape,) if isinstance(feature_shape, int) else tuple(feature_shape)
+    inputs = keras.Input(shape, name="features")
+    x = inputs
+    if top is not None:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(top(x))
+    x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     init = keras.initializers.GlorotUniform(seed=seed)
     outputs = keras.layers.Dense(len(CLASSES), activation="softmax", kernel_initializer=init, name="probs")(x)
     return keras.Model(inputs, outputs, name=HEAD)
 
 
-def build_classifier(extractor: keras.Model, head: keras.Model) -> keras.Model:
-    """The whole classifier: image in [0, 255] -> 7 class probabilities."""
+@keras.saving.register_keras_serializable(package="skinml")
+class ProbabilityAdjustment(keras.layers.Layer):
+    """softmax((log p + shift) / temperature): prior (logit) adjustment and temperature scaling of probabilities.
+
+    Both are fitted on the validation split after training (skinml.calibration); identity when shift=0, T=1.
+    """
+
+    def __init__(self, shift: list[float], temperature: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.shift = [float(v) for v in shift]
+        self.temperature = float(temperature)
+
+    def call(self, probs):
+        logits = keras.ops.log(keras.ops.clip(probs, 1e-7, 1.0)) + keras.ops.convert_to_tensor(self.shift)
+        return keras.ops.softmax(logits / self.temperature, axis=-1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "shift": self.shift, "temperature": self.temperature}
+
+
+def build_classifier(extractor: keras.Model, head: keras.Model, adjustment: ProbabilityAdjustment | None = None
+                     ) -> keras.Model:
+    """The whole classifier: image in [0, 255] -> 7 class probabilities (adjusted, when given)."""
     inputs = keras.Input(extractor.input_shape[1:], name="image")
-    return keras.Model(inputs, head(extractor(inputs)), name="skinml_classifier")
+    probs = head(extractor(inputs))
+    if adjustment is not None:
+        probs = adjustment(probs)
+    return keras.Model(inputs, probs, name="skinml_classifier")
 
 
-def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """The (feature extractor, head) of a classifier built by build_classifier."""
-    return model.get_layer(FEATURE_EXTRACTOR), model.get_layer(HEAD)
+def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model, ProbabilityAdjustment | None]:
+    """The (feature extractor, head, probability adjustment or None) of a classifier built by build_classifier."""
+    adjustments = [layer for layer in model.layers if isinstance(layer, ProbabilityAdjustment)]
+    return model.get_layer(FEATURE_EXTRACTOR), model.get_layer(HEAD), (adjustments[0] if adjustments else None)
 
 
 def extractor_fingerprint(extractor: keras.Model) -> str:
-    """sha256 over architecture, input size, preprocessing and every weight: the feature cache's model key."""
+    """sha256 over architecture (and where it is cut), input size, preprocessing and every weight: the feature
+    cache's model key."""
     digest = hashlib.sha256()
     backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
     digest.update(f"{backbone.name}|{extractor.input_shape}|{extractor.output_shape}|{PREPROCESSING}".encode())

@@ -86,3 +86,18 @@ def slice_chart(slices) -> plt.Figure:
            xlim=(0, 1))
     fig.tight_layout()
     return fig
+
+
+def grad_cam_grid(images: np.ndarray, cams: np.ndarray, titles: list[str], columns: int) -> plt.Figure:
+    """Images with their Grad-CAM heat-maps overlaid, `columns` per row."""
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, cam, title in zip(axes.flat, images, cams, titles):
+        ax.imshow(image.astype(np.uint8))
+        ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
+        ax.set_title(title, fontsize=8)
+    fig.suptitle("Grad-CAM (last conv layer) for the true class; title: true -> predicted (p)")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # leave room for the title
+    return fig

@@ -66,6 +66,8 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         import keras
 
+        import skinml.model  # noqa: F401  (registers the custom layers the saved model uses)
+
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.image_size = int(self.model.input_shape[1])
 

@@ -1,8 +1,10 @@
 """Training: MobileNetV2 transfer learning, tracked in MLflow.
 
-With a frozen backbone (all presets today) the default path trains the head on cached backbone features: each
-image's features are computed once per view and reused; each epoch draws one of `cached_views` augmented views per
-training image. `feature_cache=False` trains the plain Keras way, backbone in the loop, augmenting on the fly.
+The default path trains on cached features of the frozen part of the backbone: each image's features are computed
+once per view and reused; each epoch draws one of `cached_views` augmented views per training image. The baseline
+freezes the whole backbone (the head is Dropout -> Dense); with `fine_tune_from` the cache holds the feature map
+before that block and the head includes the backbone's top blocks, which are fine-tuned after a warm-up.
+`feature_cache=False` trains the plain Keras way, backbone in the loop, augmenting on the fly.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import numpy as np
 import pandas as pd
 
 from skinml import CLASSES
+from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature, softmax
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
 from skinml.data.augment import augmentation_layers
 from skinml.data.dataset import load_dataset
 from skinml.data.pipeline import image_dataset
 from skinml.data.split import log_manifest, make_split, read_manifest
 from skinml.features import FeatureCache, extract_features
-from skinml.metrics import classification_metrics
-from skinml.model import build_classifier, build_feature_extractor, build_head
+from skinml.metrics import classification_metrics, expected_calibration_error
+from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
+                          build_head, set_top_trainable)
 from skinml.plots import training_curves
 from skinml.serving import log_classifier
 from skinml.tracking import dump_json, log_params_once, stage_run
@@ -71,33 +75,56 @@ class EpochMetrics(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
 
 
-def compile_for_training(model: keras.Model, config: TrainConfig) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss="categorical_crossentropy",
+def compile_for_training(model: keras.Model, config: TrainConfig,
+                         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None) -> None:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])
 
 
-def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
-                         callbacks: list[keras.callbacks.Callback]) -> None:
-    """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, dim)).
+def class_weights(labels: np.ndarray, scheme: str) -> np.ndarray | None:
+    """Per-class loss weights: None, 'balanced' (n / (classes * count)) or its square root 'sqrt'."""
+    from sklearn.utils.class_weight import compute_class_weight
 
-    A callback can end training early by setting `model.stop_training` (e.g. an Optuna pruner).
+    if scheme == "none":
+        return None
+    present = np.unique(labels)
+    weights = np.ones(len(CLASSES))
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return np.sqrt(weights) if scheme == "sqrt" else weights
+
+
+def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
+                         callbacks: list[keras.callbacks.Callback], epochs: int | None = None, first_epoch: int = 0,
+                         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None
+                         ) -> None:
+    """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, ...)).
+
+    Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering). A callback can
+    end training early by setting `model.stop_training` (e.g. an Optuna pruner).
     """
-    compile_for_training(head, config)
-    rng = np.random.default_rng(config.seed)
+    compile_for_training(head, config, learning_rate)
+    rng = np.random.default_rng(config.seed + first_epoch)
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
+    weights = class_weights(train_labels, config.class_weight)
+    sample_weight = None if weights is None else weights[train_labels]
     n, n_views = train_views.shape[:2]
-    for epoch in range(config.epochs):
+    for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
         x = train_views[np.arange(n), rng.integers(n_views, size=n)]
-        head.fit(x, targets, batch_size=config.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True,
-                 verbose=0, callbacks=callbacks)
+        head.fit(x, targets, sample_weight=sample_weight, batch_size=config.batch_size, epochs=epoch + 1,
+                 initial_epoch=epoch, shuffle=True, verbose=0, callbacks=callbacks)
         if head.stop_training:
             break
 
 
+def build_extractor(config: TrainConfig) -> keras.Model:
+    return build_feature_extractor(config.image_size, config.weights, config.alpha, config.fine_tune_from)
+
+
 def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None = None
                     ) -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    """(extractor, train features (n, views, dim), val features (n, dim)) from the cache, computed where missing."""
-    extractor = build_feature_extractor(config.image_size, config.weights, config.alpha)
+    """(extractor, train features (n, views, ...), val features (n, ...)) from the cache, computed where missing."""
+    extractor = build_extractor(config)
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
     views = list(range(1, config.cached_views + 1)) if config.augment.enabled and config.cached_views else [0]
     train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed, cache)
@@ -108,11 +135,51 @@ def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache
 def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarray, val_x: np.ndarray,
                val_labels: np.ndarray, history: dict[str, list[float]],
                callbacks: list[keras.callbacks.Callback] = ()) -> keras.Model:
-    """A new head trained on features, validated and logged (to the active MLflow run) at every epoch."""
-    head = build_head(train_x.shape[-1], config.dropout, config.seed)
-    fit_head_on_features(head, train_x, train_labels, config, [EpochMetrics(val_x, val_labels, history),
-                                                               *callbacks])
+    """A new head trained on features, validated and logged (to the active MLflow run) at every epoch.
+
+    With `fine_tune_from`, the head holds the backbone's top: `epochs` with it frozen, then `fine_tune_epochs` with
+    it trainable, the learning rate rising to `fine_tune_learning_rate` over one epoch, then decaying to 0 (cosine).
+    """
+    top = (build_backbone_top(config.image_size, config.weights, config.alpha, config.fine_tune_from)
+           if config.fine_tune_from else None)
+    head = build_head(train_x.shape[2:], config.dropout, config.seed, top)
+    callbacks = [EpochMetrics(val_x, val_labels, history), *callbacks]
+    fit_head_on_features(head, train_x, train_labels, config, callbacks)
+    if top is not None and config.fine_tune_epochs and not head.stop_training:
+        set_top_trainable(head, True)
+        steps_per_epoch = -(-len(train_x) // config.batch_size)
+        # Adam's first steps move every weight by ~lr whatever its gradient, so ramp up over one epoch; the cosine
+        # decay to 0 steadies the last epochs (docs/ablation.md).
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, config.fine_tune_epochs - 1) * steps_per_epoch,
+            warmup_target=config.fine_tune_learning_rate, warmup_steps=steps_per_epoch)
+        fit_head_on_features(head, train_x, train_labels, config, callbacks, epochs=config.fine_tune_epochs,
+                             first_epoch=config.epochs, learning_rate=schedule)
+        set_top_trainable(head, False)  # saved frozen: nothing trains it further by accident
     return head
+
+
+def fit_adjustment(config: TrainConfig, head: keras.Model, val_x: np.ndarray, val_labels: np.ndarray,
+                   train_labels: np.ndarray) -> ProbabilityAdjustment | None:
+    """Prior adjustment and/or temperature scaling fitted on validation (as the config asks), logged to MLflow
+    with the validation ECE before and after."""
+    probs = np.asarray(head.predict(val_x, batch_size=512, verbose=0))
+    mlflow.log_metric("val_ece", expected_calibration_error(val_labels, probs)[0])
+    if not (config.prior_adjustment or config.temperature_scaling):
+        return None
+    shift, tau = (fit_prior_shift(probs, val_labels, train_labels) if config.prior_adjustment
+                  else (np.zeros(len(CLASSES)), 0.0))
+    logits = adjusted_logits(probs, shift)
+    temperature = fit_temperature(logits, val_labels) if config.temperature_scaling else 1.0
+    adjusted = softmax(logits / temperature)
+    metrics = classification_metrics(val_labels, adjusted)
+    mlflow.log_metrics({"prior_tau": tau, "temperature": temperature,
+                        "val_adjusted_ece": expected_calibration_error(val_labels, adjusted)[0],
+                        "val_adjusted_balanced_accuracy": metrics["balanced_accuracy"],
+                        "val_adjusted_macro_auc": metrics["macro_auc"]})
+    log.info("adjustment: tau %.2f, temperature %.3f, val balanced accuracy %.4f", tau, temperature,
+             metrics["balanced_accuracy"])
+    return ProbabilityAdjustment(shift.tolist(), temperature, name="adjustment")
 
 
 def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None,
@@ -123,12 +190,13 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCach
     mlflow.log_metric("feature_seconds", time.perf_counter() - started)
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
     head = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
-    return build_classifier(extractor, head)
+    adjustment = fit_adjustment(config, head, val_x, labels["val"], labels["train"])
+    return build_classifier(extractor, head, adjustment)
 
 
 def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str, list[float]]) -> keras.Model:
     """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the whole classifier."""
-    extractor = build_feature_extractor(config.image_size, config.weights, config.alpha)
+    extractor = build_extractor(config)
     head = build_head(int(extractor.output_shape[-1]), config.dropout, config.seed)
     classifier = build_classifier(extractor, head)
     trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
@@ -140,7 +208,9 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
                              shuffle_seed=config.seed)
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
     callback = EpochMetrics(val_ds, val["label"].to_numpy(), history, predictor=classifier)
-    trainer.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[callback])
+    weights = class_weights(train["label"].to_numpy(), config.class_weight)
+    trainer.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[callback],
+                class_weight=None if weights is None else dict(enumerate(weights.tolist())))
     return classifier
 
 

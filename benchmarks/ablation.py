@@ -1,0 +1,106 @@
+"""Ablation for the `best` preset: each row is one `skinml train` command on one fixed split; it prints the
+validation balanced accuracy, macro AUC and ECE of each (validation only: the test split is not looked at here).
+See docs/ablation.md.
+
+    python benchmarks/ablation.py --data-dir ../shared/data/ham10000 --manifest outputs/manifest.csv \
+        --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 [--rows a,b]
+
+Rows with an adjustment fitted on validation (prior adjustment, temperature) report the adjusted model's figures,
+which are optimistic by construction for the prior adjustment (tau is picked on the same split).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+
+from skinml.cli import build_parser, training_config
+
+# name -> the options of `skinml train` on top of the shared ones (data dir, manifest, weights)
+ROWS: dict[str, str] = {
+    "baseline": "--preset baseline",
+    "class_weight_balanced": "--preset baseline --class-weight balanced",
+    "class_weight_sqrt": "--preset baseline --class-weight sqrt",
+    "label_smoothing": "--preset baseline --label-smoothing 0.1",
+    "prior_adjustment": "--preset baseline --prior-adjustment",
+    "temperature_scaling": "--preset baseline --temperature-scaling",
+    "best_label_smoothing_prior_adjustment": "--preset best --label-smoothing 0.1 --prior-adjustment",
+    "best_label_smoothing_prior_adjustment_sqrt": "--preset best --label-smoothing 0.1 --prior-adjustment "
+                                                  "--class-weight sqrt",
+    "best": "--preset best",
+}
+
+
+def row_metrics(result: dict) -> dict[str, float]:
+    """Validation figures of a training run: the adjusted model's where an adjustment was fitted."""
+    import mlflow
+
+    logged = mlflow.get_run(result["run_id"]).data.metrics
+    adjusted = "val_adjusted_balanced_accuracy" in logged
+    prefix = "val_adjusted_" if adjusted else "val_"
+    return {"val_balanced_accuracy": logged[prefix + "balanced_accuracy"],
+            "val_macro_auc": logged[prefix + "macro_auc"],
+            "val_ece": logged.get("val_adjusted_ece", logged["val_ece"]), "train_seconds": result["train_seconds"]}
+
+
+def flip_tta_row(model_uri: str, data_dir: str, manifest: str) -> dict[str, float]:
+    """Validation figures of a logged model without and with test-time augmentation (mean over the 4 flips)."""
+    import numpy as np
+
+    from skinml.data.pipeline import image_dataset
+    from skinml.data.split import read_manifest
+    from skinml.metrics import classification_metrics, expected_calibration_error
+    from skinml.serving import load_keras_model
+    from skinml.train import labelled_split
+
+    model = load_keras_model(model_uri)
+    data, _ = labelled_split(data_dir, read_manifest(manifest), "grouped", 0)
+    val = data[data["split"] == "val"]
+    images = np.concatenate([b.numpy() for b in image_dataset(val["path"].tolist(), int(model.input_shape[1]), 64)])
+    flips = [images, images[:, ::-1], images[:, :, ::-1], images[:, ::-1, ::-1]]
+    probs = [np.asarray(model.predict(view, batch_size=64, verbose=0)) for view in flips]
+    labels = val["label"].to_numpy()
+    out = {}
+    for name, p in (("plain", probs[0]), ("flip_tta", np.mean(probs, axis=0))):
+        metrics = classification_metrics(labels, p)
+        out[name] = {"val_balanced_accuracy": metrics["balanced_accuracy"], "val_macro_auc": metrics["macro_auc"],
+                     "val_ece": expected_calibration_error(labels, p)[0]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--manifest", required=True, help="split manifest shared by every row (skinml split)")
+    parser.add_argument("--weights", default="imagenet")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)}")
+    parser.add_argument("--experiment", default="skinml-ablation")
+    parser.add_argument("--tta-of", metavar="MODEL_URI",
+                        help="instead of training rows: a logged model's validation figures with flip TTA")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.tta_of:
+        print(json.dumps(flip_tta_row(args.tta_of, args.data_dir, args.manifest), indent=2))
+        return
+    from skinml.train import train
+
+    results = {}
+    for name in args.rows.split(","):
+        command = f"skinml train {ROWS[name]} --data-dir {args.data_dir} --manifest {args.manifest} " \
+                  f"--weights {args.weights} --experiment {args.experiment}"
+        train_args = build_parser().parse_args(shlex.split(command)[1:])
+        result = train(training_config(train_args), train_args.data_dir, train_args.manifest,
+                       experiment=args.experiment)
+        results[name] = {**row_metrics(result), "run_id": result["run_id"], "command": f"skinml train {ROWS[name]}"}
+        print(json.dumps({name: results[name]}), flush=True)
+
+    print(f"\n{'row':<26}{'val bal acc':>12}{'val AUC':>9}{'val ECE':>9}{'train s':>9}  command")
+    for name, row in results.items():
+        print(f"{name:<26}{row['val_balanced_accuracy']:>12.3f}{row['val_macro_auc']:>9.3f}{row['val_ece']:>9.3f}"
+              f"{row['train_seconds']:>9.0f}  {row['command']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Grad-CAM (Selvaraju et al., 2017) heat-maps at MobileNetV2's last convolutional feature map.
+
+The class score is the pre-softmax logit of the final Dense layer; the map is ReLU(sum_k alpha_k A_k) with alpha_k
+the spatial mean of d(score)/dA_k, upsampled to the input size and scaled to [0, 1] per image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from skinml import CLASSES
+from skinml.model import split_classifier
+
+POOL = "pool"  # the GlobalAveragePooling2D after the last feature map, in the extractor or in the head
+
+
+def feature_map_model(classifier: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """images -> the last convolutional feature map (n, h, w, 1280), wherever the backbone was cut."""
+    extractor, head, _ = split_classifier(classifier)
+    if any(layer.name == POOL for layer in extractor.layers):  # the whole backbone is frozen
+        return keras.Model(extractor.input, extractor.get_layer(POOL).input)
+    head_map = keras.Model(head.input, head.get_layer(POOL).input)  # fine-tuned top: the map is in the head
+    return lambda images: head_map(extractor(images))
+
+
+def grad_cam(classifier: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Heat-maps (n, height, width) in [0, 1] of `classes[i]` for each image (float, [0, 255], model input size)."""
+    to_map = feature_map_model(classifier)
+    dense = classifier.get_layer("head").get_layer("probs")
+    maps = tf.convert_to_tensor(to_map(images))
+    with tf.GradientTape() as tape:
+        tape.watch(maps)
+        logits = tf.matmul(tf.reduce_mean(maps, axis=(1, 2)), dense.kernel) + dense.bias
+        scores = tf.gather(logits, tf.convert_to_tensor(classes, dtype=tf.int32), axis=1, batch_dims=1)
+    alphas = tf.reduce_mean(tape.gradient(scores, maps), axis=(1, 2), keepdims=True)
+    cams = tf.nn.relu(tf.reduce_sum(alphas * maps, axis=-1))[..., None]
+    cams = tf.image.resize(cams, images.shape[1:3], method="bilinear")[..., 0].numpy()
+    peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
+    return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0)
+
+
+def fixed_sample(data: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
+    """The same `per_class` images of each class for any model evaluated on this set (chosen by image id)."""
+    picked = []
+    for name in CLASSES:
+        ids = np.sort(data.loc[data["dx"] == name, "image_id"].to_numpy())
+        if len(ids):
+            chosen = np.random.default_rng(seed).choice(ids, size=min(per_class, len(ids)), replace=False)
+            picked.append(data[data["image_id"].isin(chosen)].sort_values("image_id"))
+    return pd.concat(picked) if picked else data.iloc[:0]

@@ -1,0 +1,124 @@
+"""The `best` recipe's parts: cutting the backbone, fine-tuning its top from cached feature maps, the probability
+adjustment kept in the model, and Grad-CAM."""
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+
+from skinml import CLASSES
+from skinml.data.dataset import load_dataset
+from skinml.data.pipeline import image_dataset
+from skinml.evaluate import evaluate
+from skinml.explain import fixed_sample, grad_cam
+from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
+                          build_head, extractor_fingerprint, set_top_trainable, split_classifier)
+from skinml.serving import load_keras_model
+from skinml.train import train
+
+from .conftest import IMAGE_SIZE
+from .test_train_evaluate import b64_images, tiny_config
+
+
+def test_cut_extractor_and_top_compose_to_the_whole_backbone(test_weights):
+    images = np.random.default_rng(0).uniform(0, 255, (3, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    whole = build_feature_extractor(IMAGE_SIZE, test_weights)
+    stem = build_feature_extractor(IMAGE_SIZE, test_weights, fine_tune_from="block_14")
+    top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_14")
+    assert stem.output_shape[1:] == (1, 1, 160)  # 32 px input: the 7x7 map of 224 px is 1x1 here
+    pooled = keras.layers.GlobalAveragePooling2D()(top(stem(images)))
+    np.testing.assert_allclose(np.asarray(pooled), np.asarray(whole(images)), rtol=1e-4, atol=1e-5)
+    assert extractor_fingerprint(stem) != extractor_fingerprint(whole)  # different cache keys
+    with pytest.raises(ValueError, match="no block 'block_99'"):
+        build_feature_extractor(IMAGE_SIZE, test_weights, fine_tune_from="block_99")
+
+
+def test_unfrozen_top_trains_its_convolutions_but_batchnorm_stays_in_inference_mode(test_weights):
+    top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_16")
+    head = build_head((1, 1, 160), dropout=0.0, seed=1, top=top)
+    assert len(head.trainable_weights) == 2  # only the Dense layer while warming up
+    set_top_trainable(head, True)
+    trainable = {w.path for w in head.trainable_weights}
+    assert any("block_16_expand" in p for p in trainable) and any("Conv_1" in p for p in trainable)
+    assert not any("BN" in p or "bn" in p for p in trainable)
+    moving_mean = [np.array(w) for w in top.non_trainable_weights if "moving_mean" in w.path]
+    head.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).normal(size=(32, 1, 1, 160)).astype("float32")
+    head.fit(x, keras.utils.to_categorical(np.arange(32) % 7, 7), epochs=1, verbose=0)
+    after = [np.array(w) for w in top.non_trainable_weights if "moving_mean" in w.path]
+    assert all(np.array_equal(a, b) for a, b in zip(moving_mean, after))
+
+
+def test_adjustment_layer_is_saved_with_the_model(tmp_path, test_weights):
+    extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
+    head = build_head(1280, dropout=0.0, seed=3)
+    shift, temperature = np.linspace(-1, 1, 7), 2.0
+    model = build_classifier(extractor, head, ProbabilityAdjustment(shift.tolist(), temperature, name="adjustment"))
+    images = np.random.default_rng(0).uniform(0, 255, (4, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    raw = np.asarray(head(extractor(images)))
+    logits = (np.log(raw) + shift) / temperature
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(model(images)), expected, rtol=1e-4)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(images)), expected, rtol=1e-4)
+    assert split_classifier(loaded)[2].temperature == temperature
+
+
+def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir, test_weights):
+    config = tiny_config(test_weights, epochs=3, fine_tune_from="block_15", fine_tune_epochs=3,
+                         fine_tune_learning_rate=1e-3, class_weight="balanced", label_smoothing=0.1,
+                         prior_adjustment=True, temperature_scaling=True)
+    result = train(config, synthetic_dir)
+    run = mlflow.get_run(result["run_id"])
+    assert run.data.params["fine_tune_from"] == "block_15" and run.data.params["class_weight"] == "balanced"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_balanced_accuracy")
+    assert [m.step for m in history] == list(range(1, 7))  # warm-up epochs, then fine-tuning epochs
+    metrics = run.data.metrics
+    assert metrics["temperature"] > 0 and "prior_tau" in metrics and 0 <= metrics["val_adjusted_ece"] <= 1
+
+    classifier = load_keras_model(result["model_uri"])
+    extractor, head, adjustment = split_classifier(classifier)
+    assert adjustment is not None and adjustment.temperature == pytest.approx(metrics["temperature"])
+    fresh_top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15")
+    trained_top = next(layer for layer in head.layers if isinstance(layer, keras.Model))
+    kernel = "block_16_project/kernel"
+    changed = {w.path: w for w in trained_top.weights}
+    assert not np.allclose(np.asarray(changed[next(p for p in changed if kernel in p)]),
+                           np.asarray(next(w for w in fresh_top.weights if kernel in w.path)))  # fine-tuned
+    moving = [(w.path, np.asarray(w)) for w in trained_top.weights if "moving_variance" in w.path]
+    fresh = {w.path: np.asarray(w) for w in fresh_top.weights}
+    assert all(np.array_equal(value, fresh[path]) for path, value in moving)  # BatchNorm statistics kept
+
+    # The served model gives the calibrated probabilities, and the evaluation sees the same ones.
+    paths = load_dataset(synthetic_dir)["path"].tolist()[:6]
+    served = mlflow.pyfunc.load_model(result["model_uri"]).predict(b64_images(paths))
+    images = np.concatenate([b.numpy() for b in image_dataset(paths, IMAGE_SIZE, 8)])
+    np.testing.assert_allclose(served[list(CLASSES)].to_numpy(), np.asarray(classifier(images)), rtol=1e-4,
+                               atol=1e-6)
+    report = evaluate(result["model_uri"])
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(report["run_id"], "plots")}
+    assert "plots/grad_cam.png" in artifacts and "plots/reliability_diagram.png" in artifacts
+
+
+def test_grad_cam_is_the_class_weighted_feature_map(test_weights, synthetic_dir):
+    extractor = build_feature_extractor(48, test_weights)  # 48 px: a 2x2 final feature map
+    head = build_head(1280, dropout=0.0, seed=5)
+    model = build_classifier(extractor, head)
+    images = np.random.default_rng(2).uniform(0, 255, (3, 48, 48, 3)).astype("float32")
+    classes = np.array([0, 3, 6])
+    cams = grad_cam(model, images, classes)
+    assert cams.shape == (3, 48, 48) and cams.min() >= 0 and cams.max() <= 1
+
+    maps = np.asarray(keras.Model(extractor.input, extractor.get_layer("pool").input)(images))
+    kernel = np.asarray(head.get_layer("probs").kernel)
+    for cam, feature_map, c in zip(cams, maps, classes):
+        expected = np.maximum(feature_map @ kernel[:, c], 0)  # for GAP -> Dense, Grad-CAM is CAM
+        if expected.max() > 0:
+            corner = expected / expected.max()
+            np.testing.assert_allclose(cam[[0, -1]][:, [0, -1]], corner[[0, -1]][:, [0, -1]], atol=0.02)
+
+    data = load_dataset(synthetic_dir)
+    sample = fixed_sample(data, per_class=2)
+    assert sample.groupby("dx").size().to_dict() == {name: 2 for name in CLASSES}
+    assert sample["image_id"].tolist() == fixed_sample(data.sample(frac=1, random_state=1), 2)["image_id"].tolist()
