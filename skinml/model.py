@@ -153,6 +153,13 @@ class ProbabilityAdjustment(keras.layers.Layer):
         return {**super().get_config(), "shift": self.shift, "temperature": self.temperature}
 
 
+def drop_training_state(model: keras.Model) -> None:
+    """Forget a trained model's optimizer, so that a classifier saved with it holds weights only (no optimizer
+    state to skip, with a warning, at every load)."""
+    model.optimizer = None
+    model.compiled = False
+
+
 def build_classifier(extractor: keras.Model, head: keras.Model, adjustment: ProbabilityAdjustment | None = None
                      ) -> keras.Model:
     """The whole classifier: image in [0, 255] -> 7 class probabilities (adjusted, when given)."""

@@ -29,7 +29,7 @@ from skinml.data.split import log_manifest, make_split, read_manifest
 from skinml.features import FeatureCache, extract_features
 from skinml.metrics import classification_metrics, expected_calibration_error
 from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
-                          build_head, set_top_trainable)
+                          build_head, drop_training_state, set_top_trainable)
 from skinml.plots import training_curves
 from skinml.serving import log_classifier
 from skinml.tracking import dump_json, log_params_once, stage_run
@@ -191,6 +191,7 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCach
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
     head = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
     adjustment = fit_adjustment(config, head, val_x, labels["val"], labels["train"])
+    drop_training_state(head)
     return build_classifier(extractor, head, adjustment)
 
 
