@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+from scipy.special import softmax
 from sklearn.metrics import balanced_accuracy_score, log_loss
 
 from skinml import CLASSES
@@ -20,11 +21,6 @@ TAU_GRID = np.round(np.arange(-1.0, 2.01, 0.25), 2)
 def adjusted_logits(probs: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """log p + shift (the logits of the probabilities, up to a per-row constant)."""
     return np.log(np.clip(probs, 1e-7, 1.0)) + shift
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def fit_prior_shift(probs: np.ndarray, labels: np.ndarray, train_labels: np.ndarray) -> tuple[np.ndarray, float]:
@@ -41,6 +37,6 @@ def fit_prior_shift(probs: np.ndarray, labels: np.ndarray, train_labels: np.ndar
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T in [0.05, 20] minimising the log-loss of softmax(logits / T)."""
     def loss(log_t: float) -> float:
-        return log_loss(labels, softmax(logits / np.exp(log_t)), labels=list(range(len(CLASSES))))
+        return log_loss(labels, softmax(logits / np.exp(log_t), axis=1), labels=list(range(len(CLASSES))))
 
     return float(np.exp(minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))

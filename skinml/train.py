@@ -19,8 +19,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from scipy.special import softmax
+
 from skinml import CLASSES
-from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature, softmax
+from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
 from skinml.data.augment import augmentation_layers
 from skinml.data.dataset import load_dataset
@@ -171,7 +173,7 @@ def fit_adjustment(config: TrainConfig, head: keras.Model, val_x: np.ndarray, va
                   else (np.zeros(len(CLASSES)), 0.0))
     logits = adjusted_logits(probs, shift)
     temperature = fit_temperature(logits, val_labels) if config.temperature_scaling else 1.0
-    adjusted = softmax(logits / temperature)
+    adjusted = softmax(logits / temperature, axis=1)
     metrics = classification_metrics(val_labels, adjusted)
     mlflow.log_metrics({"prior_tau": tau, "temperature": temperature,
                         "val_adjusted_ece": expected_calibration_error(val_labels, adjusted)[0],
