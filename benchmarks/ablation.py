@@ -30,6 +30,8 @@ ROWS: dict[str, str] = {
     "best_label_smoothing_prior_adjustment_sqrt": "--preset best --label-smoothing 0.1 --prior-adjustment "
                                                   "--class-weight sqrt",
     "best": "--preset best",
+    "best_from_block_11": "--preset best --fine-tune-from block_11",
+    "best_from_block_4": "--preset best --fine-tune-from block_4",
 }
 
 

@@ -31,30 +31,39 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
     return json.loads(done.stdout), wall
 
 
-def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict[str, float]:
-    """Backbone images/s on in-memory batches, and end-to-end feature extraction images/s from JPEG files."""
+def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Per engine: backbone images/s on in-memory batches, and end-to-end feature extraction images/s from JPEGs."""
+    import importlib.util
+
     from skinml.config import AugmentConfig
     from skinml.data.dataset import load_dataset
+    from skinml.engine import predictor
     from skinml.features import FeatureCache, extract_features
     from skinml.model import build_feature_extractor
 
     extractor = build_feature_extractor(224, weights)
     batch = np.random.default_rng(0).uniform(0, 255, (64, 224, 224, 3)).astype("float32")
-    extractor.predict_on_batch(batch)
-    rates = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        extractor.predict_on_batch(batch)
-        rates.append(64 / (time.perf_counter() - started))
     paths = load_dataset(data_dir, check_images=False)["path"].tolist()[:n_images]
-    extraction = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory() as cache_dir:
+    engines = ["tensorflow"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    figures = {}
+    for engine in engines:
+        run_backbone = predictor(extractor, engine)
+        run_backbone(batch)  # warm-up (and, for OpenVINO, compilation)
+        rates = []
+        for _ in range(repeats):
             started = time.perf_counter()
-            extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(Path(cache_dir)))
-            extraction.append(len(paths) / (time.perf_counter() - started))
-    return {"backbone_images_per_s": statistics.median(rates),
-            "extraction_images_per_s": statistics.median(extraction)}
+            run_backbone(batch)
+            rates.append(64 / (time.perf_counter() - started))
+        extraction = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as cache_dir:
+                started = time.perf_counter()
+                extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(Path(cache_dir)),
+                                 engine=engine)
+                extraction.append(len(paths) / (time.perf_counter() - started))
+        figures[engine] = {"backbone_images_per_s": statistics.median(rates),
+                           "extraction_images_per_s": statistics.median(extraction)}
+    return figures
 
 
 def main() -> None:
@@ -76,11 +85,28 @@ def main() -> None:
            "SKINML_CACHE_DIR": str(workdir / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
     os.environ.update({k: env[k] for k in ("TF_CPP_MIN_LOG_LEVEL",)})
 
-    figures: dict[str, object] = throughput(args.data_dir, args.weights, args.throughput_images, args.repeats)
+    figures = throughput(args.data_dir, args.weights, args.throughput_images, args.repeats)
     print(json.dumps(figures), flush=True)
+    if not args.throughput_only:
+        rows = training_rows(args, env, workdir)
+    print(f"\n{'engine':<12}{'backbone images/s':>19}{'extraction images/s':>21}   (median of {args.repeats}; "
+          f"backbone: batch 64, 224 px; extraction: {args.throughput_images} JPEGs, decode+resize+backbone+cache write)")
+    for engine, figure in figures.items():
+        print(f"{engine:<12}{figure['backbone_images_per_s']:>19.1f}{figure['extraction_images_per_s']:>21.1f}")
     if args.throughput_only:
         return
+    reference = rows.get("plain Keras", {}).get("wall_s")
+    print(f"\n{'train --preset baseline':<24}{'wall s':>10}{'speed-up':>10}{'peak MB':>10}{'val bal acc':>13}"
+          f"{'test bal acc':>14}{'test AUC':>10}")
+    for mode, row in rows.items():
+        ratio = f"{reference / row['wall_s']:.1f}x" if reference else "-"
+        print(f"{mode:<24}{row['wall_s']:>10.1f}{ratio:>10}{row['peak_rss_mb']:>10.0f}"
+              f"{row['val_balanced_accuracy']:>13.3f}{row['test_balanced_accuracy']:>14.3f}"
+              f"{row['test_macro_auc']:>10.3f}")
 
+
+def training_rows(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> dict[str, dict[str, float]]:
+    """`skinml train` cold cache, warm cache and (unless skipped) plain Keras, each then evaluated on test."""
     manifest = workdir / "manifest.csv"
     run_cli(["split", "--data-dir", args.data_dir, "--output", str(manifest)], env)
     common = ["train", "--data-dir", args.data_dir, "--weights", args.weights, "--manifest", str(manifest),
@@ -99,18 +125,7 @@ def main() -> None:
                       "test_balanced_accuracy": evaluated["balanced_accuracy"],
                       "test_macro_auc": evaluated["macro_auc"]}
         print(json.dumps({mode: rows[mode]}), flush=True)
-
-    print(f"\nbackbone: {figures['backbone_images_per_s']:.1f} images/s (median of {args.repeats}, batch 64, 224 px)")
-    print(f"feature extraction end to end: {figures['extraction_images_per_s']:.1f} images/s "
-          f"(median of {args.repeats}, {args.throughput_images} JPEGs, decode+resize+backbone+cache write)")
-    reference = rows.get("plain Keras", {}).get("wall_s")
-    print(f"\n{'train --preset baseline':<24}{'wall s':>10}{'speed-up':>10}{'peak MB':>10}{'val bal acc':>13}"
-          f"{'test bal acc':>14}{'test AUC':>10}")
-    for mode, row in rows.items():
-        ratio = f"{reference / row['wall_s']:.1f}x" if reference else "-"
-        print(f"{mode:<24}{row['wall_s']:>10.1f}{ratio:>10}{row['peak_rss_mb']:>10.0f}"
-              f"{row['val_balanced_accuracy']:>13.3f}{row['test_balanced_accuracy']:>14.3f}"
-              f"{row['test_macro_auc']:>10.3f}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -108,14 +108,16 @@ class FeatureCache:
 
 
 def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
-                     cache: FeatureCache | None = None, batch_size: int = 64) -> np.ndarray:
+                     cache: FeatureCache | None = None, batch_size: int = 64, engine: str | None = None) -> np.ndarray:
     """Features of each image for each view, shape (len(paths), len(views), *feature_shape), computed only where not
     cached (the feature shape is the extractor's output: (1280,) pooled, or a feature map such as (7, 7, 160)).
 
-    Each image with a missing view is decoded and resized once; only its missing views go through the backbone.
+    Each image with a missing view is decoded and resized once; only its missing views go through the backbone, on
+    `engine` (skinml.engine: OpenVINO on a CPU, TensorFlow on a GPU, by default).
     """
     from skinml.data.augment import augmented_views
     from skinml.data.pipeline import image_dataset
+    from skinml.engine import predictor
     from skinml.model import extractor_fingerprint
 
     cache = cache or FeatureCache.default()
@@ -138,6 +140,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     if not todo:
         return out.reshape(len(paths), len(views), *feature_shape)
     image_size = int(extractor.input_shape[1])
+    run_backbone = predictor(extractor, engine)
     done = 0
     for batch_number, images in enumerate(image_dataset([paths[i] for i in todo], image_size, batch_size)):
         rows = todo[batch_number * batch_size: batch_number * batch_size + len(images)]
@@ -149,7 +152,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
             batch = images[picked]
             if view:
                 batch = augmented_views(batch, [digests[rows[k]] for k in picked], augment, seed, view)
-            computed = np.asarray(extractor.predict_on_batch(batch)).reshape(len(picked), dim)
+            computed = np.asarray(run_backbone(batch)).reshape(len(picked), dim)
             for k, vector in zip(picked, computed):
                 out[rows[k], j] = vector
                 cache.put(keys[rows[k]][j], vector)

@@ -68,8 +68,11 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
 
         import skinml.model  # noqa: F401  (registers the custom layers the saved model uses)
 
+        from skinml.engine import predictor
+
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.image_size = int(self.model.input_shape[1])
+        self.run_model = predictor(self.model)  # OpenVINO on a CPU, TensorFlow on a GPU (skinml.engine)
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
         """Class probabilities for raw image bytes, shape (n, 7); all images of a call in one batch."""
@@ -79,7 +82,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             batch = next(iter(bytes_dataset(images, self.image_size, batch_size=len(images)))).numpy()
         except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
             raise InvalidImageError(f"an image could not be decoded ({type(exc).__name__})") from None
-        return np.asarray(self.model.predict_on_batch(batch))
+        return np.asarray(self.run_model(batch))
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input.columns:
@@ -100,12 +103,19 @@ SIGNATURE = ModelSignature(
 
 
 def pip_requirements() -> list[str]:
+    import importlib.metadata
+
     import keras
     import PIL
     import tensorflow as tf
 
-    return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}",
-            f"pillow=={PIL.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}",
+                    f"pillow=={PIL.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+    try:
+        requirements.append(f"openvino=={importlib.metadata.version('openvino')}")
+    except importlib.metadata.PackageNotFoundError:
+        pass  # the served model then runs on TensorFlow
+    return requirements
 
 
 def log_classifier(model, name: str = "model", registered_model_name: str | None = None):

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from skinml import engine
 from skinml.config import AugmentConfig
 from skinml.data.dataset import load_dataset
 from skinml.features import FeatureCache, extract_features, file_digest, view_name
@@ -48,7 +49,7 @@ def test_second_extraction_is_served_from_cache(extractor, paths, tmp_path, monk
     assert first.shape == (10, 3, 1280)
     assert cache.info()["entries"] == 30
     assert not np.allclose(first[:, 0], first[:, 1])  # augmented views differ from the plain image
-    monkeypatch.setattr(extractor, "predict_on_batch", lambda *_: pytest.fail("backbone ran on a warm cache"))
+    monkeypatch.setattr(engine, "predictor", lambda *_: pytest.fail("backbone ran on a warm cache"))
     np.testing.assert_array_equal(extract_features(extractor, paths, [0, 1, 2], AugmentConfig(), 0, cache), first)
 
 
@@ -80,7 +81,8 @@ def test_training_from_cache_equals_training_through_the_backbone(extractor, pat
     from skinml.model import build_classifier
 
     labels = keras.utils.to_categorical(np.arange(10) % 7, 7)
-    features = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "c"))[:, 0]
+    features = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "c"),
+                                engine="tensorflow")[:, 0]  # the engines agree to 1e-5: test_engine.py
     head_a = build_head(1280, dropout=0.0, seed=7)
     head_a.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy")
     head_a.fit(features, labels, batch_size=5, epochs=3, shuffle=False, verbose=0)
@@ -98,8 +100,13 @@ def test_only_missing_views_go_through_the_backbone(extractor, paths, tmp_path, 
     cache = FeatureCache(tmp_path / "c")
     plain = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache)
     seen = []
-    original = extractor.predict_on_batch
-    monkeypatch.setattr(extractor, "predict_on_batch", lambda batch: seen.append(len(batch)) or original(batch))
+    original = engine.predictor
+
+    def counting_predictor(model, name=None):
+        run = original(model, name)
+        return lambda batch: seen.append(len(batch)) or run(batch)
+
+    monkeypatch.setattr(engine, "predictor", counting_predictor)
     both = extract_features(extractor, paths, [0, 1], AugmentConfig(), 0, cache)
     assert sum(seen) == len(paths)  # view 1 only; view 0 came from the cache
     np.testing.assert_array_equal(both[:, 0], plain[:, 0])

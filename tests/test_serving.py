@@ -18,7 +18,9 @@ from PIL import Image
 from skinml import CLASSES
 from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
+from skinml.data.pipeline import image_dataset
 from skinml.registry import register
+from skinml.serving import load_keras_model
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE, free_port
@@ -88,6 +90,10 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         answers[form] = np.array([[row[c] for c in CLASSES] for row in rows])
     np.testing.assert_allclose(answers["dataframe_split"], answers["dataframe_records"], rtol=1e-5)
     np.testing.assert_allclose(answers["inputs"], answers["dataframe_records"], rtol=1e-5)
+    # The server (OpenVINO on a CPU) answers what the registered Keras model computes.
+    keras_model = load_keras_model("models:/skinml@champion")
+    pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
+    np.testing.assert_allclose(answers["inputs"][:3], keras_model.predict_on_batch(pixels), atol=1e-4)
 
     huge = io.BytesIO()
     Image.new("L", (8000, 6000)).save(huge, format="PNG")  # 48 MP: refused before decoding

@@ -1,0 +1,50 @@
+import importlib.util
+
+import numpy as np
+import pytest
+
+from skinml.config import AugmentConfig
+from skinml.data.dataset import load_dataset
+from skinml.engine import ENGINE_ENV, has_gpu, pick_engine, predictor
+from skinml.features import FeatureCache, extract_features
+from skinml.model import build_feature_extractor
+
+from .conftest import IMAGE_SIZE
+
+needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
+
+
+def test_pick_engine_follows_request_then_env_then_hardware(monkeypatch):
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
+    assert pick_engine("tensorflow") == "tensorflow"
+    expected = "tensorflow" if has_gpu() or importlib.util.find_spec("openvino") is None else "openvino"
+    assert pick_engine() == expected
+    monkeypatch.setenv(ENGINE_ENV, "tensorflow")
+    assert pick_engine() == "tensorflow"
+    monkeypatch.setenv(ENGINE_ENV, "onnx")
+    with pytest.raises(ValueError, match=r"'onnx'.*SKINML_ENGINE.*auto, openvino, tensorflow"):
+        pick_engine()
+
+
+@needs_openvino
+@pytest.mark.parametrize("cut", [None, "block_14"])
+def test_openvino_computes_the_same_features_as_tensorflow(test_weights, cut):
+    extractor = build_feature_extractor(IMAGE_SIZE, test_weights, fine_tune_from=cut)
+    images = np.random.default_rng(0).uniform(0, 255, (5, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
+    reference = predictor(extractor, "tensorflow")(images)
+    fast = predictor(extractor, "openvino")(images)
+    assert fast.shape == reference.shape == (5, *extractor.output_shape[1:])
+    assert np.abs(reference).max() > 0.1
+    np.testing.assert_allclose(fast, reference, atol=1e-4 * np.abs(reference).max(), rtol=1e-4)
+    assert predictor(extractor, "openvino") is predictor(extractor, "openvino")  # compiled once per model
+
+
+@needs_openvino
+def test_cache_filled_by_either_engine_holds_the_same_features(test_weights, synthetic_dir, tmp_path):
+    extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
+    paths = load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:6]
+    by_engine = {engine: extract_features(extractor, paths, [0, 1], AugmentConfig(), 0,
+                                          FeatureCache(tmp_path / engine), engine=engine)
+                 for engine in ("tensorflow", "openvino")}
+    scale = np.abs(by_engine["tensorflow"]).max()
+    np.testing.assert_allclose(by_engine["openvino"], by_engine["tensorflow"], atol=1e-4 * scale, rtol=1e-4)
