@@ -63,7 +63,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
         try:
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=30, grace_period=120,
-                failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
             if attempt == 4:
                 raise

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from skinml.config import TrainConfig
-from skinml.tune import SWEEP_EXPERIMENT, sweep
+from skinml.tune import SWEEP_EXPERIMENT, open_storage, sweep
 
 from .conftest import IMAGE_SIZE
 
@@ -62,7 +62,8 @@ def start_worker(synthetic_dir, weights, n_trials, storage, log):
 
 def finished(storage: str) -> list:
     try:
-        study = optuna.load_study(study_name="shared", storage=storage)
+        # open_storage retries when the worker is creating the database at that very moment
+        study = optuna.load_study(study_name="shared", storage=open_storage(storage))
     except KeyError:
         return []
     return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
