@@ -26,12 +26,14 @@ ROWS: dict[str, str] = {
     "label_smoothing": "--preset baseline --label-smoothing 0.1",
     "prior_adjustment": "--preset baseline --prior-adjustment",
     "temperature_scaling": "--preset baseline --temperature-scaling",
-    "best_label_smoothing_prior_adjustment": "--preset best --label-smoothing 0.1 --prior-adjustment",
-    "best_label_smoothing_prior_adjustment_sqrt": "--preset best --label-smoothing 0.1 --prior-adjustment "
-                                                  "--class-weight sqrt",
-    "best": "--preset best",
-    "best_from_block_11": "--preset best --fine-tune-from block_11",
-    "best_from_block_4": "--preset best --fine-tune-from block_4",
+    # fine-tuning from block_14 (the `best` of the first ablation), then deeper cuts
+    "block_14_label_smoothing_prior_adjustment": "--preset best --fine-tune-from block_14 --label-smoothing 0.1 "
+                                                 "--prior-adjustment",
+    "block_14_label_smoothing_prior_adjustment_sqrt": "--preset best --fine-tune-from block_14 --label-smoothing 0.1 "
+                                                      "--prior-adjustment --class-weight sqrt",
+    "block_14": "--preset best --fine-tune-from block_14",
+    "block_11": "--preset best --fine-tune-from block_11",
+    "best": "--preset best",  # fine-tunes from block_4
 }
 
 

@@ -8,6 +8,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry attempts
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# The tiny 32-px test models gain nothing from OpenVINO and each conversion costs seconds; the engines' agreement is
+# tested in test_engine.py, and the model server in test_serving.py runs on the default (auto) engine.
+os.environ.setdefault("SKINML_ENGINE", "tensorflow")
 
 import socket  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -42,7 +42,8 @@ def server(synthetic_dir, test_weights, tmp_path):
                     synthetic_dir)
     register(trained["model_uri"])
     port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "SKINML_ENGINE": "auto"}  # OpenVINO on a CPU, as for users
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/skinml@champion", "--env-manager",
          "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -90,7 +91,7 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         answers[form] = np.array([[row[c] for c in CLASSES] for row in rows])
     np.testing.assert_allclose(answers["dataframe_split"], answers["dataframe_records"], rtol=1e-5)
     np.testing.assert_allclose(answers["inputs"], answers["dataframe_records"], rtol=1e-5)
-    # The server (OpenVINO on a CPU) answers what the registered Keras model computes.
+    # The server (OpenVINO on a CPU) answers what the registered Keras model (run by TensorFlow) computes.
     keras_model = load_keras_model("models:/skinml@champion")
     pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
     np.testing.assert_allclose(answers["inputs"][:3], keras_model.predict_on_batch(pixels), atol=1e-4)
