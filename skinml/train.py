@@ -19,8 +19,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from scipy.special import softmax
-
 from skinml import CLASSES
 from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
@@ -174,7 +172,8 @@ def fit_adjustment(config: TrainConfig, head: keras.Model, val_x: np.ndarray, va
                   else (np.zeros(len(CLASSES)), 0.0))
     logits = adjusted_logits(probs, shift)
     temperature = fit_temperature(logits, val_labels) if config.temperature_scaling else 1.0
-    adjusted = softmax(logits / temperature, axis=1)
+    adjustment = ProbabilityAdjustment(shift.tolist(), temperature, name="adjustment")
+    adjusted = keras.ops.convert_to_numpy(adjustment(probs))  # the figures of the layer the model ships with
     metrics = classification_metrics(val_labels, adjusted)
     mlflow.log_metrics({"prior_tau": tau, "temperature": temperature,
                         "val_adjusted_ece": expected_calibration_error(val_labels, adjusted)[0],
@@ -182,7 +181,7 @@ def fit_adjustment(config: TrainConfig, head: keras.Model, val_x: np.ndarray, va
                         "val_adjusted_macro_auc": metrics["macro_auc"]})
     log.info("adjustment: tau %.2f, temperature %.3f, val balanced accuracy %.4f", tau, temperature,
              metrics["balanced_accuracy"])
-    return ProbabilityAdjustment(shift.tolist(), temperature, name="adjustment")
+    return adjustment
 
 
 def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None,
