@@ -26,6 +26,15 @@ def test_pick_engine_follows_request_then_env_then_hardware(monkeypatch):
         pick_engine()
 
 
+
+def test_auto_engine_is_tensorflow_when_tensorflow_sees_a_gpu(monkeypatch):
+    import skinml.engine
+
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
+    monkeypatch.setattr(skinml.engine, "has_gpu", lambda: True)
+    assert pick_engine() == "tensorflow"
+    assert pick_engine("auto") == "tensorflow"
+
 @needs_openvino
 @pytest.mark.parametrize("cut", [None, "block_14"])
 def test_openvino_computes_the_same_features_as_tensorflow(test_weights, cut):
