@@ -28,6 +28,21 @@ from skinml.train import fit_head_on_features
 from skinml import CLASSES
 
 
+def head_quality(train_views: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                 config: TrainConfig, seeds: list[int]) -> tuple[float, float, list[float]]:
+    """The baseline head trained on features (n, views, dim) once per seed: median validation balanced accuracy,
+    median macro AUC, and each seed's balanced accuracy."""
+    scores, aucs = [], []
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        head = build_head(train_views.shape[-1], config.dropout, seed)
+        fit_head_on_features(head, train_views, train_y, config.replace(seed=seed), callbacks=[])
+        metrics = classification_metrics(val_y, np.asarray(head.predict(val_x, batch_size=512, verbose=0)))
+        scores.append(metrics["balanced_accuracy"])
+        aucs.append(metrics["macro_auc"])
+    return statistics.median(scores), statistics.median(aucs), scores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
@@ -50,21 +65,13 @@ def main() -> None:
     print(f"features ready in {time.perf_counter() - started:.0f} s", flush=True)
     train_y, val_y = train["dx"].map(CLASSES.index).to_numpy(), val["dx"].map(CLASSES.index).to_numpy()
 
+    seeds = [int(s) for s in args.seeds.split(",")]
     print(f"\n{'K cached views':<16}{'val bal acc (median)':>22}{'val macro AUC':>15}{'all seeds':>28}")
     for k in ks:
         chosen = [0] if k == 0 else list(range(1, k + 1))
-        scores, aucs = [], []
-        for seed in (int(s) for s in args.seeds.split(",")):
-            keras.utils.set_random_seed(seed)
-            run_config = config.replace(seed=seed)
-            head = build_head(train_x.shape[-1], run_config.dropout, seed)
-            fit_head_on_features(head, train_x[:, chosen], train_y, run_config, callbacks=[])
-            metrics = classification_metrics(val_y, np.asarray(head.predict(val_x, verbose=0)))
-            scores.append(metrics["balanced_accuracy"])
-            aucs.append(metrics["macro_auc"])
+        score, auc, scores = head_quality(train_x[:, chosen], train_y, val_x, val_y, config, seeds)
         label = "0 (no aug.)" if k == 0 else str(k)
-        print(f"{label:<16}{statistics.median(scores):>22.3f}{statistics.median(aucs):>15.3f}"
-              f"{json.dumps([round(s, 3) for s in scores]):>28}", flush=True)
+        print(f"{label:<16}{score:>22.3f}{auc:>15.3f}{json.dumps([round(s, 3) for s in scores]):>28}", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ decode + resize + int8 backbone, how close the int8 features are to the fp32 one
 accuracy / macro AUC of the baseline head trained on each (median of 3 seeds), including an int8-trained head fed
 fp32 features, which is what a model trained on int8 features and served in fp32 would see. See docs/benchmarks.md.
 
-    pip install nncf
+    pip install -e ".[bench]"      # NNCF
     python benchmarks/bench_int8.py --data-dir ../shared/data/ham10000 \
         --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
 """
@@ -14,21 +14,19 @@ fp32 features, which is what a model trained on int8 features and served in fp32
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import time
-import warnings
 
-import keras
 import numpy as np
+from bench_augmentation import head_quality  # benchmarks/ is on sys.path when a script in it runs
 
 from skinml import CLASSES
 from skinml.config import TrainConfig
 from skinml.data.pipeline import image_dataset
+from skinml.engine import openvino_model, openvino_predictor, predictor
 from skinml.features import extract_features
-from skinml.metrics import classification_metrics
-from skinml.model import build_feature_extractor, build_head
-from skinml.train import fit_head_on_features, labelled_split
+from skinml.model import build_feature_extractor
+from skinml.train import labelled_split
 
 
 def images_per_second(run, batches: list[np.ndarray], repeats: int = 3) -> float:
@@ -42,20 +40,6 @@ def images_per_second(run, batches: list[np.ndarray], repeats: int = 3) -> float
     return statistics.median(rates)
 
 
-def head_quality(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                 config: TrainConfig, seeds: list[int]) -> tuple[float, float]:
-    """Median validation balanced accuracy and macro AUC of the baseline head over seeds (plain views)."""
-    scores, aucs = [], []
-    for seed in seeds:
-        keras.utils.set_random_seed(seed)
-        head = build_head(train_x.shape[-1], config.dropout, seed)
-        fit_head_on_features(head, train_x[:, None], train_y, config.replace(seed=seed), callbacks=[])
-        metrics = classification_metrics(val_y, np.asarray(head.predict(val_x, batch_size=512, verbose=0)))
-        scores.append(metrics["balanced_accuracy"])
-        aucs.append(metrics["macro_auc"])
-    return statistics.median(scores), statistics.median(aucs)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
@@ -64,38 +48,34 @@ def main() -> None:
     parser.add_argument("--throughput-images", type=int, default=512)
     parser.add_argument("--seeds", default="1,2,3")
     args = parser.parse_args()
-    if importlib.util.find_spec("nncf") is None:
-        raise SystemExit("this benchmark needs NNCF: pip install nncf")
-    import nncf
-    import openvino as ov
+    try:
+        import nncf
+    except ImportError:
+        raise SystemExit('this benchmark needs NNCF: pip install -e ".[bench]"') from None
 
     config = TrainConfig(weights=args.weights)
     data, _ = labelled_split(args.data_dir, None, "grouped", config.seed)
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
     extractor = build_feature_extractor(config.image_size, config.weights)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        fp32 = ov.convert_model(extractor, input=[[-1, config.image_size, config.image_size, 3]])
     step = max(1, len(train) // args.calibration_images)
     calibration = [b.numpy() for b in image_dataset(train["path"].tolist()[::step][:args.calibration_images],
                                                     config.image_size, 1)]
     started = time.perf_counter()
-    int8 = nncf.quantize(fp32, nncf.Dataset(calibration), subset_size=len(calibration), fast_bias_correction=False)
+    int8 = nncf.quantize(openvino_model(extractor), nncf.Dataset(calibration), subset_size=len(calibration),
+                         fast_bias_correction=False)
     print(f"quantised on {len(calibration)} training images in {time.perf_counter() - started:.0f} s", flush=True)
-    core = ov.Core()
-    engines = {name: core.compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
-               for name, model in (("fp32", fp32), ("int8", int8))}
+    engines = {"fp32": predictor(extractor, "openvino"), "int8": openvino_predictor(int8)}
 
     paths = data["path"].tolist()[:args.throughput_images]
     batches = [b.numpy() for b in image_dataset(paths, config.image_size, 64)]
-    for compiled in engines.values():
-        compiled(batches[0])  # warm-up
-    backbone = {name: images_per_second(lambda b, c=compiled: c(b), batches) for name, compiled in engines.items()}
+    for run in engines.values():
+        run(batches[0])  # warm-up
+    backbone = {name: images_per_second(run, batches) for name, run in engines.items()}
     started = time.perf_counter()
     for batch in image_dataset(paths, config.image_size, 64):
         engines["int8"](batch.numpy())
     end_to_end = len(paths) / (time.perf_counter() - started)
-    ref, out = (np.concatenate([engines[name](b)[0] for b in batches]) for name in ("fp32", "int8"))
+    ref, out = (np.concatenate([engines[name](b) for b in batches]) for name in ("fp32", "int8"))
     cosine = (ref * out).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out, axis=1)
     print(f"\nbackbone images/s (median of 3, batch 64): fp32 {backbone['fp32']:.1f}, int8 {backbone['int8']:.1f} "
           f"({backbone['int8'] / backbone['fp32']:.2f}x)")
@@ -103,18 +83,20 @@ def main() -> None:
     print(f"int8 vs fp32 features on {len(paths)} images: cosine median {np.median(cosine):.3f}, "
           f"min {cosine.min():.3f}", flush=True)
 
-    features = {"fp32": {part: extract_features(extractor, frame["path"].tolist(), [0], config.augment,
-                                                config.seed)[:, 0] for part, frame in (("train", train), ("val", val))},
-                "int8": {part: np.concatenate([engines["int8"](b.numpy())[0] for b in
-                                               image_dataset(frame["path"].tolist(), config.image_size, 64)])
-                         for part, frame in (("train", train), ("val", val))}}
-    labels = {part: frame["dx"].map(CLASSES.index).to_numpy() for part, frame in (("train", train), ("val", val))}
+    features: dict[str, dict[str, np.ndarray]] = {"fp32": {}, "int8": {}}
+    labels = {}
+    for part, frame in (("train", train), ("val", val)):
+        part_paths = frame["path"].tolist()
+        features["fp32"][part] = extract_features(extractor, part_paths, [0], config.augment, config.seed)[:, 0]
+        features["int8"][part] = np.concatenate([engines["int8"](batch.numpy()) for batch in
+                                                 image_dataset(part_paths, config.image_size, 64)])
+        labels[part] = frame["dx"].map(CLASSES.index).to_numpy()
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"\n{'head trained on -> validated on':<34}{'val bal acc':>12}{'val macro AUC':>15}   "
           f"(baseline head, plain views, median of {len(seeds)} seeds)")
     for trained_on, validated_on in (("fp32", "fp32"), ("int8", "int8"), ("int8", "fp32")):
-        score, auc = head_quality(features[trained_on]["train"], labels["train"], features[validated_on]["val"],
-                                  labels["val"], config, seeds)
+        score, auc, _ = head_quality(features[trained_on]["train"][:, None], labels["train"],
+                                     features[validated_on]["val"], labels["val"], config, seeds)
         print(f"{trained_on + ' -> ' + validated_on:<34}{score:>12.3f}{auc:>15.3f}", flush=True)
 
 

@@ -52,16 +52,23 @@ def predictor(model: keras.Model, engine: str | None = None) -> Predictor:
     if pick_engine(engine) == "tensorflow":
         return lambda batch: np.asarray(model.predict_on_batch(batch))
     if model not in _compiled:
-        _compiled[model] = _openvino_predictor(model)
+        _compiled[model] = openvino_predictor(openvino_model(model))
     return _compiled[model]
 
 
-def _openvino_predictor(model: keras.Model) -> Predictor:
+def openvino_model(model: keras.Model):
+    """The Keras model converted to an OpenVINO model (any batch size)."""
     import openvino as ov
 
     with warnings.catch_warnings():  # Keras warns that the traced input is a tuple, not its named input
         warnings.simplefilter("ignore", UserWarning)
-        converted = ov.convert_model(model, input=[[-1, *model.input_shape[1:]]])
+        return ov.convert_model(model, input=[[-1, *model.input_shape[1:]]])
+
+
+def openvino_predictor(converted) -> Predictor:
+    """A predictor running an OpenVINO model on the CPU."""
+    import openvino as ov
+
     # LATENCY: one stream over all cores; measured faster than THROUGHPUT for our batch sizes.
     compiled = ov.Core().compile_model(converted, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
     return lambda batch: compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]

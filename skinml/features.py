@@ -152,7 +152,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
             batch = images[picked]
             if view:
                 batch = augmented_views(batch, [digests[rows[k]] for k in picked], augment, seed, view)
-            computed = np.asarray(run_backbone(batch)).reshape(len(picked), dim)
+            computed = run_backbone(batch).reshape(len(picked), dim)
             for k, vector in zip(picked, computed):
                 out[rows[k], j] = vector
                 cache.put(keys[rows[k]][j], vector)

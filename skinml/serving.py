@@ -82,7 +82,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             batch = next(iter(bytes_dataset(images, self.image_size, batch_size=len(images)))).numpy()
         except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
             raise InvalidImageError(f"an image could not be decoded ({type(exc).__name__})") from None
-        return np.asarray(self.run_model(batch))
+        return self.run_model(batch)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input.columns:

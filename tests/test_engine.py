@@ -26,7 +26,6 @@ def test_pick_engine_follows_request_then_env_then_hardware(monkeypatch):
         pick_engine()
 
 
-
 def test_auto_engine_is_tensorflow_when_tensorflow_sees_a_gpu(monkeypatch):
     import skinml.engine
 
@@ -34,6 +33,7 @@ def test_auto_engine_is_tensorflow_when_tensorflow_sees_a_gpu(monkeypatch):
     monkeypatch.setattr(skinml.engine, "has_gpu", lambda: True)
     assert pick_engine() == "tensorflow"
     assert pick_engine("auto") == "tensorflow"
+
 
 @needs_openvino
 @pytest.mark.parametrize("cut", [None, "block_14"])
