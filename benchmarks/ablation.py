@@ -15,9 +15,11 @@ import argparse
 import json
 import logging
 import shlex
+import statistics
 
 from skinml.cli import build_parser, training_config
 
+WEIGHTED = "--loss crossentropy --class-weight balanced"  # the class-weighted loss of the earlier `best` presets
 # name -> the options of `skinml train` on top of the shared ones (data dir, manifest, weights)
 ROWS: dict[str, str] = {
     "baseline": "--preset baseline",
@@ -26,14 +28,17 @@ ROWS: dict[str, str] = {
     "label_smoothing": "--preset baseline --label-smoothing 0.1",
     "prior_adjustment": "--preset baseline --prior-adjustment",
     "temperature_scaling": "--preset baseline --temperature-scaling",
-    # fine-tuning from block_14 (the `best` of the first ablation), then deeper cuts
-    "block_14_label_smoothing_prior_adjustment": "--preset best --fine-tune-from block_14 --label-smoothing 0.1 "
-                                                 "--prior-adjustment",
-    "block_14_label_smoothing_prior_adjustment_sqrt": "--preset best --fine-tune-from block_14 --label-smoothing 0.1 "
-                                                      "--prior-adjustment --class-weight sqrt",
-    "block_14": "--preset best --fine-tune-from block_14",
-    "block_11": "--preset best --fine-tune-from block_11",
-    "best": "--preset best",  # fine-tunes from block_4
+    "logit_adjusted_loss": "--preset baseline --loss logit_adjusted",
+    # fine-tuning from block_14 (the `best` of the first ablation), then deeper cuts, all with class weights
+    "block_14_label_smoothing_prior_adjustment": f"--preset best {WEIGHTED} --fine-tune-from block_14 "
+                                                 "--label-smoothing 0.1 --prior-adjustment",
+    "block_14_label_smoothing_prior_adjustment_sqrt": "--preset best --loss crossentropy --class-weight sqrt "
+                                                      "--fine-tune-from block_14 --label-smoothing 0.1 "
+                                                      "--prior-adjustment",
+    "block_14": f"--preset best {WEIGHTED} --fine-tune-from block_14",
+    "block_11": f"--preset best {WEIGHTED} --fine-tune-from block_11",
+    "block_4": f"--preset best {WEIGHTED}",
+    "best": "--preset best",  # block_4 with the logit-adjusted loss
 }
 
 
@@ -81,6 +86,8 @@ def main() -> None:
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)}")
     parser.add_argument("--experiment", default="skinml-ablation")
+    parser.add_argument("--seeds", default="42",
+                        help="training seeds per row, comma-separated; with several, each figure is their median")
     parser.add_argument("--tta-of", metavar="MODEL_URI",
                         help="instead of training rows: a logged model's validation figures with flip TTA")
     args = parser.parse_args()
@@ -91,15 +98,22 @@ def main() -> None:
     from skinml.train import train
 
     results = {}
+    seeds = args.seeds.split(",")
     for name in args.rows.split(","):
-        command = f"skinml train {ROWS[name]} --data-dir {args.data_dir} --manifest {args.manifest} " \
-                  f"--weights {args.weights} --experiment {args.experiment}"
-        train_args = build_parser().parse_args(shlex.split(command)[1:])
-        result = train(training_config(train_args), train_args.data_dir, train_args.manifest,
-                       experiment=args.experiment)
-        results[name] = {**row_metrics(result), "run_id": result["run_id"], "command": f"skinml train {ROWS[name]}"}
-        print(json.dumps({name: results[name]}), flush=True)
+        runs = []
+        for seed in seeds:
+            command = f"skinml train {ROWS[name]} --data-dir {args.data_dir} --manifest {args.manifest} " \
+                      f"--weights {args.weights} --experiment {args.experiment} --seed {seed}"
+            train_args = build_parser().parse_args(shlex.split(command)[1:])
+            result = train(training_config(train_args), train_args.data_dir, train_args.manifest,
+                           experiment=args.experiment)
+            runs.append({**row_metrics(result), "run_id": result["run_id"]})
+            print(json.dumps({name: runs[-1], "seed": seed}), flush=True)
+        results[name] = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "run_id"}
+        results[name]["command"] = f"skinml train {ROWS[name]}" + (f" --seed {seeds[0]}" if len(seeds) == 1 else "")
 
+    if len(seeds) > 1:
+        print(f"\nmedians over seeds {args.seeds}")
     print(f"\n{'row':<26}{'val bal acc':>12}{'val AUC':>9}{'val ECE':>9}{'train s':>9}  command")
     for name, row in results.items():
         print(f"{name:<26}{row['val_balanced_accuracy']:>12.3f}{row['val_macro_auc']:>9.3f}{row['val_ece']:>9.3f}"

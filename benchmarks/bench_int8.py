@@ -47,6 +47,8 @@ def main() -> None:
     parser.add_argument("--calibration-images", type=int, default=300)
     parser.add_argument("--throughput-images", type=int, default=512)
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--keep-fp32", default="", choices=["", "first_conv", "depthwise", "depthwise,first_conv"],
+                        help="layers left unquantised: the first convolution and/or the depthwise convolutions")
     args = parser.parse_args()
     try:
         import nncf
@@ -61,9 +63,15 @@ def main() -> None:
     calibration = [b.numpy() for b in image_dataset(train["path"].tolist()[::step][:args.calibration_images],
                                                     config.image_size, 1)]
     started = time.perf_counter()
-    int8 = nncf.quantize(openvino_model(extractor), nncf.Dataset(calibration), subset_size=len(calibration),
-                         fast_bias_correction=False)
-    print(f"quantised on {len(calibration)} training images in {time.perf_counter() - started:.0f} s", flush=True)
+    fp32 = openvino_model(extractor)
+    keep = args.keep_fp32.split(",")
+    first_conv = next(op.get_friendly_name() for op in fp32.get_ordered_ops() if op.get_type_name() == "Convolution")
+    ignored = nncf.IgnoredScope(names=[first_conv] if "first_conv" in keep else [],
+                                types=["GroupConvolution"] if "depthwise" in keep else [])
+    int8 = nncf.quantize(fp32, nncf.Dataset(calibration), subset_size=len(calibration), fast_bias_correction=False,
+                         ignored_scope=ignored)
+    print(f"quantised on {len(calibration)} training images in {time.perf_counter() - started:.0f} s "
+          f"(kept in fp32: {args.keep_fp32 or 'nothing'})", flush=True)
     engines = {"fp32": predictor(extractor, "openvino"), "int8": openvino_predictor(int8)}
 
     paths = data["path"].tolist()[:args.throughput_images]

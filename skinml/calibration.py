@@ -23,15 +23,20 @@ def adjusted_logits(probs: np.ndarray, shift: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probs, 1e-7, 1.0)) + shift
 
 
+def log_prior(labels: np.ndarray) -> np.ndarray:
+    """log of the class frequencies of `labels` (add-one smoothed, so that a missing class stays finite)."""
+    counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
+    return np.log((counts + 1.0) / (counts.sum() + len(CLASSES)))
+
+
 def fit_prior_shift(probs: np.ndarray, labels: np.ndarray, train_labels: np.ndarray) -> tuple[np.ndarray, float]:
     """(shift = -tau * log(train prior), tau) maximising balanced accuracy on (probs, labels); tau=0 on ties."""
-    counts = np.bincount(train_labels, minlength=len(CLASSES)).astype(float)
-    log_prior = np.log((counts + 1.0) / (counts.sum() + len(CLASSES)))
-    scores = {float(tau): balanced_accuracy_score(labels, adjusted_logits(probs, -tau * log_prior).argmax(axis=1))
+    prior = log_prior(train_labels)
+    scores = {float(tau): balanced_accuracy_score(labels, adjusted_logits(probs, -tau * prior).argmax(axis=1))
               for tau in TAU_GRID}
     best = max(scores.values())
     tau = min((t for t, score in scores.items() if score == best), key=abs)
-    return -tau * log_prior, tau
+    return -tau * prior, tau
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:

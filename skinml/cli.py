@@ -33,6 +33,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fine-tune-learning-rate", type=float)
     parser.add_argument("--class-weight", choices=["none", "balanced", "sqrt"], help="class weights of the loss")
     parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--loss", choices=["crossentropy", "logit_adjusted"],
+                        help="logit_adjusted: balanced-softmax cross-entropy (needs --class-weight none)")
     parser.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction,
                         help="fit a logit (prior) adjustment for balanced accuracy on validation")
     parser.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
@@ -48,7 +50,8 @@ def explicit_options(args: argparse.Namespace) -> dict:
              "cached_views": args.cached_views, "feature_cache": False if args.no_feature_cache else None,
              "fine_tune_epochs": args.fine_tune_epochs, "fine_tune_learning_rate": args.fine_tune_learning_rate,
              "class_weight": args.class_weight, "label_smoothing": args.label_smoothing,
-             "prior_adjustment": args.prior_adjustment, "temperature_scaling": args.temperature_scaling}
+             "loss": args.loss, "prior_adjustment": args.prior_adjustment,
+             "temperature_scaling": args.temperature_scaling}
     if args.fine_tune_from:
         given["fine_tune_from"] = "" if args.fine_tune_from == "none" else args.fine_tune_from
     return {k: v for k, v in given.items() if v is not None}

@@ -8,6 +8,7 @@ from typing import Any
 
 DEFAULT_EXPERIMENT = "skinml"
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
+LOSSES = ("crossentropy", "logit_adjusted")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     class_weight: str = "none"  # "none" | "balanced" (inverse class frequency) | "sqrt" (its square root)
     label_smoothing: float = 0.0
+    # "logit_adjusted": cross-entropy of softmax(logits + log(train prior)) (Menon et al., 2021; "balanced softmax"):
+    # the model's own output then estimates class probabilities under a uniform prior.
+    loss: str = "crossentropy"
     # Fitted on the validation split after training, kept in the model (so served probabilities carry them):
     prior_adjustment: bool = False  # logit adjustment -tau*log(train prior), tau chosen for val balanced accuracy
     temperature_scaling: bool = False  # one temperature minimising val log-loss
@@ -83,13 +87,18 @@ class TrainConfig:
             "prior_adjustment": self.prior_adjustment,
             "temperature_scaling": self.temperature_scaling,
             "optimizer": "adam",
-            "loss": "categorical_crossentropy",
+            "loss": "categorical_crossentropy" if self.loss == "crossentropy" else "logit_adjusted_crossentropy",
         }
 
     def validate(self) -> TrainConfig:
         """Self, after checking the fields that have a fixed set of values; raises ValueError naming the field."""
         if self.class_weight not in CLASS_WEIGHTS:
             raise ValueError(f"class_weight must be one of {CLASS_WEIGHTS}, got {self.class_weight!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.loss == "logit_adjusted" and self.class_weight != "none":
+            raise ValueError("loss 'logit_adjusted' already balances the classes: use class_weight 'none' with it, "
+                             "or loss 'crossentropy' (--loss crossentropy) for class weights")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.fine_tune_from and not self.feature_cache:
@@ -106,7 +115,7 @@ PRESETS: dict[str, TrainConfig] = {
     # Chosen on the validation split; each change is measured on its own in docs/ablation.md.
     "best": TrainConfig(
         preset="best", cached_views=4, epochs=5, fine_tune_from="block_4", fine_tune_epochs=12,
-        fine_tune_learning_rate=2e-4, class_weight="balanced", temperature_scaling=True,
+        fine_tune_learning_rate=2e-4, loss="logit_adjusted", temperature_scaling=True,
     ),
 }
 

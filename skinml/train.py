@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from skinml import CLASSES
-from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature
+from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature, log_prior
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
 from skinml.data.augment import augmentation_layers
 from skinml.data.dataset import load_dataset
@@ -76,10 +76,27 @@ class EpochMetrics(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
 
 
-def compile_for_training(model: keras.Model, config: TrainConfig,
+def logit_adjusted_crossentropy(train_labels: np.ndarray, label_smoothing: float = 0.0):
+    """Cross-entropy of softmax(log p + log prior) for a model whose output p is a softmax (Menon et al., 2021).
+
+    Trained this way, the model's own output estimates the class probabilities under a uniform prior: its argmax
+    is what balanced accuracy asks for, with no class weights.
+    """
+    shift = keras.ops.convert_to_tensor(log_prior(train_labels), dtype="float32")
+
+    def loss(y_true, y_pred):
+        logits = keras.ops.log(keras.ops.clip(y_pred, 1e-7, 1.0)) + shift
+        return keras.losses.categorical_crossentropy(y_true, logits, from_logits=True,
+                                                     label_smoothing=label_smoothing)
+
+    return loss
+
+
+def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: np.ndarray,
                          learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None) -> None:
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+    loss = (logit_adjusted_crossentropy(train_labels, config.label_smoothing) if config.loss == "logit_adjusted"
+            else keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=loss,
                   metrics=["accuracy"])
 
 
@@ -104,7 +121,7 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
     Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering). A callback can
     end training early by setting `model.stop_training` (e.g. an Optuna pruner).
     """
-    compile_for_training(head, config, learning_rate)
+    compile_for_training(head, config, train_labels, learning_rate)
     rng = np.random.default_rng(config.seed + first_epoch)
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
     weights = class_weights(train_labels, config.class_weight)
@@ -204,8 +221,8 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
     classifier = build_classifier(extractor, head)
     trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
         if config.augment.enabled else classifier
-    compile_for_training(trainer, config)
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
+    compile_for_training(trainer, config, train["label"].to_numpy())
     targets = keras.utils.to_categorical(train["label"].to_numpy(), len(CLASSES))
     train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
                              shuffle_seed=config.seed)

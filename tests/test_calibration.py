@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -5,7 +6,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature
 from skinml.config import TrainConfig, preset
-from skinml.train import class_weights
+from skinml.train import class_weights, compile_for_training, logit_adjusted_crossentropy
 
 
 def test_prior_shift_recovers_the_rare_classes_a_prior_biased_model_misses():
@@ -48,11 +49,36 @@ def test_class_weights():
     np.testing.assert_allclose(class_weights(labels, "sqrt"), np.sqrt(balanced))
 
 
+def test_logit_adjusted_loss_is_the_crossentropy_of_the_prior_shifted_softmax():
+    train_labels = np.repeat(np.arange(7), [5, 5, 10, 10, 20, 100, 50])
+    probs = softmax(np.random.default_rng(2).normal(size=(4, 7)), axis=1).astype("float32")
+    targets = np.eye(7, dtype="float32")[[0, 5, 6, 3]]
+    loss = keras.ops.convert_to_numpy(logit_adjusted_crossentropy(train_labels)(targets, probs))
+    shifted = softmax(np.log(probs) + np.log((np.bincount(train_labels) + 1) / (len(train_labels) + 7)), axis=1)
+    np.testing.assert_allclose(loss, -np.log((shifted * targets).sum(axis=1)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("loss, expected", [("crossentropy", "prior"), ("logit_adjusted", "uniform")])
+def test_on_uninformative_features_the_loss_decides_what_the_model_outputs(loss, expected):
+    labels = np.repeat(np.arange(7), [10, 10, 20, 20, 40, 400, 100])
+    features = np.zeros((len(labels), 4), dtype="float32")  # nothing to learn but the bias
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(7, activation="softmax")])
+    compile_for_training(model, TrainConfig(loss=loss, learning_rate=0.05), labels)
+    model.fit(features, np.eye(7)[labels], epochs=60, batch_size=len(labels), verbose=0)
+    output = np.asarray(model.predict(features[:1], verbose=0))[0]
+    target = np.bincount(labels) / len(labels) if expected == "prior" else np.full(7, 1 / 7)
+    np.testing.assert_allclose(output, target, atol=0.02)
+
+
 def test_config_rejects_unknown_values_naming_the_field():
     with pytest.raises(ValueError, match="class_weight must be one of"):
         TrainConfig().replace(class_weight="inverse")
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig().replace(label_smoothing=1.5)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig().replace(loss="focal")
+    with pytest.raises(ValueError, match="already balances the classes"):
+        TrainConfig().replace(loss="logit_adjusted", class_weight="balanced")
     with pytest.raises(ValueError, match="fine_tune_from needs the feature cache"):
         preset("best").replace(feature_cache=False)
 
