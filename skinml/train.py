@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -76,7 +77,7 @@ class EpochMetrics(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
 
 
-def logit_adjusted_crossentropy(train_labels: np.ndarray, label_smoothing: float = 0.0):
+def logit_adjusted_crossentropy(train_labels: np.ndarray, label_smoothing: float = 0.0) -> Callable:
     """Cross-entropy of softmax(log p + log prior) for a model whose output p is a softmax (Menon et al., 2021).
 
     Trained this way, the model's own output estimates the class probabilities under a uniform prior: its argmax
