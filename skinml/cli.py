@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from skinml.config import DEFAULT_EXPERIMENT, PRESETS, preset
+from skinml.config import CLASS_WEIGHTS, DEFAULT_EXPERIMENT, LOSSES, PRESETS, preset
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -31,9 +31,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         '("none": keep it all frozen)')
     parser.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")
     parser.add_argument("--fine-tune-learning-rate", type=float)
-    parser.add_argument("--class-weight", choices=["none", "balanced", "sqrt"], help="class weights of the loss")
+    parser.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="class weights of the loss")
     parser.add_argument("--label-smoothing", type=float)
-    parser.add_argument("--loss", choices=["crossentropy", "logit_adjusted"],
+    parser.add_argument("--loss", choices=LOSSES,
                         help="logit_adjusted: balanced-softmax cross-entropy (needs --class-weight none)")
     parser.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction,
                         help="fit a logit (prior) adjustment for balanced accuracy on validation")
