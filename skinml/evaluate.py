@@ -16,8 +16,8 @@ from skinml.data.split import lesions_crossing, manifest_digest, read_manifest
 from skinml.data.pipeline import image_dataset
 from skinml.explain import fixed_sample, grad_cam
 from skinml.features import FeatureCache, extract_features
-from skinml.metrics import (classification_metrics, expected_calibration_error, flat_metrics, report_text,
-                            slice_metrics)
+from skinml.metrics import (classification_metrics, expected_calibration_error, flat_metrics,
+                            lesion_bootstrap_intervals, report_text, slice_metrics)
 from skinml.model import split_classifier
 from skinml.plots import confusion_matrices, grad_cam_grid, reliability_diagram, roc_curves, slice_chart
 from skinml.serving import load_keras_model
@@ -96,6 +96,9 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         y_true = data["dx"].map(CLASSES.index).to_numpy()
         metrics = classification_metrics(y_true, probs)
         mlflow.log_metrics(flat_metrics(metrics, "test"))
+        metrics["ci95"] = lesion_bootstrap_intervals(y_true, probs, data["lesion_id"].to_numpy())
+        mlflow.log_metrics({f"test_{name}_ci95_{end}": bound for name, (low, high) in metrics["ci95"].items()
+                            for end, bound in (("low", low), ("high", high))})
         mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1)), "plots/confusion_matrix.png")
         mlflow.log_figure(roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
                           "plots/roc_curves.png")

@@ -1,7 +1,9 @@
 import numpy as np
 import pandas as pd
 
-from skinml.metrics import classification_metrics, expected_calibration_error, slice_metrics
+from skinml import CLASSES
+from skinml.metrics import (classification_metrics, expected_calibration_error, lesion_bootstrap_intervals,
+                            per_class_auc, rank_auc, slice_metrics)
 
 
 def test_metrics_on_a_known_case():
@@ -39,3 +41,25 @@ def test_slices_cover_each_metadata_value_and_flag_small_ones():
     assert slices.loc[("age_band", "45-59"), "n"] == 20 and slices.loc[("age_band", "75+"), "n"] == 19
     assert slices.loc[("age_band", "unknown"), "n"] == 1
     assert (slices["accuracy"] == 1).all()
+
+
+def test_bootstrap_intervals_resample_whole_lesions():
+    rng = np.random.default_rng(3)
+    y_true = np.tile(np.arange(len(CLASSES)), 20)
+    probs = rng.dirichlet(np.ones(len(CLASSES)), len(y_true))
+    probs[np.arange(len(y_true)), y_true] += rng.uniform(0, 1, len(y_true))  # informative, not perfect
+    probs /= probs.sum(axis=1, keepdims=True)
+    point = classification_metrics(y_true, probs)
+    np.testing.assert_allclose(rank_auc(y_true, probs), list(per_class_auc(y_true, probs).values()), atol=1e-12)
+    intervals = lesion_bootstrap_intervals(y_true, probs, lesions=np.arange(len(y_true)), n_resamples=200)
+    for name in ("balanced_accuracy", "macro_auc"):
+        low, high = intervals[name]
+        assert low < point[name] < high and high - low > 0.02
+    # ten images of each lesion carry no more evidence than one: the same intervals, not ten-fold narrower ones
+    tenfold = lesion_bootstrap_intervals(np.repeat(y_true, 10), np.repeat(probs, 10, axis=0),
+                                         lesions=np.repeat(np.arange(len(y_true)), 10), n_resamples=200)
+    for name in intervals:
+        np.testing.assert_allclose(tenfold[name], intervals[name], atol=1e-9)
+    perfect = np.eye(len(CLASSES))[y_true]
+    assert lesion_bootstrap_intervals(y_true, perfect, np.arange(len(y_true)), n_resamples=50) == {
+        "balanced_accuracy": [1.0, 1.0], "macro_auc": [1.0, 1.0]}

@@ -76,6 +76,9 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     eval_run = mlflow.get_run(report["run_id"])
     assert eval_run.info.status == "FINISHED"
     assert "test_balanced_accuracy" in eval_run.data.metrics and "test_recall_df" in eval_run.data.metrics
+    low, high = saved["ci95"]["balanced_accuracy"]
+    assert 0 <= low <= high <= 1
+    assert eval_run.data.metrics["test_macro_auc_ci95_high"] == saved["ci95"]["macro_auc"][1]
     eval_artifacts = {a.path for folder in ("plots", "report")
                       for a in client.list_artifacts(report["run_id"], folder)}
     assert {"plots/confusion_matrix.png", "plots/roc_curves.png", "report/classification_report.txt",
