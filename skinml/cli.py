@@ -10,7 +10,19 @@ import os
 import sys
 from pathlib import Path
 
-from skinml.config import CLASS_WEIGHTS, DEFAULT_EXPERIMENT, LOSSES, PRESETS, preset
+from skinml.config import CLASS_WEIGHTS, COLOUR_JITTER, DEFAULT_EXPERIMENT, LOSSES, PRESETS, preset
+
+
+def colour_jitter(text: str) -> dict[str, float]:
+    """'B,C,S,H' -> the AugmentConfig colour fields."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != len(COLOUR_JITTER):
+        raise argparse.ArgumentTypeError(f"expected four numbers B,C,S,H (brightness, contrast, saturation, hue), "
+                                         f"got {text!r}")
+    return dict(zip(COLOUR_JITTER, values))
 
 
 def add_training_options(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +37,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", help="imagenet | none | PATH to a weights file")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--cached-views", type=int, help="augmented views cached per training image")
+    parser.add_argument("--colour-jitter", type=colour_jitter, metavar="B,C,S,H",
+                        help="colour augmentation: brightness, contrast, saturation, hue ranges (0 = off), "
+                             "e.g. 0.1,0.2,0.2,0.02")
     parser.add_argument("--no-feature-cache", action="store_true",
                         help="train the plain Keras way, backbone in the loop")
     parser.add_argument("--fine-tune-from", help='fine-tune the backbone from this block on, e.g. "block_14" '
@@ -51,7 +66,7 @@ def explicit_options(args: argparse.Namespace) -> dict:
              "fine_tune_epochs": args.fine_tune_epochs, "fine_tune_learning_rate": args.fine_tune_learning_rate,
              "class_weight": args.class_weight, "label_smoothing": args.label_smoothing,
              "loss": args.loss, "prior_adjustment": args.prior_adjustment,
-             "temperature_scaling": args.temperature_scaling}
+             "temperature_scaling": args.temperature_scaling, "augment": args.colour_jitter}
     if args.fine_tune_from:
         given["fine_tune_from"] = "" if args.fine_tune_from == "none" else args.fine_tune_from
     return {k: v for k, v in given.items() if v is not None}

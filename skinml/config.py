@@ -9,24 +9,35 @@ from typing import Any
 DEFAULT_EXPERIMENT = "skinml"
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 LOSSES = ("crossentropy", "logit_adjusted")
+COLOUR_JITTER = ("brightness", "contrast", "saturation", "hue")  # AugmentConfig's colour fields, in order
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Random geometric augmentation (the baseline's rotation/zoom/shift/flip)."""
+    """Random augmentation: the baseline's geometry (rotation/zoom/shift/flip), and optional colour jitter."""
 
     rotation: float = 0.1  # fraction of a full turn, as in keras.layers.RandomRotation (0.1 = +-36 degrees)
     zoom: float = 0.1  # +- fraction
     shift: float = 0.1  # +- fraction of height/width
     flip: bool = True  # horizontal and vertical
+    # Colour jitter, off in the baseline (same meaning as keras.layers.RandomBrightness/RandomContrast/RandomHue):
+    brightness: float = 0.0  # +- fraction of the value range added to every channel
+    contrast: float = 0.0  # contrast factor drawn from [1 - contrast, 1 + contrast]
+    saturation: float = 0.0  # saturation multiplied by a factor drawn from [1 - saturation, 1 + saturation]
+    hue: float = 0.0  # hue shifted by up to +- hue / 2 of a full turn
+
+    @property
+    def colour(self) -> tuple[float, ...]:
+        return tuple(getattr(self, name) for name in COLOUR_JITTER)
 
     @property
     def enabled(self) -> bool:
-        return self.rotation > 0 or self.zoom > 0 or self.shift > 0 or self.flip
+        return self.rotation > 0 or self.zoom > 0 or self.shift > 0 or self.flip or any(self.colour)
 
     def describe(self) -> str:
-        """Stable text form, used in cache keys and MLflow params."""
-        return f"rot={self.rotation},zoom={self.zoom},shift={self.shift},flip={int(self.flip)}"
+        """Stable text form, used in cache keys and MLflow params (colour only when on, so older keys stay)."""
+        text = f"rot={self.rotation},zoom={self.zoom},shift={self.shift},flip={int(self.flip)}"
+        return text + (",colour={}/{}/{}/{}".format(*self.colour) if any(self.colour) else "")
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,9 @@ class TrainConfig:
         if self.loss == "logit_adjusted" and self.class_weight != "none":
             raise ValueError("loss 'logit_adjusted' already balances the classes: use class_weight 'none' with it, "
                              "or loss 'crossentropy' (--loss crossentropy) for class weights")
+        for name, value in zip(COLOUR_JITTER, self.augment.colour):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1], got {value}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.fine_tune_from and not self.feature_cache:
@@ -106,8 +120,14 @@ class TrainConfig:
         return self
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed; `None` values are ignored (handy for CLI options)."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}).validate()
+        """A copy with some fields changed; `None` values are ignored (handy for CLI options).
+
+        `augment` may be a dict of AugmentConfig fields (as flow parameters carry it), changing only those.
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if isinstance(changes.get("augment"), dict):
+            changes["augment"] = dataclasses.replace(self.augment, **changes["augment"])
+        return dataclasses.replace(self, **changes).validate()
 
 
 PRESETS: dict[str, TrainConfig] = {
