@@ -36,6 +36,8 @@ def champion_recipe(model_name: str) -> tuple[str, dict, str | None]:
     base = preset(config.get("preset", "baseline"))
     overrides = {k: type(getattr(base, k))(config[k]) if not isinstance(getattr(base, k), bool)
                  else str(config[k]) == "True" for k in TUNABLE if k in config}
+    if isinstance(config.get("augment"), dict):  # logged since the colour jitter option
+        overrides["augment"] = config["augment"]
     return config.get("preset", "baseline"), overrides, champion.run_id
 
 
