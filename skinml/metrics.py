@@ -92,10 +92,10 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, n
     Images of one lesion are not independent draws, so a resample draws lesions with replacement and takes all of
     each drawn lesion's images (scipy.stats.bootstrap resamples single observations only).
     """
+    import pandas as pd
+
     y_true, probs = np.asarray(y_true), np.asarray(probs)
-    _, lesion_index = np.unique(np.asarray(lesions), return_inverse=True)
-    order = np.argsort(lesion_index, kind="stable")
-    images_of = np.split(order, np.flatnonzero(np.diff(lesion_index[order])) + 1)
+    images_of = list(pd.Series(np.asarray(lesions)).groupby(np.asarray(lesions)).indices.values())
     rng = np.random.default_rng(seed)
     y_pred = probs.argmax(axis=1)
     draws: dict[str, list[float]] = {"balanced_accuracy": [], "macro_auc": []}
