@@ -14,8 +14,9 @@ import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.pipeline import download, evaluate_model, promote_challenger, register_model, train_model
-from skinml.config import DEFAULT_EXPERIMENT, preset
+from flows.pipeline import (download, evaluate_model, preset_overrides, promote_challenger, register_model,
+                            train_model)
+from skinml.config import DEFAULT_EXPERIMENT, TrainConfig, preset
 from skinml.data.dataset import load_dataset
 from skinml.data.split import log_manifest, make_split, split_keeping_test
 from skinml.evaluate import run_manifest
@@ -23,22 +24,31 @@ from skinml.registry import CHAMPION, DEFAULT_MODEL_NAME, version_by_alias
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
 DEPLOYMENT_NAME = "skinml-retrain"
-TUNABLE = ("image_size", "weights", "alpha", "dropout", "learning_rate", "epochs", "batch_size", "seed",
-           "cached_views", "feature_cache")
+# The fields that older runs' config.json (their flat MLflow params) carried faithfully.
+LEGACY_FIELDS = ("image_size", "weights", "alpha", "dropout", "learning_rate", "epochs", "batch_size", "seed",
+                 "cached_views", "feature_cache")
 
 
 def champion_recipe(model_name: str) -> tuple[str, dict, str | None]:
-    """(preset, hyperparameter overrides, training run id) of the champion, or the baseline when there is none."""
+    """(preset, the champion's changes from that preset, its training run id), or the baseline when there is none.
+
+    The champion's `config.json` holds its whole TrainConfig, so the challenger is trained with the same recipe.
+    """
     champion = version_by_alias(model_name, CHAMPION)
     if champion is None:
         return "baseline", {}, None
-    config = json.loads(download_run_artifact(champion.run_id, "config.json").read_text())
-    base = preset(config.get("preset", "baseline"))
-    overrides = {k: type(getattr(base, k))(config[k]) if not isinstance(getattr(base, k), bool)
-                 else str(config[k]) == "True" for k in TUNABLE if k in config}
-    if isinstance(config.get("augment"), dict):  # logged since the colour jitter option
-        overrides["augment"] = config["augment"]
-    return config.get("preset", "baseline"), overrides, champion.run_id
+    logged = json.loads(download_run_artifact(champion.run_id, "config.json").read_text())
+    config = legacy_config(logged) if "augmentation" in logged else TrainConfig.from_dict(logged)
+    return config.preset, preset_overrides(config), champion.run_id
+
+
+def legacy_config(params: dict) -> TrainConfig:
+    """The config of a run logged before config.json held the whole TrainConfig (it held the flat params):
+    its preset with the fields that the params carried as they are."""
+    fields = {k: params[k] for k in LEGACY_FIELDS if k in params}
+    if isinstance(params.get("augment"), dict):
+        fields["augment"] = params["augment"]
+    return preset(params.get("preset", "baseline")).replace(**fields)
 
 
 @task(cache_policy=NO_CACHE)

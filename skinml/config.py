@@ -120,14 +120,31 @@ class TrainConfig:
         return self
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed; `None` values are ignored (handy for CLI options).
+        """A copy with some fields changed (validated); raises ValueError naming an unknown field.
 
         `augment` may be a dict of AugmentConfig fields (as flow parameters carry it), changing only those.
         """
-        changes = {k: v for k, v in changes.items() if v is not None}
+        check_field_names(TrainConfig, changes)
         if isinstance(changes.get("augment"), dict):
-            changes["augment"] = dataclasses.replace(self.augment, **changes["augment"])
+            check_field_names(AugmentConfig, changes["augment"], prefix="augment.")
+            changes = {**changes, "augment": dataclasses.replace(self.augment, **changes["augment"])}
         return dataclasses.replace(self, **changes).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON (augment as a dict), what a train run logs as `config.json`."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> TrainConfig:
+        """The configuration `to_dict` wrote (fields it lacks take their defaults)."""
+        return cls().replace(**fields)
+
+
+def check_field_names(kind: type, fields: dict[str, Any], prefix: str = "") -> None:
+    """Raise ValueError naming the keys of `fields` that are not fields of the dataclass `kind`."""
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(kind)})
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} field(s): {', '.join(prefix + name for name in unknown)}")
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -9,7 +9,6 @@ before that block and the head includes the backbone's top blocks, which are fin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import resource
 import time
@@ -246,7 +245,7 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
         params = {**config.params(), "data_dir": str(Path(data_dir).resolve()),
                   "split_strategy": "manifest" if manifest_path else split_strategy}
         log_params_once(params)
-        mlflow.log_dict({**params, "augment": dataclasses.asdict(config.augment)}, "config.json")  # retrain reads it
+        mlflow.log_dict(config.to_dict(), "config.json")  # the whole recipe: what retraining reads back
         mlflow.set_tag("skinml.backbone_engine", pick_engine() if config.feature_cache else "tensorflow")
         manifest = read_manifest(manifest_path) if manifest_path else None
         data, manifest = labelled_split(data_dir, manifest, split_strategy, config.seed)
