@@ -85,7 +85,12 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
              experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
              cache: FeatureCache | None = None, output: str | Path | None = None,
              manifest_run_id: str | None = None) -> dict:
-    """Evaluate a logged skinml model, log metrics/plots/report to MLflow, return the metrics dict."""
+    """Evaluate a logged skinml model, log metrics/plots/report to MLflow, return the metrics dict.
+
+    Metric names start with the part evaluated: `test_` (the run's test split, or an external folder), `val_` or
+    `train_`, so that a validation figure never passes for a test one in the MLflow UI.
+    """
+    prefix = "test" if data_dir is not None else split
     with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri}) as run:
         data, tags = evaluation_set(model_uri, data_dir, split, manifest_run_id)
         if data.empty:
@@ -95,16 +100,16 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         probs = predict_paths(classifier, data["path"].tolist(), cache)
         y_true = data["dx"].map(CLASSES.index).to_numpy()
         metrics = classification_metrics(y_true, probs)
-        mlflow.log_metrics(flat_metrics(metrics, "test"))
+        mlflow.log_metrics(flat_metrics(metrics, prefix))
         metrics["ci95"] = lesion_bootstrap_intervals(y_true, probs, data["lesion_id"].to_numpy())
-        mlflow.log_metrics({f"test_{name}_ci95_{end}": bound for name, (low, high) in metrics["ci95"].items()
+        mlflow.log_metrics({f"{prefix}_{name}_ci95_{end}": bound for name, (low, high) in metrics["ci95"].items()
                             for end, bound in (("low", low), ("high", high))})
         mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1)), "plots/confusion_matrix.png")
         mlflow.log_figure(roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
                           "plots/roc_curves.png")
         ece, bins = expected_calibration_error(y_true, probs)
         metrics["ece"] = ece
-        mlflow.log_metric("test_ece", ece)
+        mlflow.log_metric(f"{prefix}_ece", ece)
         mlflow.log_figure(reliability_diagram(bins, ece), "plots/reliability_diagram.png")
         slices = slice_metrics(data, y_true, probs)
         if not slices.empty:

@@ -90,6 +90,13 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     assert {"sex", "age_band", "localization", "dx_type", "dataset"} == set(slices["column"])
     assert slices["small"].all()  # a dozen test images: every slice is flagged small
 
+    # on the run's validation split: the metrics say so
+    on_val = evaluate(result["model_uri"], split="val")
+    val_metrics = mlflow.get_run(on_val["run_id"]).data.metrics
+    assert on_val["eval_split"] == "val" and on_val["n_images"] == (test_ids["split"] == "val").sum()
+    assert val_metrics["val_balanced_accuracy"] == on_val["balanced_accuracy"] and "val_ece" in val_metrics
+    assert not any(name.startswith("test_") for name in val_metrics)
+
     # and on an external set in the ISIC 2018 one-hot form
     external = evaluate(result["model_uri"], data_dir=make_synthetic_isic(tmp_path / "isic", n_per_class=3))
     assert external["n_images"] == 21 and external["eval_split"] == "whole folder"
