@@ -38,7 +38,8 @@ def champion_recipe(model_name: str) -> tuple[str, dict, str | None]:
     if champion is None:
         return "baseline", {}, None
     logged = json.loads(download_run_artifact(champion.run_id, "config.json").read_text())
-    config = legacy_config(logged) if "augmentation" in logged else TrainConfig.from_dict(logged)
+    older = "augmentation" in logged  # a flat MLflow param, never a TrainConfig field
+    config = legacy_config(logged) if older else TrainConfig.from_dict(logged)
     return config.preset, preset_overrides(config), champion.run_id
 
 
