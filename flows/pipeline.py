@@ -6,7 +6,6 @@ against a server when PREFECT_API_URL is set.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -95,21 +94,11 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         return result
 
 
-def preset_overrides(config: TrainConfig) -> dict:
-    """The fields of `config` that differ from its preset, as plain JSON (flow parameters)."""
-    base = preset(config.preset)
-    overrides = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-                 if f.name not in ("preset", "augment") and getattr(config, f.name) != getattr(base, f.name)}
-    if config.augment != base.augment:
-        overrides["augment"] = dataclasses.asdict(config.augment)
-    return overrides
-
-
 def pipeline(data_dir: str | None, config: TrainConfig, split_strategy: str = "grouped",
              experiment: str = DEFAULT_EXPERIMENT, output: str | None = None,
              model_name: str | None = DEFAULT_MODEL_NAME, promotion_margin: float = 0.0) -> dict:
     """Run the pipeline flow for a training configuration (the changes from its preset travel as flow parameters)."""
-    return pipeline_flow(data_dir=data_dir, preset_name=config.preset, overrides=preset_overrides(config),
+    return pipeline_flow(data_dir=data_dir, preset_name=config.preset, overrides=config.preset_overrides(),
                          split_strategy=split_strategy, experiment=experiment, output=output,
                          model_name=model_name, promotion_margin=promotion_margin)
 

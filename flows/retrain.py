@@ -14,8 +14,7 @@ import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.pipeline import (download, evaluate_model, preset_overrides, promote_challenger, register_model,
-                            train_model)
+from flows.pipeline import download, evaluate_model, promote_challenger, register_model, train_model
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig, preset
 from skinml.data.dataset import load_dataset
 from skinml.data.split import log_manifest, make_split, split_keeping_test
@@ -40,7 +39,7 @@ def champion_recipe(model_name: str) -> tuple[str, dict, str | None]:
     logged = json.loads(download_run_artifact(champion.run_id, "config.json").read_text())
     older = "augmentation" in logged  # a flat MLflow param, never a TrainConfig field
     config = legacy_config(logged) if older else TrainConfig.from_dict(logged)
-    return config.preset, preset_overrides(config), champion.run_id
+    return config.preset, config.preset_overrides(), champion.run_id
 
 
 def legacy_config(params: dict) -> TrainConfig:

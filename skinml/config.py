@@ -139,6 +139,11 @@ class TrainConfig:
         """The configuration `to_dict` wrote (fields it lacks take their defaults)."""
         return cls().replace(**fields)
 
+    def preset_overrides(self) -> dict[str, Any]:
+        """The fields that differ from this config's preset, as plain JSON (how flow parameters carry a config)."""
+        base, mine = preset(self.preset).to_dict(), self.to_dict()
+        return {name: value for name, value in mine.items() if name != "preset" and value != base[name]}
+
 
 def check_field_names(kind: type, fields: dict[str, Any], prefix: str = "") -> None:
     """Raise ValueError naming the keys of `fields` that are not fields of the dataclass `kind`."""

@@ -6,6 +6,7 @@ import functools
 import warnings
 
 import numpy as np
+import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
                              precision_recall_fscore_support, roc_auc_score)
@@ -92,10 +93,8 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, n
     Images of one lesion are not independent draws, so a resample draws lesions with replacement and takes all of
     each drawn lesion's images (scipy.stats.bootstrap resamples single observations only).
     """
-    import pandas as pd
-
-    y_true, probs = np.asarray(y_true), np.asarray(probs)
-    images_of = list(pd.Series(np.asarray(lesions)).groupby(np.asarray(lesions)).indices.values())
+    y_true, probs, lesions = np.asarray(y_true), np.asarray(probs), np.asarray(lesions)
+    images_of = list(pd.Series(lesions).groupby(lesions).indices.values())  # positions of each lesion's images
     rng = np.random.default_rng(seed)
     y_pred = probs.argmax(axis=1)
     draws: dict[str, list[float]] = {"balanced_accuracy": [], "macro_auc": []}

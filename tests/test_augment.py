@@ -70,9 +70,7 @@ def test_colour_jitter_option_reaches_the_config_and_keeps_the_geometry():
 def test_colour_jitter_travels_to_the_pipeline_flow_as_plain_json():
     import json
 
-    from flows.pipeline import preset_overrides
-
     config = preset("best").replace(augment={"brightness": 0.1, "hue": 0.02}, dropout=0.3)
-    overrides = json.loads(json.dumps(preset_overrides(config)))
+    overrides = json.loads(json.dumps(config.preset_overrides()))
     assert set(overrides) == {"augment", "dropout"}
     assert preset("best").replace(**overrides) == config
