@@ -69,6 +69,9 @@ def explicit_options(args: argparse.Namespace) -> dict:
              "temperature_scaling": args.temperature_scaling, "augment": args.colour_jitter}
     if args.fine_tune_from:
         given["fine_tune_from"] = "" if args.fine_tune_from == "none" else args.fine_tune_from
+    if args.weights not in (None, "imagenet", "none"):
+        # a weights file is logged and retrained from elsewhere (a scheduled run's own folder): keep it absolute
+        given["weights"] = str(Path(args.weights).resolve())
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -67,3 +67,12 @@ def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
     assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "promote", "split", "train"]
     train_run = runs[runs["tags.skinml.stage"] == "train"].iloc[0]
     assert train_run["params.epochs"] == "2"
+
+
+def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
+    from skinml.cli import build_parser, training_config
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["train", "--weights", "weights/no_top.h5"])
+    assert training_config(args).weights == str(tmp_path / "weights" / "no_top.h5")
+    assert training_config(build_parser().parse_args(["train", "--weights", "imagenet"])).weights == "imagenet"
