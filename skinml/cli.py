@@ -67,12 +67,13 @@ def explicit_options(args: argparse.Namespace) -> dict:
              "class_weight": args.class_weight, "label_smoothing": args.label_smoothing,
              "loss": args.loss, "prior_adjustment": args.prior_adjustment,
              "temperature_scaling": args.temperature_scaling, "augment": args.colour_jitter}
-    if args.fine_tune_from:
-        given["fine_tune_from"] = "" if args.fine_tune_from == "none" else args.fine_tune_from
     if args.weights not in (None, "imagenet", "none"):
         # a weights file is logged and retrained from elsewhere (a scheduled run's own folder): keep it absolute
         given["weights"] = str(Path(args.weights).resolve())
-    return {k: v for k, v in given.items() if v is not None}
+    options = {k: v for k, v in given.items() if v is not None}
+    if args.fine_tune_from:  # "none" is given as None, the baseline's own value
+        options["fine_tune_from"] = None if args.fine_tune_from == "none" else args.fine_tune_from
+    return options
 
 
 def training_config(args: argparse.Namespace):

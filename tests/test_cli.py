@@ -1,5 +1,6 @@
 """The `skinml` command and the MLproject entry points, run as a user would."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -52,6 +53,24 @@ def test_mlproject_drops_unset_parameters():
         ["train", "--dropout", "0.3"]
 
 
+def test_every_mlproject_parameter_reaches_a_skinml_option():
+    """Each entry point passes each of its parameters as an option that its `skinml` command knows."""
+    import re
+
+    import yaml
+
+    from skinml.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for name, entry in yaml.safe_load((REPO / "MLproject").read_text())["entry_points"].items():
+        words = entry["command"].split()
+        assert words[:3] == ["python", "-m", "skinml.mlproject"], name
+        known = commands[words[3]]._option_string_actions
+        passed = dict(re.findall(r"(--[a-z-]+) \{(\w+)\}", entry["command"]))
+        assert sorted(passed.values()) == sorted(entry["parameters"]), f"{name}: a parameter is not passed on"
+        assert set(passed) <= set(known), f"{name}: unknown options {set(passed) - set(known)}"
+
+
 @pytest.mark.slow
 def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
     """`mlflow run . --env-manager local -P data_dir=... -P weights=... -P epochs=2`, as the README says."""
@@ -76,3 +95,13 @@ def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
     args = build_parser().parse_args(["train", "--weights", "weights/no_top.h5"])
     assert training_config(args).weights == str(tmp_path / "weights" / "no_top.h5")
     assert training_config(build_parser().parse_args(["train", "--weights", "imagenet"])).weights == "imagenet"
+
+
+def test_fine_tune_from_none_gives_the_frozen_backbone_of_the_baseline():
+    from skinml.cli import build_parser, training_config
+
+    config = training_config(build_parser().parse_args(["train", "--preset", "best", "--fine-tune-from", "none"]))
+    assert config.fine_tune_from is None and config.params()["fine_tune_from"] == "none"
+    assert config.preset_overrides()["fine_tune_from"] is None
+    assert training_config(build_parser().parse_args(
+        ["train", "--fine-tune-from", "block_4"])).fine_tune_from == "block_4"
