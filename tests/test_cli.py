@@ -3,12 +3,14 @@
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
 from skinml.cli import main
 from skinml.mlproject import drop_empty_options
@@ -55,10 +57,6 @@ def test_mlproject_drops_unset_parameters():
 
 def test_every_mlproject_parameter_reaches_a_skinml_option():
     """Each entry point passes each of its parameters as an option that its `skinml` command knows."""
-    import re
-
-    import yaml
-
     from skinml.cli import build_parser
 
     commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
