@@ -4,13 +4,14 @@ cache)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from skinml.config import CLASS_WEIGHTS, COLOUR_JITTER, DEFAULT_EXPERIMENT, LOSSES, PRESETS, preset
+from skinml.config import CLASS_WEIGHTS, COLOUR_JITTER, DEFAULT_EXPERIMENT, LOSSES, PRESETS, TrainConfig, preset
 
 
 def colour_jitter(text: str) -> dict[str, float]:
@@ -25,55 +26,62 @@ def colour_jitter(text: str) -> dict[str, float]:
     return dict(zip(COLOUR_JITTER, values))
 
 
+def weights_option(text: str) -> str:
+    """imagenet | none | a weights file, made absolute: the logged config is retrained from other folders too."""
+    return text if text in ("imagenet", "none") else str(Path(text).resolve())
+
+
+def block_option(text: str) -> str | None:
+    """A MobileNetV2 block to fine-tune from, or None for "none" (the whole backbone frozen)."""
+    return None if text == "none" else text
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `train` and `pipeline` (unset ones come from the preset)."""
+    """Options shared by `train`, `pipeline`, `schedule` and `sweep`.
+
+    The TrainConfig options are stored under their field's name, and only when given (unset ones come from the
+    preset or the champion): `explicit_options` reads them back as they are.
+    """
     parser.add_argument("--data-dir", help="labelled folder (HAM10000 layout); default: download HAM10000")
     parser.add_argument("--preset", default="baseline", choices=sorted(PRESETS))
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--learning-rate", type=float)
-    parser.add_argument("--dropout", type=float)
-    parser.add_argument("--image-size", type=int)
-    parser.add_argument("--weights", help="imagenet | none | PATH to a weights file")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--cached-views", type=int, help="augmented views cached per training image")
-    parser.add_argument("--colour-jitter", type=colour_jitter, metavar="B,C,S,H",
-                        help="colour augmentation: brightness, contrast, saturation, hue ranges (0 = off), "
-                             "e.g. 0.1,0.2,0.2,0.02")
-    parser.add_argument("--no-feature-cache", action="store_true",
-                        help="train the plain Keras way, backbone in the loop")
-    parser.add_argument("--fine-tune-from", help='fine-tune the backbone from this block on, e.g. "block_14" '
-                        '("none": keep it all frozen)')
-    parser.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")
-    parser.add_argument("--fine-tune-learning-rate", type=float)
-    parser.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="class weights of the loss")
-    parser.add_argument("--label-smoothing", type=float)
-    parser.add_argument("--loss", choices=LOSSES,
-                        help="logit_adjusted: balanced-softmax cross-entropy (needs --class-weight none)")
-    parser.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction,
-                        help="fit a logit (prior) adjustment for balanced accuracy on validation")
-    parser.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
-                        help="fit a temperature on validation (calibrated probabilities)")
     parser.add_argument("--split-strategy", default="grouped", choices=["grouped", "random"])
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    config = parser.add_argument_group("training configuration (default: the preset's)")
+    config.add_argument("--epochs", type=int, default=argparse.SUPPRESS)
+    config.add_argument("--batch-size", type=int, default=argparse.SUPPRESS)
+    config.add_argument("--learning-rate", type=float, default=argparse.SUPPRESS)
+    config.add_argument("--dropout", type=float, default=argparse.SUPPRESS)
+    config.add_argument("--image-size", type=int, default=argparse.SUPPRESS)
+    config.add_argument("--weights", type=weights_option, default=argparse.SUPPRESS,
+                        help="imagenet | none | PATH to a weights file")
+    config.add_argument("--seed", type=int, default=argparse.SUPPRESS)
+    config.add_argument("--cached-views", type=int, default=argparse.SUPPRESS,
+                        help="augmented views cached per training image")
+    config.add_argument("--colour-jitter", dest="augment", type=colour_jitter, default=argparse.SUPPRESS,
+                        metavar="B,C,S,H", help="colour augmentation: brightness, contrast, saturation, hue ranges "
+                                                "(0 = off), e.g. 0.1,0.2,0.2,0.02")
+    config.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=argparse.SUPPRESS,
+                        help="train the plain Keras way, backbone in the loop")
+    config.add_argument("--fine-tune-from", type=block_option, default=argparse.SUPPRESS,
+                        help='fine-tune the backbone from this block on, e.g. "block_14" ("none": keep it all frozen)')
+    config.add_argument("--fine-tune-epochs", type=int, default=argparse.SUPPRESS,
+                        help="epochs with the backbone top unfrozen")
+    config.add_argument("--fine-tune-learning-rate", type=float, default=argparse.SUPPRESS)
+    config.add_argument("--class-weight", choices=CLASS_WEIGHTS, default=argparse.SUPPRESS,
+                        help="class weights of the loss")
+    config.add_argument("--label-smoothing", type=float, default=argparse.SUPPRESS)
+    config.add_argument("--loss", choices=LOSSES, default=argparse.SUPPRESS,
+                        help="logit_adjusted: balanced-softmax cross-entropy (needs --class-weight none)")
+    config.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                        help="fit a logit (prior) adjustment for balanced accuracy on validation")
+    config.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                        help="fit a temperature on validation (calibrated probabilities)")
 
 
 def explicit_options(args: argparse.Namespace) -> dict:
-    """The training options given on the command line (the others come from the preset or the champion)."""
-    given = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.learning_rate,
-             "dropout": args.dropout, "image_size": args.image_size, "weights": args.weights, "seed": args.seed,
-             "cached_views": args.cached_views, "feature_cache": False if args.no_feature_cache else None,
-             "fine_tune_epochs": args.fine_tune_epochs, "fine_tune_learning_rate": args.fine_tune_learning_rate,
-             "class_weight": args.class_weight, "label_smoothing": args.label_smoothing,
-             "loss": args.loss, "prior_adjustment": args.prior_adjustment,
-             "temperature_scaling": args.temperature_scaling, "augment": args.colour_jitter}
-    if args.weights not in (None, "imagenet", "none"):
-        # a weights file is logged and retrained from elsewhere (a scheduled run's own folder): keep it absolute
-        given["weights"] = str(Path(args.weights).resolve())
-    options = {k: v for k, v in given.items() if v is not None}
-    if args.fine_tune_from:  # "none" is given as None, the baseline's own value
-        options["fine_tune_from"] = None if args.fine_tune_from == "none" else args.fine_tune_from
-    return options
+    """The TrainConfig fields given on the command line (the others come from the preset or the champion)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
+    return {name: value for name, value in vars(args).items() if name in fields}
 
 
 def training_config(args: argparse.Namespace):

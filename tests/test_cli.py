@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from skinml.cli import main
+from skinml.config import preset as preset_config
 from skinml.mlproject import drop_empty_options
 
 from .conftest import IMAGE_SIZE
@@ -103,3 +104,11 @@ def test_fine_tune_from_none_gives_the_frozen_backbone_of_the_baseline():
     assert config.preset_overrides()["fine_tune_from"] is None
     assert training_config(build_parser().parse_args(
         ["train", "--fine-tune-from", "block_4"])).fine_tune_from == "block_4"
+
+
+def test_options_not_given_leave_the_preset_alone():
+    from skinml.cli import build_parser, explicit_options, training_config
+
+    args = build_parser().parse_args(["sweep", "--preset", "best", "--seed", "7"])
+    assert explicit_options(args) == {"seed": 7}
+    assert training_config(args) == preset_config("best").replace(seed=7)
