@@ -125,7 +125,7 @@ def log_classifier(model, name: str = "model", registered_model_name: str | None
         model.save(path)
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=SkinLesionClassifier(),
+            python_model=str(Path(skinml.__file__).parent / "model_code.py"),  # models from code: no pickle
             artifacts={"keras_model": str(path)},
             signature=SIGNATURE,
             pip_requirements=pip_requirements(),

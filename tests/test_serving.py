@@ -43,7 +43,8 @@ def server(synthetic_dir, test_weights, tmp_path):
     register(trained["model_uri"])
     port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "SKINML_ENGINE": "auto"}  # OpenVINO on a CPU, as for users
+           "SKINML_ENGINE": "auto",  # OpenVINO on a CPU, as for users
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # the model is logged as code, not as a pickle
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/skinml@champion", "--env-manager",
          "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
