@@ -102,6 +102,16 @@ SIGNATURE = ModelSignature(
 )
 
 
+def input_example() -> pd.DataFrame:
+    """A request of one image (a plain skin-coloured 200x150 JPEG, the data's size): MLflow stores it with the model
+    as `serving_input_example.json` and, at logging time, checks that the logged model answers it."""
+    from PIL import Image
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (200, 150), (205, 150, 125)).save(jpeg, format="JPEG")
+    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(jpeg.getvalue()).decode()]})
+
+
 def pip_requirements() -> list[str]:
     import importlib.metadata
 
@@ -128,6 +138,7 @@ def log_classifier(model, name: str = "model", registered_model_name: str | None
             python_model=str(Path(skinml.__file__).parent / "model_code.py"),  # models from code: no pickle
             artifacts={"keras_model": str(path)},
             signature=SIGNATURE,
+            input_example=input_example(),
             pip_requirements=pip_requirements(),
             code_paths=[str(Path(skinml.__file__).parent)],
             registered_model_name=registered_model_name,

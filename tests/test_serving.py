@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pytest
 from PIL import Image
@@ -96,6 +97,10 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
     keras_model = load_keras_model("models:/skinml@champion")
     pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
     np.testing.assert_allclose(answers["inputs"][:3], keras_model.predict_on_batch(pixels), atol=1e-4)
+    # the request that MLflow stored beside the model, for users to copy, is answered too
+    model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/skinml@champion"))
+    status, body = post(f"{server}/invocations", (model_dir / "serving_input_example.json").read_bytes())
+    assert status == 200 and len(body["predictions"]) == 1 and body["predictions"][0]["label"] in CLASSES
 
     huge = io.BytesIO()
     Image.new("L", (8000, 6000)).save(huge, format="PNG")  # 48 MP: refused before decoding
