@@ -31,7 +31,7 @@ ROWS: dict[str, str] = {
     "logit_adjusted_loss": "--preset baseline --loss logit_adjusted",
     # input resolution on the frozen backbone: plain images (no views, so every seed shares one extraction)
     **{f"image_size_{size}": f"--preset baseline --loss logit_adjusted --cached-views 0 --image-size {size}"
-       for size in (160, 224, 288, 352)},
+       for size in (160, 224, 288, 352, 448)},
     # fine-tuning from block_14 (the `best` of the first ablation), then deeper cuts, all with class weights
     "block_14_label_smoothing_prior_adjustment": f"--preset best {WEIGHTED} --fine-tune-from block_14 "
                                                  "--label-smoothing 0.1 --prior-adjustment",
