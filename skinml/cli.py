@@ -46,35 +46,33 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="baseline", choices=sorted(PRESETS))
     parser.add_argument("--split-strategy", default="grouped", choices=["grouped", "random"])
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
-    config = parser.add_argument_group("training configuration (default: the preset's)")
-    config.add_argument("--epochs", type=int, default=argparse.SUPPRESS)
-    config.add_argument("--batch-size", type=int, default=argparse.SUPPRESS)
-    config.add_argument("--learning-rate", type=float, default=argparse.SUPPRESS)
-    config.add_argument("--dropout", type=float, default=argparse.SUPPRESS)
-    config.add_argument("--image-size", type=int, default=argparse.SUPPRESS)
-    config.add_argument("--weights", type=weights_option, default=argparse.SUPPRESS,
-                        help="imagenet | none | PATH to a weights file")
-    config.add_argument("--seed", type=int, default=argparse.SUPPRESS)
-    config.add_argument("--cached-views", type=int, default=argparse.SUPPRESS,
-                        help="augmented views cached per training image")
-    config.add_argument("--colour-jitter", dest="augment", type=colour_jitter, default=argparse.SUPPRESS,
-                        metavar="B,C,S,H", help="colour augmentation: brightness, contrast, saturation, hue ranges "
-                                                "(0 = off), e.g. 0.1,0.2,0.2,0.02")
-    config.add_argument("--no-feature-cache", dest="feature_cache", action="store_false", default=argparse.SUPPRESS,
+    # argument_default: an option not given stays out of the namespace, so explicit_options sees only given ones
+    config = parser.add_argument_group("training configuration (default: the preset's)",
+                                       argument_default=argparse.SUPPRESS)
+    config.add_argument("--epochs", type=int)
+    config.add_argument("--batch-size", type=int)
+    config.add_argument("--learning-rate", type=float)
+    config.add_argument("--dropout", type=float)
+    config.add_argument("--image-size", type=int)
+    config.add_argument("--weights", type=weights_option, help="imagenet | none | PATH to a weights file")
+    config.add_argument("--seed", type=int)
+    config.add_argument("--cached-views", type=int, help="augmented views cached per training image")
+    config.add_argument("--colour-jitter", dest="augment", type=colour_jitter, metavar="B,C,S,H",
+                        help="colour augmentation: brightness, contrast, saturation, hue ranges (0 = off), "
+                             "e.g. 0.1,0.2,0.2,0.02")
+    config.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
                         help="train the plain Keras way, backbone in the loop")
-    config.add_argument("--fine-tune-from", type=block_option, default=argparse.SUPPRESS,
+    config.add_argument("--fine-tune-from", type=block_option,
                         help='fine-tune the backbone from this block on, e.g. "block_14" ("none": keep it all frozen)')
-    config.add_argument("--fine-tune-epochs", type=int, default=argparse.SUPPRESS,
-                        help="epochs with the backbone top unfrozen")
-    config.add_argument("--fine-tune-learning-rate", type=float, default=argparse.SUPPRESS)
-    config.add_argument("--class-weight", choices=CLASS_WEIGHTS, default=argparse.SUPPRESS,
-                        help="class weights of the loss")
-    config.add_argument("--label-smoothing", type=float, default=argparse.SUPPRESS)
-    config.add_argument("--loss", choices=LOSSES, default=argparse.SUPPRESS,
+    config.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")
+    config.add_argument("--fine-tune-learning-rate", type=float)
+    config.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="class weights of the loss")
+    config.add_argument("--label-smoothing", type=float)
+    config.add_argument("--loss", choices=LOSSES,
                         help="logit_adjusted: balanced-softmax cross-entropy (needs --class-weight none)")
-    config.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+    config.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction,
                         help="fit a logit (prior) adjustment for balanced accuracy on validation")
-    config.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+    config.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
                         help="fit a temperature on validation (calibrated probabilities)")
 
 
