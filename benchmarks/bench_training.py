@@ -32,22 +32,25 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
 
 
 def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict[str, dict[str, float]]:
-    """Per engine: backbone images/s on in-memory batches, and end-to-end feature extraction images/s from JPEGs."""
+    """Per engine (and, on a CPU with native bf16, OpenVINO at bf16 too): backbone images/s on in-memory batches,
+    and end-to-end feature extraction images/s from JPEGs."""
     import importlib.util
 
     from skinml.config import AugmentConfig
     from skinml.data.dataset import load_dataset
-    from skinml.engine import predictor
+    from skinml.engine import cpu_has_bf16, predictor
     from skinml.features import FeatureCache, extract_features
     from skinml.model import build_feature_extractor
 
     extractor = build_feature_extractor(224, weights)
     batch = np.random.default_rng(0).uniform(0, 255, (64, 224, 224, 3)).astype("float32")
     paths = load_dataset(data_dir, check_images=False)["path"].tolist()[:n_images]
-    engines = ["tensorflow"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+    settings = [("tensorflow", "f32")]
+    if importlib.util.find_spec("openvino"):
+        settings += [("openvino", "f32")] + ([("openvino", "bf16")] if cpu_has_bf16() else [])
     figures = {}
-    for engine in engines:
-        run_backbone = predictor(extractor, engine)
+    for engine, precision in settings:
+        run_backbone = predictor(extractor, engine, precision)
         run_backbone(batch)  # warm-up (and, for OpenVINO, compilation)
         rates = []
         for _ in range(repeats):
@@ -59,10 +62,10 @@ def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict
             with tempfile.TemporaryDirectory() as cache_dir:
                 started = time.perf_counter()
                 extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(Path(cache_dir)),
-                                 engine=engine)
+                                 engine=engine, precision=precision)
                 extraction.append(len(paths) / (time.perf_counter() - started))
-        figures[engine] = {"backbone_images_per_s": statistics.median(rates),
-                           "extraction_images_per_s": statistics.median(extraction)}
+        figures[f"{engine} {precision}"] = {"backbone_images_per_s": statistics.median(rates),
+                                            "extraction_images_per_s": statistics.median(extraction)}
     return figures
 
 
@@ -89,10 +92,10 @@ def main() -> None:
     print(json.dumps(figures), flush=True)
     if not args.throughput_only:
         rows = training_rows(args, env, workdir)
-    print(f"\n{'engine':<12}{'backbone images/s':>19}{'extraction images/s':>21}   (median of {args.repeats}; "
+    print(f"\n{'engine':<16}{'backbone images/s':>19}{'extraction images/s':>21}   (median of {args.repeats}; "
           f"backbone: batch 64, 224 px; extraction: {args.throughput_images} JPEGs, decode+resize+backbone+cache write)")
     for engine, figure in figures.items():
-        print(f"{engine:<12}{figure['backbone_images_per_s']:>19.1f}{figure['extraction_images_per_s']:>21.1f}")
+        print(f"{engine:<16}{figure['backbone_images_per_s']:>19.1f}{figure['extraction_images_per_s']:>21.1f}")
     if args.throughput_only:
         return
     reference = rows.get("plain Keras", {}).get("wall_s")
@@ -103,27 +106,40 @@ def main() -> None:
         print(f"{mode:<24}{row['wall_s']:>10.1f}{ratio:>10}{row['peak_rss_mb']:>10.0f}"
               f"{row['val_balanced_accuracy']:>13.3f}{row['test_balanced_accuracy']:>14.3f}"
               f"{row['test_macro_auc']:>10.3f}")
+        if "test_balanced_accuracy_f32" in row:
+            print(f"{'  the same, served f32':<64}{row['test_balanced_accuracy_f32']:>14.3f}"
+                  f"{row['test_macro_auc_f32']:>10.3f}")
 
 
 def training_rows(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> dict[str, dict[str, float]]:
-    """`skinml train` cold cache, warm cache and (unless skipped) plain Keras, each then evaluated on test."""
+    """`skinml train` cold cache, warm cache, cold cache at bf16 (on a CPU with native bf16) and (unless skipped)
+    plain Keras, each then evaluated on test at the precision it was trained at."""
+    from skinml.engine import PRECISION_ENV, cpu_has_bf16
+
     manifest = workdir / "manifest.csv"
     run_cli(["split", "--data-dir", args.data_dir, "--output", str(manifest)], env)
     common = ["train", "--data-dir", args.data_dir, "--weights", args.weights, "--manifest", str(manifest),
               "--epochs", str(args.epochs)]
     if args.cached_views is not None:
         common += ["--cached-views", str(args.cached_views)]
-    modes = {"cold cache": common, "warm cache": common}
+    f32, bf16 = {**env, PRECISION_ENV: "f32"}, {**env, PRECISION_ENV: "bf16"}
+    modes = {"cold cache": (common, f32), "warm cache": (common, f32)}
+    if cpu_has_bf16():  # bf16 features have their own cache entries: this run is cold too
+        modes["cold cache, bf16"] = (common, bf16)
     if not args.skip_plain:
-        modes["plain Keras"] = common + ["--no-feature-cache"]
+        modes["plain Keras"] = (common + ["--no-feature-cache"], f32)
     rows = {}
-    for mode, cli_args in modes.items():
-        trained, wall = run_cli(cli_args, env)
-        evaluated, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], env)
+    for mode, (cli_args, mode_env) in modes.items():
+        trained, wall = run_cli(cli_args, mode_env)
+        evaluated, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], mode_env)
         rows[mode] = {"wall_s": wall, "peak_rss_mb": trained["peak_rss_mb"],
                       "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
                       "test_balanced_accuracy": evaluated["balanced_accuracy"],
                       "test_macro_auc": evaluated["macro_auc"]}
+        if mode_env is bf16:  # the same model served at f32: what a bf16-trained head loses on f32 features
+            skewed, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], f32)
+            rows[mode].update(test_balanced_accuracy_f32=skewed["balanced_accuracy"],
+                              test_macro_auc_f32=skewed["macro_auc"])
         print(json.dumps({mode: rows[mode]}), flush=True)
     return rows
 

@@ -3,6 +3,11 @@
 On our 2-core AVX2 machine OpenVINO runs MobileNetV2 about 3x faster than TensorFlow (docs/benchmarks.md) and gives
 the same features to within 1e-4. `auto` picks TensorFlow whenever TensorFlow sees a GPU, else OpenVINO when it is
 installed. $SKINML_ENGINE (or the `engine` argument) forces one: auto | openvino | tensorflow.
+
+Precision: OpenVINO's own default on a CPU with native bfloat16 (AVX-512 BF16 or AMX) is to compute in bf16, which
+changes the features (cosine ~0.99 to fp32). We ask for fp32 unless $SKINML_PRECISION (or the `precision` argument)
+is bf16, so that features, cache entries and served probabilities are the same on every machine by default. The
+precision a predictor really ran at (`effective_precision`) is part of the feature-cache key.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import numpy as np
 
 ENGINES = ("auto", "openvino", "tensorflow")
 ENGINE_ENV = "SKINML_ENGINE"
+PRECISIONS = ("f32", "bf16")
+PRECISION_ENV = "SKINML_PRECISION"
 Predictor = Callable[[np.ndarray], np.ndarray]
 
-_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its OpenVINO predictor
+# model -> {precision: its OpenVINO predictor}
+_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def has_gpu() -> bool:
@@ -44,16 +52,39 @@ def pick_engine(requested: str | None = None) -> str:
     return "openvino" if has_openvino and not has_gpu() else "tensorflow"
 
 
-def predictor(model: keras.Model, engine: str | None = None) -> Predictor:
-    """A function: batch of inputs (numpy) -> the model's output in inference mode, run on the chosen engine.
+def effective_precision(engine: str | None = None, precision: str | None = None) -> str:
+    """The precision the backbone will really run at: `precision`, else $SKINML_PRECISION, else f32; bf16 only on
+    OpenVINO with a CPU that computes bf16 natively (elsewhere it falls back to f32, with a warning)."""
+    precision = precision or os.environ.get(PRECISION_ENV) or "f32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} (from the precision option or ${PRECISION_ENV}) is unknown; "
+                         f"use one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and not (pick_engine(engine) == "openvino" and cpu_has_bf16()):
+        warnings.warn("bf16 was asked for, but only OpenVINO on a CPU with native bfloat16 (AVX-512 BF16 or AMX) "
+                      "runs it; the backbone runs in f32", stacklevel=2)
+        return "f32"
+    return precision
 
-    The OpenVINO form is compiled once per model object (a few seconds) and reused.
+
+def cpu_has_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def predictor(model: keras.Model, engine: str | None = None, precision: str | None = None) -> Predictor:
+    """A function: batch of inputs (numpy) -> the model's output in inference mode, run on the chosen engine at the
+    chosen precision (see effective_precision).
+
+    The OpenVINO form is compiled once per model object and precision (a few seconds) and reused.
     """
     if pick_engine(engine) == "tensorflow":
         return lambda batch: np.asarray(model.predict_on_batch(batch))
-    if model not in _compiled:
-        _compiled[model] = openvino_predictor(openvino_model(model))
-    return _compiled[model]
+    precision = effective_precision("openvino", precision)
+    by_precision = _compiled.setdefault(model, {})
+    if precision not in by_precision:
+        by_precision[precision] = openvino_predictor(openvino_model(model), precision)
+    return by_precision[precision]
 
 
 def openvino_model(model: keras.Model):
@@ -65,10 +96,12 @@ def openvino_model(model: keras.Model):
         return ov.convert_model(model, input=[[-1, *model.input_shape[1:]]])
 
 
-def openvino_predictor(converted) -> Predictor:
-    """A predictor running an OpenVINO model on the CPU."""
+def openvino_predictor(converted, precision: str = "f32") -> Predictor:
+    """A predictor running an OpenVINO model on the CPU at `precision` (f32 | bf16)."""
     import openvino as ov
 
     # LATENCY: one stream over all cores; measured faster than THROUGHPUT for our batch sizes.
-    compiled = ov.Core().compile_model(converted, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    # The precision is always set: left out, OpenVINO picks bf16 by itself on CPUs that have it.
+    compiled = ov.Core().compile_model(converted, "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                          "INFERENCE_PRECISION_HINT": precision})
     return lambda batch: compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]

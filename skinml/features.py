@@ -108,20 +108,23 @@ class FeatureCache:
 
 
 def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
-                     cache: FeatureCache | None = None, batch_size: int = 64, engine: str | None = None) -> np.ndarray:
+                     cache: FeatureCache | None = None, batch_size: int = 64, engine: str | None = None,
+                     precision: str | None = None) -> np.ndarray:
     """Features of each image for each view, shape (len(paths), len(views), *feature_shape), computed only where not
     cached (the feature shape is the extractor's output: (1280,) pooled, or a feature map such as (7, 7, 160)).
 
     Each image with a missing view is decoded and resized once; only its missing views go through the backbone, on
-    `engine` (skinml.engine: OpenVINO on a CPU, TensorFlow on a GPU, by default).
+    `engine` at `precision` (skinml.engine: OpenVINO on a CPU, TensorFlow on a GPU, f32, by default).
     """
     from skinml.data.augment import augmented_views
     from skinml.data.pipeline import image_dataset
-    from skinml.engine import predictor
+    from skinml.engine import effective_precision, predictor
     from skinml.model import extractor_fingerprint
 
     cache = cache or FeatureCache.default()
-    fingerprint = extractor_fingerprint(extractor)
+    precision = effective_precision(engine, precision)
+    # f32 features agree across engines to 1e-4, so they share entries; bf16 ones are a different function.
+    fingerprint = extractor_fingerprint(extractor) + ("" if precision == "f32" else f"|{precision}")
     digests = [file_digest(p) for p in paths]
     feature_shape = tuple(int(d) for d in extractor.output_shape[1:])
     dim = int(np.prod(feature_shape))
@@ -140,7 +143,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     if not todo:
         return out.reshape(len(paths), len(views), *feature_shape)
     image_size = int(extractor.input_shape[1])
-    run_backbone = predictor(extractor, engine)
+    run_backbone = predictor(extractor, engine, precision)
     done = 0
     for batch_number, images in enumerate(image_dataset([paths[i] for i in todo], image_size, batch_size)):
         rows = todo[batch_number * batch_size: batch_number * batch_size + len(images)]

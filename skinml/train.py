@@ -27,7 +27,7 @@ from skinml.data.augment import augmentation_layers
 from skinml.data.dataset import load_dataset
 from skinml.data.pipeline import image_dataset
 from skinml.data.split import log_manifest, make_split, read_manifest
-from skinml.engine import pick_engine
+from skinml.engine import effective_precision, pick_engine
 from skinml.features import FeatureCache, extract_features
 from skinml.metrics import classification_metrics, expected_calibration_error
 from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
@@ -246,7 +246,8 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
                   "split_strategy": "manifest" if manifest_path else split_strategy}
         log_params_once(params)
         mlflow.log_dict(config.to_dict(), "config.json")  # the whole recipe: what retraining reads back
-        mlflow.set_tag("skinml.backbone_engine", pick_engine() if config.feature_cache else "tensorflow")
+        mlflow.set_tags({"skinml.backbone_engine": pick_engine() if config.feature_cache else "tensorflow",
+                         "skinml.backbone_precision": effective_precision() if config.feature_cache else "f32"})
         manifest = read_manifest(manifest_path) if manifest_path else None
         data, manifest = labelled_split(data_dir, manifest, split_strategy, config.seed)
         log_manifest(manifest, data_dir)

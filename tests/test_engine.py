@@ -5,7 +5,8 @@ import pytest
 
 from skinml.config import AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml.engine import ENGINE_ENV, has_gpu, pick_engine, predictor
+from skinml.engine import (ENGINE_ENV, PRECISION_ENV, cpu_has_bf16, effective_precision, has_gpu, pick_engine,
+                           predictor)
 from skinml.features import FeatureCache, extract_features
 from skinml.model import build_feature_extractor
 
@@ -57,3 +58,32 @@ def test_cache_filled_by_either_engine_holds_the_same_features(test_weights, syn
                  for engine in ("tensorflow", "openvino")}
     scale = np.abs(by_engine["tensorflow"]).max()
     np.testing.assert_allclose(by_engine["openvino"], by_engine["tensorflow"], atol=1e-4 * scale, rtol=1e-4)
+
+
+def test_precision_follows_request_then_env_and_falls_back_to_f32_off_openvino(monkeypatch):
+    monkeypatch.delenv(PRECISION_ENV, raising=False)
+    assert effective_precision("tensorflow") == "f32"
+    with pytest.warns(UserWarning, match="bf16 was asked for"):
+        assert effective_precision("tensorflow", "bf16") == "f32"
+    monkeypatch.setenv(PRECISION_ENV, "fp8")
+    with pytest.raises(ValueError, match=r"'fp8'.*SKINML_PRECISION.*f32, bf16"):
+        effective_precision("tensorflow")
+
+
+@needs_openvino
+@pytest.mark.skipif(not (importlib.util.find_spec("openvino") and cpu_has_bf16()), reason="no native bf16 on this CPU")
+def test_bf16_features_are_close_to_f32_but_cached_apart(test_weights, synthetic_dir, tmp_path):
+    extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
+    paths = load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:6]
+    cache = FeatureCache(tmp_path)
+    bf16 = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache, engine="openvino", precision="bf16")
+    f32 = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache, engine="openvino", precision="f32")
+    assert cache.info()["entries"] == 12  # one entry per image and precision: f32 did not read bf16's
+    reference = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "tf"),
+                                 engine="tensorflow")
+    scale = np.abs(reference).max()
+    np.testing.assert_allclose(f32, reference, atol=1e-4 * scale, rtol=1e-4)
+    assert np.abs(bf16 - f32).max() > 1e-3 * scale  # a different function...
+    # ...yet the same features, not garbage (random test weights amplify bf16 rounding: correlation ~0.85 here;
+    # with the ImageNet weights, cosine 0.99, docs/benchmarks.md)
+    assert np.corrcoef(bf16.ravel(), f32.ravel())[0, 1] > 0.6
