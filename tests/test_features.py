@@ -102,8 +102,8 @@ def test_only_missing_views_go_through_the_backbone(extractor, paths, tmp_path, 
     seen = []
     original = engine.predictor
 
-    def counting_predictor(model, name=None):
-        run = original(model, name)
+    def counting_predictor(model, name=None, precision=None):
+        run = original(model, name, precision)
         return lambda batch: seen.append(len(batch)) or run(batch)
 
     monkeypatch.setattr(engine, "predictor", counting_predictor)
