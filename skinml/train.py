@@ -10,7 +10,6 @@ before that block and the head includes the backbone's top blocks, which are fin
 from __future__ import annotations
 
 import logging
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from skinml.data.pipeline import image_dataset
 from skinml.data.split import log_manifest, make_split, read_manifest
 from skinml.engine import effective_precision, pick_engine
 from skinml.features import FeatureCache, extract_features
+from skinml.memory import peak_rss_mb
 from skinml.metrics import classification_metrics, expected_calibration_error
 from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
                           build_head, drop_training_state, set_top_trainable)
@@ -260,10 +260,10 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
         model_info = log_classifier(classifier)
         train_seconds = time.perf_counter() - started
         final = {name: values[-1] for name, values in history.items()}
-        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-        mlflow.log_metrics({"train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb})
+        peak_mb = peak_rss_mb()
+        mlflow.log_metrics({"train_seconds": train_seconds, "peak_rss_mb": peak_mb})
         result = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
                   "runs_model_uri": f"runs:/{run.info.run_id}/model", "metrics": final,
-                  "train_seconds": train_seconds, "peak_rss_mb": peak_rss_mb, "config": config.params()}
+                  "train_seconds": train_seconds, "peak_rss_mb": peak_mb, "config": config.params()}
         dump_json(result, output)
         return result
