@@ -1,6 +1,7 @@
 """Speed and quality of frozen-backbone training: backbone and feature-extraction throughput, and the wall time,
-peak memory and balanced accuracy of `skinml train` with a cold feature cache, a warm one, and the plain Keras way
-(backbone in the loop), all on one split, in one run. See docs/benchmarks.md.
+peak memory and balanced accuracy of `skinml train` with a cold feature cache, a warm one, a cold one at bf16 (on a
+CPU with native bf16) and the plain Keras way (backbone in the loop), all on one split, in one run.
+See docs/benchmarks.md.
 
     python benchmarks/bench_training.py --data-dir ../shared/data/ham10000 \
         --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5
