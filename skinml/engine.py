@@ -12,6 +12,7 @@ precision a predictor really ran at (`effective_precision`) is part of the featu
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import warnings
@@ -37,12 +38,18 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def chosen_setting(name: str, requested: str | None, env: str, default: str, choices: tuple[str, ...]) -> str:
+    """`requested`, else $env, else `default`; a value outside `choices` is an error naming where it came from."""
+    value = requested or os.environ.get(env) or default
+    if value not in choices:
+        raise ValueError(f"{name} {value!r} (from the {name} option or ${env}) is unknown; "
+                         f"use one of {', '.join(choices)}")
+    return value
+
+
 def pick_engine(requested: str | None = None) -> str:
     """The engine to use: `requested`, else $SKINML_ENGINE, else auto (GPU -> tensorflow, CPU -> openvino)."""
-    requested = requested or os.environ.get(ENGINE_ENV) or "auto"
-    if requested not in ENGINES:
-        raise ValueError(f"engine {requested!r} (from the engine option or ${ENGINE_ENV}) is unknown; "
-                         f"use one of {', '.join(ENGINES)}")
+    requested = chosen_setting("engine", requested, ENGINE_ENV, "auto", ENGINES)
     has_openvino = importlib.util.find_spec("openvino") is not None
     if requested == "openvino" and not has_openvino:
         raise RuntimeError("engine 'openvino' was asked for but the openvino package is not installed "
@@ -55,10 +62,7 @@ def pick_engine(requested: str | None = None) -> str:
 def effective_precision(engine: str | None = None, precision: str | None = None) -> str:
     """The precision the backbone will really run at: `precision`, else $SKINML_PRECISION, else f32; bf16 only on
     OpenVINO with a CPU that computes bf16 natively (elsewhere it falls back to f32, with a warning)."""
-    precision = precision or os.environ.get(PRECISION_ENV) or "f32"
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} (from the precision option or ${PRECISION_ENV}) is unknown; "
-                         f"use one of {', '.join(PRECISIONS)}")
+    precision = chosen_setting("precision", precision, PRECISION_ENV, "f32", PRECISIONS)
     if precision == "bf16" and not (pick_engine(engine) == "openvino" and cpu_has_bf16()):
         warnings.warn("bf16 was asked for, but only OpenVINO on a CPU with native bfloat16 (AVX-512 BF16 or AMX) "
                       "runs it; the backbone runs in f32", stacklevel=2)
@@ -66,6 +70,7 @@ def effective_precision(engine: str | None = None, precision: str | None = None)
     return precision
 
 
+@functools.cache  # the CPU does not change while we run; asking OpenVINO costs a Core each time
 def cpu_has_bf16() -> bool:
     """Whether OpenVINO sees native bfloat16 on this CPU (AVX-512 BF16 or AMX)."""
     import openvino as ov

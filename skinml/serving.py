@@ -109,7 +109,12 @@ def input_example() -> pd.DataFrame:
 
     jpeg = io.BytesIO()
     Image.new("RGB", (200, 150), (205, 150, 125)).save(jpeg, format="JPEG")
-    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(jpeg.getvalue()).decode()]})
+    return request_frame([jpeg.getvalue()])
+
+
+def request_frame(images: list[bytes]) -> pd.DataFrame:
+    """The model's input for image files' bytes: one row per image, base64 in the image column."""
+    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(image).decode() for image in images]})
 
 
 def pip_requirements() -> list[str]:
@@ -153,5 +158,5 @@ def load_keras_model(model_uri: str):
 def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
     """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
     model = mlflow.pyfunc.load_model(model_uri)
-    request = pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(Path(p).read_bytes()).decode() for p in paths]})
+    request = request_frame([Path(p).read_bytes() for p in paths])
     return model.predict(request).assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]
