@@ -59,7 +59,7 @@ class TrainConfig:
     feature_cache: bool = True
     cached_views: int = 2
     # Fine-tuning the top of the backbone: the layers before block `fine_tune_from` stay frozen (their output is
-    # what the cache holds); the head (from that block on) first warms up frozen for `epochs`, then trains
+    # what the cache holds, with feature_cache); the head (from that block on) first warms up frozen for `epochs`, then trains
     # unfrozen, BatchNorm kept in inference mode, for `fine_tune_epochs` at `fine_tune_learning_rate`.
     fine_tune_from: str | None = None  # e.g. "block_14"; None keeps the whole backbone frozen
     fine_tune_epochs: int = 0
@@ -115,8 +115,6 @@ class TrainConfig:
                 raise ValueError(f"augment.{name} must be in [0, 1], got {value}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.fine_tune_from and not self.feature_cache:
-            raise ValueError("fine_tune_from needs the feature cache (the frozen part's output is cached)")
         return self
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -28,7 +28,7 @@ def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = Non
     """Class probabilities for image files; the frozen extractor's features come from the feature cache."""
     extractor, head, adjustment = split_classifier(classifier)
     features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)[:, 0]
-    probs = np.asarray(head.predict(features, verbose=0, batch_size=256))
+    probs = np.asarray(head.predict(features, verbose=0, batch_size=32))
     return probs if adjustment is None else keras.ops.convert_to_numpy(adjustment(probs))
 
 

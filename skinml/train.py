@@ -4,7 +4,8 @@ The default path trains on cached features of the frozen part of the backbone: e
 once per view and reused; each epoch draws one of `cached_views` augmented views per training image. The baseline
 freezes the whole backbone (the head is Dropout -> Dense); with `fine_tune_from` the cache holds the feature map
 before that block and the head includes the backbone's top blocks, which are fine-tuned after a warm-up.
-`feature_cache=False` trains the plain Keras way, backbone in the loop, augmenting on the fly.
+`feature_cache=False` trains the plain Keras way, backbone in the loop, augmenting on the fly (a fresh view every
+step); with `fine_tune_from` too, the same warm-up then fine-tuning runs there, on the fly.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class EpochMetrics(keras.callbacks.Callback):
         self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        batch_size = 512 if isinstance(self.val_inputs, np.ndarray) else None  # datasets come batched
+        batch_size = 32 if isinstance(self.val_inputs, np.ndarray) else None  # datasets come batched
         probs = np.asarray((self.predictor or self.model).predict(self.val_inputs, batch_size=batch_size,
                                                                   verbose=0))
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
@@ -166,23 +167,28 @@ def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarra
     fit_head_on_features(head, train_x, train_labels, config, callbacks)
     if top is not None and config.fine_tune_epochs and not head.stop_training:
         set_top_trainable(head, True)
-        steps_per_epoch = -(-len(train_x) // config.batch_size)
-        # Adam's first steps move every weight by ~lr whatever its gradient, so ramp up over one epoch; the cosine
-        # decay to 0 steadies the last epochs (docs/ablation.md).
-        schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, config.fine_tune_epochs - 1) * steps_per_epoch,
-            warmup_target=config.fine_tune_learning_rate, warmup_steps=steps_per_epoch)
         fit_head_on_features(head, train_x, train_labels, config, callbacks, epochs=config.fine_tune_epochs,
-                             first_epoch=config.epochs, learning_rate=schedule)
+                             first_epoch=config.epochs, learning_rate=fine_tune_schedule(config, len(train_x)))
         set_top_trainable(head, False)  # saved frozen: nothing trains it further by accident
     return head
 
 
-def fit_adjustment(config: TrainConfig, head: keras.Model, val_x: np.ndarray, val_labels: np.ndarray,
+def fine_tune_schedule(config: TrainConfig, train_images: int) -> keras.optimizers.schedules.LearningRateSchedule:
+    """The fine-tuning learning rate: rising from 0 to `fine_tune_learning_rate` over one epoch, then cosine to 0.
+
+    Adam's first steps move every weight by ~lr whatever its gradient, hence the ramp-up; the cosine decay steadies
+    the last epochs (docs/ablation.md).
+    """
+    steps_per_epoch = -(-train_images // config.batch_size)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, decay_steps=max(1, config.fine_tune_epochs - 1) * steps_per_epoch,
+        warmup_target=config.fine_tune_learning_rate, warmup_steps=steps_per_epoch)
+
+
+def fit_adjustment(config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray,
                    train_labels: np.ndarray) -> ProbabilityAdjustment | None:
-    """Prior adjustment and/or temperature scaling fitted on validation (as the config asks), logged to MLflow
-    with the validation ECE before and after."""
-    probs = np.asarray(head.predict(val_x, batch_size=512, verbose=0))
+    """Prior adjustment and/or temperature scaling fitted on the trained model's validation probabilities (as the
+    config asks), logged to MLflow with the validation ECE before and after."""
     mlflow.log_metric("val_ece", expected_calibration_error(val_labels, probs)[0])
     if not (config.prior_adjustment or config.temperature_scaling):
         return None
@@ -210,29 +216,46 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCach
     mlflow.log_metric("feature_seconds", time.perf_counter() - started)
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
     head = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
-    adjustment = fit_adjustment(config, head, val_x, labels["val"], labels["train"])
+    val_probs = np.asarray(head.predict(val_x, batch_size=32, verbose=0))
+    adjustment = fit_adjustment(config, val_probs, labels["val"], labels["train"])
     drop_training_state(head)
     return build_classifier(extractor, head, adjustment)
 
 
 def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str, list[float]]) -> keras.Model:
-    """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the whole classifier."""
+    """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the whole classifier.
+
+    With `fine_tune_from`, the head holds the backbone from that block on: `epochs` with it frozen, then
+    `fine_tune_epochs` with it trainable (BatchNorm in inference mode), on fresh augmented images every step.
+    """
     extractor = build_extractor(config)
-    head = build_head(int(extractor.output_shape[-1]), config.dropout, config.seed)
+    top = (build_backbone_top(config.image_size, config.weights, config.alpha, config.fine_tune_from)
+           if config.fine_tune_from else None)
+    head = build_head(extractor.output_shape[1:], config.dropout, config.seed, top)
     classifier = build_classifier(extractor, head)
     trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
         if config.augment.enabled else classifier
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
-    compile_for_training(trainer, config, train["label"].to_numpy())
-    targets = keras.utils.to_categorical(train["label"].to_numpy(), len(CLASSES))
+    train_labels, val_labels = train["label"].to_numpy(), val["label"].to_numpy()
+    targets = keras.utils.to_categorical(train_labels, len(CLASSES))
     train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
                              shuffle_seed=config.seed)
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
-    callback = EpochMetrics(val_ds, val["label"].to_numpy(), history, predictor=classifier)
-    weights = class_weights(train["label"].to_numpy(), config.class_weight)
-    trainer.fit(train_ds, epochs=config.epochs, verbose=0, callbacks=[callback],
-                class_weight=None if weights is None else dict(enumerate(weights.tolist())))
-    return classifier
+    callback = EpochMetrics(val_ds, val_labels, history, predictor=classifier)
+    weights = class_weights(train_labels, config.class_weight)
+    fit = dict(verbose=0, callbacks=[callback], shuffle=False,  # train_ds reshuffles itself every epoch
+               class_weight=None if weights is None else dict(enumerate(weights.tolist())))
+    compile_for_training(trainer, config, train_labels)
+    trainer.fit(train_ds, epochs=config.epochs, **fit)
+    if top is not None and config.fine_tune_epochs:
+        set_top_trainable(head, True)
+        compile_for_training(trainer, config, train_labels, fine_tune_schedule(config, len(train)))
+        trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
+        set_top_trainable(head, False)
+    val_probs = np.asarray(classifier.predict(val_ds, verbose=0))
+    adjustment = fit_adjustment(config, val_probs, val_labels, train_labels)
+    drop_training_state(trainer)
+    return build_classifier(extractor, head, adjustment)
 
 
 def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path | None = None,

@@ -79,8 +79,6 @@ def test_config_rejects_unknown_values_naming_the_field():
         TrainConfig().replace(loss="focal")
     with pytest.raises(ValueError, match="already balances the classes"):
         TrainConfig().replace(loss="logit_adjusted", class_weight="balanced")
-    with pytest.raises(ValueError, match="fine_tune_from needs the feature cache"):
-        preset("best").replace(feature_cache=False)
 
 
 def test_baseline_preset_is_the_baseline_and_best_differs_only_in_documented_fields():

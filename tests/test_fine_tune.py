@@ -101,6 +101,33 @@ def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir,
     assert "plots/grad_cam.png" in artifacts and "plots/reliability_diagram.png" in artifacts
 
 
+def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthetic_dir, test_weights):
+    config = tiny_config(test_weights, feature_cache=False, epochs=1, fine_tune_from="block_15", fine_tune_epochs=2,
+                         fine_tune_learning_rate=1e-3, temperature_scaling=True)
+    result = train(config, synthetic_dir)
+    run = mlflow.get_run(result["run_id"])
+    assert run.data.params["feature_cache"] == "False" and run.data.params["fine_tune_from"] == "block_15"
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_balanced_accuracy")
+    assert [m.step for m in history] == [1, 2, 3]  # the warm-up epoch, then the fine-tuning epochs
+    assert run.data.metrics["temperature"] > 0 and 0 <= run.data.metrics["val_adjusted_ece"] <= 1
+
+    classifier = load_keras_model(result["model_uri"])
+    extractor, head, adjustment = split_classifier(classifier)
+    assert adjustment is not None and adjustment.temperature == pytest.approx(run.data.metrics["temperature"])
+    fresh_stem = build_feature_extractor(IMAGE_SIZE, test_weights, fine_tune_from="block_15")
+    assert extractor_fingerprint(extractor) == extractor_fingerprint(fresh_stem)  # frozen part untouched
+    fresh_top = {w.path: np.asarray(w) for w in build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15").weights}
+    trained_top = next(layer for layer in head.layers if isinstance(layer, keras.Model))
+    kernel = next(w for w in trained_top.weights if "block_16_project/kernel" in w.path)
+    assert not np.allclose(np.asarray(kernel), fresh_top[kernel.path])  # fine-tuned
+    moving = [w for w in trained_top.weights if "moving_variance" in w.path]
+    assert moving and all(np.array_equal(np.asarray(w), fresh_top[w.path]) for w in moving)
+
+    served = mlflow.pyfunc.load_model(result["model_uri"]).predict(
+        b64_images(load_dataset(synthetic_dir)["path"].tolist()[:3]))
+    np.testing.assert_allclose(served[list(CLASSES)].sum(axis=1), 1.0, rtol=1e-5)
+
+
 def test_grad_cam_is_the_class_weighted_feature_map(test_weights, synthetic_dir):
     extractor = build_feature_extractor(48, test_weights)  # 48 px: a 2x2 final feature map
     head = build_head(1280, dropout=0.0, seed=5)
