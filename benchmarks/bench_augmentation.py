@@ -8,7 +8,6 @@ the plain image, no augmentation), to choose the default K. On-the-fly augmentat
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -17,6 +16,7 @@ import time
 import keras
 import numpy as np
 
+from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
 from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
@@ -44,9 +44,7 @@ def head_quality(train_views: np.ndarray, train_y: np.ndarray, val_x: np.ndarray
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--weights", required=True)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--views", default="0,2,4,8", help="values of K to compare")
     parser.add_argument("--seeds", default="1,2,3", help="training seeds per K (the median is reported)")
     args = parser.parse_args()

@@ -13,12 +13,12 @@ fp32 features, which is what a model trained on int8 features and served in fp32
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
-from bench_augmentation import head_quality  # benchmarks/ is on sys.path when a script in it runs
+from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
+from bench_augmentation import head_quality
 
 from skinml import CLASSES
 from skinml.config import TrainConfig
@@ -41,9 +41,7 @@ def images_per_second(run, batches: list[np.ndarray], repeats: int = 3) -> float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--weights", required=True)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--calibration-images", type=int, default=300)
     parser.add_argument("--throughput-images", type=int, default=512)
     parser.add_argument("--seeds", default="1,2,3")

@@ -7,19 +7,17 @@ against the baseline trial. See docs/benchmarks.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 
+from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
 import optuna
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--weights", required=True)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--n-trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
@@ -75,9 +76,7 @@ def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--weights", required=True)
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--cached-views", type=int, help="default: the preset's")
     parser.add_argument("--throughput-images", type=int, default=512)
