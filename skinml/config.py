@@ -58,9 +58,9 @@ class TrainConfig:
     # `cached_views` augmented views per training image (0 = the plain image only).
     feature_cache: bool = True
     cached_views: int = 2
-    # Fine-tuning the top of the backbone: the layers before block `fine_tune_from` stay frozen (their output is
-    # what the cache holds, with feature_cache); the head (from that block on) first warms up frozen for `epochs`, then trains
-    # unfrozen, BatchNorm kept in inference mode, for `fine_tune_epochs` at `fine_tune_learning_rate`.
+    # Fine-tuning the top of the backbone: the layers before block `fine_tune_from` stay frozen (with feature_cache,
+    # their output is what the cache holds); the head (from that block on) first warms up frozen for `epochs`, then
+    # trains unfrozen, BatchNorm kept in inference mode, for `fine_tune_epochs` at `fine_tune_learning_rate`.
     fine_tune_from: str | None = None  # e.g. "block_14"; None keeps the whole backbone frozen
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-4

@@ -18,7 +18,7 @@ from skinml.explain import fixed_sample, grad_cam
 from skinml.features import FeatureCache, extract_features
 from skinml.metrics import (classification_metrics, expected_calibration_error, flat_metrics,
                             lesion_bootstrap_intervals, report_text, slice_metrics)
-from skinml.model import split_classifier
+from skinml.model import PREDICT_BATCH_SIZE, split_classifier
 from skinml.plots import confusion_matrices, grad_cam_grid, reliability_diagram, roc_curves, slice_chart
 from skinml.serving import load_keras_model
 from skinml.tracking import download_run_artifact, dump_json, stage_run
@@ -28,7 +28,7 @@ def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = Non
     """Class probabilities for image files; the frozen extractor's features come from the feature cache."""
     extractor, head, adjustment = split_classifier(classifier)
     features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)[:, 0]
-    probs = np.asarray(head.predict(features, verbose=0, batch_size=32))
+    probs = np.asarray(head.predict(features, verbose=0, batch_size=PREDICT_BATCH_SIZE))
     return probs if adjustment is None else keras.ops.convert_to_numpy(adjustment(probs))
 
 

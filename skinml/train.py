@@ -31,8 +31,8 @@ from skinml.engine import effective_precision, pick_engine
 from skinml.features import FeatureCache, extract_features
 from skinml.memory import peak_rss_mb
 from skinml.metrics import classification_metrics, expected_calibration_error
-from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
-                          build_head, drop_training_state, set_top_trainable)
+from skinml.model import (PREDICT_BATCH_SIZE, ProbabilityAdjustment, build_backbone_top, build_classifier,
+                          build_feature_extractor, build_head, drop_training_state, set_top_trainable)
 from skinml.plots import training_curves
 from skinml.serving import log_classifier
 from skinml.tracking import dump_json, log_params_once, stage_run
@@ -64,7 +64,8 @@ class EpochMetrics(keras.callbacks.Callback):
         self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        batch_size = 32 if isinstance(self.val_inputs, np.ndarray) else None  # datasets come batched
+        # datasets come batched; arrays are cached features
+        batch_size = PREDICT_BATCH_SIZE if isinstance(self.val_inputs, np.ndarray) else None
         probs = np.asarray((self.predictor or self.model).predict(self.val_inputs, batch_size=batch_size,
                                                                   verbose=0))
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
@@ -216,7 +217,7 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCach
     mlflow.log_metric("feature_seconds", time.perf_counter() - started)
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
     head = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
-    val_probs = np.asarray(head.predict(val_x, batch_size=32, verbose=0))
+    val_probs = np.asarray(head.predict(val_x, batch_size=PREDICT_BATCH_SIZE, verbose=0))
     adjustment = fit_adjustment(config, val_probs, labels["val"], labels["train"])
     drop_training_state(head)
     return build_classifier(extractor, head, adjustment)
