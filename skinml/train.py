@@ -142,6 +142,13 @@ def build_extractor(config: TrainConfig) -> keras.Model:
     return build_feature_extractor(config.image_size, config.weights, config.alpha, config.fine_tune_from)
 
 
+def build_top(config: TrainConfig) -> keras.Model | None:
+    """The backbone from block `fine_tune_from` on, frozen until fine-tuning; None when the whole backbone is frozen."""
+    if not config.fine_tune_from:
+        return None
+    return build_backbone_top(config.image_size, config.weights, config.alpha, config.fine_tune_from)
+
+
 def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None = None
                     ) -> tuple[keras.Model, np.ndarray, np.ndarray]:
     """(extractor, train features (n, views, ...), val features (n, ...)) from the cache, computed where missing."""
@@ -161,8 +168,7 @@ def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarra
     With `fine_tune_from`, the head holds the backbone's top: `epochs` with it frozen, then `fine_tune_epochs` with
     it trainable, the learning rate rising to `fine_tune_learning_rate` over one epoch, then decaying to 0 (cosine).
     """
-    top = (build_backbone_top(config.image_size, config.weights, config.alpha, config.fine_tune_from)
-           if config.fine_tune_from else None)
+    top = build_top(config)
     head = build_head(train_x.shape[2:], config.dropout, config.seed, top)
     callbacks = [EpochMetrics(val_x, val_labels, history), *callbacks]
     fit_head_on_features(head, train_x, train_labels, config, callbacks)
@@ -230,8 +236,7 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
     `fine_tune_epochs` with it trainable (BatchNorm in inference mode), on fresh augmented images every step.
     """
     extractor = build_extractor(config)
-    top = (build_backbone_top(config.image_size, config.weights, config.alpha, config.fine_tune_from)
-           if config.fine_tune_from else None)
+    top = build_top(config)
     head = build_head(extractor.output_shape[1:], config.dropout, config.seed, top)
     classifier = build_classifier(extractor, head)
     trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
