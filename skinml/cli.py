@@ -68,6 +68,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     config.add_argument("--fine-tune-learning-rate", type=float)
     config.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="class weights of the loss")
     config.add_argument("--label-smoothing", type=float)
+    config.add_argument("--mixup", type=float, metavar="ALPHA",
+                        help="MixUp of training inputs and targets, Beta(ALPHA, ALPHA) weights (0 = off), e.g. 0.2")
     config.add_argument("--loss", choices=LOSSES,
                         help="logit_adjusted: balanced-softmax cross-entropy (needs --class-weight none)")
     config.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction,

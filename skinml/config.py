@@ -66,6 +66,7 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     class_weight: str = "none"  # "none" | "balanced" (inverse class frequency) | "sqrt" (its square root)
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # MixUp's Beta(alpha, alpha): blend each training input and target with another; 0 = off
     # "logit_adjusted": cross-entropy of softmax(logits + log(train prior)) (Menon et al., 2021; "balanced softmax"):
     # the model's own output then estimates class probabilities under a uniform prior.
     loss: str = "crossentropy"
@@ -95,6 +96,7 @@ class TrainConfig:
             "fine_tune_learning_rate": self.fine_tune_learning_rate if self.fine_tune_from else 0,
             "class_weight": self.class_weight,
             "label_smoothing": self.label_smoothing,
+            "mixup": self.mixup,
             "prior_adjustment": self.prior_adjustment,
             "temperature_scaling": self.temperature_scaling,
             "optimizer": "adam",
@@ -115,6 +117,8 @@ class TrainConfig:
                 raise ValueError(f"augment.{name} must be in [0, 1], got {value}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.mixup < 0.0:
+            raise ValueError(f"mixup must be >= 0 (0 = off), got {self.mixup}")
         return self
 
     def replace(self, **changes: Any) -> TrainConfig:

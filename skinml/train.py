@@ -19,13 +19,14 @@ import keras
 import mlflow
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from skinml import CLASSES
 from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature, log_prior
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
 from skinml.data.augment import augmentation_layers
 from skinml.data.dataset import load_dataset
-from skinml.data.pipeline import image_dataset
+from skinml.data.pipeline import image_dataset, mix_batches
 from skinml.data.split import log_manifest, make_split, read_manifest
 from skinml.engine import effective_precision, pick_engine
 from skinml.features import FeatureCache, extract_features
@@ -132,8 +133,14 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
     n, n_views = train_views.shape[:2]
     for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
         x = train_views[np.arange(n), rng.integers(n_views, size=n)]
-        head.fit(x, targets, sample_weight=sample_weight, batch_size=config.batch_size, epochs=epoch + 1,
-                 initial_epoch=epoch, shuffle=True, verbose=0, callbacks=callbacks)
+        run = dict(epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks)
+        if config.mixup:
+            batches = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(n, seed=config.seed + epoch)
+            # mixed targets weigh as their larger part's class (Keras takes the argmax for class_weight)
+            head.fit(mix_batches(batches.batch(config.batch_size), config.mixup, config.seed + epoch), shuffle=False,
+                     class_weight=None if weights is None else dict(enumerate(weights.tolist())), **run)
+        else:
+            head.fit(x, targets, sample_weight=sample_weight, batch_size=config.batch_size, shuffle=True, **run)
         if head.stop_training:
             break
 
@@ -246,6 +253,8 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
     train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
                              shuffle_seed=config.seed)
+    if config.mixup:
+        train_ds = mix_batches(train_ds, config.mixup, config.seed)
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
     callback = EpochMetrics(val_ds, val_labels, history, predictor=classifier)
     weights = class_weights(train_labels, config.class_weight)

@@ -74,3 +74,34 @@ def test_colour_jitter_travels_to_the_pipeline_flow_as_plain_json():
     overrides = json.loads(json.dumps(config.preset_overrides()))
     assert set(overrides) == {"augment", "dropout"}
     assert preset("best").replace(**overrides) == config
+
+
+@pytest.mark.parametrize("shape", [(6,), (3, 2, 4)])
+def test_mixup_blends_each_input_and_its_target_with_one_other_of_its_batch(shape):
+    import tensorflow as tf
+
+    from skinml.data.pipeline import mix_batches
+
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(7, *shape)).astype("float32")
+    targets = np.eye(7, dtype="float32")  # one class per input: a mixed target names both inputs and the weight
+    batches = tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(7).repeat(5)
+    weights = []
+    for mixed, soft in mix_batches(batches, alpha=0.4, seed=3):
+        mixed, soft = np.asarray(mixed), np.asarray(soft)
+        assert mixed.shape == inputs.shape
+        np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
+        np.testing.assert_allclose(mixed.reshape(7, -1), soft @ inputs.reshape(7, -1), rtol=1e-5, atol=1e-5)
+        weights.extend(soft[i, i] for i in range(7))
+    assert len(weights) == 35 and any(0.05 < w < 0.95 for w in weights)  # real blends, not only the inputs
+    again = [np.asarray(soft) for _, soft in mix_batches(batches, alpha=0.4, seed=3)]
+    np.testing.assert_array_equal(np.concatenate(again).reshape(5, 7, 7).diagonal(axis1=1, axis2=2).ravel(),
+                                  weights)  # the seed fixes the draws: runs are reproducible
+
+
+def test_mixup_option_reaches_the_config():
+    args = build_parser().parse_args(["train", "--preset", "best", "--mixup", "0.2"])
+    assert training_config(args).mixup == 0.2 and preset("best").mixup == 0.0
+    assert preset("best").replace(mixup=0.2).params()["mixup"] == 0.2
+    with pytest.raises(ValueError, match="mixup"):
+        preset("baseline").replace(mixup=-0.1)

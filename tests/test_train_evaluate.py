@@ -109,6 +109,19 @@ def test_plain_keras_training_with_backbone_in_the_loop(synthetic_dir, test_weig
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_balanced_accuracy")) == 2
 
 
+def test_mixup_reaches_training_on_both_paths(synthetic_dir, test_weights):
+    client = mlflow.MlflowClient()
+    losses = {}
+    for mixup in (0.0, 0.4):
+        result = train(tiny_config(test_weights, epochs=2, mixup=mixup), synthetic_dir)
+        run = mlflow.get_run(result["run_id"])
+        assert run.info.status == "FINISHED" and float(run.data.params["mixup"]) == mixup
+        losses[mixup] = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert losses[0.4] != losses[0.0]  # same seed, views and order: only the blending differs
+    on_the_fly = train(tiny_config(test_weights, epochs=1, feature_cache=False, mixup=0.4), synthetic_dir)
+    assert mlflow.get_run(on_the_fly["run_id"]).data.params["mixup"] == "0.4"
+
+
 def break_missing_column(d: Path) -> str:
     csv = d / "HAM10000_metadata.csv"
     pd.read_csv(csv).drop(columns=["lesion_id"]).to_csv(csv, index=False)

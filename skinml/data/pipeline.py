@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import keras
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -42,3 +43,20 @@ def bytes_dataset(images: Sequence[bytes], image_size: int, batch_size: int) -> 
     """Like image_dataset, for image bytes already in memory (serving)."""
     data = tf.data.Dataset.from_tensor_slices(tf.constant(list(images), dtype=tf.string))
     return data.map(lambda b: decode_and_resize(b, image_size), num_parallel_calls=AUTOTUNE).batch(batch_size)
+
+
+def mix_batches(batches: tf.data.Dataset, alpha: float, seed: int) -> tf.data.Dataset:
+    """MixUp (Zhang et al., 2018) on batches of (inputs, one-hot targets): each input and its target blended with
+    another of its batch, the weight drawn from Beta(alpha, alpha), by keras.layers.MixUp.
+
+    Inputs may be images, feature maps or feature vectors (these are mixed as 1x1 maps).
+    """
+    mixup = keras.layers.MixUp(alpha=alpha, seed=seed)
+
+    @tf.autograph.experimental.do_not_convert
+    def mix(inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        maps = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [tf.shape(inputs)[0], 1, 1, -1])
+        mixed = mixup({"images": maps, "labels": targets})
+        return tf.reshape(mixed["images"], tf.shape(inputs)), mixed["labels"]
+
+    return batches.map(mix)  # not in parallel: the layer's random state would advance in a non-reproducible order
