@@ -10,6 +10,7 @@ import pytest
 from skinml import CLASSES
 from skinml.config import TrainConfig
 from skinml.data.dataset import DataValidationError, load_dataset
+from skinml.data.pipeline import mix_batches
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_isic
 from skinml.evaluate import evaluate
 from skinml.serving import InvalidImageError
@@ -109,17 +110,25 @@ def test_plain_keras_training_with_backbone_in_the_loop(synthetic_dir, test_weig
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_balanced_accuracy")) == 2
 
 
-def test_mixup_reaches_training_on_both_paths(synthetic_dir, test_weights):
-    client = mlflow.MlflowClient()
-    losses = {}
-    for mixup in (0.0, 0.4):
-        result = train(tiny_config(test_weights, epochs=2, mixup=mixup), synthetic_dir)
-        run = mlflow.get_run(result["run_id"])
-        assert run.info.status == "FINISHED" and float(run.data.params["mixup"]) == mixup
-        losses[mixup] = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
-    assert losses[0.4] != losses[0.0]  # same seed, views and order: only the blending differs
+def test_mixup_reaches_training_on_both_paths(synthetic_dir, test_weights, monkeypatch):
+    import skinml.train
+
+    calls = []
+
+    def recording_mix_batches(batches, alpha, seed):  # the real blending (tested in test_augment.py), recorded
+        calls.append((batches.element_spec[0].shape.as_list(), alpha))
+        return mix_batches(batches, alpha, seed)
+
+    monkeypatch.setattr(skinml.train, "mix_batches", recording_mix_batches)
+    cached = train(tiny_config(test_weights, epochs=2, mixup=0.4), synthetic_dir)
+    assert calls == [([None, 1280], 0.4)] * 2  # every epoch's batches of features
     on_the_fly = train(tiny_config(test_weights, epochs=1, feature_cache=False, mixup=0.4), synthetic_dir)
-    assert mlflow.get_run(on_the_fly["run_id"]).data.params["mixup"] == "0.4"
+    assert calls[2:] == [([None, IMAGE_SIZE, IMAGE_SIZE, 3], 0.4)]  # the image batches
+    for result in (cached, on_the_fly):
+        run = mlflow.get_run(result["run_id"])
+        assert run.info.status == "FINISHED" and run.data.params["mixup"] == "0.4"
+    untouched = train(tiny_config(test_weights, epochs=1), synthetic_dir)
+    assert len(calls) == 3 and mlflow.get_run(untouched["run_id"]).data.params["mixup"] == "0.0"
 
 
 def break_missing_column(d: Path) -> str:

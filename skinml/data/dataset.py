@@ -56,7 +56,8 @@ def _read_ham(csv: Path, frame: pd.DataFrame, problems: list[str]) -> pd.DataFra
         return frame
     for row, (image_id, dx) in enumerate(zip(frame["image_id"], frame["dx"]), start=2):
         if dx not in CLASSES:
-            problems.append(f"{csv.name} row {row} ({image_id}): unknown class dx={dx!r}; expected one of {list(CLASSES)}")
+            problems.append(f"{csv.name} row {row} ({image_id}): unknown class dx={dx!r}; "
+                            f"expected one of {list(CLASSES)}")
     for column in HAM_REQUIRED_COLUMNS:
         for row in frame.index[frame[column].isna() | (frame[column].astype(str).str.strip() == "")]:
             problems.append(f"{csv.name} row {row + 2}: empty {column}")
