@@ -97,7 +97,8 @@ def main() -> None:
     if not args.throughput_only:
         rows = training_rows(args, env, workdir)
     print(f"\n{'engine':<16}{'backbone images/s':>19}{'extraction images/s':>21}   (median of {args.repeats}; "
-          f"backbone: batch 64, 224 px; extraction: {args.throughput_images} JPEGs, decode+resize+backbone+cache write)")
+          f"backbone: batch 64, 224 px; extraction: {args.throughput_images} JPEGs, "
+          "decode+resize+backbone+cache write)")
     for engine, figure in figures.items():
         print(f"{engine:<16}{figure['backbone_images_per_s']:>19.1f}{figure['extraction_images_per_s']:>21.1f}")
     if args.throughput_only:
