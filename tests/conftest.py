@@ -64,6 +64,17 @@ def test_weights(tmp_path_factory, synthetic_dir) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_prefect_at_exit():
+    """Prefect stops its ephemeral API server at interpreter exit and logs it, after pytest has closed the captured
+    stream: a '--- Logging error ---' traceback under a green run (PrefectHQ/prefect#16626). After the last test,
+    Prefect's info lines are dropped."""
+    yield
+    import logging
+
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+
+
 @pytest.fixture(autouse=True)
 def isolated_tracking(tmp_path, monkeypatch):
     """Each test gets its own MLflow store and feature cache, and runs in its own folder."""
