@@ -116,6 +116,13 @@ def class_weights(labels: np.ndarray, scheme: str) -> np.ndarray | None:
     return np.sqrt(weights) if scheme == "sqrt" else weights
 
 
+def keras_class_weight(labels: np.ndarray, scheme: str) -> dict[int, float] | None:
+    """class_weights in the form of Keras's `fit(class_weight=...)`, which weighs each sample (and a MixUp target,
+    by its larger part) with its class's weight."""
+    weights = class_weights(labels, scheme)
+    return None if weights is None else dict(enumerate(weights.tolist()))
+
+
 def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
                          callbacks: list[keras.callbacks.Callback], epochs: int | None = None, first_epoch: int = 0,
                          learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None
@@ -128,19 +135,17 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
     compile_for_training(head, config, train_labels, learning_rate)
     rng = np.random.default_rng(config.seed + first_epoch)
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
-    weights = class_weights(train_labels, config.class_weight)
-    sample_weight = None if weights is None else weights[train_labels]
+    run = dict(class_weight=keras_class_weight(train_labels, config.class_weight), verbose=0, callbacks=callbacks)
     n, n_views = train_views.shape[:2]
     for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
         x = train_views[np.arange(n), rng.integers(n_views, size=n)]
-        run = dict(epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks)
         if config.mixup:
             batches = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(n, seed=config.seed + epoch)
-            # mixed targets weigh as their larger part's class (Keras takes the argmax for class_weight)
             head.fit(mix_batches(batches.batch(config.batch_size), config.mixup, config.seed + epoch), shuffle=False,
-                     class_weight=None if weights is None else dict(enumerate(weights.tolist())), **run)
+                     epochs=epoch + 1, initial_epoch=epoch, **run)
         else:
-            head.fit(x, targets, sample_weight=sample_weight, batch_size=config.batch_size, shuffle=True, **run)
+            head.fit(x, targets, batch_size=config.batch_size, shuffle=True, epochs=epoch + 1, initial_epoch=epoch,
+                     **run)
         if head.stop_training:
             break
 
@@ -257,9 +262,8 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
         train_ds = mix_batches(train_ds, config.mixup, config.seed)
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
     callback = EpochMetrics(val_ds, val_labels, history, predictor=classifier)
-    weights = class_weights(train_labels, config.class_weight)
     fit = dict(verbose=0, callbacks=[callback], shuffle=False,  # train_ds reshuffles itself every epoch
-               class_weight=None if weights is None else dict(enumerate(weights.tolist())))
+               class_weight=keras_class_weight(train_labels, config.class_weight))
     compile_for_training(trainer, config, train_labels)
     trainer.fit(train_ds, epochs=config.epochs, **fit)
     if top is not None and config.fine_tune_epochs:

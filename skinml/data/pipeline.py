@@ -53,7 +53,6 @@ def mix_batches(batches: tf.data.Dataset, alpha: float, seed: int) -> tf.data.Da
     """
     mixup = keras.layers.MixUp(alpha=alpha, seed=seed)
 
-    @tf.autograph.experimental.do_not_convert
     def mix(inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         maps = inputs if inputs.shape.rank == 4 else tf.reshape(inputs, [tf.shape(inputs)[0], 1, 1, -1])
         mixed = mixup({"images": maps, "labels": targets})
