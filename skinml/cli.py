@@ -60,8 +60,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     config.add_argument("--colour-jitter", dest="augment", type=colour_jitter, metavar="B,C,S,H",
                         help="colour augmentation: brightness, contrast, saturation, hue ranges (0 = off), "
                              "e.g. 0.1,0.2,0.2,0.02")
-    config.add_argument("--no-feature-cache", dest="feature_cache", action="store_false",
-                        help="train the plain Keras way, backbone in the loop")
+    config.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
+                        help="train on cached features of the frozen part of the backbone (the default); "
+                             "--no-feature-cache: the plain Keras way, backbone in the loop")
     config.add_argument("--fine-tune-from", type=block_option,
                         help='fine-tune the backbone from this block on, e.g. "block_14" ("none": keep it all frozen)')
     config.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")

@@ -119,6 +119,14 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.mixup < 0.0:
             raise ValueError(f"mixup must be >= 0 (0 = off), got {self.mixup}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("fine_tune_epochs", 0), ("cached_views", 0)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         return self
 
     def replace(self, **changes: Any) -> TrainConfig:

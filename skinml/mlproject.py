@@ -1,6 +1,8 @@
-"""Entry for the MLproject file: MLflow passes every parameter, empty strings meaning 'not set'.
+"""Entry for the MLproject file: turns what `mlflow run` passes into options of the `skinml` command.
 
-Drops options whose value is empty and forwards the rest to the `skinml` command.
+MLflow passes every declared parameter, an empty string meaning 'not set', and appends each undeclared one
+(`-P fine_tune_epochs=16`) as `--fine_tune_epochs 16`. So every `skinml` option is reachable from `mlflow run`:
+`-P name=value`, with the option's name in snake case, and `true`/`false` for a flag (`-P feature_cache=false`).
 """
 
 from __future__ import annotations
@@ -10,18 +12,28 @@ import sys
 from skinml.cli import main
 
 
-def drop_empty_options(argv: list[str]) -> list[str]:
-    """['train', '--epochs', '', '--dropout', '0.3'] -> ['train', '--dropout', '0.3']."""
+def skinml_arguments(argv: list[str]) -> list[str]:
+    """['train', '--epochs', '', '--fine_tune_epochs', '16', '--feature_cache', 'false']
+    -> ['train', '--fine-tune-epochs', '16', '--no-feature-cache']: unset options dropped, names in the command's
+    form, true/false values turned into the flag or its --no- form."""
     kept: list[str] = []
     i = 0
     while i < len(argv):
-        if argv[i].startswith("--") and i + 1 < len(argv) and argv[i + 1] == "":
-            i += 2
+        word = argv[i]
+        if not word.startswith("--") or i + 1 == len(argv) or argv[i + 1].startswith("--"):
+            kept.append(word.replace("_", "-") if word.startswith("--") else word)
+            i += 1
             continue
-        kept.append(argv[i])
-        i += 1
+        option, value = word.replace("_", "-"), argv[i + 1]
+        if value.lower() == "true":
+            kept.append(option)
+        elif value.lower() == "false":
+            kept.append("--no-" + option[2:])
+        elif value != "":
+            kept += [option, value]
+        i += 2
     return kept
 
 
 if __name__ == "__main__":
-    sys.exit(main(drop_empty_options(sys.argv[1:])))
+    sys.exit(main(skinml_arguments(sys.argv[1:])))

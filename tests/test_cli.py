@@ -13,7 +13,7 @@ import yaml
 
 from skinml.cli import main
 from skinml.config import preset as preset_config
-from skinml.mlproject import drop_empty_options
+from skinml.mlproject import skinml_arguments
 
 from .conftest import IMAGE_SIZE
 
@@ -50,9 +50,20 @@ def test_missing_weights_file_is_a_clear_error(synthetic_dir, capsys):
     assert "weights file /no/such/weights.h5 does not exist" in capsys.readouterr().err
 
 
-def test_mlproject_drops_unset_parameters():
-    assert drop_empty_options(["train", "--epochs", "", "--dropout", "0.3", "--data-dir", ""]) == \
-        ["train", "--dropout", "0.3"]
+def test_mlflow_parameters_become_skinml_options():
+    """Declared parameters arrive as the MLproject command gives them (empty = not set); MLflow appends undeclared
+    ones as `--snake_name value`, true/false for a flag."""
+    from skinml.cli import build_parser, training_config
+
+    argv = ["train", "--data-dir", "", "--preset", "best", "--fine_tune_epochs", "16", "--feature_cache", "false",
+            "--temperature_scaling", "FALSE", "--prior_adjustment", "true", "--mixup", "0.2", "--epochs", ""]
+    assert skinml_arguments(argv) == ["train", "--preset", "best", "--fine-tune-epochs", "16", "--no-feature-cache",
+                                      "--no-temperature-scaling", "--prior-adjustment", "--mixup", "0.2"]
+    config = training_config(build_parser().parse_args(skinml_arguments(argv)))
+    assert config == preset_config("best").replace(fine_tune_epochs=16, feature_cache=False, mixup=0.2,
+                                                   temperature_scaling=False, prior_adjustment=True)
+    on = training_config(build_parser().parse_args(skinml_arguments(["train", "--feature_cache", "true"])))
+    assert on.feature_cache is True
 
 
 def test_every_mlproject_parameter_reaches_a_skinml_option(capsys):
@@ -77,14 +88,14 @@ def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local",
                "--experiment-name", "skinml", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
-               "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}"]
+               "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = mlflow.search_runs(experiment_names=["skinml"])
     assert set(runs["status"]) == {"FINISHED"}
     assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "promote", "split", "train"]
     train_run = runs[runs["tags.skinml.stage"] == "train"].iloc[0]
-    assert train_run["params.epochs"] == "2"
+    assert (train_run["params.epochs"], train_run["params.cached_views"]) == ("2", "1")  # undeclared: appended
 
 
 def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
@@ -112,3 +123,16 @@ def test_options_not_given_leave_the_preset_alone():
     args = build_parser().parse_args(["sweep", "--preset", "best", "--seed", "7"])
     assert explicit_options(args) == {"seed": 7}
     assert training_config(args) == preset_config("best").replace(seed=7)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--epochs", "0", "epochs must be >= 1, got 0"),
+    ("--fine-tune-epochs", "-1", "fine_tune_epochs must be >= 0, got -1"),
+    ("--batch-size", "0", "batch_size must be >= 1, got 0"),
+    ("--learning-rate", "0", "learning_rate must be > 0, got 0.0"),
+    ("--dropout", "1", "dropout must be in [0, 1), got 1.0"),
+])
+def test_a_training_option_out_of_range_is_refused_before_any_work(tmp_path, option, value, message, capsys):
+    # before the data folder is read: this one does not exist
+    assert main(["train", "--data-dir", str(tmp_path / "absent"), "--weights", "none", option, value]) == 2
+    assert message in capsys.readouterr().err
