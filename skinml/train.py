@@ -63,12 +63,14 @@ class EpochMetrics(keras.callbacks.Callback):
         super().__init__()
         self.val_inputs, self.val_labels, self.history = val_inputs, val_labels, history
         self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
+        self.probs: np.ndarray | None = None  # the last epoch's validation probabilities
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         # datasets come batched; arrays are cached features
         batch_size = PREDICT_BATCH_SIZE if isinstance(self.val_inputs, np.ndarray) else None
         probs = np.asarray((self.predictor or self.model).predict(self.val_inputs, batch_size=batch_size,
                                                                   verbose=0))
+        self.probs = probs
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
         val = classification_metrics(self.val_labels, probs)
         metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
@@ -174,22 +176,24 @@ def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache
 
 def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarray, val_x: np.ndarray,
                val_labels: np.ndarray, history: dict[str, list[float]],
-               callbacks: list[keras.callbacks.Callback] = ()) -> keras.Model:
-    """A new head trained on features, validated and logged (to the active MLflow run) at every epoch.
+               callbacks: list[keras.callbacks.Callback] = ()) -> tuple[keras.Model, np.ndarray]:
+    """A new head trained on features, validated and logged (to the active MLflow run) at every epoch; returns it
+    with its validation probabilities.
 
     With `fine_tune_from`, the head holds the backbone's top: `epochs` with it frozen, then `fine_tune_epochs` with
     it trainable, the learning rate rising to `fine_tune_learning_rate` over one epoch, then decaying to 0 (cosine).
     """
     top = build_top(config)
     head = build_head(train_x.shape[2:], config.dropout, config.seed, top)
-    callbacks = [EpochMetrics(val_x, val_labels, history), *callbacks]
+    validation = EpochMetrics(val_x, val_labels, history)
+    callbacks = [validation, *callbacks]
     fit_head_on_features(head, train_x, train_labels, config, callbacks)
     if top is not None and config.fine_tune_epochs and not head.stop_training:
         set_top_trainable(head, True)
         fit_head_on_features(head, train_x, train_labels, config, callbacks, epochs=config.fine_tune_epochs,
                              first_epoch=config.epochs, learning_rate=fine_tune_schedule(config, len(train_x)))
         set_top_trainable(head, False)  # saved frozen: nothing trains it further by accident
-    return head
+    return head, validation.probs
 
 
 def fine_tune_schedule(config: TrainConfig, train_images: int) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -234,8 +238,7 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCach
     extractor, train_x, val_x = cached_features(config, data, cache)
     mlflow.log_metric("feature_seconds", time.perf_counter() - started)
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
-    head = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
-    val_probs = np.asarray(head.predict(val_x, batch_size=PREDICT_BATCH_SIZE, verbose=0))
+    head, val_probs = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
     adjustment = fit_adjustment(config, val_probs, labels["val"], labels["train"])
     drop_training_state(head)
     return build_classifier(extractor, head, adjustment)
@@ -271,8 +274,7 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
         compile_for_training(trainer, config, train_labels, fine_tune_schedule(config, len(train)))
         trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
         set_top_trainable(head, False)
-    val_probs = np.asarray(classifier.predict(val_ds, verbose=0))
-    adjustment = fit_adjustment(config, val_probs, val_labels, train_labels)
+    adjustment = fit_adjustment(config, callback.probs, val_labels, train_labels)
     drop_training_state(trainer)
     return build_classifier(extractor, head, adjustment)
 

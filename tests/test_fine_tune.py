@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from skinml import CLASSES
+from skinml.calibration import adjusted_logits, fit_temperature
 from skinml.data.dataset import load_dataset
 from skinml.data.pipeline import image_dataset
 from skinml.evaluate import evaluate
@@ -14,7 +15,7 @@ from skinml.explain import fixed_sample, grad_cam
 from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
                           build_head, extractor_fingerprint, set_top_trainable, split_classifier)
 from skinml.serving import load_keras_model
-from skinml.train import train
+from skinml.train import labelled_split, train
 
 from .conftest import IMAGE_SIZE
 from .test_train_evaluate import b64_images, tiny_config
@@ -65,6 +66,19 @@ def test_adjustment_layer_is_saved_with_the_model(tmp_path, test_weights):
     assert split_classifier(loaded)[2].temperature == temperature
 
 
+
+def assert_fitted_on_the_final_model(classifier: keras.Model, data_dir, seed: int, temperature: float) -> None:
+    """The logged temperature is the one that the saved network's own validation probabilities give (training
+    reuses its last epoch's validation pass instead of predicting again)."""
+    data, _ = labelled_split(data_dir, None, "grouped", seed)
+    val = data[data["split"] == "val"]
+    images = np.concatenate([b.numpy() for b in image_dataset(val["path"].tolist(), IMAGE_SIZE, 8)])
+    extractor, head, adjustment = split_classifier(classifier)
+    raw = np.asarray(head(extractor(images)))
+    refit = fit_temperature(adjusted_logits(raw, np.asarray(adjustment.shift)), val["label"].to_numpy())
+    assert refit == pytest.approx(temperature, rel=1e-3)
+
+
 def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir, test_weights):
     config = tiny_config(test_weights, epochs=3, fine_tune_from="block_15", fine_tune_epochs=3,
                          fine_tune_learning_rate=1e-3, class_weight="balanced", label_smoothing=0.1,
@@ -80,6 +94,7 @@ def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir,
     classifier = load_keras_model(result["model_uri"])
     extractor, head, adjustment = split_classifier(classifier)
     assert adjustment is not None and adjustment.temperature == pytest.approx(metrics["temperature"])
+    assert_fitted_on_the_final_model(classifier, synthetic_dir, config.seed, metrics["temperature"])
     fresh_top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15")
     trained_top = next(layer for layer in head.layers if isinstance(layer, keras.Model))
     kernel = "block_16_project/kernel"
@@ -114,6 +129,7 @@ def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthet
     classifier = load_keras_model(result["model_uri"])
     extractor, head, adjustment = split_classifier(classifier)
     assert adjustment is not None and adjustment.temperature == pytest.approx(run.data.metrics["temperature"])
+    assert_fitted_on_the_final_model(classifier, synthetic_dir, config.seed, run.data.metrics["temperature"])
     fresh_stem = build_feature_extractor(IMAGE_SIZE, test_weights, fine_tune_from="block_15")
     assert extractor_fingerprint(extractor) == extractor_fingerprint(fresh_stem)  # frozen part untouched
     fresh_top = {w.path: np.asarray(w) for w in build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15").weights}
