@@ -1,22 +1,20 @@
-"""Evaluation and training plots (matplotlib/seaborn figures; the caller logs and closes them)."""
+"""Evaluation and training plots: matplotlib/seaborn figures, made without pyplot so that none stays open once
+logged (pyplot keeps each figure it creates until it is closed: a leak in a long-lived worker)."""
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import seaborn as sns
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix, roc_curve
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
-
-from skinml import CLASSES  # noqa: E402
+from skinml import CLASSES
 
 
-def training_curves(history: dict[str, list[float]]) -> plt.Figure:
+def training_curves(history: dict[str, list[float]]) -> Figure:
     """Accuracy and loss per epoch, train vs validation."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("accuracy", "loss")):
         for split in ("train", "val"):
             values = history.get(f"{split}_{metric}")
@@ -28,12 +26,13 @@ def training_curves(history: dict[str, list[float]]) -> plt.Figure:
     return fig
 
 
-def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> plt.Figure:
+def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> Figure:
     """Confusion matrix as counts and row-normalised (recall on the diagonal)."""
     counts = confusion_matrix(y_true, y_pred, labels=range(len(CLASSES)))
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = counts / counts.sum(axis=1, keepdims=True)
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    fig = Figure(figsize=(14, 5.5))
+    axes = fig.subplots(1, 2)
     sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", ax=axes[0], xticklabels=CLASSES, yticklabels=CLASSES)
     sns.heatmap(np.nan_to_num(normalised), annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=axes[1],
                 xticklabels=CLASSES, yticklabels=CLASSES)
@@ -43,9 +42,10 @@ def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> plt.Figure:
     return fig
 
 
-def roc_curves(y_true: np.ndarray, probs: np.ndarray, aucs: dict[str, float]) -> plt.Figure:
+def roc_curves(y_true: np.ndarray, probs: np.ndarray, aucs: dict[str, float]) -> Figure:
     """One-vs-rest ROC curve per class, AUC in the legend."""
-    fig, ax = plt.subplots(figsize=(6.5, 6))
+    fig = Figure(figsize=(6.5, 6))
+    ax = fig.subplots()
     for k, name in enumerate(CLASSES):
         positives = y_true == k
         if positives.any() and not positives.all():
@@ -58,9 +58,10 @@ def roc_curves(y_true: np.ndarray, probs: np.ndarray, aucs: dict[str, float]) ->
     return fig
 
 
-def reliability_diagram(table: dict, ece: float) -> plt.Figure:
+def reliability_diagram(table: dict, ece: float) -> Figure:
     """Accuracy against confidence per bin; the diagonal is perfect calibration."""
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
     centres = (np.array(table["bin_lower"]) + np.array(table["bin_upper"])) / 2
     width = table["bin_upper"][0] - table["bin_lower"][0]
     ax.bar(centres, np.nan_to_num(table["accuracy"]), width=width * 0.9, alpha=0.7, label="accuracy")
@@ -72,9 +73,10 @@ def reliability_diagram(table: dict, ece: float) -> plt.Figure:
     return fig
 
 
-def slice_chart(slices) -> plt.Figure:
+def slice_chart(slices) -> Figure:
     """Balanced accuracy per metadata slice; small slices are hatched and their size shown."""
-    fig, ax = plt.subplots(figsize=(8, max(3, 0.28 * len(slices))))
+    fig = Figure(figsize=(8, max(3, 0.28 * len(slices))))
+    ax = fig.subplots()
     labels = [f"{c}={v} (n={n})" for c, v, n in zip(slices["column"], slices["value"], slices["n"])]
     bars = ax.barh(labels, slices["balanced_accuracy"], color="tab:blue")
     for bar, small in zip(bars, slices["small"]):
@@ -88,10 +90,11 @@ def slice_chart(slices) -> plt.Figure:
     return fig
 
 
-def grad_cam_grid(images: np.ndarray, cams: np.ndarray, titles: list[str], columns: int) -> plt.Figure:
+def grad_cam_grid(images: np.ndarray, cams: np.ndarray, titles: list[str], columns: int) -> Figure:
     """Images with their Grad-CAM heat-maps overlaid, `columns` per row."""
     rows = max(1, -(-len(images) // columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False)
+    fig = Figure(figsize=(2.6 * columns, 2.8 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, cam, title in zip(axes.flat, images, cams, titles):

@@ -104,6 +104,9 @@ def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: 
 
 def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
     """Best trial and Optuna's plots on the parent run (re-logged by each worker as the study grows)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # Optuna draws with pyplot: off-screen, whatever the user's default backend
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as optuna_plots
 
