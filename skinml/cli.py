@@ -158,7 +158,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
 
     return sweep_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
                       n_trials=args.n_trials, metric=args.metric, study_name=args.study_name,
-                      storage=args.storage, timeout=args.timeout, retrain_best=not args.no_retrain,
+                      storage=args.storage, timeout=args.timeout, retrain_best=args.retrain,
                       experiment=args.experiment)
 
 
@@ -233,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["val_balanced_accuracy", "val_macro_auc", "val_accuracy"])
     p.add_argument("--storage", help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db")
     p.add_argument("--study-name", default="skinml-sweep")
-    p.add_argument("--no-retrain", action="store_true",
-                   help="only run trials (extra workers); the first worker retrains and registers the best")
+    p.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True,
+                   help="retrain, evaluate and register the best configuration after the trials (default); "
+                        "--no-retrain: only run trials (extra workers)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("cache", help="feature cache: info | clear")

@@ -64,6 +64,9 @@ def test_mlflow_parameters_become_skinml_options():
                                                    temperature_scaling=False, prior_adjustment=True)
     on = training_config(build_parser().parse_args(skinml_arguments(["train", "--feature_cache", "true"])))
     assert on.feature_cache is True
+    sweep = ["sweep", "--n-trials", "30", "--retrain", "false"]  # `mlflow run . -e sweep -P retrain=false`
+    assert build_parser().parse_args(skinml_arguments(sweep)).retrain is False
+    assert build_parser().parse_args(["sweep"]).retrain is True
 
 
 def test_every_mlproject_parameter_reaches_a_skinml_option(capsys):
