@@ -87,10 +87,9 @@ def open_study(study_name: str, storage: str | None, seed: int, base: TrainConfi
 
 def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: str) -> str:
     """The sweep's parent MLflow run: made by the process that created the study, found by the others."""
-    if created:
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name=f"sweep {study.study_name}",
-                              tags={"skinml.stage": "sweep", "skinml.study": study.study_name}) as run:
+    if created:  # under `mlflow run`, its run (in the experiment it was given) becomes the parent
+        with stage_run(f"sweep {study.study_name}", experiment,
+                       tags={"skinml.stage": "sweep", "skinml.study": study.study_name}) as run:
             log_params_once(params)
         study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
         return run.info.run_id

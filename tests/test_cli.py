@@ -101,6 +101,24 @@ def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
     assert (train_run["params.epochs"], train_run["params.cached_views"]) == ("2", "1")  # undeclared: appended
 
 
+@pytest.mark.slow
+def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_dir, test_weights):
+    """`mlflow run . -e sweep` in an experiment of the user's choosing: the project's run is the sweep's parent."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "sweep", "--env-manager", "local",
+               "--experiment-name", "my-sweeps", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
+               "-P", "n_trials=2", "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = mlflow.search_runs(experiment_names=["my-sweeps"])
+    assert set(runs["status"]) == {"FINISHED"}
+    parent = runs[runs["tags.skinml.stage"] == "sweep"]
+    assert len(parent) == 1 and parent.iloc[0]["params.n_trials"] == "2"
+    children = runs[runs["tags.mlflow.parentRunId"] == parent.iloc[0]["run_id"]]
+    assert sorted(children["tags.skinml.stage"]) == ["evaluate", "promote", "train", "trial", "trial"]
+
+
 def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
     from skinml.cli import build_parser, training_config
 
