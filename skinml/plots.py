@@ -1,5 +1,6 @@
 """Evaluation and training plots: matplotlib/seaborn figures, made without pyplot so that none stays open once
-logged (pyplot keeps each figure it creates until it is closed: a leak in a long-lived worker)."""
+logged (pyplot keeps each figure it creates until it is closed: a leak wherever train or evaluate run many times in
+one process, as in a benchmark or a notebook)."""
 
 from __future__ import annotations
 
