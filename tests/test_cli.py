@@ -84,16 +84,21 @@ def test_every_mlproject_parameter_reaches_a_skinml_option(capsys):
         assert set(passed) <= set(known), f"{name}: unknown options {set(passed) - set(known)}"
 
 
-@pytest.mark.slow
-def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
-    """`mlflow run . --env-manager local -P data_dir=... -P weights=... -P epochs=2`, as the README says."""
+def mlflow_run(experiment: str, *arguments: str) -> None:
+    """`mlflow run` of this repository in a fresh process, as a user types it; fails the test if it fails."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local",
-               "--experiment-name", "skinml", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
-               "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1"]
+               "--experiment-name", experiment, *arguments]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
+    """`mlflow run . --env-manager local -P data_dir=... -P weights=... -P epochs=2`, as the README says."""
+    mlflow_run("skinml", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
+               "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1")
     runs = mlflow.search_runs(experiment_names=["skinml"])
     assert set(runs["status"]) == {"FINISHED"}
     assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "promote", "split", "train"]
@@ -104,13 +109,8 @@ def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
 @pytest.mark.slow
 def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_dir, test_weights):
     """`mlflow run . -e sweep` in an experiment of the user's choosing: the project's run is the sweep's parent."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "sweep", "--env-manager", "local",
-               "--experiment-name", "my-sweeps", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
-               "-P", "n_trials=2", "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    mlflow_run("my-sweeps", "-e", "sweep", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
+               "-P", "n_trials=2", "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1")
     runs = mlflow.search_runs(experiment_names=["my-sweeps"])
     assert set(runs["status"]) == {"FINISHED"}
     parent = runs[runs["tags.skinml.stage"] == "sweep"]

@@ -66,7 +66,6 @@ def test_adjustment_layer_is_saved_with_the_model(tmp_path, test_weights):
     assert split_classifier(loaded)[2].temperature == temperature
 
 
-
 def assert_fitted_on_the_final_model(classifier: keras.Model, data_dir, seed: int, temperature: float) -> None:
     """The logged temperature is the one that the saved network's own validation probabilities give (training
     reuses its last epoch's validation pass instead of predicting again)."""

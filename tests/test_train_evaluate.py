@@ -102,7 +102,7 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     # and on an external set in the ISIC 2018 one-hot form
     external = evaluate(result["model_uri"], data_dir=make_synthetic_isic(tmp_path / "isic", n_per_class=3))
     assert external["n_images"] == 21 and external["eval_split"] == "whole folder"
-    assert plt.get_fignums() == []  # every plot logged is freed: none left open to grow a long-lived worker
+    assert plt.get_fignums() == []  # every logged plot is freed: none piles up when runs repeat in one process
 
 
 def test_plain_keras_training_with_backbone_in_the_loop(synthetic_dir, test_weights):
