@@ -60,6 +60,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     config.add_argument("--colour-jitter", dest="augment", type=colour_jitter, metavar="B,C,S,H",
                         help="colour augmentation: brightness, contrast, saturation, hue ranges (0 = off), "
                              "e.g. 0.1,0.2,0.2,0.02")
+    config.add_argument("--colour-constancy", action=argparse.BooleanOptionalAction,
+                        help="Shades of Gray colour constancy: remove each image's colour cast before the backbone")
     config.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
                         help="train on cached features of the frozen part of the backbone (the default); "
                              "--no-feature-cache: the plain Keras way, backbone in the loop")

@@ -66,6 +66,7 @@ class TrainConfig:
     fine_tune_learning_rate: float = 1e-4
     class_weight: str = "none"  # "none" | "balanced" (inverse class frequency) | "sqrt" (its square root)
     label_smoothing: float = 0.0
+    colour_constancy: bool = False  # Shades of Gray: each image's colour cast removed before the backbone
     mixup: float = 0.0  # MixUp's Beta(alpha, alpha): blend each training input and target with another; 0 = off
     # "logit_adjusted": cross-entropy of softmax(logits + log(train prior)) (Menon et al., 2021; "balanced softmax"):
     # the model's own output then estimates class probabilities under a uniform prior.
@@ -97,6 +98,7 @@ class TrainConfig:
             "class_weight": self.class_weight,
             "label_smoothing": self.label_smoothing,
             "mixup": self.mixup,
+            "colour_constancy": self.colour_constancy,
             "prior_adjustment": self.prior_adjustment,
             "temperature_scaling": self.temperature_scaling,
             "optimizer": "adam",

@@ -25,6 +25,7 @@ KNOWN_WEIGHT_HASHES = {
 FEATURE_EXTRACTOR = "feature_extractor"
 HEAD = "head"
 PREPROCESSING = "bilinear-resize,rescale[-1,1]"
+COLOUR_CONSTANCY_POWER = 6  # Shades of Gray's Minkowski norm; p = 6 is the value used for dermoscopy (Barata 2015)
 # Batch for predicting from cached features: a head that starts early in the backbone (at block_1: 112x112 maps) holds
 # ~14 MB of activations per image in flight (batch 256 -> 32 took evaluation's peak from 8.0 to 4.8 GB), and larger
 # batches are no faster on a CPU.
@@ -83,15 +84,38 @@ def first_layer_of(backbone: keras.Model, block: str) -> keras.layers.Layer:
     raise ValueError(f"fine_tune_from: no block {block!r} in MobileNetV2; use block_1 .. block_{blocks[-1]} or Conv_1")
 
 
+@keras.saving.register_keras_serializable(package="skinml")
+class ShadesOfGray(keras.layers.Layer):
+    """Colour constancy (Finlayson & Trezzi, 2004): each image's illuminant is estimated per channel as the
+    Minkowski p-norm mean of its pixels, and the channels are scaled so that it becomes grey. A grey image is left
+    as it is; a colour cast (one factor per channel) is removed up to one brightness factor. Images in [0, 255].
+    """
+
+    def __init__(self, power: int = COLOUR_CONSTANCY_POWER, **kwargs):
+        super().__init__(**kwargs)
+        self.power = int(power)
+
+    def call(self, images):
+        scaled = keras.ops.clip(images, 0.0, 255.0) / 255.0
+        illuminant = keras.ops.mean(scaled ** self.power, axis=(1, 2), keepdims=True) ** (1.0 / self.power)
+        grey = keras.ops.sqrt(keras.ops.mean(illuminant ** 2, axis=-1, keepdims=True))  # the norm of a grey one
+        return keras.ops.clip(images * grey / keras.ops.maximum(illuminant, 1e-6), 0.0, 255.0)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "power": self.power}
+
+
 def build_feature_extractor(image_size: int, weights: str = "imagenet", alpha: float = 1.0,
-                            fine_tune_from: str | None = None) -> keras.Model:
+                            fine_tune_from: str | None = None, colour_constancy: bool = False) -> keras.Model:
     """The frozen, cacheable part of the classifier, taking float images in [0, 255].
 
     Without `fine_tune_from`: MobileNetV2 (no top) + global average pooling -> 1280 features. With it: MobileNetV2
-    up to (not including) that block -> a feature map, e.g. 7x7x160 before block_14.
+    up to (not including) that block -> a feature map, e.g. 7x7x160 before block_14. `colour_constancy` puts
+    ShadesOfGray in front of MobileNetV2's own preprocessing.
     """
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)  # MobileNetV2's preprocessing
+    x = ShadesOfGray(name="colour_constancy")(inputs) if colour_constancy else inputs
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(x)  # MobileNetV2's preprocessing
     backbone = build_backbone(image_size, weights, alpha)
     if fine_tune_from:
         backbone = keras.Model(backbone.input, first_layer_of(backbone, fine_tune_from).input,
@@ -185,7 +209,9 @@ def extractor_fingerprint(extractor: keras.Model) -> str:
     cache's model key."""
     digest = hashlib.sha256()
     backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
-    digest.update(f"{backbone.name}|{extractor.input_shape}|{extractor.output_shape}|{PREPROCESSING}".encode())
+    preprocessing = PREPROCESSING + "".join(f",shades-of-gray(p={layer.power})" for layer in extractor.layers
+                                            if isinstance(layer, ShadesOfGray))
+    digest.update(f"{backbone.name}|{extractor.input_shape}|{extractor.output_shape}|{preprocessing}".encode())
     for weight in extractor.weights:
         digest.update(weight.path.encode())
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())

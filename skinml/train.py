@@ -153,7 +153,8 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
 
 
 def build_extractor(config: TrainConfig) -> keras.Model:
-    return build_feature_extractor(config.image_size, config.weights, config.alpha, config.fine_tune_from)
+    return build_feature_extractor(config.image_size, config.weights, config.alpha, config.fine_tune_from,
+                                   config.colour_constancy)
 
 
 def build_top(config: TrainConfig) -> keras.Model | None:

@@ -62,8 +62,9 @@ def test_mlflow_parameters_become_skinml_options():
     config = training_config(build_parser().parse_args(skinml_arguments(argv)))
     assert config == preset_config("best").replace(fine_tune_epochs=16, feature_cache=False, mixup=0.2,
                                                    temperature_scaling=False, prior_adjustment=True)
-    on = training_config(build_parser().parse_args(skinml_arguments(["train", "--feature_cache", "true"])))
-    assert on.feature_cache is True
+    on = training_config(build_parser().parse_args(skinml_arguments(["train", "--feature_cache", "true",
+                                                                     "--colour_constancy", "true"])))
+    assert on.feature_cache is True and on.colour_constancy is True
     sweep = ["sweep", "--n-trials", "30", "--retrain", "false"]  # `mlflow run . -e sweep -P retrain=false`
     assert build_parser().parse_args(skinml_arguments(sweep)).retrain is False
     assert build_parser().parse_args(["sweep"]).retrain is True

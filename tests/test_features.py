@@ -35,6 +35,9 @@ def test_key_changes_with_every_ingredient_and_only_then(extractor, test_weights
                          view_name(1, augment, 0)),  # weights
         FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, "none", alpha=0.35)),
                          view_name(1, augment, 0)),  # architecture
+        FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, test_weights,
+                                                                              colour_constancy=True)),
+                         view_name(1, augment, 0)),  # preprocessing
         FeatureCache.key(image, fingerprint, view_name(2, augment, 0)),  # view index
         FeatureCache.key(image, fingerprint, view_name(1, augment, 1)),  # augmentation seed
         FeatureCache.key(image, fingerprint, view_name(1, AugmentConfig(rotation=0.2), 0)),  # augmentation

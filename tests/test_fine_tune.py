@@ -12,7 +12,7 @@ from skinml.data.dataset import load_dataset
 from skinml.data.pipeline import image_dataset
 from skinml.evaluate import evaluate
 from skinml.explain import fixed_sample, grad_cam
-from skinml.model import (ProbabilityAdjustment, build_backbone_top, build_classifier, build_feature_extractor,
+from skinml.model import (ProbabilityAdjustment, ShadesOfGray, build_backbone_top, build_classifier, build_feature_extractor,
                           build_head, extractor_fingerprint, set_top_trainable, split_classifier)
 from skinml.serving import load_keras_model
 from skinml.train import labelled_split, train
@@ -66,6 +66,23 @@ def test_adjustment_layer_is_saved_with_the_model(tmp_path, test_weights):
     assert split_classifier(loaded)[2].temperature == temperature
 
 
+def test_shades_of_gray_leaves_grey_alone_and_removes_a_colour_cast(tmp_path):
+    rng = np.random.default_rng(0)
+    scene = rng.uniform(20, 150, (2, 16, 16, 3)).astype("float32")
+    grey = np.repeat(scene[..., :1], 3, axis=-1)
+    layer = ShadesOfGray()
+    np.testing.assert_allclose(np.asarray(layer(grey)), grey, rtol=1e-5)
+    corrected = np.asarray(layer(scene))
+    cast = np.asarray(layer(scene * np.array([1.5, 0.9, 0.7], dtype="float32")))  # a reddish light
+    ratio = cast / corrected  # one brightness factor per image, the same for every pixel and channel
+    np.testing.assert_allclose(ratio, ratio[:, :1, :1, :1] * np.ones_like(ratio), rtol=1e-4)
+    assert not np.allclose(corrected, scene, rtol=0.02)  # the scene's own cast was removed too
+    model = keras.Sequential([keras.Input((16, 16, 3)), layer])
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(keras.saving.load_model(tmp_path / "m.keras")(scene)), corrected,
+                               rtol=1e-5)
+
+
 def assert_fitted_on_the_final_model(classifier: keras.Model, data_dir, seed: int, temperature: float) -> None:
     """The logged temperature is the one that the saved network's own validation probabilities give (training
     reuses its last epoch's validation pass instead of predicting again)."""
@@ -81,10 +98,11 @@ def assert_fitted_on_the_final_model(classifier: keras.Model, data_dir, seed: in
 def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir, test_weights):
     config = tiny_config(test_weights, epochs=3, fine_tune_from="block_15", fine_tune_epochs=3,
                          fine_tune_learning_rate=1e-3, class_weight="balanced", label_smoothing=0.1,
-                         prior_adjustment=True, temperature_scaling=True)
+                         prior_adjustment=True, temperature_scaling=True, colour_constancy=True)
     result = train(config, synthetic_dir)
     run = mlflow.get_run(result["run_id"])
     assert run.data.params["fine_tune_from"] == "block_15" and run.data.params["class_weight"] == "balanced"
+    assert run.data.params["colour_constancy"] == "True"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_balanced_accuracy")
     assert [m.step for m in history] == list(range(1, 7))  # warm-up epochs, then fine-tuning epochs
     metrics = run.data.metrics
@@ -93,6 +111,7 @@ def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir,
     classifier = load_keras_model(result["model_uri"])
     extractor, head, adjustment = split_classifier(classifier)
     assert adjustment is not None and adjustment.temperature == pytest.approx(metrics["temperature"])
+    assert any(isinstance(layer, ShadesOfGray) for layer in extractor.layers)  # served with the model
     assert_fitted_on_the_final_model(classifier, synthetic_dir, config.seed, metrics["temperature"])
     fresh_top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15")
     trained_top = next(layer for layer in head.layers if isinstance(layer, keras.Model))
