@@ -98,7 +98,7 @@ class ShadesOfGray(keras.layers.Layer):
     def call(self, images):
         scaled = keras.ops.clip(images, 0.0, 255.0) / 255.0
         illuminant = keras.ops.mean(scaled ** self.power, axis=(1, 2), keepdims=True) ** (1.0 / self.power)
-        grey = keras.ops.sqrt(keras.ops.mean(illuminant ** 2, axis=-1, keepdims=True))  # the norm of a grey one
+        grey = keras.ops.sqrt(keras.ops.mean(illuminant ** 2, axis=-1, keepdims=True))  # a grey light as strong
         return keras.ops.clip(images * grey / keras.ops.maximum(illuminant, 1e-6), 0.0, 255.0)
 
     def get_config(self) -> dict:
