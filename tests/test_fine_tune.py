@@ -1,5 +1,5 @@
-"""The `best` recipe's parts: cutting the backbone, fine-tuning its top from cached feature maps, the probability
-adjustment kept in the model, and Grad-CAM."""
+"""The `best` recipe's parts: cutting the backbone, fine-tuning its top from cached feature maps, the layers kept in
+the model (probability adjustment; colour constancy, an option), and Grad-CAM."""
 
 import keras
 import mlflow
@@ -12,8 +12,9 @@ from skinml.data.dataset import load_dataset
 from skinml.data.pipeline import image_dataset
 from skinml.evaluate import evaluate
 from skinml.explain import fixed_sample, grad_cam
-from skinml.model import (ProbabilityAdjustment, ShadesOfGray, build_backbone_top, build_classifier, build_feature_extractor,
-                          build_head, extractor_fingerprint, set_top_trainable, split_classifier)
+from skinml.model import (ProbabilityAdjustment, ShadesOfGray, build_backbone_top, build_classifier,
+                          build_feature_extractor, build_head, extractor_fingerprint, set_top_trainable,
+                          split_classifier)
 from skinml.serving import load_keras_model
 from skinml.train import labelled_split, train
 
