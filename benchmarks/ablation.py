@@ -29,6 +29,7 @@ ROWS: dict[str, str] = {
     "prior_adjustment": "--preset baseline --prior-adjustment",
     "temperature_scaling": "--preset baseline --temperature-scaling",
     "logit_adjusted_loss": "--preset baseline --loss logit_adjusted",
+    "balanced_sampling": "--preset baseline --sampling balanced",
     # input resolution on the frozen backbone: plain images (no views, so every seed shares one extraction)
     **{f"image_size_{size}": f"--preset baseline --loss logit_adjusted --cached-views 0 --image-size {size}"
        for size in (160, 224, 288, 352, 448)},
@@ -42,6 +43,7 @@ ROWS: dict[str, str] = {
     "block_11": f"--preset best {WEIGHTED} --fine-tune-from block_11",
     "block_4": f"--preset best {WEIGHTED}",
     "best": "--preset best",  # block_4 with the logit-adjusted loss
+    "best_balanced_sampling": "--preset best --loss crossentropy --sampling balanced",
 }
 
 

@@ -11,7 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from skinml.config import CLASS_WEIGHTS, COLOUR_JITTER, DEFAULT_EXPERIMENT, LOSSES, PRESETS, TrainConfig, preset
+from skinml.config import (CLASS_WEIGHTS, COLOUR_JITTER, DEFAULT_EXPERIMENT, LOSSES, PRESETS, SAMPLINGS, TrainConfig,
+                           preset)
 
 
 def colour_jitter(text: str) -> dict[str, float]:
@@ -70,6 +71,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     config.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")
     config.add_argument("--fine-tune-learning-rate", type=float)
     config.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="class weights of the loss")
+    config.add_argument("--sampling", choices=SAMPLINGS,
+                        help="balanced: each epoch draws training images so that every class is equally likely "
+                             "(needs --class-weight none --loss crossentropy)")
     config.add_argument("--label-smoothing", type=float)
     config.add_argument("--mixup", type=float, metavar="ALPHA",
                         help="MixUp of training inputs and targets, Beta(ALPHA, ALPHA) weights (0 = off), e.g. 0.2")

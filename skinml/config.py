@@ -9,6 +9,7 @@ from typing import Any
 DEFAULT_EXPERIMENT = "skinml"
 CLASS_WEIGHTS = ("none", "balanced", "sqrt")
 LOSSES = ("crossentropy", "logit_adjusted")
+SAMPLINGS = ("none", "balanced")
 COLOUR_JITTER = ("brightness", "contrast", "saturation", "hue")  # AugmentConfig's colour fields, in order
 
 
@@ -65,6 +66,9 @@ class TrainConfig:
     fine_tune_epochs: int = 0
     fine_tune_learning_rate: float = 1e-4
     class_weight: str = "none"  # "none" | "balanced" (inverse class frequency) | "sqrt" (its square root)
+    # "balanced": every epoch draws its training images (with replacement) so that each class is equally likely;
+    # the other way to balance the classes, instead of class_weight or the logit-adjusted loss.
+    sampling: str = "none"
     label_smoothing: float = 0.0
     colour_constancy: bool = False  # Shades of Gray: each image's colour cast removed before the backbone
     mixup: float = 0.0  # MixUp's Beta(alpha, alpha): blend each training input and target with another; 0 = off
@@ -96,6 +100,7 @@ class TrainConfig:
             "fine_tune_epochs": self.fine_tune_epochs if self.fine_tune_from else 0,
             "fine_tune_learning_rate": self.fine_tune_learning_rate if self.fine_tune_from else 0,
             "class_weight": self.class_weight,
+            "sampling": self.sampling,
             "label_smoothing": self.label_smoothing,
             "mixup": self.mixup,
             "colour_constancy": self.colour_constancy,
@@ -114,6 +119,11 @@ class TrainConfig:
         if self.loss == "logit_adjusted" and self.class_weight != "none":
             raise ValueError("loss 'logit_adjusted' already balances the classes: use class_weight 'none' with it, "
                              "or loss 'crossentropy' (--loss crossentropy) for class weights")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if self.sampling == "balanced" and (self.class_weight != "none" or self.loss != "crossentropy"):
+            raise ValueError("sampling 'balanced' already balances the classes: use it with class_weight 'none' and "
+                             "loss 'crossentropy' (--class-weight none --loss crossentropy)")
         for name, value in zip(COLOUR_JITTER, self.augment.colour):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"augment.{name} must be in [0, 1], got {value}")

@@ -140,16 +140,25 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
     run = dict(class_weight=keras_class_weight(train_labels, config.class_weight), verbose=0, callbacks=callbacks)
     n, n_views = train_views.shape[:2]
     for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
-        x = train_views[np.arange(n), rng.integers(n_views, size=n)]
+        images = epoch_images(train_labels, config.sampling, rng)
+        x, y = train_views[images, rng.integers(n_views, size=n)], targets[images]
         if config.mixup:
-            batches = tf.data.Dataset.from_tensor_slices((x, targets)).shuffle(n, seed=config.seed + epoch)
+            batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, seed=config.seed + epoch)
             head.fit(mix_batches(batches.batch(config.batch_size), config.mixup, config.seed + epoch), shuffle=False,
                      epochs=epoch + 1, initial_epoch=epoch, **run)
         else:
-            head.fit(x, targets, batch_size=config.batch_size, shuffle=True, epochs=epoch + 1, initial_epoch=epoch,
-                     **run)
+            head.fit(x, y, batch_size=config.batch_size, shuffle=True, epochs=epoch + 1, initial_epoch=epoch, **run)
         if head.stop_training:
             break
+
+
+def epoch_images(labels: np.ndarray, sampling: str, rng: np.random.Generator) -> np.ndarray:
+    """The training images of one epoch, as indices into `labels`: each once ("none"), or as many drawn with
+    replacement, each class equally likely ("balanced")."""
+    if sampling == "none":
+        return np.arange(len(labels))
+    weights = 1.0 / np.bincount(labels)[labels]  # each class's images share one class's worth of probability
+    return rng.choice(len(labels), size=len(labels), p=weights / weights.sum())
 
 
 def build_extractor(config: TrainConfig) -> keras.Model:
@@ -261,7 +270,8 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
     train_labels, val_labels = train["label"].to_numpy(), val["label"].to_numpy()
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
     train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
-                             shuffle_seed=config.seed)
+                             shuffle_seed=config.seed,
+                             balance_classes=train_labels if config.sampling == "balanced" else None)
     if config.mixup:
         train_ds = mix_batches(train_ds, config.mixup, config.seed)
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)

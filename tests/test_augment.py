@@ -105,3 +105,27 @@ def test_mixup_option_reaches_the_config():
     assert preset("best").replace(mixup=0.2).params()["mixup"] == 0.2
     with pytest.raises(ValueError, match="mixup"):
         preset("baseline").replace(mixup=-0.1)
+
+
+
+def test_balanced_training_images_keep_their_labels_and_balance_the_classes(synthetic_dir):
+    from skinml.data.dataset import load_dataset
+    from skinml.data.pipeline import image_dataset
+
+    paths = load_dataset(synthetic_dir)["path"].tolist()[:60]
+    classes = np.repeat([0, 1, 2], [50, 8, 2])  # imbalanced like nv against df (whatever the images show)
+    labels = np.stack([np.arange(60), classes], axis=1)  # (image index, its class): what the pipeline carries
+
+    def epoch(data) -> np.ndarray:
+        return np.concatenate([np.asarray(batch_labels) for _, batch_labels in data])
+
+    dataset = image_dataset(paths, 8, 16, labels=labels, shuffle_seed=3, balance_classes=classes)
+    epochs = [epoch(dataset) for _ in range(3)]
+    for drawn in epochs:
+        assert len(drawn) == 60
+        np.testing.assert_array_equal(drawn[:, 1], classes[drawn[:, 0]])  # no image changed label on the way
+    counts = np.bincount(np.concatenate(epochs)[:, 1])
+    assert np.all(np.abs(counts - 60) < 25), counts  # each class about a third, not 150 / 24 / 6
+    assert not np.array_equal(epochs[0], epochs[1])  # a new draw every epoch
+    again = image_dataset(paths, 8, 16, labels=labels, shuffle_seed=3, balance_classes=classes)
+    np.testing.assert_array_equal(epoch(again), epochs[0])  # the seed fixes the draws

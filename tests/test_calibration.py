@@ -6,7 +6,7 @@ from sklearn.metrics import balanced_accuracy_score
 
 from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature
 from skinml.config import TrainConfig, preset
-from skinml.train import class_weights, compile_for_training, logit_adjusted_crossentropy
+from skinml.train import class_weights, compile_for_training, fit_head_on_features, logit_adjusted_crossentropy
 
 
 def test_prior_shift_recovers_the_rare_classes_a_prior_biased_model_misses():
@@ -70,6 +70,18 @@ def test_on_uninformative_features_the_loss_decides_what_the_model_outputs(loss,
     np.testing.assert_allclose(output, target, atol=0.02)
 
 
+@pytest.mark.parametrize("sampling, expected", [("none", "prior"), ("balanced", "uniform")])
+def test_on_uninformative_features_balanced_sampling_makes_the_model_output_a_uniform_prior(sampling, expected):
+    labels = np.repeat(np.arange(7), [10, 10, 20, 20, 40, 400, 100])
+    views = np.zeros((len(labels), 2, 4), dtype="float32")  # two cached views per image, nothing to learn in them
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(7, activation="softmax")])
+    config = TrainConfig(sampling=sampling, learning_rate=0.05, epochs=60, batch_size=len(labels))
+    fit_head_on_features(model, views, labels, config, callbacks=[])
+    output = np.asarray(model.predict(views[:1, 0], verbose=0))[0]
+    target = np.bincount(labels) / len(labels) if expected == "prior" else np.full(7, 1 / 7)
+    np.testing.assert_allclose(output, target, atol=0.03)
+
+
 def test_config_rejects_unknown_values_naming_the_field():
     with pytest.raises(ValueError, match="class_weight must be one of"):
         TrainConfig().replace(class_weight="inverse")
@@ -79,6 +91,11 @@ def test_config_rejects_unknown_values_naming_the_field():
         TrainConfig().replace(loss="focal")
     with pytest.raises(ValueError, match="already balances the classes"):
         TrainConfig().replace(loss="logit_adjusted", class_weight="balanced")
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        TrainConfig().replace(sampling="oversample")
+    for balanced_already in (dict(class_weight="sqrt"), dict(loss="logit_adjusted")):
+        with pytest.raises(ValueError, match="sampling 'balanced' already balances the classes"):
+            TrainConfig().replace(sampling="balanced", **balanced_already)
 
 
 def test_baseline_preset_is_the_baseline_and_best_differs_only_in_documented_fields():

@@ -158,3 +158,13 @@ def test_a_training_option_out_of_range_is_refused_before_any_work(tmp_path, opt
     # before the data folder is read: this one does not exist
     assert main(["train", "--data-dir", str(tmp_path / "absent"), "--weights", "none", option, value]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_balanced_sampling_is_an_option_and_refused_where_the_loss_already_balances(tmp_path, capsys):
+    from skinml.cli import build_parser, training_config
+
+    assert training_config(build_parser().parse_args(["train", "--sampling", "balanced"])).sampling == "balanced"
+    # best balances through its logit-adjusted loss: sampling on top would balance twice
+    assert main(["train", "--data-dir", str(tmp_path / "absent"), "--weights", "none", "--preset", "best",
+                 "--sampling", "balanced"]) == 2
+    assert "sampling 'balanced' already balances the classes" in capsys.readouterr().err

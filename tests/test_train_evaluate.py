@@ -11,11 +11,11 @@ import pytest
 from skinml import CLASSES
 from skinml.config import TrainConfig
 from skinml.data.dataset import DataValidationError, load_dataset
-from skinml.data.pipeline import mix_batches
+from skinml.data.pipeline import image_dataset, mix_batches
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_isic
 from skinml.evaluate import evaluate
 from skinml.serving import InvalidImageError
-from skinml.train import train
+from skinml.train import epoch_images, train
 
 from .conftest import IMAGE_SIZE
 
@@ -131,6 +131,34 @@ def test_mixup_reaches_training_on_both_paths(synthetic_dir, test_weights, monke
         assert run.info.status == "FINISHED" and run.data.params["mixup"] == "0.4"
     untouched = train(tiny_config(test_weights, epochs=1), synthetic_dir)
     assert len(calls) == 3 and mlflow.get_run(untouched["run_id"]).data.params["mixup"] == "0.0"
+
+
+def test_balanced_sampling_reaches_training_on_both_paths(synthetic_dir, test_weights, monkeypatch):
+    import skinml.train
+
+    drawn, balanced_by = [], []
+
+    def recording_epoch_images(labels, sampling, rng):  # the real draws (tested in test_calibration.py), recorded
+        images = epoch_images(labels, sampling, rng)
+        drawn.append((sampling, len(np.unique(images)) < len(labels)))
+        return images
+
+    def recording_image_dataset(*args, balance_classes=None, **kwargs):
+        if kwargs.get("shuffle_seed") is not None:  # the training images
+            balanced_by.append(np.array_equal(balance_classes, kwargs["labels"].argmax(axis=1)))
+        return image_dataset(*args, balance_classes=balance_classes, **kwargs)
+
+    monkeypatch.setattr(skinml.train, "epoch_images", recording_epoch_images)
+    monkeypatch.setattr(skinml.train, "image_dataset", recording_image_dataset)
+    cached = train(tiny_config(test_weights, epochs=2, sampling="balanced"), synthetic_dir)
+    assert drawn == [("balanced", True)] * 2  # drawn with replacement: some images twice, some not at all
+    on_the_fly = train(tiny_config(test_weights, epochs=1, feature_cache=False, sampling="balanced"), synthetic_dir)
+    assert balanced_by == [True]  # balanced by each training image's own class
+    for result in (cached, on_the_fly):
+        run = mlflow.get_run(result["run_id"])
+        assert run.info.status == "FINISHED" and run.data.params["sampling"] == "balanced"
+    untouched = train(tiny_config(test_weights, epochs=1), synthetic_dir)
+    assert drawn[2:] == [("none", False)] and mlflow.get_run(untouched["run_id"]).data.params["sampling"] == "none"
 
 
 def break_missing_column(d: Path) -> str:

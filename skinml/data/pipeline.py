@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -18,15 +19,19 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
 
 
 def image_dataset(paths: Sequence[str], image_size: int, batch_size: int, labels=None,
-                  shuffle_seed: int | None = None) -> tf.data.Dataset:
+                  shuffle_seed: int | None = None, balance_classes: Sequence[int] | None = None) -> tf.data.Dataset:
     """Batches of decoded, resized images (and labels, when given) read from `paths`.
 
-    In order, unless `shuffle_seed` is given: then reshuffled every epoch (for training).
+    In order, unless `shuffle_seed` is given: then reshuffled every epoch (for training). With `balance_classes`
+    (each path's class) and `shuffle_seed`, every epoch instead draws as many images with replacement, each class
+    equally likely.
     """
     files = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), dtype=tf.string))
     if labels is not None:
         files = tf.data.Dataset.zip(files, tf.data.Dataset.from_tensor_slices(labels))
-    if shuffle_seed is not None:
+    if shuffle_seed is not None and balance_classes is not None:
+        files = class_balanced(files, balance_classes, shuffle_seed)
+    elif shuffle_seed is not None:
         files = files.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
 
     def load(path, *label):
@@ -37,6 +42,19 @@ def image_dataset(paths: Sequence[str], image_size: int, batch_size: int, labels
     options = tf.data.Options()
     options.deterministic = True
     return images.batch(batch_size).prefetch(AUTOTUNE).with_options(options)
+
+
+def class_balanced(elements: tf.data.Dataset, classes: Sequence[int], seed: int) -> tf.data.Dataset:
+    """len(classes) elements drawn with replacement, each class (classes[i] is element i's) equally likely; a new
+    draw every epoch."""
+    classes = np.asarray(classes)
+    tagged = tf.data.Dataset.zip(elements, tf.data.Dataset.from_tensor_slices(classes))
+    per_class = [tagged.filter(lambda element, c, k=k: tf.equal(c, k)).map(lambda element, c: element)
+                 .shuffle(int((classes == k).sum()), seed=seed + int(k), reshuffle_each_iteration=True).repeat()
+                 for k in np.unique(classes)]
+    mixed = tf.data.Dataset.sample_from_datasets(per_class, weights=[1 / len(per_class)] * len(per_class), seed=seed,
+                                                 rerandomize_each_iteration=True)
+    return mixed.take(len(classes))
 
 
 def bytes_dataset(images: Sequence[bytes], image_size: int, batch_size: int) -> tf.data.Dataset:
