@@ -107,7 +107,6 @@ def test_mixup_option_reaches_the_config():
         preset("baseline").replace(mixup=-0.1)
 
 
-
 def test_balanced_training_images_keep_their_labels_and_balance_the_classes(synthetic_dir):
     from skinml.data.dataset import load_dataset
     from skinml.data.pipeline import image_dataset

@@ -71,7 +71,7 @@ def test_on_uninformative_features_the_loss_decides_what_the_model_outputs(loss,
 
 
 @pytest.mark.parametrize("sampling, expected", [("none", "prior"), ("balanced", "uniform")])
-def test_on_uninformative_features_balanced_sampling_makes_the_model_output_a_uniform_prior(sampling, expected):
+def test_on_uninformative_features_the_sampling_decides_what_the_model_outputs(sampling, expected):
     labels = np.repeat(np.arange(7), [10, 10, 20, 20, 40, 400, 100])
     views = np.zeros((len(labels), 2, 4), dtype="float32")  # two cached views per image, nothing to learn in them
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(7, activation="softmax")])
