@@ -6,6 +6,7 @@ Weights come from `imagenet` (downloaded once into the Keras cache), `none` (ran
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -25,6 +26,7 @@ KNOWN_WEIGHT_HASHES = {
 FEATURE_EXTRACTOR = "feature_extractor"
 HEAD = "head"
 PREPROCESSING = "bilinear-resize,rescale[-1,1]"
+DESCRIBED_LAYERS = ("image", "preprocess", "pool")  # the extractor's layers that PREPROCESSING and its shapes describe
 COLOUR_CONSTANCY_POWER = 6  # Shades of Gray's Minkowski norm; p = 6 is the value used for dermoscopy (Barata 2015)
 # Batch for predicting from cached features: a head that starts early in the backbone (at block_1: 112x112 maps) holds
 # ~14 MB of activations per image in flight (batch 256 -> 32 took evaluation's peak from 8.0 to 4.8 GB), and larger
@@ -204,13 +206,21 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model, Prob
     return model.get_layer(FEATURE_EXTRACTOR), model.get_layer(HEAD), (adjustments[0] if adjustments else None)
 
 
+def own_config(layer: keras.layers.Layer) -> dict:
+    """A layer's settings beyond those every layer has (name, trainable, dtype)."""
+    return {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable", "dtype")}
+
+
 def extractor_fingerprint(extractor: keras.Model) -> str:
     """sha256 over architecture (and where it is cut), input size, preprocessing and every weight: the feature
     cache's model key."""
     digest = hashlib.sha256()
     backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
-    preprocessing = PREPROCESSING + "".join(f",shades-of-gray(p={layer.power})" for layer in extractor.layers
-                                            if isinstance(layer, ShadesOfGray))
+    # Every layer that PREPROCESSING, the backbone and the shapes do not already describe adds its own settings (so
+    # the keys of extractors without such layers stay as they were).
+    preprocessing = PREPROCESSING + "".join(f",{type(layer).__name__}{json.dumps(own_config(layer), sort_keys=True)}"
+                                            for layer in extractor.layers if layer.name not in DESCRIBED_LAYERS
+                                            and layer is not backbone)
     digest.update(f"{backbone.name}|{extractor.input_shape}|{extractor.output_shape}|{preprocessing}".encode())
     for weight in extractor.weights:
         digest.update(weight.path.encode())

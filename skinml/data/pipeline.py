@@ -23,14 +23,14 @@ def image_dataset(paths: Sequence[str], image_size: int, batch_size: int, labels
     """Batches of decoded, resized images (and labels, when given) read from `paths`.
 
     In order, unless `shuffle_seed` is given: then reshuffled every epoch (for training). With `balance_classes`
-    (each path's class) and `shuffle_seed`, every epoch instead draws as many images with replacement, each class
-    equally likely.
+    (each path's class), every epoch instead draws as many images with replacement, each class equally likely
+    (seeded by `shuffle_seed`, 0 when not given).
     """
     files = tf.data.Dataset.from_tensor_slices(tf.constant(list(paths), dtype=tf.string))
     if labels is not None:
         files = tf.data.Dataset.zip(files, tf.data.Dataset.from_tensor_slices(labels))
-    if shuffle_seed is not None and balance_classes is not None:
-        files = class_balanced(files, balance_classes, shuffle_seed)
+    if balance_classes is not None:
+        files = class_balanced(files, balance_classes, shuffle_seed or 0)
     elif shuffle_seed is not None:
         files = files.shuffle(len(paths), seed=shuffle_seed, reshuffle_each_iteration=True)
 
