@@ -5,8 +5,7 @@ See docs/ablation.md.
     python benchmarks/ablation.py --data-dir ../shared/data/ham10000 --manifest outputs/manifest.csv \
         --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 [--rows a,b]
 
-Rows with an adjustment fitted on validation (prior adjustment, temperature) report the adjusted model's figures,
-which are optimistic by construction for the prior adjustment (tau is picked on the same split).
+Rows with a temperature fitted on validation report the logged (temperature-scaled) model's figures.
 """
 
 from __future__ import annotations
@@ -19,36 +18,21 @@ import statistics
 
 from skinml.cli import build_parser, training_config
 
-WEIGHTED = "--loss crossentropy --class-weight balanced"  # the class-weighted loss of the earlier `best` presets
-# name -> the options of `skinml train` on top of the shared ones (data dir, manifest, weights)
+# name -> the options of `skinml train` on top of the shared ones (data dir, manifest, weights). Rows of retired options
+# (class weights, label smoothing, prior adjustment, sampling, ...) run from the commit docs/ablation.md names.
 ROWS: dict[str, str] = {
     "baseline": "--preset baseline",
-    "class_weight_balanced": "--preset baseline --class-weight balanced",
-    "class_weight_sqrt": "--preset baseline --class-weight sqrt",
-    "label_smoothing": "--preset baseline --label-smoothing 0.1",
-    "prior_adjustment": "--preset baseline --prior-adjustment",
     "temperature_scaling": "--preset baseline --temperature-scaling",
     "logit_adjusted_loss": "--preset baseline --loss logit_adjusted",
-    "balanced_sampling": "--preset baseline --sampling balanced",
     # input resolution on the frozen backbone: plain images (no views, so every seed shares one extraction)
     **{f"image_size_{size}": f"--preset baseline --loss logit_adjusted --cached-views 0 --image-size {size}"
        for size in (160, 224, 288, 352, 448)},
-    # fine-tuning from block_14 (the `best` of the first ablation), then deeper cuts, all with class weights
-    "block_14_label_smoothing_prior_adjustment": f"--preset best {WEIGHTED} --fine-tune-from block_14 "
-                                                 "--label-smoothing 0.1 --prior-adjustment",
-    "block_14_label_smoothing_prior_adjustment_sqrt": "--preset best --loss crossentropy --class-weight sqrt "
-                                                      "--fine-tune-from block_14 --label-smoothing 0.1 "
-                                                      "--prior-adjustment",
-    "block_14": f"--preset best {WEIGHTED} --fine-tune-from block_14",
-    "block_11": f"--preset best {WEIGHTED} --fine-tune-from block_11",
-    "block_4": f"--preset best {WEIGHTED}",
     "best": "--preset best",  # block_4 with the logit-adjusted loss
-    "best_balanced_sampling": "--preset best --loss crossentropy --sampling balanced",
 }
 
 
 def row_metrics(result: dict) -> dict[str, float]:
-    """Validation figures of a training run: the adjusted model's where an adjustment was fitted."""
+    """Validation figures of a training run: the logged model's, temperature-scaled where a temperature was fitted."""
     import mlflow
 
     logged = mlflow.get_run(result["run_id"]).data.metrics
@@ -63,14 +47,14 @@ def flip_tta_row(model_uri: str, data_dir: str, manifest: str) -> dict[str, floa
     """Validation figures of a logged model without and with test-time augmentation (mean over the 4 flips)."""
     import numpy as np
 
-    from skinml.data.pipeline import image_dataset
+    from skinml.data.loader import image_dataset
     from skinml.data.split import read_manifest
     from skinml.metrics import classification_metrics, expected_calibration_error
     from skinml.serving import load_keras_model
     from skinml.train import labelled_split
 
     model = load_keras_model(model_uri)
-    data, _ = labelled_split(data_dir, read_manifest(manifest), "grouped", 0)
+    data, _ = labelled_split(data_dir, read_manifest(manifest), 0)
     val = data[data["split"] == "val"]
     images = np.concatenate([b.numpy() for b in image_dataset(val["path"].tolist(), int(model.input_shape[1]), 64)])
     flips = [images, images[:, ::-1], images[:, :, ::-1], images[:, ::-1, ::-1]]

@@ -7,7 +7,7 @@ df found, and the training time. See docs/ablation.md §6, "Across lesion-groupe
 
     python benchmarks/across_splits.py --data-dir ../shared/data/ham10000 \
         --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 \
-        --splits 42,1,2 --presets baseline,best [--options "--mixup 0.2"] [--output-dir outputs/splits]
+        --splits 42,1,2 --presets baseline,best [--options "--fine-tune-epochs 16"] [--output-dir outputs/splits]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--experiment", default="skinml-splits")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from skinml.data.split import run_split
+    from skinml.manifests import run_split
 
     rows = []
     for seed in [int(s) for s in args.splits.split(",")]:

@@ -30,7 +30,7 @@ def main() -> None:
 
     base = TrainConfig(weights=args.weights, epochs=args.epochs)
     started = time.perf_counter()
-    data, _ = labelled_split(args.data_dir, None, "grouped", base.seed)
+    data, _ = labelled_split(args.data_dir, None, base.seed)
     cached_features(base, data)
     print(f"features ready (cache) in {time.perf_counter() - started:.0f} s", flush=True)
 

@@ -1,44 +1,43 @@
-"""The sweep flow: an Optuna study over dropout and learning rate, then the best configuration retrained,
-evaluated on the test split and registered as a challenger through the pipeline's own tasks."""
+"""The sweep flow: an Optuna study over dropout and learning rate, then the best recipe through the challenger
+sub-flow (retrained, evaluated on the test split, registered, promotion rule), all in the sweep's experiment."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.pipeline import download, evaluate_model, promote_challenger, register_model, train_model
-from skinml.config import DEFAULT_EXPERIMENT, preset
+from flows.challenger import challenger_flow
+from flows.tasks import download
+from skinml.config import SWEEP_EXPERIMENT, recipe
 from skinml.registry import DEFAULT_MODEL_NAME
-from skinml.tune import SWEEP_EXPERIMENT, sweep
+from skinml.tune import sweep
 
 
 @task(cache_policy=NO_CACHE)
 def run_sweep(data_dir: str, preset_name: str, overrides: dict, n_trials: int, metric: str, study_name: str,
-              storage: str | None, timeout: float | None) -> dict:
-    return sweep(data_dir, preset(preset_name).replace(**overrides), n_trials, metric, study_name, storage, timeout)
+              storage: str | None, timeout: float | None, experiment: str) -> dict:
+    return sweep(data_dir, recipe(preset_name, overrides), n_trials, metric, study_name, storage, timeout,
+                 experiment=experiment)
 
 
 @flow(name="sweep", log_prints=True)
 def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overrides: dict | None = None,
                n_trials: int = 30, metric: str = "val_balanced_accuracy", study_name: str = "skinml-sweep",
                storage: str | None = None, timeout: float | None = None, retrain_best: bool = True,
-               model_name: str = DEFAULT_MODEL_NAME, experiment: str = DEFAULT_EXPERIMENT) -> dict:
-    """Sweep; then (unless retrain_best=False, as for extra workers) retrain the best, evaluate, register."""
+               model_name: str = DEFAULT_MODEL_NAME, experiment: str = SWEEP_EXPERIMENT,
+               promotion_margin: float = 0.0) -> dict:
+    """Sweep; then (unless retrain_best=False, as for extra workers) the best recipe as a challenger."""
     overrides = overrides or {}
-    logger = get_run_logger()
+    recipe(preset_name, overrides)  # refuses a bad recipe before any work
     folder = download(data_dir)
-    summary = run_sweep(folder, preset_name, overrides, n_trials, metric, study_name, storage, timeout)
-    logger.info("best of %s: %s = %.4f with %s (baseline trial: %.4f)", study_name, metric,
-                summary["best_value"], summary["best_params"], summary["baseline_value"])
+    summary = run_sweep(folder, preset_name, overrides, n_trials, metric, study_name, storage, timeout, experiment)
+    get_run_logger().info("best of %s: %s = %.4f with %s (baseline trial: %.4f)", study_name, metric,
+                          summary["best_value"], summary["best_params"], summary["baseline_value"])
     if not retrain_best:
         return summary
-    best = {**overrides, **summary["best_params"]}
-    parent = summary["parent_run_id"]
-    trained = train_model(best, preset_name, folder, None, SWEEP_EXPERIMENT, parent)
-    evaluated = evaluate_model(trained["model_uri"], SWEEP_EXPERIMENT, parent)
-    registered = register_model(trained["model_uri"], model_name,
-                                {k: evaluated[k] for k in ("balanced_accuracy", "macro_auc")})
-    decision = promote_challenger(model_name, 0.0, experiment, parent)
-    return {**summary, "best_model_uri": trained["model_uri"], "best_test_balanced_accuracy":
-            evaluated["balanced_accuracy"], "best_test_macro_auc": evaluated["macro_auc"],
-            "registry": registered, "promotion": decision}
+    best = challenger_flow(folder, None, preset_name, {**overrides, **summary["best_params"]}, experiment,
+                           summary["parent_run_id"], model_name, promotion_margin)
+    return {**summary, "best_model_uri": best["train"]["model_uri"],
+            "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],
+            "best_test_macro_auc": best["evaluate"]["macro_auc"], "registry": best["registry"],
+            "promotion": best["promotion"]}

@@ -1,26 +1,17 @@
-"""Post-hoc adjustments fitted on the validation split: prior (logit) adjustment and temperature scaling.
-
-Prior adjustment (Menon et al., 2021, "Long-tail learning via logit adjustment") subtracts tau * log(prior) from the
-logits so that rare classes are predicted as often as balanced accuracy wants; tau is picked on validation.
-Temperature scaling (Guo et al., 2017) divides the logits by one T fitted to the validation log-loss: it changes
-confidence, never the predicted class.
-"""
+"""The class prior and the two things built on it or fitted on validation: the logit-adjusted loss (Menon et al.,
+2021) and temperature scaling (Guo et al., 2017), which changes confidence, never the predicted class."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import keras
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import softmax
-from sklearn.metrics import balanced_accuracy_score, log_loss
+from sklearn.metrics import log_loss
 
 from skinml import CLASSES
-
-TAU_GRID = np.round(np.arange(-1.0, 2.01, 0.25), 2)
-
-
-def adjusted_logits(probs: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """log p + shift (the logits of the probabilities, up to a per-row constant)."""
-    return np.log(np.clip(probs, 1e-7, 1.0)) + shift
 
 
 def log_prior(labels: np.ndarray) -> np.ndarray:
@@ -29,18 +20,25 @@ def log_prior(labels: np.ndarray) -> np.ndarray:
     return np.log((counts + 1.0) / (counts.sum() + len(CLASSES)))
 
 
-def fit_prior_shift(probs: np.ndarray, labels: np.ndarray, train_labels: np.ndarray) -> tuple[np.ndarray, float]:
-    """(shift = -tau * log(train prior), tau) maximising balanced accuracy on (probs, labels); tau=0 on ties."""
-    prior = log_prior(train_labels)
-    scores = {float(tau): balanced_accuracy_score(labels, adjusted_logits(probs, -tau * prior).argmax(axis=1))
-              for tau in TAU_GRID}
-    best = max(scores.values())
-    tau = min((t for t, score in scores.items() if score == best), key=abs)
-    return -tau * prior, tau
+def logit_adjusted_crossentropy(train_labels: np.ndarray) -> Callable:
+    """Cross-entropy of softmax(log p + log prior) for a model whose output p is a softmax.
+
+    Trained this way, the model's own output estimates the class probabilities under a uniform prior: its argmax
+    is what balanced accuracy asks for, with no class weights.
+    """
+    shift = keras.ops.convert_to_tensor(log_prior(train_labels), dtype="float32")
+
+    def loss(y_true, y_pred):
+        logits = keras.ops.log(keras.ops.clip(y_pred, 1e-7, 1.0)) + shift
+        return keras.losses.categorical_crossentropy(y_true, logits, from_logits=True)
+
+    return loss
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T in [0.05, 20] minimising the log-loss of softmax(logits / T)."""
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T in [0.05, 20] minimising the log-loss of softmax(log probs / T)."""
+    logits = np.log(np.clip(probs, 1e-7, 1.0))
+
     def loss(log_t: float) -> float:
         return log_loss(labels, softmax(logits / np.exp(log_t), axis=1), labels=list(range(len(CLASSES))))
 

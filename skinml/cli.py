@@ -1,5 +1,5 @@
 """The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, promote, predict,
-cache)."""
+schedule, sweep, cache)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from skinml.config import (CLASS_WEIGHTS, COLOUR_JITTER, DEFAULT_EXPERIMENT, LOSSES, PRESETS, SAMPLINGS, TrainConfig,
-                           preset)
-
-
-def colour_jitter(text: str) -> dict[str, float]:
-    """'B,C,S,H' -> the AugmentConfig colour fields."""
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != len(COLOUR_JITTER):
-        raise argparse.ArgumentTypeError(f"expected four numbers B,C,S,H (brightness, contrast, saturation, hue), "
-                                         f"got {text!r}")
-    return dict(zip(COLOUR_JITTER, values))
-
+from skinml.config import DEFAULT_EXPERIMENT, LOSSES, PRESETS, SWEEP_EXPERIMENT, TrainConfig, recipe
 
 def weights_option(text: str) -> str:
     """imagenet | none | a weights file, made absolute: the logged config is retrained from other folders too."""
@@ -37,18 +23,17 @@ def block_option(text: str) -> str | None:
     return None if text == "none" else text
 
 
-def add_training_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `train`, `pipeline`, `schedule` and `sweep`.
+def add_training_options(parser: argparse.ArgumentParser, experiment: str = DEFAULT_EXPERIMENT) -> None:
+    """Options shared by `train`, `pipeline`, `schedule` and `sweep`: the data folder, the experiment and the recipe.
 
     The TrainConfig options are stored under their field's name, and only when given (unset ones come from the
     preset or the champion): `explicit_options` reads them back as they are.
     """
     parser.add_argument("--data-dir", help="labelled folder (HAM10000 layout); default: download HAM10000")
+    parser.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default {experiment})")
     parser.add_argument("--preset", default="baseline", choices=sorted(PRESETS))
-    parser.add_argument("--split-strategy", default="grouped", choices=["grouped", "random"])
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     # argument_default: an option not given stays out of the namespace, so explicit_options sees only given ones
-    config = parser.add_argument_group("training configuration (default: the preset's)",
+    config = parser.add_argument_group("recipe (default: the preset's; see docs/ablation.md for what was measured)",
                                        argument_default=argparse.SUPPRESS)
     config.add_argument("--epochs", type=int)
     config.add_argument("--batch-size", type=int)
@@ -56,33 +41,26 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     config.add_argument("--dropout", type=float)
     config.add_argument("--image-size", type=int)
     config.add_argument("--weights", type=weights_option, help="imagenet | none | PATH to a weights file")
-    config.add_argument("--seed", type=int)
+    config.add_argument("--seed", type=int, help="training seed; also the seed of a split made on the way")
     config.add_argument("--cached-views", type=int, help="augmented views cached per training image")
-    config.add_argument("--colour-jitter", dest="augment", type=colour_jitter, metavar="B,C,S,H",
-                        help="colour augmentation: brightness, contrast, saturation, hue ranges (0 = off), "
-                             "e.g. 0.1,0.2,0.2,0.02")
-    config.add_argument("--colour-constancy", action=argparse.BooleanOptionalAction,
-                        help="Shades of Gray colour constancy: remove each image's colour cast before the backbone")
     config.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
                         help="train on cached features of the frozen part of the backbone (the default); "
-                             "--no-feature-cache: the plain Keras way, backbone in the loop")
+                             "--no-feature-cache: the plain Keras way, backbone in the loop (e.g. on a GPU)")
     config.add_argument("--fine-tune-from", type=block_option,
-                        help='fine-tune the backbone from this block on, e.g. "block_14" ("none": keep it all frozen)')
+                        help='fine-tune the backbone from this block on, e.g. "block_4" ("none": keep it all frozen)')
     config.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")
     config.add_argument("--fine-tune-learning-rate", type=float)
-    config.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="class weights of the loss")
-    config.add_argument("--sampling", choices=SAMPLINGS,
-                        help="balanced: each epoch draws training images so that every class is equally likely "
-                             "(needs --class-weight none --loss crossentropy)")
-    config.add_argument("--label-smoothing", type=float)
-    config.add_argument("--mixup", type=float, metavar="ALPHA",
-                        help="MixUp of training inputs and targets, Beta(ALPHA, ALPHA) weights (0 = off), e.g. 0.2")
     config.add_argument("--loss", choices=LOSSES,
-                        help="logit_adjusted: balanced-softmax cross-entropy (needs --class-weight none)")
-    config.add_argument("--prior-adjustment", action=argparse.BooleanOptionalAction,
-                        help="fit a logit (prior) adjustment for balanced accuracy on validation")
+                        help="logit_adjusted: balanced-softmax cross-entropy, for balanced accuracy")
     config.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
                         help="fit a temperature on validation (calibrated probabilities)")
+
+
+def add_promotion_options(parser: argparse.ArgumentParser) -> None:
+    """The registered model and the promotion rule's margin, for the commands that end with a challenger."""
+    parser.add_argument("--name", default="skinml", help="registered model name")
+    parser.add_argument("--margin", type=float, default=0.0,
+                        help="balanced-accuracy gain the challenger needs to become champion")
 
 
 def explicit_options(args: argparse.Namespace) -> dict:
@@ -91,8 +69,9 @@ def explicit_options(args: argparse.Namespace) -> dict:
     return {name: value for name, value in vars(args).items() if name in fields}
 
 
-def training_config(args: argparse.Namespace):
-    return preset(args.preset).replace(**explicit_options(args))
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe given on the command line, validated (a bad value is refused before any work)."""
+    return recipe(args.preset, explicit_options(args))
 
 
 def data_dir_or_download(data_dir: str | None) -> str:
@@ -108,7 +87,7 @@ def cmd_download(args: argparse.Namespace) -> dict:
 
 
 def cmd_split(args: argparse.Namespace) -> dict:
-    from skinml.data.split import run_split
+    from skinml.manifests import run_split
 
     return run_split(data_dir_or_download(args.data_dir), args.output, args.strategy, args.seed,
                      args.val_fraction, args.test_fraction, args.experiment)
@@ -117,8 +96,8 @@ def cmd_split(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> dict:
     from skinml.train import train
 
-    return train(training_config(args), data_dir_or_download(args.data_dir), args.manifest, args.split_strategy,
-                 args.experiment, output=args.output)
+    return train(training_config(args), data_dir_or_download(args.data_dir), args.manifest, args.experiment,
+                 output=args.output)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
@@ -128,10 +107,12 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> dict:
-    from flows.pipeline import pipeline
+    from flows.pipeline import pipeline_flow
 
-    return pipeline(data_dir=args.data_dir, config=training_config(args), split_strategy=args.split_strategy,
-                    experiment=args.experiment, output=args.output)
+    training_config(args)  # a bad recipe is refused here, before Prefect starts
+    return pipeline_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
+                         split_strategy=args.split_strategy, experiment=args.experiment, output=args.output,
+                         model_name=args.name, promotion_margin=args.margin)
 
 
 def cmd_promote(args: argparse.Namespace) -> dict:
@@ -156,16 +137,18 @@ def cmd_predict(args: argparse.Namespace) -> dict | None:
 def cmd_schedule(args: argparse.Namespace) -> None:
     from flows.retrain import serve_retraining
 
-    serve_retraining(args.cron, args.data_dir, args.name, explicit_options(args), args.experiment)
+    training_config(args)
+    serve_retraining(args.cron, args.data_dir, args.name, explicit_options(args), args.experiment, args.margin)
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:
     from flows.sweep import sweep_flow
 
+    training_config(args)
     return sweep_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
                       n_trials=args.n_trials, metric=args.metric, study_name=args.study_name,
                       storage=args.storage, timeout=args.timeout, retrain_best=args.retrain,
-                      experiment=args.experiment)
+                      model_name=args.name, experiment=args.experiment, promotion_margin=args.margin)
 
 
 def cmd_cache(args: argparse.Namespace) -> dict:
@@ -209,14 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the metrics JSON here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("pipeline", help="download -> split -> train -> evaluate as a Prefect flow")
+    p = sub.add_parser("pipeline", help="download -> split -> train -> evaluate -> register -> promote (Prefect)")
     add_training_options(p)
+    p.add_argument("--split-strategy", default="grouped", choices=["grouped", "random"])
+    add_promotion_options(p)
     p.add_argument("--output", help="write the pipeline summary JSON here")
     p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("promote", help="evaluate challenger vs champion on the champion's test split; promote")
-    p.add_argument("--name", default="skinml", help="registered model name")
-    p.add_argument("--margin", type=float, default=0.0, help="balanced-accuracy gain needed to promote")
+    add_promotion_options(p)
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.set_defaults(func=cmd_promote)
 
@@ -228,11 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")
     p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
-    p.add_argument("--name", default="skinml", help="registered model name")
     add_training_options(p)
+    add_promotion_options(p)
     p.set_defaults(func=cmd_schedule)
+
     p = sub.add_parser("sweep", help="Optuna sweep over dropout and learning rate (Prefect flow)")
-    add_training_options(p)
+    add_training_options(p, experiment=SWEEP_EXPERIMENT)
+    add_promotion_options(p)
     p.add_argument("--n-trials", type=int, default=30, help="trials in the whole study (all workers together)")
     p.add_argument("--timeout", type=float, help="stop this worker after this many seconds")
     p.add_argument("--metric", default="val_balanced_accuracy",
@@ -260,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from skinml.data.dataset import DataValidationError
     from skinml.data.download import DownloadError
-    from skinml.model import WeightsError
+    from skinml.weights import WeightsError
     from skinml.serving import InvalidImageError
 
     try:

@@ -12,24 +12,25 @@ import pandas as pd
 from skinml import CLASSES
 from skinml.config import DEFAULT_EXPERIMENT, AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml.data.split import lesions_crossing, manifest_digest, read_manifest
-from skinml.data.pipeline import image_dataset
+from skinml.data.loader import image_dataset
+from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.explain import fixed_sample, grad_cam
 from skinml.features import FeatureCache, extract_features
+from skinml.manifests import run_manifest
 from skinml.metrics import (classification_metrics, expected_calibration_error, flat_metrics,
                             lesion_bootstrap_intervals, report_text, slice_metrics)
 from skinml.model import PREDICT_BATCH_SIZE, split_classifier
 from skinml.plots import confusion_matrices, grad_cam_grid, reliability_diagram, roc_curves, slice_chart
 from skinml.serving import load_keras_model
-from skinml.tracking import download_run_artifact, dump_json, stage_run
+from skinml.tracking import dump_json, stage_run
 
 
 def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = None) -> np.ndarray:
     """Class probabilities for image files; the frozen extractor's features come from the feature cache."""
-    extractor, head, adjustment = split_classifier(classifier)
+    extractor, head, temperature = split_classifier(classifier)
     features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)[:, 0]
     probs = np.asarray(head.predict(features, verbose=0, batch_size=PREDICT_BATCH_SIZE))
-    return probs if adjustment is None else keras.ops.convert_to_numpy(adjustment(probs))
+    return probs if temperature is None else keras.ops.convert_to_numpy(temperature(probs))
 
 
 def explanations(classifier, data: pd.DataFrame, probs: np.ndarray, per_class: int = 3):
@@ -51,11 +52,6 @@ def training_run_id(model_uri: str) -> str:
     if not run_id:
         raise ValueError(f"{model_uri} records no training run")
     return run_id
-
-
-def run_manifest(run_id: str) -> pd.DataFrame:
-    """The split manifest a training run logged."""
-    return read_manifest(download_run_artifact(run_id, "split/manifest.csv"))
 
 
 def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str, manifest_run_id: str | None = None

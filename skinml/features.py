@@ -1,14 +1,15 @@
 """Content-addressed cache of frozen-backbone features.
 
-An entry's key covers the image bytes, the feature extractor (architecture, input size, preprocessing, every
-weight) and the view (plain, or augmented view k of a given augmentation and seed). Any change of an ingredient
-gives a new key; entries are written atomically and carry a checksum, so a half-written or corrupted entry is
-never used: it is recomputed.
+An entry's key covers the cache version, the image bytes, the feature extractor (architecture, where it is cut,
+input size, the settings of its other layers, every weight) and the view (plain, or augmented view k of a given
+augmentation and seed). Any change of an ingredient gives a new key; entries are written atomically and carry a
+checksum, so a half-written or corrupted entry is never used: it is recomputed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ import numpy as np
 
 from skinml.config import AugmentConfig
 
+CACHE_VERSION = 2  # part of every key: bump it when what an entry means changes, and older entries are left unused
 MAGIC = b"SKF1"
 HEADER = struct.Struct("<4sI")
 CHECKSUM_BYTES = 32
@@ -44,6 +46,27 @@ def file_digest(path: str | Path) -> str:
 def view_name(view: int, augment: AugmentConfig, seed: int) -> str:
     """Stable description of a view: 0 is the plain image, k >= 1 an augmented view."""
     return "plain" if view == 0 else f"aug[{augment.describe()}]seed={seed}/view={view}"
+
+
+def own_config(layer) -> dict:
+    """A layer's settings beyond those every layer has (name, trainable, dtype)."""
+    return {k: v for k, v in layer.get_config().items() if k not in ("name", "trainable", "dtype")}
+
+
+def extractor_fingerprint(extractor) -> str:
+    """sha256 over the cache version, the backbone (and where it is cut), the input and output shapes, the settings
+    of every other layer of the extractor (preprocessing, pooling) and every weight: the cache's model key."""
+    import keras
+
+    digest = hashlib.sha256()
+    backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
+    layers = [[type(layer).__name__, own_config(layer)] for layer in extractor.layers if layer is not backbone]
+    digest.update(f"v{CACHE_VERSION}|{backbone.name}|{extractor.input_shape}|{extractor.output_shape}|"
+                  f"{json.dumps(layers, sort_keys=True)}".encode())
+    for weight in extractor.weights:
+        digest.update(weight.path.encode())
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -117,9 +140,8 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     `engine` at `precision` (skinml.engine: OpenVINO on a CPU, TensorFlow on a GPU, f32, by default).
     """
     from skinml.data.augment import augmented_views
-    from skinml.data.pipeline import image_dataset
+    from skinml.data.loader import image_dataset
     from skinml.engine import effective_precision, predictor
-    from skinml.model import extractor_fingerprint
 
     cache = cache or FeatureCache.default()
     precision = effective_precision(engine, precision)

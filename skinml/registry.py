@@ -14,8 +14,9 @@ from mlflow.exceptions import MlflowException
 
 from skinml.config import DEFAULT_EXPERIMENT
 from skinml.data.split import lesions_crossing, manifest_digest
-from skinml.evaluate import evaluate, run_manifest, training_run_id
+from skinml.evaluate import evaluate, training_run_id
 from skinml.features import FeatureCache
+from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
 
 DEFAULT_MODEL_NAME = "skinml"

@@ -76,7 +76,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
         """Class probabilities for raw image bytes, shape (n, 7); all images of a call in one batch."""
-        from skinml.data.pipeline import bytes_dataset
+        from skinml.data.loader import bytes_dataset
 
         try:
             batch = next(iter(bytes_dataset(images, self.image_size, batch_size=len(images)))).numpy()

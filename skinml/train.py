@@ -5,48 +5,48 @@ once per view and reused; each epoch draws one of `cached_views` augmented views
 freezes the whole backbone (the head is Dropout -> Dense); with `fine_tune_from` the cache holds the feature map
 before that block and the head includes the backbone's top blocks, which are fine-tuned after a warm-up.
 `feature_cache=False` trains the plain Keras way, backbone in the loop, augmenting on the fly (a fresh view every
-step); with `fine_tune_from` too, the same warm-up then fine-tuning runs there, on the fly.
+step; the path for a machine with a GPU); with `fine_tune_from` too, the same warm-up then fine-tuning runs there.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import mlflow
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from skinml import CLASSES
-from skinml.calibration import adjusted_logits, fit_prior_shift, fit_temperature, log_prior
+from skinml.calibration import fit_temperature, logit_adjusted_crossentropy
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
 from skinml.data.augment import augmentation_layers
 from skinml.data.dataset import load_dataset
-from skinml.data.pipeline import image_dataset, mix_batches
-from skinml.data.split import log_manifest, make_split, read_manifest
+from skinml.data.loader import image_dataset
+from skinml.data.split import make_split, read_manifest
 from skinml.engine import effective_precision, pick_engine
 from skinml.features import FeatureCache, extract_features
+from skinml.manifests import log_manifest
 from skinml.memory import peak_rss_mb
 from skinml.metrics import classification_metrics, expected_calibration_error
-from skinml.model import (PREDICT_BATCH_SIZE, ProbabilityAdjustment, build_backbone_top, build_classifier,
+from skinml.model import (PREDICT_BATCH_SIZE, TemperatureScaling, build_backbone_top, build_classifier,
                           build_feature_extractor, build_head, drop_training_state, set_top_trainable)
 from skinml.plots import training_curves
 from skinml.serving import log_classifier
 from skinml.tracking import dump_json, log_params_once, stage_run
 
 log = logging.getLogger(__name__)
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 
 
-def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, strategy: str, seed: int
+def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, seed: int
                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The validated data folder joined with its split manifest (made here when not given)."""
+    """The validated data folder joined with its split manifest (a lesion-grouped split made here when not given)."""
     frame = load_dataset(data_dir)
     if manifest is None:
-        manifest = make_split(frame, strategy=strategy, seed=seed)
+        manifest = make_split(frame, seed=seed)
     missing = sorted(set(manifest["image_id"]) - set(frame["image_id"]))
     if missing:
         raise ValueError(f"{len(missing)} image(s) of the split manifest are not in {data_dir}: {missing[:10]}")
@@ -82,53 +82,17 @@ class EpochMetrics(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
 
 
-def logit_adjusted_crossentropy(train_labels: np.ndarray, label_smoothing: float = 0.0) -> Callable:
-    """Cross-entropy of softmax(log p + log prior) for a model whose output p is a softmax (Menon et al., 2021).
-
-    Trained this way, the model's own output estimates the class probabilities under a uniform prior: its argmax
-    is what balanced accuracy asks for, with no class weights.
-    """
-    shift = keras.ops.convert_to_tensor(log_prior(train_labels), dtype="float32")
-
-    def loss(y_true, y_pred):
-        logits = keras.ops.log(keras.ops.clip(y_pred, 1e-7, 1.0)) + shift
-        return keras.losses.categorical_crossentropy(y_true, logits, from_logits=True,
-                                                     label_smoothing=label_smoothing)
-
-    return loss
-
-
 def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: np.ndarray,
-                         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None) -> None:
-    loss = (logit_adjusted_crossentropy(train_labels, config.label_smoothing) if config.loss == "logit_adjusted"
-            else keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
+                         learning_rate: LearningRate | None = None) -> None:
+    loss = (logit_adjusted_crossentropy(train_labels) if config.loss == "logit_adjusted"
+            else keras.losses.CategoricalCrossentropy())
     model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=loss,
                   metrics=["accuracy"])
 
 
-def class_weights(labels: np.ndarray, scheme: str) -> np.ndarray | None:
-    """Per-class loss weights: None, 'balanced' (n / (classes * count)) or its square root 'sqrt'."""
-    from sklearn.utils.class_weight import compute_class_weight
-
-    if scheme == "none":
-        return None
-    present = np.unique(labels)
-    weights = np.ones(len(CLASSES))
-    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
-    return np.sqrt(weights) if scheme == "sqrt" else weights
-
-
-def keras_class_weight(labels: np.ndarray, scheme: str) -> dict[int, float] | None:
-    """class_weights in the form of Keras's `fit(class_weight=...)`, which weighs each sample (and a MixUp target,
-    by its larger part) with its class's weight."""
-    weights = class_weights(labels, scheme)
-    return None if weights is None else dict(enumerate(weights.tolist()))
-
-
 def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
                          callbacks: list[keras.callbacks.Callback], epochs: int | None = None, first_epoch: int = 0,
-                         learning_rate: float | keras.optimizers.schedules.LearningRateSchedule | None = None
-                         ) -> None:
+                         learning_rate: LearningRate | None = None) -> None:
     """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, ...)).
 
     Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering). A callback can
@@ -137,33 +101,17 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
     compile_for_training(head, config, train_labels, learning_rate)
     rng = np.random.default_rng(config.seed + first_epoch)
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
-    run = dict(class_weight=keras_class_weight(train_labels, config.class_weight), verbose=0, callbacks=callbacks)
     n, n_views = train_views.shape[:2]
     for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
-        images = epoch_images(train_labels, config.sampling, rng)
-        x, y = train_views[images, rng.integers(n_views, size=n)], targets[images]
-        if config.mixup:
-            batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, seed=config.seed + epoch)
-            head.fit(mix_batches(batches.batch(config.batch_size), config.mixup, config.seed + epoch), shuffle=False,
-                     epochs=epoch + 1, initial_epoch=epoch, **run)
-        else:
-            head.fit(x, y, batch_size=config.batch_size, shuffle=True, epochs=epoch + 1, initial_epoch=epoch, **run)
+        x = train_views[np.arange(n), rng.integers(n_views, size=n)]
+        head.fit(x, targets, batch_size=config.batch_size, shuffle=True, epochs=epoch + 1, initial_epoch=epoch,
+                 verbose=0, callbacks=callbacks)
         if head.stop_training:
             break
 
 
-def epoch_images(labels: np.ndarray, sampling: str, rng: np.random.Generator) -> np.ndarray:
-    """The training images of one epoch, as indices into `labels`: each once ("none"), or as many drawn with
-    replacement, each class equally likely ("balanced")."""
-    if sampling == "none":
-        return np.arange(len(labels))
-    weights = 1.0 / np.bincount(labels)[labels]  # each class's images share one class's worth of probability
-    return rng.choice(len(labels), size=len(labels), p=weights / weights.sum())
-
-
 def build_extractor(config: TrainConfig) -> keras.Model:
-    return build_feature_extractor(config.image_size, config.weights, config.alpha, config.fine_tune_from,
-                                   config.colour_constancy)
+    return build_feature_extractor(config.image_size, config.weights, config.alpha, config.fine_tune_from)
 
 
 def build_top(config: TrainConfig) -> keras.Model | None:
@@ -218,27 +166,22 @@ def fine_tune_schedule(config: TrainConfig, train_images: int) -> keras.optimize
         warmup_target=config.fine_tune_learning_rate, warmup_steps=steps_per_epoch)
 
 
-def fit_adjustment(config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray,
-                   train_labels: np.ndarray) -> ProbabilityAdjustment | None:
-    """Prior adjustment and/or temperature scaling fitted on the trained model's validation probabilities (as the
-    config asks), logged to MLflow with the validation ECE before and after."""
+def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray
+                          ) -> TemperatureScaling | None:
+    """The temperature layer fitted on the trained model's validation probabilities (when the config asks for it),
+    logged to MLflow with the validation ECE before and after."""
     mlflow.log_metric("val_ece", expected_calibration_error(val_labels, probs)[0])
-    if not (config.prior_adjustment or config.temperature_scaling):
+    if not config.temperature_scaling:
         return None
-    shift, tau = (fit_prior_shift(probs, val_labels, train_labels) if config.prior_adjustment
-                  else (np.zeros(len(CLASSES)), 0.0))
-    logits = adjusted_logits(probs, shift)
-    temperature = fit_temperature(logits, val_labels) if config.temperature_scaling else 1.0
-    adjustment = ProbabilityAdjustment(shift.tolist(), temperature, name="adjustment")
-    adjusted = keras.ops.convert_to_numpy(adjustment(probs))  # the figures of the layer the model ships with
-    metrics = classification_metrics(val_labels, adjusted)
-    mlflow.log_metrics({"prior_tau": tau, "temperature": temperature,
-                        "val_adjusted_ece": expected_calibration_error(val_labels, adjusted)[0],
+    layer = TemperatureScaling(fit_temperature(probs, val_labels), name="temperature")
+    scaled = keras.ops.convert_to_numpy(layer(probs))  # the figures of the layer the model ships with
+    metrics = classification_metrics(val_labels, scaled)
+    mlflow.log_metrics({"temperature": layer.temperature,
+                        "val_adjusted_ece": expected_calibration_error(val_labels, scaled)[0],
                         "val_adjusted_balanced_accuracy": metrics["balanced_accuracy"],
                         "val_adjusted_macro_auc": metrics["macro_auc"]})
-    log.info("adjustment: tau %.2f, temperature %.3f, val balanced accuracy %.4f", tau, temperature,
-             metrics["balanced_accuracy"])
-    return adjustment
+    log.info("temperature %.3f, val ECE %.4f", layer.temperature, expected_calibration_error(val_labels, scaled)[0])
+    return layer
 
 
 def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None,
@@ -249,9 +192,9 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCach
     mlflow.log_metric("feature_seconds", time.perf_counter() - started)
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
     head, val_probs = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
-    adjustment = fit_adjustment(config, val_probs, labels["val"], labels["train"])
+    temperature = fit_temperature_layer(config, val_probs, labels["val"])
     drop_training_state(head)
-    return build_classifier(extractor, head, adjustment)
+    return build_classifier(extractor, head, temperature)
 
 
 def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str, list[float]]) -> keras.Model:
@@ -270,14 +213,10 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
     train_labels, val_labels = train["label"].to_numpy(), val["label"].to_numpy()
     targets = keras.utils.to_categorical(train_labels, len(CLASSES))
     train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
-                             shuffle_seed=config.seed,
-                             balance_classes=train_labels if config.sampling == "balanced" else None)
-    if config.mixup:
-        train_ds = mix_batches(train_ds, config.mixup, config.seed)
+                             shuffle_seed=config.seed)
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
     callback = EpochMetrics(val_ds, val_labels, history, predictor=classifier)
-    fit = dict(verbose=0, callbacks=[callback], shuffle=False,  # train_ds reshuffles itself every epoch
-               class_weight=keras_class_weight(train_labels, config.class_weight))
+    fit = dict(verbose=0, callbacks=[callback], shuffle=False)  # train_ds reshuffles itself every epoch
     compile_for_training(trainer, config, train_labels)
     trainer.fit(train_ds, epochs=config.epochs, **fit)
     if top is not None and config.fine_tune_epochs:
@@ -285,26 +224,25 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
         compile_for_training(trainer, config, train_labels, fine_tune_schedule(config, len(train)))
         trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
         set_top_trainable(head, False)
-    adjustment = fit_adjustment(config, callback.probs, val_labels, train_labels)
+    temperature = fit_temperature_layer(config, callback.probs, val_labels)
     drop_training_state(trainer)
-    return build_classifier(extractor, head, adjustment)
+    return build_classifier(extractor, head, temperature)
 
 
 def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path | None = None,
-          split_strategy: str = "grouped", experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
+          experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
           cache: FeatureCache | None = None, output: str | Path | None = None) -> dict:
-    """Train a classifier and log everything to MLflow; returns {run_id, model_uri, metrics, ...}."""
+    """Train a classifier on the split in `manifest_path` (else a lesion-grouped split by the config's seed) and log
+    everything to MLflow; returns {run_id, model_uri, metrics, ...}."""
     keras.utils.set_random_seed(config.seed)
     with stage_run("train", experiment, parent_run_id) as run:
         started = time.perf_counter()
-        params = {**config.params(), "data_dir": str(Path(data_dir).resolve()),
-                  "split_strategy": "manifest" if manifest_path else split_strategy}
-        log_params_once(params)
+        log_params_once({**config.params(), "data_dir": str(Path(data_dir).resolve())})
         mlflow.log_dict(config.to_dict(), "config.json")  # the whole recipe: what retraining reads back
         mlflow.set_tags({"skinml.backbone_engine": pick_engine() if config.feature_cache else "tensorflow",
                          "skinml.backbone_precision": effective_precision() if config.feature_cache else "f32"})
         manifest = read_manifest(manifest_path) if manifest_path else None
-        data, manifest = labelled_split(data_dir, manifest, split_strategy, config.seed)
+        data, manifest = labelled_split(data_dir, manifest, config.seed)
         log_manifest(manifest, data_dir)
         history: dict[str, list[float]] = {}
         if config.feature_cache:

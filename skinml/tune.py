@@ -23,14 +23,14 @@ import sqlalchemy
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from skinml.config import TrainConfig
-from skinml.data.split import log_manifest, make_split, read_manifest
+from skinml.config import SWEEP_EXPERIMENT, TrainConfig
+from skinml.data.split import read_manifest
 from skinml.features import FeatureCache
+from skinml.manifests import log_manifest
 from skinml.tracking import dump_json, log_params_once, stage_run
 from skinml.train import cached_features, labelled_split, train_head
 
 log = logging.getLogger(__name__)
-SWEEP_EXPERIMENT = "skinml-sweeps"
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
 DROPOUT_RANGE = (0.0, 0.7)
@@ -151,7 +151,7 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
         raise ValueError("sweeps train heads on cached features: feature_cache must be on")
     study, created = open_study(study_name, storage, base.seed, base, pruner)
     manifest = read_manifest(manifest_path) if manifest_path else None
-    data, manifest = labelled_split(data_dir, manifest, "grouped", base.seed)
+    data, manifest = labelled_split(data_dir, manifest, base.seed)
     parent_id = parent_run_id(study, created, {**base.params(), "n_trials": n_trials, "metric": metric,
                                                "study_name": study_name, "storage": storage or "in-memory",
                                                "data_dir": str(Path(data_dir).resolve())}, experiment)

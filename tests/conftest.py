@@ -48,7 +48,7 @@ def test_weights(tmp_path_factory, synthetic_dir) -> str:
     training mode with momentum 0) gives informative random features, so a tiny head really learns in tests.
     """
     from skinml.data.dataset import load_dataset
-    from skinml.data.pipeline import image_dataset
+    from skinml.data.loader import image_dataset
 
     keras.utils.set_random_seed(0)
     paths = load_dataset(synthetic_dir)["path"].tolist()

@@ -56,18 +56,31 @@ def test_mlflow_parameters_become_skinml_options():
     from skinml.cli import build_parser, training_config
 
     argv = ["train", "--data-dir", "", "--preset", "best", "--fine_tune_epochs", "16", "--feature_cache", "false",
-            "--temperature_scaling", "FALSE", "--prior_adjustment", "true", "--mixup", "0.2", "--epochs", ""]
+            "--temperature_scaling", "FALSE", "--loss", "crossentropy", "--epochs", ""]
     assert skinml_arguments(argv) == ["train", "--preset", "best", "--fine-tune-epochs", "16", "--no-feature-cache",
-                                      "--no-temperature-scaling", "--prior-adjustment", "--mixup", "0.2"]
+                                      "--no-temperature-scaling", "--loss", "crossentropy"]
     config = training_config(build_parser().parse_args(skinml_arguments(argv)))
-    assert config == preset_config("best").replace(fine_tune_epochs=16, feature_cache=False, mixup=0.2,
-                                                   temperature_scaling=False, prior_adjustment=True)
-    on = training_config(build_parser().parse_args(skinml_arguments(["train", "--feature_cache", "true",
-                                                                     "--colour_constancy", "true"])))
-    assert on.feature_cache is True and on.colour_constancy is True
+    assert config == preset_config("best").replace(fine_tune_epochs=16, feature_cache=False, loss="crossentropy",
+                                                   temperature_scaling=False)
+    on = training_config(build_parser().parse_args(skinml_arguments(["train", "--feature_cache", "true"])))
+    assert on.feature_cache is True
     sweep = ["sweep", "--n-trials", "30", "--retrain", "false"]  # `mlflow run . -e sweep -P retrain=false`
     assert build_parser().parse_args(skinml_arguments(sweep)).retrain is False
     assert build_parser().parse_args(["sweep"]).retrain is True
+
+
+def test_train_help_lists_the_recipe_and_no_retired_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    options = re.findall(r"^  (-[-\w]+)", capsys.readouterr().out, flags=re.MULTILINE)
+    assert len(options) <= 20, options
+    assert "--loss" in options and "--fine-tune-from" in options and "--temperature-scaling" in options
+    for retired in ("--class-weight", "--sampling", "--label-smoothing", "--mixup", "--colour-jitter",
+                    "--colour-constancy", "--prior-adjustment"):
+        assert retired not in options
+    with pytest.raises(SystemExit):
+        main(["train", "--mixup", "0.2"])
+    assert "unrecognized arguments: --mixup" in capsys.readouterr().err
 
 
 def test_every_mlproject_parameter_reaches_a_skinml_option(capsys):
@@ -111,13 +124,16 @@ def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
 def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_dir, test_weights):
     """`mlflow run . -e sweep` in an experiment of the user's choosing: the project's run is the sweep's parent."""
     mlflow_run("my-sweeps", "-e", "sweep", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
-               "-P", "n_trials=2", "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1")
+               "-P", "n_trials=2", "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1",
+               "-P", "margin=0.5")
     runs = mlflow.search_runs(experiment_names=["my-sweeps"])
     assert set(runs["status"]) == {"FINISHED"}
     parent = runs[runs["tags.skinml.stage"] == "sweep"]
     assert len(parent) == 1 and parent.iloc[0]["params.n_trials"] == "2"
     children = runs[runs["tags.mlflow.parentRunId"] == parent.iloc[0]["run_id"]]
     assert sorted(children["tags.skinml.stage"]) == ["evaluate", "promote", "train", "trial", "trial"]
+    promotion = children[children["tags.skinml.stage"] == "promote"].iloc[0]["run_id"]
+    assert mlflow.artifacts.load_dict(f"runs:/{promotion}/promotion.json")["margin"] == 0.5  # the margin honoured
 
 
 def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
@@ -158,13 +174,3 @@ def test_a_training_option_out_of_range_is_refused_before_any_work(tmp_path, opt
     # before the data folder is read: this one does not exist
     assert main(["train", "--data-dir", str(tmp_path / "absent"), "--weights", "none", option, value]) == 2
     assert message in capsys.readouterr().err
-
-
-def test_balanced_sampling_is_an_option_and_refused_where_the_loss_already_balances(tmp_path, capsys):
-    from skinml.cli import build_parser, training_config
-
-    assert training_config(build_parser().parse_args(["train", "--sampling", "balanced"])).sampling == "balanced"
-    # best balances through its logit-adjusted loss: sampling on top would balance twice
-    assert main(["train", "--data-dir", str(tmp_path / "absent"), "--weights", "none", "--preset", "best",
-                 "--sampling", "balanced"]) == 2
-    assert "sampling 'balanced' already balances the classes" in capsys.readouterr().err

@@ -5,8 +5,9 @@ import pytest
 from skinml import engine
 from skinml.config import AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml.features import FeatureCache, extract_features, file_digest, view_name
-from skinml.model import build_feature_extractor, build_head, extractor_fingerprint
+from skinml import features
+from skinml.features import FeatureCache, extract_features, extractor_fingerprint, file_digest, view_name
+from skinml.model import build_feature_extractor, build_head
 
 from .conftest import IMAGE_SIZE
 
@@ -21,7 +22,7 @@ def paths(synthetic_dir):
     return load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:10]
 
 
-def test_key_changes_with_every_ingredient_and_only_then(extractor, test_weights, paths, tmp_path):
+def test_key_changes_with_every_ingredient_and_only_then(extractor, test_weights, paths, tmp_path, monkeypatch):
     augment = AugmentConfig()
     image, fingerprint = file_digest(paths[0]), extractor_fingerprint(extractor)
     key = FeatureCache.key(image, fingerprint, view_name(1, augment, 0))
@@ -36,13 +37,15 @@ def test_key_changes_with_every_ingredient_and_only_then(extractor, test_weights
         FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, "none", alpha=0.35)),
                          view_name(1, augment, 0)),  # architecture
         FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, test_weights,
-                                                                              colour_constancy=True)),
-                         view_name(1, augment, 0)),  # preprocessing
+                                                                              fine_tune_from="block_14")),
+                         view_name(1, augment, 0)),  # where the backbone is cut
         FeatureCache.key(image, fingerprint, view_name(2, augment, 0)),  # view index
         FeatureCache.key(image, fingerprint, view_name(1, augment, 1)),  # augmentation seed
         FeatureCache.key(image, fingerprint, view_name(1, AugmentConfig(rotation=0.2), 0)),  # augmentation
         FeatureCache.key(image, fingerprint, view_name(0, augment, 0)),  # plain view
     ]
+    monkeypatch.setattr(features, "CACHE_VERSION", features.CACHE_VERSION + 1)
+    changed.append(FeatureCache.key(image, extractor_fingerprint(extractor), view_name(1, augment, 0)))  # version
     assert len({key, *changed}) == len(changed) + 1
 
 
@@ -80,7 +83,7 @@ def test_cache_clear(extractor, paths, tmp_path):
 
 def test_training_from_cache_equals_training_through_the_backbone(extractor, paths, tmp_path):
     """Same views, same init, same batches: the head learns the same weights either way."""
-    from skinml.data.pipeline import image_dataset
+    from skinml.data.loader import image_dataset
     from skinml.model import build_classifier
 
     labels = keras.utils.to_categorical(np.arange(10) % 7, 7)

@@ -1,5 +1,5 @@
-"""The `best` recipe's parts: cutting the backbone, fine-tuning its top from cached feature maps, the layers kept in
-the model (probability adjustment; colour constancy, an option), and Grad-CAM."""
+"""The `best` recipe's parts: cutting the backbone, fine-tuning its top from cached feature maps, the temperature
+layer kept in the model, and Grad-CAM."""
 
 import keras
 import mlflow
@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from skinml import CLASSES
-from skinml.calibration import adjusted_logits, fit_temperature
+from skinml.calibration import fit_temperature
 from skinml.data.dataset import load_dataset
-from skinml.data.pipeline import image_dataset
+from skinml.data.loader import image_dataset
 from skinml.evaluate import evaluate
 from skinml.explain import fixed_sample, grad_cam
-from skinml.model import (ProbabilityAdjustment, ShadesOfGray, build_backbone_top, build_classifier,
-                          build_feature_extractor, build_head, extractor_fingerprint, set_top_trainable,
-                          split_classifier)
+from skinml.features import extractor_fingerprint
+from skinml.model import (TemperatureScaling, build_backbone_top, build_classifier, build_feature_extractor,
+                          build_head, set_top_trainable, split_classifier)
 from skinml.serving import load_keras_model
 from skinml.train import labelled_split, train
 
@@ -51,68 +51,49 @@ def test_unfrozen_top_trains_its_convolutions_but_batchnorm_stays_in_inference_m
     assert all(np.array_equal(a, b) for a, b in zip(moving_mean, after))
 
 
-def test_adjustment_layer_is_saved_with_the_model(tmp_path, test_weights):
+def test_temperature_layer_is_saved_with_the_model(tmp_path, test_weights):
     extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
     head = build_head(1280, dropout=0.0, seed=3)
-    shift, temperature = np.linspace(-1, 1, 7), 2.0
-    model = build_classifier(extractor, head, ProbabilityAdjustment(shift.tolist(), temperature, name="adjustment"))
+    temperature = 2.0
+    model = build_classifier(extractor, head, TemperatureScaling(temperature, name="temperature"))
     images = np.random.default_rng(0).uniform(0, 255, (4, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
     raw = np.asarray(head(extractor(images)))
-    logits = (np.log(raw) + shift) / temperature
+    logits = np.log(raw) / temperature
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(np.asarray(model(images)), expected, rtol=1e-4)
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     np.testing.assert_allclose(np.asarray(loaded(images)), expected, rtol=1e-4)
     assert split_classifier(loaded)[2].temperature == temperature
-
-
-def test_shades_of_gray_leaves_grey_alone_and_removes_a_colour_cast(tmp_path):
-    rng = np.random.default_rng(0)
-    scene = rng.uniform(20, 150, (2, 16, 16, 3)).astype("float32")
-    grey = np.repeat(scene[..., :1], 3, axis=-1)
-    layer = ShadesOfGray()
-    np.testing.assert_allclose(np.asarray(layer(grey)), grey, rtol=1e-5)
-    corrected = np.asarray(layer(scene))
-    cast = np.asarray(layer(scene * np.array([1.5, 0.9, 0.7], dtype="float32")))  # a reddish light
-    ratio = cast / corrected  # one brightness factor per image, the same for every pixel and channel
-    np.testing.assert_allclose(ratio, ratio[:, :1, :1, :1] * np.ones_like(ratio), rtol=1e-4)
-    assert not np.allclose(corrected, scene, rtol=0.02)  # the scene's own cast was removed too
-    model = keras.Sequential([keras.Input((16, 16, 3)), layer])
-    model.save(tmp_path / "m.keras")
-    np.testing.assert_allclose(np.asarray(keras.saving.load_model(tmp_path / "m.keras")(scene)), corrected,
-                               rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(model(images)).argmax(axis=1), raw.argmax(axis=1))  # same classes
 
 
 def assert_fitted_on_the_final_model(classifier: keras.Model, data_dir, seed: int, temperature: float) -> None:
     """The logged temperature is the one that the saved network's own validation probabilities give (training
     reuses its last epoch's validation pass instead of predicting again)."""
-    data, _ = labelled_split(data_dir, None, "grouped", seed)
+    data, _ = labelled_split(data_dir, None, seed)
     val = data[data["split"] == "val"]
     images = np.concatenate([b.numpy() for b in image_dataset(val["path"].tolist(), IMAGE_SIZE, 8)])
-    extractor, head, adjustment = split_classifier(classifier)
-    raw = np.asarray(head(extractor(images)))
-    refit = fit_temperature(adjusted_logits(raw, np.asarray(adjustment.shift)), val["label"].to_numpy())
+    extractor, head, _ = split_classifier(classifier)
+    refit = fit_temperature(np.asarray(head(extractor(images))), val["label"].to_numpy())
     assert refit == pytest.approx(temperature, rel=1e-3)
 
 
 def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir, test_weights):
     config = tiny_config(test_weights, epochs=3, fine_tune_from="block_15", fine_tune_epochs=3,
-                         fine_tune_learning_rate=1e-3, class_weight="balanced", label_smoothing=0.1,
-                         prior_adjustment=True, temperature_scaling=True, colour_constancy=True)
+                         fine_tune_learning_rate=1e-3, loss="logit_adjusted", temperature_scaling=True)
     result = train(config, synthetic_dir)
     run = mlflow.get_run(result["run_id"])
-    assert run.data.params["fine_tune_from"] == "block_15" and run.data.params["class_weight"] == "balanced"
-    assert run.data.params["colour_constancy"] == "True"
+    assert run.data.params["fine_tune_from"] == "block_15"
+    assert run.data.params["loss"] == "logit_adjusted_crossentropy"
     history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_balanced_accuracy")
     assert [m.step for m in history] == list(range(1, 7))  # warm-up epochs, then fine-tuning epochs
     metrics = run.data.metrics
-    assert metrics["temperature"] > 0 and "prior_tau" in metrics and 0 <= metrics["val_adjusted_ece"] <= 1
+    assert metrics["temperature"] > 0 and 0 <= metrics["val_adjusted_ece"] <= 1
 
     classifier = load_keras_model(result["model_uri"])
-    extractor, head, adjustment = split_classifier(classifier)
-    assert adjustment is not None and adjustment.temperature == pytest.approx(metrics["temperature"])
-    assert any(isinstance(layer, ShadesOfGray) for layer in extractor.layers)  # served with the model
+    extractor, head, scaling = split_classifier(classifier)
+    assert scaling is not None and scaling.temperature == pytest.approx(metrics["temperature"])
     assert_fitted_on_the_final_model(classifier, synthetic_dir, config.seed, metrics["temperature"])
     fresh_top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15")
     trained_top = next(layer for layer in head.layers if isinstance(layer, keras.Model))
@@ -146,8 +127,8 @@ def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthet
     assert run.data.metrics["temperature"] > 0 and 0 <= run.data.metrics["val_adjusted_ece"] <= 1
 
     classifier = load_keras_model(result["model_uri"])
-    extractor, head, adjustment = split_classifier(classifier)
-    assert adjustment is not None and adjustment.temperature == pytest.approx(run.data.metrics["temperature"])
+    extractor, head, scaling = split_classifier(classifier)
+    assert scaling is not None and scaling.temperature == pytest.approx(run.data.metrics["temperature"])
     assert_fitted_on_the_final_model(classifier, synthetic_dir, config.seed, run.data.metrics["temperature"])
     fresh_stem = build_feature_extractor(IMAGE_SIZE, test_weights, fine_tune_from="block_15")
     assert extractor_fingerprint(extractor) == extractor_fingerprint(fresh_stem)  # frozen part untouched

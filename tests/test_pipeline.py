@@ -1,4 +1,5 @@
-"""End to end: the Prefect pipeline flow on synthetic data, then what it left in MLflow."""
+"""End to end: the Prefect pipeline flow on synthetic data, then scheduled retraining's flow on top of it, and what
+both left in MLflow."""
 
 import base64
 from pathlib import Path
@@ -7,28 +8,34 @@ import mlflow
 import pandas as pd
 import pytest
 
-from flows.pipeline import pipeline
+from flows.pipeline import pipeline_flow
+from flows.retrain import retrain_flow
 from skinml import CLASSES
-from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
+from skinml.manifests import run_manifest
 
 from .conftest import IMAGE_SIZE
 
 
+def children(parent_run_id: str, experiment: str = "skinml") -> pd.DataFrame:
+    return mlflow.search_runs(experiment_names=[experiment],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
 @pytest.mark.slow
-def test_prefect_pipeline_runs_every_stage_under_one_parent_run(synthetic_dir, test_weights, tmp_path):
-    config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=3, cached_views=2)
-    result = pipeline(str(synthetic_dir), config, output=str(tmp_path / "pipeline.json"))
+def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_weights, tmp_path):
+    recipe = {"weights": test_weights, "image_size": IMAGE_SIZE, "epochs": 3, "cached_views": 2, "seed": 7}
+    result = pipeline_flow(str(synthetic_dir), "baseline", recipe, output=str(tmp_path / "pipeline.json"))
     assert (tmp_path / "pipeline.json").exists()
 
     parent = mlflow.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED"
     assert parent.data.params["epochs"] == "3" and parent.data.params["image_size"] == "32"
     assert "test_balanced_accuracy" in parent.data.metrics and "test_macro_auc" in parent.data.metrics
-    children = mlflow.search_runs(experiment_names=["skinml"],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert sorted(children["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
-    assert set(children["status"]) == {"FINISHED"}
+    stages = children(parent.info.run_id)
+    assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
+    assert set(stages["status"]) == {"FINISHED"}
+    assert stages[stages["tags.skinml.stage"] == "split"].iloc[0]["params.seed"] == "7"  # the recipe's seed
 
     train_run = result["train"]["run_id"]
     history = mlflow.MlflowClient().get_metric_history(train_run, "val_loss")
@@ -43,6 +50,17 @@ def test_prefect_pipeline_runs_every_stage_under_one_parent_run(synthetic_dir, t
     answer = model.predict(pd.DataFrame({"image": [base64.b64encode(Path(path).read_bytes()).decode()]}))
     assert answer["label"][0] in CLASSES
 
+    # Retraining: the champion's recipe, its test split kept, the margin honoured, in the experiment asked for.
+    retrained = retrain_flow(str(synthetic_dir), experiment="retraining", promotion_margin=1.0)
+    assert retrained["registry"]["version"] == "2" and retrained["promotion"]["margin"] == 1.0
+    assert retrained["promotion"]["promoted"] is False  # no model gains 1.0 of balanced accuracy
+    stages = children(retrained["parent_run_id"], "retraining")
+    assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
+    new_train = mlflow.get_run(retrained["train"]["run_id"])
+    assert new_train.data.params["seed"] == "7" and new_train.data.params["epochs"] == "3"
+    old, new = run_manifest(train_run), run_manifest(retrained["train"]["run_id"])
+    assert set(old.loc[old["split"] == "test", "image_id"]) == set(new.loc[new["split"] == "test", "image_id"])
+
 
 @pytest.mark.slow
 def test_failing_stage_fails_the_pipeline_run(tmp_path):
@@ -50,7 +68,7 @@ def test_failing_stage_fails_the_pipeline_run(tmp_path):
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataValidationError):
-        pipeline(str(tmp_path / "empty"), TrainConfig(weights="none", image_size=IMAGE_SIZE))
+        pipeline_flow(str(tmp_path / "empty"), "baseline", {"weights": "none", "image_size": IMAGE_SIZE})
     runs = mlflow.search_runs(experiment_names=["skinml"])
     assert set(runs["status"]) == {"FAILED"}
     assert sorted(runs["tags.skinml.stage"]) == ["pipeline", "split"]

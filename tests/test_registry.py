@@ -5,7 +5,7 @@ import pytest
 from mlflow import MlflowClient
 
 from skinml.config import TrainConfig
-from skinml.data.split import run_split
+from skinml.manifests import run_split
 from skinml.registry import LeakySplitError, promote, register, version_by_alias
 from skinml.train import train
 
@@ -39,7 +39,9 @@ def test_promotion_moves_aliases_only_for_a_better_honest_challenger(synthetic_d
     assert str(version_by_alias("skinml", "champion").version) == "2"
     assert str(version_by_alias("skinml", "challenger").version) == "3"
 
-    leaky = train(config.replace(epochs=1), synthetic_dir, split_strategy="random")
+    random_manifest = tmp_path / "random.csv"
+    run_split(synthetic_dir, random_manifest, strategy="random")
+    leaky = train(config.replace(epochs=1), synthetic_dir, random_manifest)
     register(leaky["model_uri"])
     with pytest.raises(LeakySplitError, match="trained on .* lesions of the champion's test split"):
         promote()

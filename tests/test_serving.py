@@ -19,7 +19,7 @@ from PIL import Image
 from skinml import CLASSES
 from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
-from skinml.data.pipeline import image_dataset
+from skinml.data.loader import image_dataset
 from skinml.registry import register
 from skinml.serving import load_keras_model
 from skinml.train import train

@@ -11,11 +11,10 @@ import pytest
 from skinml import CLASSES
 from skinml.config import TrainConfig
 from skinml.data.dataset import DataValidationError, load_dataset
-from skinml.data.pipeline import image_dataset, mix_batches
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_isic
 from skinml.evaluate import evaluate
 from skinml.serving import InvalidImageError
-from skinml.train import epoch_images, train
+from skinml.train import train
 
 from .conftest import IMAGE_SIZE
 
@@ -38,7 +37,8 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     params = run.data.params
     assert params["epochs"] == "8" and params["weights"] == test_weights and params["image_size"] == "32"
     assert params["learning_rate"] == "0.003" and params["batch_size"] == "16" and params["dropout"] == "0.2"
-    assert params["augmentation"].startswith("rot=0.1") and params["split_strategy"] == "grouped"
+    assert params["augmentation"] == "rot=0.1,zoom=0.1,shift=0.1,flip=1"
+    assert params["loss"] == "categorical_crossentropy"
     client = mlflow.MlflowClient()
     for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy"):
         history = client.get_metric_history(run.info.run_id, metric)
@@ -110,55 +110,6 @@ def test_plain_keras_training_with_backbone_in_the_loop(synthetic_dir, test_weig
     run = mlflow.get_run(result["run_id"])
     assert run.info.status == "FINISHED" and run.data.params["feature_cache"] == "False"
     assert len(mlflow.MlflowClient().get_metric_history(run.info.run_id, "val_balanced_accuracy")) == 2
-
-
-def test_mixup_reaches_training_on_both_paths(synthetic_dir, test_weights, monkeypatch):
-    import skinml.train
-
-    calls = []
-
-    def recording_mix_batches(batches, alpha, seed):  # the real blending (tested in test_augment.py), recorded
-        calls.append((batches.element_spec[0].shape.as_list(), alpha))
-        return mix_batches(batches, alpha, seed)
-
-    monkeypatch.setattr(skinml.train, "mix_batches", recording_mix_batches)
-    cached = train(tiny_config(test_weights, epochs=2, mixup=0.4), synthetic_dir)
-    assert calls == [([None, 1280], 0.4)] * 2  # every epoch's batches of features
-    on_the_fly = train(tiny_config(test_weights, epochs=1, feature_cache=False, mixup=0.4), synthetic_dir)
-    assert calls[2:] == [([None, IMAGE_SIZE, IMAGE_SIZE, 3], 0.4)]  # the image batches
-    for result in (cached, on_the_fly):
-        run = mlflow.get_run(result["run_id"])
-        assert run.info.status == "FINISHED" and run.data.params["mixup"] == "0.4"
-    untouched = train(tiny_config(test_weights, epochs=1), synthetic_dir)
-    assert len(calls) == 3 and mlflow.get_run(untouched["run_id"]).data.params["mixup"] == "0.0"
-
-
-def test_balanced_sampling_reaches_training_on_both_paths(synthetic_dir, test_weights, monkeypatch):
-    import skinml.train
-
-    drawn, balanced_by = [], []
-
-    def recording_epoch_images(labels, sampling, rng):  # the real draws (tested in test_calibration.py), recorded
-        images = epoch_images(labels, sampling, rng)
-        drawn.append((sampling, len(np.unique(images)) < len(labels)))
-        return images
-
-    def recording_image_dataset(*args, balance_classes=None, **kwargs):
-        if kwargs.get("shuffle_seed") is not None:  # the training images
-            balanced_by.append(np.array_equal(balance_classes, kwargs["labels"].argmax(axis=1)))
-        return image_dataset(*args, balance_classes=balance_classes, **kwargs)
-
-    monkeypatch.setattr(skinml.train, "epoch_images", recording_epoch_images)
-    monkeypatch.setattr(skinml.train, "image_dataset", recording_image_dataset)
-    cached = train(tiny_config(test_weights, epochs=2, sampling="balanced"), synthetic_dir)
-    assert drawn == [("balanced", True)] * 2  # drawn with replacement: some images twice, some not at all
-    on_the_fly = train(tiny_config(test_weights, epochs=1, feature_cache=False, sampling="balanced"), synthetic_dir)
-    assert balanced_by == [True]  # balanced by each training image's own class
-    for result in (cached, on_the_fly):
-        run = mlflow.get_run(result["run_id"])
-        assert run.info.status == "FINISHED" and run.data.params["sampling"] == "balanced"
-    untouched = train(tiny_config(test_weights, epochs=1), synthetic_dir)
-    assert drawn[2:] == [("none", False)] and mlflow.get_run(untouched["run_id"]).data.params["sampling"] == "none"
 
 
 def break_missing_column(d: Path) -> str:

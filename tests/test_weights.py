@@ -10,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from skinml import model as skinml_model
-from skinml.model import WeightsError, build_feature_extractor, imagenet_weights_filename, resolve_weights
+from skinml import weights as skinml_weights
+from skinml.model import build_feature_extractor
+from skinml.weights import WeightsError, imagenet_weights_filename, resolve_weights
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_imagenet_weights_are_downloaded_verified_and_cached(weights_server, tmp
     fname = imagenet_weights_filename(0.5)
     monkeypatch.setenv("SKINML_WEIGHTS_URL", url)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setitem(skinml_model.KNOWN_WEIGHT_HASHES, fname,
+    monkeypatch.setitem(skinml_weights.KNOWN_WEIGHT_HASHES, fname,
                         hashlib.sha256((served / fname).read_bytes()).hexdigest())
     path = resolve_weights("imagenet", alpha=0.5)
     assert path.startswith(str(tmp_path / "keras" / "models"))
@@ -54,7 +55,7 @@ def test_download_with_wrong_checksum_is_refused(weights_server, tmp_path, monke
     url, _, _ = weights_server
     monkeypatch.setenv("SKINML_WEIGHTS_URL", url)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setitem(skinml_model.KNOWN_WEIGHT_HASHES, imagenet_weights_filename(0.5), "0" * 64)
+    monkeypatch.setitem(skinml_weights.KNOWN_WEIGHT_HASHES, imagenet_weights_filename(0.5), "0" * 64)
     with pytest.raises(WeightsError, match="could not download"):
         resolve_weights("imagenet", alpha=0.5)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -104,38 +103,3 @@ def manifest_digest(manifest: pd.DataFrame) -> str:
     """sha256 of the manifest's canonical CSV form: identifies a split exactly."""
     canonical = manifest[MANIFEST_COLUMNS].sort_values("image_id").to_csv(index=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training") -> dict[str, int]:
-    """Log the split to the active MLflow run: manifest CSV artifact, dataset input, counts and lesion overlap."""
-    import mlflow
-
-    summary = split_summary(manifest)
-    mlflow.log_text(manifest.to_csv(index=False), "split/manifest.csv")
-    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(manifest, source=Path(data_dir).resolve().as_uri(), targets="dx",
-                                          name=f"ham10000-{manifest_digest(manifest)[:12]}")
-    mlflow.log_input(dataset, context=context)
-    mlflow.log_metrics({f"split_{k}": v for k, v in summary.items()})
-    mlflow.set_tag("skinml.manifest_sha256", manifest_digest(manifest))
-    return summary
-
-
-def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped", seed: int = 42,
-              val_fraction: float = 0.15, test_fraction: float = 0.15, experiment: str = "skinml",
-              parent_run_id: str | None = None) -> dict:
-    """The split stage: validate the folder, split it, write the manifest CSV and log it; returns a summary."""
-    import mlflow
-
-    from skinml.data.dataset import load_dataset
-    from skinml.tracking import log_params_once, stage_run
-
-    with stage_run("split", experiment, parent_run_id) as run:
-        log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
-                           "val_fraction": val_fraction, "test_fraction": test_fraction})
-        manifest = make_split(load_dataset(data_dir), strategy, val_fraction, test_fraction, seed)
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        manifest.to_csv(output, index=False)
-        summary = log_manifest(manifest, data_dir)
-        return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary}

@@ -1,0 +1,36 @@
+"""The challenger sub-flow: train a recipe -> evaluate on the test split -> register -> apply the promotion rule.
+
+The pipeline, scheduled retraining and the sweep's final retraining all end with it, under their own parent run.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+
+from flows.tasks import evaluate_model, promote_challenger, register_model, train_model
+from skinml.config import DEFAULT_EXPERIMENT
+from skinml.registry import DEFAULT_MODEL_NAME
+
+
+@flow(name="challenger", log_prints=True)
+def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "baseline",
+                    overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                    parent_run_id: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
+                    promotion_margin: float = 0.0) -> dict:
+    """Returns {train, evaluate[, registry, promotion]}. `manifest` None: a lesion-grouped split by the recipe's seed.
+
+    With a `model_name` (the default), the model becomes the registry's new `challenger` and the promotion rule runs
+    with `promotion_margin`; `model_name=None` stops after the evaluation.
+    """
+    logger = get_run_logger()
+    trained = train_model(preset_name, overrides or {}, data_dir, manifest, experiment, parent_run_id)
+    logger.info("trained: %s", trained["model_uri"])
+    evaluated = evaluate_model(trained["model_uri"], experiment, parent_run_id)
+    result = {"train": {k: trained[k] for k in ("run_id", "model_uri", "metrics", "train_seconds")},
+              "evaluate": evaluated}
+    if model_name:
+        result["registry"] = register_model(trained["model_uri"], model_name,
+                                            {k: evaluated[k] for k in ("balanced_accuracy", "macro_auc")})
+        result["promotion"] = promote_challenger(model_name, promotion_margin, experiment, parent_run_id)
+        logger.info("registered %s, promotion: %s", result["registry"], result["promotion"]["reason"])
+    return result

@@ -1,0 +1,58 @@
+"""Split manifests in MLflow: the split stage, logging a manifest with a run, and reading one back from a run."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from skinml.config import DEFAULT_EXPERIMENT
+from skinml.data.dataset import load_dataset
+from skinml.data.split import make_split, manifest_digest, read_manifest, split_keeping_test, split_summary
+from skinml.tracking import download_run_artifact, log_params_once, stage_run
+
+MANIFEST_ARTIFACT = "split/manifest.csv"
+
+
+def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training") -> dict[str, int]:
+    """Log the split to the active MLflow run: manifest CSV artifact, dataset input, counts and lesion overlap."""
+    summary = split_summary(manifest)
+    mlflow.log_text(manifest.to_csv(index=False), MANIFEST_ARTIFACT)
+    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(manifest, source=Path(data_dir).resolve().as_uri(), targets="dx",
+                                          name=f"ham10000-{manifest_digest(manifest)[:12]}")
+    mlflow.log_input(dataset, context=context)
+    mlflow.log_metrics({f"split_{k}": v for k, v in summary.items()})
+    mlflow.set_tag("skinml.manifest_sha256", manifest_digest(manifest))
+    return summary
+
+
+def run_manifest(run_id: str) -> pd.DataFrame:
+    """The split manifest a run logged."""
+    return read_manifest(download_run_artifact(run_id, MANIFEST_ARTIFACT))
+
+
+def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped", seed: int = 42,
+              val_fraction: float = 0.15, test_fraction: float = 0.15, experiment: str = DEFAULT_EXPERIMENT,
+              parent_run_id: str | None = None, keep_test_of: str | None = None) -> dict:
+    """The split stage: validate the folder, split it, write the manifest CSV and log it; returns a summary.
+
+    With `keep_test_of` (a run id), the test split that run logged stays as it was (new images of its lesions join
+    it) and every other lesion is re-split into train/val: how retraining keeps models comparable.
+    """
+    with stage_run("split", experiment, parent_run_id) as run:
+        log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
+                         "val_fraction": val_fraction, "test_fraction": test_fraction})
+        frame = load_dataset(data_dir)
+        if keep_test_of:
+            manifest = split_keeping_test(frame, run_manifest(keep_test_of), val_fraction, seed)
+            mlflow.set_tag("skinml.test_split_from_run", keep_test_of)
+        else:
+            manifest = make_split(frame, strategy, val_fraction, test_fraction, seed)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        manifest.to_csv(output, index=False)
+        summary = log_manifest(manifest, data_dir)
+        return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary}
