@@ -24,33 +24,35 @@ from skinml.tracking import download_run_artifact, log_params_once, stage_run
 DEPLOYMENT_NAME = "skinml-retrain"
 
 
-def champion_recipe(model_name: str) -> tuple[str, dict, str | None]:
-    """(preset, the champion's changes from that preset, its training run id), or the baseline when there is none.
+def champion_recipe(model_name: str, fallback_preset: str = "baseline") -> tuple[str, dict, str | None]:
+    """(preset, the champion's changes from that preset, its training run id), or `fallback_preset` when there is
+    no champion.
 
     The champion's `config.json` holds its whole TrainConfig, so the challenger is trained with the same recipe. A
     champion whose config.json this version cannot read is an error that says to retrain it once.
     """
     champion = version_by_alias(model_name, CHAMPION)
     if champion is None:
-        return "baseline", {}, None
+        return fallback_preset, {}, None
     try:
         config = TrainConfig.from_dict(json.loads(download_run_artifact(champion.run_id, "config.json").read_text()))
     except (MlflowException, OSError, ValueError, TypeError) as exc:
         raise ValueError(f"the champion {model_name} v{champion.version} (run {champion.run_id}) has no config.json "
-                         f"that this skinml can read ({exc}); retrain it once with `skinml pipeline` and the "
-                         f"options it was trained with, then promote that model") from None
+                         f"that this skinml can read ({exc}); retrain it once (`skinml pipeline` with the options "
+                         f"it was trained with) and move the `champion` alias to the new version") from None
     return config.preset, config.preset_overrides(), champion.run_id
 
 
 @flow(name="retrain", log_prints=True)
 def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NAME,
                  experiment: str = DEFAULT_EXPERIMENT, promotion_margin: float = 0.0,
-                 overrides: dict | None = None) -> dict:
+                 overrides: dict | None = None, preset_name: str = "baseline") -> dict:
     """Retrain, evaluate on the fixed test split, register the challenger, apply the promotion rule.
 
-    `overrides` (TrainConfig fields) apply on top of the champion's recipe.
+    The recipe is the champion's (`preset_name` when there is no champion yet), with `overrides` (TrainConfig fields)
+    on top.
     """
-    preset_name, champion_overrides, champion_run_id = champion_recipe(model_name)
+    preset_name, champion_overrides, champion_run_id = champion_recipe(model_name, preset_name)
     overrides = {**champion_overrides, **(overrides or {})}
     config = recipe(preset_name, overrides)
     with stage_run("retrain", experiment) as parent:
@@ -69,8 +71,9 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
 
 def serve_retraining(cron: str, data_dir: str | None, model_name: str = DEFAULT_MODEL_NAME,
                      overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                     promotion_margin: float = 0.0) -> None:
+                     promotion_margin: float = 0.0, preset_name: str = "baseline") -> None:
     """Serve the retrain flow as deployment `retrain/skinml-retrain` on a cron schedule (blocks, like flow.serve)."""
     retrain_flow.serve(name=DEPLOYMENT_NAME, cron=cron,
                        parameters={"data_dir": data_dir, "model_name": model_name, "experiment": experiment,
-                                   "promotion_margin": promotion_margin, "overrides": overrides or {}})
+                                   "promotion_margin": promotion_margin, "overrides": overrides or {},
+                                   "preset_name": preset_name})

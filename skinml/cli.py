@@ -138,7 +138,8 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     from flows.retrain import serve_retraining
 
     training_config(args)
-    serve_retraining(args.cron, args.data_dir, args.name, explicit_options(args), args.experiment, args.margin)
+    serve_retraining(args.cron, args.data_dir, args.name, explicit_options(args), args.experiment, args.margin,
+                     args.preset)
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:

@@ -1,7 +1,7 @@
 """Where the frozen backbone runs: OpenVINO on a CPU, TensorFlow on a GPU (or when asked).
 
-On our 2-core CPUs OpenVINO runs MobileNetV2 2.4x (Xeon) to 3.2x (EPYC) faster than TensorFlow (docs/benchmarks.md)
-and gives the same features to within 1e-4. `auto` picks TensorFlow whenever TensorFlow sees a GPU, else OpenVINO
+On a CPU OpenVINO runs MobileNetV2 several times faster than TensorFlow (docs/benchmarks.md) and gives the same
+features to within 1e-4. `auto` picks TensorFlow whenever TensorFlow sees a GPU, else OpenVINO
 when it is installed. $SKINML_ENGINE (or the `engine` argument) forces one: auto | openvino | tensorflow.
 
 Precision: OpenVINO's own default on a CPU with native bfloat16 (AVX-512 BF16 or AMX) is to compute in bf16, which
