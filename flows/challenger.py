@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.names import challenger_run_name
 from flows.tasks import evaluate_model, promote_challenger, register_model, train_model
-from skinml.config import DEFAULT_EXPERIMENT
+from skinml.config import DEFAULT_EXPERIMENT, recipe
 from skinml.registry import DEFAULT_MODEL_NAME
+from skinml.summary import summarize_parent
 
 
-@flow(name="challenger", log_prints=True)
+@flow(name="challenger", flow_run_name=challenger_run_name, log_prints=True)
 def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "baseline",
                     overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
                     parent_run_id: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
@@ -20,7 +22,8 @@ def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "bas
     """Returns {train, evaluate[, registry, promotion]}. `manifest` None: a lesion-grouped split by the recipe's seed.
 
     With a `model_name` (the default), the model becomes the registry's new `challenger` and the promotion rule runs
-    with `promotion_margin`; `model_name=None` stops after the evaluation.
+    with `promotion_margin`; `model_name=None` stops after the evaluation. The parent run gets the headline metrics
+    and a description.
     """
     logger = get_run_logger()
     trained = train_model(preset_name, overrides or {}, data_dir, manifest, experiment, parent_run_id)
@@ -33,4 +36,7 @@ def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "bas
                                             {k: evaluated[k] for k in ("balanced_accuracy", "macro_auc")})
         result["promotion"] = promote_challenger(model_name, promotion_margin, experiment, parent_run_id)
         logger.info("registered %s, promotion: %s", result["registry"], result["promotion"]["reason"])
+    if parent_run_id:
+        summarize_parent(parent_run_id, recipe(preset_name, overrides), trained, evaluated, result.get("registry"),
+                         result.get("promotion"))
     return result

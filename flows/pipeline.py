@@ -7,18 +7,17 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import mlflow
 from prefect import flow, get_run_logger
 
 from flows.challenger import challenger_flow
+from flows.names import pipeline_run_name
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, recipe
-from skinml.metrics import flat_metrics
 from skinml.registry import DEFAULT_MODEL_NAME
 from skinml.tracking import dump_json, log_params_once, stage_run
 
 
-@flow(name="pipeline", log_prints=True)
+@flow(name="pipeline", flow_run_name=pipeline_run_name, log_prints=True)
 def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", overrides: dict | None = None,
                   split_strategy: str = "grouped", experiment: str = DEFAULT_EXPERIMENT,
                   output: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
@@ -26,7 +25,7 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
     """Run every stage for the recipe (preset + overrides); returns {parent_run_id, data_dir, split, train,
     evaluate[, registry, promotion]}. `model_name=None` skips the registry."""
     config = recipe(preset_name, overrides)  # refuses a bad recipe before any work
-    with stage_run("pipeline", experiment) as parent:
+    with stage_run("pipeline", experiment, name=config.label()) as parent:
         parent_id = parent.info.run_id
         log_params_once({**config.params(), "split_strategy": split_strategy})
         folder = download(data_dir)
@@ -36,10 +35,6 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         get_run_logger().info("split: %s", split_summary)
         result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                  promotion_margin)
-        mlflow.log_metrics({**flat_metrics(result["evaluate"], "test"), **result["train"]["metrics"],
-                            "lesions_crossing_splits": split_summary["lesions_crossing_splits"]})
-        mlflow.set_tags({"skinml.model_uri": result["train"]["model_uri"],
-                         "skinml.train_run_id": result["train"]["run_id"]})
         result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result}
         dump_json(result, output)
         return result

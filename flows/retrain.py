@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import date
 from pathlib import Path
 
-import mlflow
 from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger
 
 from flows.challenger import challenger_flow
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig, recipe
-from skinml.metrics import flat_metrics
 from skinml.registry import CHAMPION, DEFAULT_MODEL_NAME, version_by_alias
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
@@ -43,7 +42,7 @@ def champion_recipe(model_name: str, fallback_preset: str = "baseline") -> tuple
     return config.preset, config.preset_overrides(), champion.run_id
 
 
-@flow(name="retrain", log_prints=True)
+@flow(name="retrain", flow_run_name="retrain {model_name}", log_prints=True)
 def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NAME,
                  experiment: str = DEFAULT_EXPERIMENT, promotion_margin: float = 0.0,
                  overrides: dict | None = None, preset_name: str = "baseline") -> dict:
@@ -55,7 +54,7 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
     preset_name, champion_overrides, champion_run_id = champion_recipe(model_name, preset_name)
     overrides = {**champion_overrides, **(overrides or {})}
     config = recipe(preset_name, overrides)
-    with stage_run("retrain", experiment) as parent:
+    with stage_run("retrain", experiment, name=f"retrain {date.today()} {config.label()}") as parent:
         parent_id = parent.info.run_id
         log_params_once({**config.params(), "model_name": model_name, "champion_run_id": champion_run_id or "none"})
         folder = download(data_dir)
@@ -63,7 +62,6 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
         split(folder, manifest, "grouped", config.seed, experiment, parent_id, keep_test_of=champion_run_id)
         result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                  promotion_margin)
-        mlflow.log_metrics(flat_metrics(result["evaluate"], "test"))
         get_run_logger().info("retrained %s v%s: %s", model_name, result["registry"]["version"],
                               result["promotion"]["reason"])
         return {"parent_run_id": parent_id, **result}

@@ -7,20 +7,21 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.challenger import challenger_flow
+from flows.names import sweep_run_name
 from flows.tasks import download
 from skinml.config import SWEEP_EXPERIMENT, recipe
 from skinml.registry import DEFAULT_MODEL_NAME
 from skinml.tune import sweep
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="trials {study_name}")
 def run_sweep(data_dir: str, preset_name: str, overrides: dict, n_trials: int, metric: str, study_name: str,
               storage: str | None, timeout: float | None, experiment: str) -> dict:
     return sweep(data_dir, recipe(preset_name, overrides), n_trials, metric, study_name, storage, timeout,
                  experiment=experiment)
 
 
-@flow(name="sweep", log_prints=True)
+@flow(name="sweep", flow_run_name=sweep_run_name, log_prints=True)
 def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overrides: dict | None = None,
                n_trials: int = 30, metric: str = "val_balanced_accuracy", study_name: str = "skinml-sweep",
                storage: str | None = None, timeout: float | None = None, retrain_best: bool = True,

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_EXPERIMENT = "skinml"
+# How run names spell the recipe's fields (TrainConfig.label); the others keep their own names.
+SHORT_NAMES = {"learning_rate": "lr", "fine_tune_learning_rate": "ft_lr", "fine_tune_from": "ft_from",
+               "fine_tune_epochs": "ft_epochs", "cached_views": "views", "image_size": "size", "batch_size": "batch",
+               "temperature_scaling": "temperature", "feature_cache": "cache"}
 SWEEP_EXPERIMENT = "skinml-sweeps"
 LOSSES = ("crossentropy", "logit_adjusted")
 
@@ -118,6 +122,19 @@ class TrainConfig:
     def from_dict(cls, fields: dict[str, Any]) -> TrainConfig:
         """The configuration `to_dict` wrote (fields it lacks take their defaults)."""
         return cls().replace(**fields)
+
+    def label(self) -> str:
+        """The preset and what differs from it, short enough for a run name: 'baseline', 'best seed=1',
+        'baseline lr=0.0003 dropout=0.3' (a weights file is not named: every weights file is ImageNet's here)."""
+        parts = [self.preset]
+        for name, value in self.preset_overrides().items():
+            if name == "weights" and value != "none":
+                continue
+            if name == "augment":
+                value = self.augment.describe()
+            parts.append(f"{SHORT_NAMES.get(name, name)}={value:g}" if isinstance(value, float)
+                         else f"{SHORT_NAMES.get(name, name)}={value}")
+        return " ".join(parts)
 
     def preset_overrides(self) -> dict[str, Any]:
         """The fields that differ from this config's preset, as plain JSON (a recipe's overrides)."""

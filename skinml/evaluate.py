@@ -54,6 +54,15 @@ def training_run_id(model_uri: str) -> str:
     return run_id
 
 
+def evaluation_name(model_uri: str, part: str) -> str:
+    """'evaluate test baseline lr=0.0003': the part evaluated and the recipe, from the name of the training run."""
+    try:
+        trained = mlflow.get_run(training_run_id(model_uri)).info.run_name or ""
+    except (ValueError, mlflow.exceptions.MlflowException):
+        trained = ""
+    return f"evaluate {part} {trained.removeprefix('train ')}".strip()
+
+
 def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str, manifest_run_id: str | None = None
                    ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The labelled images to evaluate on, and tags describing them.
@@ -87,7 +96,8 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
     `train_`, so that a validation figure never passes for a test one in the MLflow UI.
     """
     prefix = "test" if data_dir is not None else split
-    with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri}) as run:
+    with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri},
+                   name=evaluation_name(model_uri, prefix if data_dir is None else "external")) as run:
         data, tags = evaluation_set(model_uri, data_dir, split, manifest_run_id)
         if data.empty:
             raise ValueError(f"nothing to evaluate: the {split} split of {model_uri}'s run is empty")
@@ -97,6 +107,7 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         y_true = data["dx"].map(CLASSES.index).to_numpy()
         metrics = classification_metrics(y_true, probs)
         mlflow.log_metrics(flat_metrics(metrics, prefix))
+        mlflow.set_tag("skinml.n_images", str(metrics["n_images"]))  # a count: a tag, not a model figure
         metrics["ci95"] = lesion_bootstrap_intervals(y_true, probs, data["lesion_id"].to_numpy())
         mlflow.log_metrics({f"{prefix}_{name}_ci95_{end}": bound for name, (low, high) in metrics["ci95"].items()
                             for end, bound in (("low", low), ("high", high))})

@@ -25,8 +25,8 @@ def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "t
         dataset = mlflow.data.from_pandas(manifest, source=Path(data_dir).resolve().as_uri(), targets="dx",
                                           name=f"ham10000-{manifest_digest(manifest)[:12]}")
     mlflow.log_input(dataset, context=context)
-    mlflow.log_metrics({f"split_{k}": v for k, v in summary.items()})
-    mlflow.set_tag("skinml.manifest_sha256", manifest_digest(manifest))
+    mlflow.set_tags({"skinml.manifest_sha256": manifest_digest(manifest),
+                     **{f"skinml.split_{k}": str(v) for k, v in summary.items()}})  # bookkeeping: tags, not metrics
     return summary
 
 
@@ -43,7 +43,8 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
     With `keep_test_of` (a run id), the test split that run logged stays as it was (new images of its lesions join
     it) and every other lesion is re-split into train/val: how retraining keeps models comparable.
     """
-    with stage_run("split", experiment, parent_run_id) as run:
+    name = f"split {strategy} seed={seed}" + (" keeping the champion's test split" if keep_test_of else "")
+    with stage_run("split", experiment, parent_run_id, name=name) as run:
         log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
                          "val_fraction": val_fraction, "test_fraction": test_fraction})
         frame = load_dataset(data_dir)

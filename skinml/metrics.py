@@ -66,11 +66,21 @@ def report_text(y_true: np.ndarray, probs: np.ndarray) -> str:
 
 
 def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
-    """MLflow metric names: `<prefix>_accuracy`, ..., `<prefix>_recall_<class>`, ... (NaNs left out)."""
-    flat = {f"{prefix}_{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+    """MLflow metric names: `<prefix>_accuracy`, ..., and per class `<prefix>_recall/<class>`, ..., so that MLflow's
+    chart view groups each per-class figure under one prefix (NaNs left out)."""
+    flat = {f"{prefix}_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n_images"}
     for name, values in metrics.get("per_class", {}).items():
-        flat.update({f"{prefix}_{k}_{name}": v for k, v in values.items() if k != "support"})
+        flat.update({f"{prefix}_{k}/{name}": v for k, v in values.items() if k != "support"})
     return {k: float(v) for k, v in flat.items() if v == v}
+
+
+def headline_metrics(test: dict, last_epoch: dict[str, float]) -> dict[str, float]:
+    """What a parent run shows first: test balanced accuracy, macro AUC, ECE and macro F1, per-class test recall
+    (`test_recall/<class>`), and the last epoch's validation balanced accuracy and macro AUC."""
+    figures = {f"test_{k}": test[k] for k in ("balanced_accuracy", "macro_auc", "ece", "macro_f1") if k in test}
+    figures.update({f"test_recall/{name}": values["recall"] for name, values in test["per_class"].items()})
+    figures.update({k: last_epoch[k] for k in ("val_balanced_accuracy", "val_macro_auc") if k in last_epoch})
+    return {k: float(v) for k, v in figures.items() if v == v}
 
 
 def rank_auc(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:

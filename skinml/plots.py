@@ -7,21 +7,23 @@ from __future__ import annotations
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import confusion_matrix, roc_curve
 
 from skinml import CLASSES
 
 
 def training_curves(history: dict[str, list[float]]) -> Figure:
-    """Accuracy and loss per epoch, train vs validation."""
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    """Loss, accuracy and balanced accuracy per epoch, train vs validation (whole-number epochs)."""
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
+    for ax, metric in zip(axes, ("loss", "accuracy", "balanced_accuracy")):
         for split in ("train", "val"):
             values = history.get(f"{split}_{metric}")
             if values:
                 ax.plot(range(1, len(values) + 1), values, marker="o", label=split)
-        ax.set(title=f"{metric} per epoch", xlabel="epoch", ylabel=metric)
+        ax.set(title=f"{metric.replace('_', ' ')} per epoch", xlabel="epoch", ylabel=metric.replace("_", " "))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.tight_layout()
     return fig

@@ -21,6 +21,12 @@ from skinml.tracking import stage_run
 
 DEFAULT_MODEL_NAME = "skinml"
 CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_DESCRIPTION = (
+    "MobileNetV2 (ImageNet, transfer learning) classifying dermatoscopic images into the 7 HAM10000 classes "
+    "akiec, bcc, bkl, df, mel, nv, vasc. Input: a column `image` of base64-encoded JPEG/PNG files, any size; output: "
+    "the 7 probabilities and `label`, the predicted class. Serve the champion with `mlflow models serve -m "
+    "models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest version, `champion` the one "
+    "the promotion rule chose (balanced accuracy on the champion's lesion-grouped test split).")
 
 
 class LeakySplitError(ValueError):
@@ -47,6 +53,12 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     tags.update({f"test_{k}": f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
+    client.update_registered_model(name, description=MODEL_DESCRIPTION.format(name=name))
+    figures = ", ".join(f"test {k.replace('_', ' ')} {v:.3f}" for k, v in (metrics or {}).items()
+                        if isinstance(v, (int, float)))
+    client.update_model_version(name, version, description=f"Recipe `{run.info.run_name.removeprefix('train ')}` "
+                                f"(run `{run_id}`); split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
+                                f"{figures or 'not evaluated'}.")
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
     if version_by_alias(name, CHAMPION) is None:
@@ -78,11 +90,14 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
     champion = version_by_alias(name, CHAMPION)
     if challenger is None or champion is None:
         raise ValueError(f"registered model {name!r} needs both a {CHALLENGER!r} and a {CHAMPION!r} alias")
-    with stage_run("promote", experiment, parent_run_id) as run:
+    with stage_run("promote", experiment, parent_run_id,
+                   name=f"promote v{challenger.version} vs v{champion.version}") as run:
         decision = {"name": name, "champion_version": champion.version, "challenger_version": challenger.version,
                     "margin": margin, "promotion_run_id": run.info.run_id}
         if challenger.version == champion.version:
-            decision.update(promoted=False, reason="the challenger already is the champion")
+            decision.update(promoted=False, reason=f"v{champion.version} is the champion already (a version "
+                                                   f"registered when there is none becomes champion): nothing to "
+                                                   f"compare")
         else:
             check_comparable(champion.run_id, challenger.run_id)
             scores = {}
@@ -93,8 +108,9 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
             promoted = scores[CHALLENGER] > scores[CHAMPION] + margin
             decision.update(promoted=promoted, champion_balanced_accuracy=scores[CHAMPION],
                             challenger_balanced_accuracy=scores[CHALLENGER], test_split_run_id=champion.run_id,
-                            reason=f"challenger {scores[CHALLENGER]:.4f} vs champion {scores[CHAMPION]:.4f} "
-                                   f"+ margin {margin}")
+                            reason=f"v{challenger.version} {'became' if promoted else 'did not become'} champion: "
+                                   f"balanced accuracy {scores[CHALLENGER]:.4f} against v{champion.version}'s "
+                                   f"{scores[CHAMPION]:.4f} + margin {margin} on v{champion.version}'s test split")
             if promoted:
                 client.set_registered_model_alias(name, CHAMPION, challenger.version)
             mlflow.log_metrics({"champion_balanced_accuracy": scores[CHAMPION],
@@ -105,4 +121,8 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
             client.set_model_version_tag(name, version, "promotion_decision",
                                          f"{'promoted' if decision['promoted'] else 'kept champion'} "
                                          f"(run {run.info.run_id}): {decision['reason']}")
+        described = client.get_model_version(name, challenger.version).description or ""
+        client.update_model_version(name, challenger.version,
+                                    description=f"{described.split(' Promotion: ')[0]} Promotion: "
+                                                f"{decision['reason']}.")
         return decision

@@ -18,26 +18,40 @@ import mlflow
 from skinml.config import DEFAULT_EXPERIMENT
 
 
+EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI opens such an experiment in its model-training view
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
-              tags: dict[str, str] | None = None) -> Iterator[mlflow.ActiveRun]:
-    """Start (or resume, under `mlflow run`) the MLflow run of one stage, nested under `parent_run_id` if given."""
+              tags: dict[str, str] | None = None, name: str | None = None) -> Iterator[mlflow.ActiveRun]:
+    """Start (or resume, under `mlflow run`) the MLflow run of one stage, named `name` (default: the stage), nested
+    under `parent_run_id` if given."""
     tags = {"skinml.stage": stage, **(tags or {})}
+    name = name or stage
     active = mlflow.active_run()
     if parent_run_id:
         experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
         nested = active is not None and active.info.run_id == parent_run_id
-        with mlflow.start_run(experiment_id=experiment_id, run_name=stage, nested=nested,
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=nested,
                               parent_run_id=parent_run_id, tags=tags) as run:
             yield run
-    elif active is not None:  # the caller already opened a run for this stage
-        mlflow.set_tags(tags)
+    elif active is not None:  # the caller already opened a run for this stage (`mlflow run` did)
+        mlflow.set_tags({**tags, "mlflow.runName": name})
+        mark_model_training(active.info.experiment_id)
         yield active
     else:
         if not mlflow.environment_variables.MLFLOW_RUN_ID.get():
             mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name=stage, tags=tags) as run:
+        with mlflow.start_run(run_name=name, tags=tags) as run:
+            mark_model_training(run.info.experiment_id)
             yield run
+
+
+def mark_model_training(experiment_id: str) -> None:
+    """Tag the experiment as model training (not GenAI), unless it already says what it is."""
+    client = mlflow.MlflowClient()
+    if "mlflow.experimentKind" not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
 
 
 def log_params_once(params: dict[str, Any]) -> None:

@@ -73,7 +73,9 @@ class EpochMetrics(keras.callbacks.Callback):
         self.probs = probs
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
         val = classification_metrics(self.val_labels, probs)
+        train_recalls = [logs[f"recall_{name}"] for name in CLASSES]  # on the training batches, as Keras computes
         metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
+                   "train_balanced_accuracy": float(np.mean(train_recalls)),
                    "val_loss": float(-np.log(picked).mean()), "val_accuracy": val["accuracy"],
                    "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_auc": val["macro_auc"]}
         for name, value in metrics.items():
@@ -86,8 +88,10 @@ def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: 
                          learning_rate: LearningRate | None = None) -> None:
     loss = (logit_adjusted_crossentropy(train_labels) if config.loss == "logit_adjusted"
             else keras.losses.CategoricalCrossentropy())
+    per_class_recall = [keras.metrics.Recall(top_k=1, class_id=k, name=f"recall_{name}")
+                        for k, name in enumerate(CLASSES)]  # their mean is the balanced accuracy
     model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=loss,
-                  metrics=["accuracy"])
+                  metrics=["accuracy", *per_class_recall])
 
 
 def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
@@ -189,7 +193,7 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCach
     """Frozen-backbone training from the feature cache; returns the whole classifier."""
     started = time.perf_counter()
     extractor, train_x, val_x = cached_features(config, data, cache)
-    mlflow.log_metric("feature_seconds", time.perf_counter() - started)
+    mlflow.set_tag("skinml.feature_seconds", f"{time.perf_counter() - started:.1f}")
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
     head, val_probs = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
     temperature = fit_temperature_layer(config, val_probs, labels["val"])
@@ -235,7 +239,7 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
     """Train a classifier on the split in `manifest_path` (else a lesion-grouped split by the config's seed) and log
     everything to MLflow; returns {run_id, model_uri, metrics, ...}."""
     keras.utils.set_random_seed(config.seed)
-    with stage_run("train", experiment, parent_run_id) as run:
+    with stage_run("train", experiment, parent_run_id, name=f"train {config.label()}") as run:
         started = time.perf_counter()
         log_params_once({**config.params(), "data_dir": str(Path(data_dir).resolve())})
         mlflow.log_dict(config.to_dict(), "config.json")  # the whole recipe: what retraining reads back
@@ -254,7 +258,7 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
         train_seconds = time.perf_counter() - started
         final = {name: values[-1] for name, values in history.items()}
         peak_mb = peak_rss_mb()
-        mlflow.log_metrics({"train_seconds": train_seconds, "peak_rss_mb": peak_mb})
+        mlflow.set_tags({"skinml.train_seconds": f"{train_seconds:.1f}", "skinml.peak_rss_mb": f"{peak_mb:.0f}"})
         result = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
                   "runs_model_uri": f"runs:/{run.info.run_id}/model", "metrics": final,
                   "train_seconds": train_seconds, "peak_rss_mb": peak_mb, "config": config.params()}

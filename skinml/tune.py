@@ -85,11 +85,10 @@ def open_study(study_name: str, storage: str | None, seed: int, base: TrainConfi
     return study, True
 
 
-def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: str) -> str:
+def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: str, name: str) -> str:
     """The sweep's parent MLflow run: made by the process that created the study, found by the others."""
     if created:  # under `mlflow run`, its run (in the experiment it was given) becomes the parent
-        with stage_run(f"sweep {study.study_name}", experiment,
-                       tags={"skinml.stage": "sweep", "skinml.study": study.study_name}) as run:
+        with stage_run("sweep", experiment, tags={"skinml.study": study.study_name}, name=name) as run:
             log_params_once(params)
         study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
         return run.info.run_id
@@ -118,9 +117,9 @@ def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
     client = mlflow.MlflowClient()
     client.log_batch(parent_id, metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0) for k, v in
                                          {"best_value": best.value, "best_dropout": best.params["dropout"],
-                                          "best_learning_rate": best.params["learning_rate"],
-                                          "n_complete_trials": summary["n_complete"],
-                                          "n_pruned_trials": summary["n_pruned"]}.items()])
+                                          "best_learning_rate": best.params["learning_rate"]}.items()],
+                     tags=[mlflow.entities.RunTag("skinml.n_complete_trials", str(summary["n_complete"])),
+                           mlflow.entities.RunTag("skinml.n_pruned_trials", str(summary["n_pruned"]))])
     client.log_dict(parent_id, summary, "sweep/summary.json")
     plots = {"optimization_history": lambda: optuna_plots.plot_optimization_history(study),
              "contour_dropout_learning_rate": lambda: optuna_plots.plot_contour(study,
@@ -154,7 +153,8 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
     data, manifest = labelled_split(data_dir, manifest, base.seed)
     parent_id = parent_run_id(study, created, {**base.params(), "n_trials": n_trials, "metric": metric,
                                                "study_name": study_name, "storage": storage or "in-memory",
-                                               "data_dir": str(Path(data_dir).resolve())}, experiment)
+                                               "data_dir": str(Path(data_dir).resolve())}, experiment,
+                               f"sweep {study_name} {n_trials} trials {base.label()}")
     if created:
         with mlflow.start_run(run_id=parent_id):
             log_manifest(manifest, data_dir)
@@ -167,8 +167,8 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
         keras.utils.set_random_seed(config.seed)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         history: dict[str, list[float]] = {}
-        with stage_run(f"trial {trial.number}", experiment, parent_id,
-                       tags={"skinml.stage": "trial", "optuna.trial": str(trial.number)}):
+        with stage_run("trial", experiment, parent_id, tags={"optuna.trial": str(trial.number)},
+                       name=f"trial {trial.number} dropout={config.dropout:.3f} lr={config.learning_rate:.2e}"):
             mlflow.log_params({"dropout": config.dropout, "learning_rate": config.learning_rate,
                                "trial_number": trial.number})
             pruner = PruneOnEpoch(trial, history, metric)

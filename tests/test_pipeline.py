@@ -2,6 +2,7 @@
 both left in MLflow."""
 
 import base64
+from datetime import date
 from pathlib import Path
 
 import mlflow
@@ -45,6 +46,36 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
     assert result["registry"] == {"name": "skinml", "version": "1", "aliases": ["challenger", "champion"]}
     assert result["promotion"]["promoted"] is False  # the first version already is the champion
 
+    # What the MLflow UI shows: the experiment as model training, runs named after their stage and recipe, the
+    # headline figures first on the parent with no bookkeeping among them, a description, registry descriptions.
+    label = "baseline size=32 epochs=3 seed=7"
+    client = mlflow.MlflowClient()
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert parent.info.run_name == label
+    assert sorted(stages["tags.mlflow.runName"]) == [f"evaluate test {label}", "promote v1 vs v1",
+                                                     "split grouped seed=7", f"train {label}"]
+    assert sorted(parent.data.metrics)[0] == "test_balanced_accuracy"  # the compare view's first metric
+    assert {f"test_recall/{name}" for name in CLASSES} | {"test_macro_auc", "test_ece", "val_balanced_accuracy"} \
+        <= set(parent.data.metrics)
+    assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"`{label}`" in note and "**Test** balanced accuracy" in note and "v1" in note
+    registered = client.get_registered_model("skinml")
+    assert "mlflow models serve" in registered.description and "base64" in registered.description
+    version = client.get_model_version("skinml", "1")
+    assert f"`{label}`" in version.description and "Promotion: v1 is the champion already" in version.description
+    train_history = client.get_metric_history(train_run, "train_balanced_accuracy")
+    assert [m.step for m in train_history] == [1, 2, 3]
+    # and Prefect's side: flow and task runs named after the recipe and the stage
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect:
+        flows = {run.name for run in prefect.read_flow_runs()}
+        tasks = {run.name for run in prefect.read_task_runs()}
+    assert {f"pipeline {label}", f"challenger {label}"} <= flows
+    assert {"download", "split grouped seed=7", f"train {label}", "evaluate", "register skinml",
+            "promote skinml"} <= tasks
+
     model = mlflow.pyfunc.load_model(result["train"]["model_uri"])
     path = load_dataset(synthetic_dir)["path"][0]
     answer = model.predict(pd.DataFrame({"image": [base64.b64encode(Path(path).read_bytes()).decode()]}))
@@ -56,6 +87,8 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
     assert retrained["promotion"]["promoted"] is False  # no model gains 1.0 of balanced accuracy
     stages = children(retrained["parent_run_id"], "retraining")
     assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
+    assert mlflow.get_run(retrained["parent_run_id"]).info.run_name == f"retrain {date.today()} {label}"
+    assert "did not become champion" in retrained["promotion"]["reason"]
     new_train = mlflow.get_run(retrained["train"]["run_id"])
     assert new_train.data.params["seed"] == "7" and new_train.data.params["epochs"] == "3"
     old, new = run_manifest(train_run), run_manifest(retrained["train"]["run_id"])

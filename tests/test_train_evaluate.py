@@ -40,10 +40,15 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     assert params["augmentation"] == "rot=0.1,zoom=0.1,shift=0.1,flip=1"
     assert params["loss"] == "categorical_crossentropy"
     client = mlflow.MlflowClient()
-    for metric in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_balanced_accuracy"):
+    for metric in ("train_loss", "train_accuracy", "train_balanced_accuracy", "val_loss", "val_accuracy",
+                   "val_balanced_accuracy"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert [m.step for m in history] == list(range(1, 9)), metric
-    assert run.data.metrics["split_lesions_crossing_splits"] == 0
+    assert run.data.tags["skinml.split_lesions_crossing_splits"] == "0"
+    assert run.info.run_name == "train baseline size=32 lr=0.003 epochs=8 batch=16"
+    bookkeeping = ("seconds", "rss", "split_n", "lesions_crossing")
+    assert not [name for name in run.data.metrics if any(word in name for word in bookkeeping)]
+    assert float(run.data.tags["skinml.train_seconds"]) > 0 and float(run.data.tags["skinml.peak_rss_mb"]) > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")} | \
         {a.path for a in client.list_artifacts(run.info.run_id, "split")}
     assert {"plots/training_curves.png", "split/manifest.csv"} <= artifacts
@@ -77,7 +82,10 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     assert report["lesions_crossing_splits"] == "0"
     eval_run = mlflow.get_run(report["run_id"])
     assert eval_run.info.status == "FINISHED"
-    assert "test_balanced_accuracy" in eval_run.data.metrics and "test_recall_df" in eval_run.data.metrics
+    assert "test_balanced_accuracy" in eval_run.data.metrics and "test_recall/df" in eval_run.data.metrics
+    assert eval_run.info.run_name == "evaluate test baseline size=32 lr=0.003 epochs=8 batch=16"
+    assert eval_run.data.tags["skinml.n_images"] == str(report["n_images"])  # a count: a tag, not a metric
+    assert "test_n_images" not in eval_run.data.metrics
     low, high = saved["ci95"]["balanced_accuracy"]
     assert 0 <= low <= high <= 1
     assert eval_run.data.metrics["test_macro_auc_ci95_high"] == saved["ci95"]["macro_auc"][1]

@@ -40,6 +40,9 @@ def test_sweep_nests_trials_under_one_parent_baseline_first(synthetic_dir, test_
     assert summary["n_complete"] == 3 and summary["n_pruned"] == 2
     assert parent.data.metrics["best_value"] == summary["best_value"]
     assert parent.data.metrics["best_dropout"] == summary["best_params"]["dropout"]
+    assert parent.data.tags["skinml.n_pruned_trials"] == "2" and "n_pruned_trials" not in parent.data.metrics
+    assert parent.info.run_name == "sweep skinml-sweep 5 trials baseline size=32 epochs=3 views=1"
+    assert sorted(trials["tags.mlflow.runName"])[0].startswith("trial 0 dropout=0.200 lr=1.00e-03")
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/optimization_history.png", "sweep/param_importances.png", "sweep/summary.json"} <= artifacts
     history = mlflow.MlflowClient().get_metric_history(first["run_id"], "val_balanced_accuracy")

@@ -1,0 +1,37 @@
+"""Names of Prefect flow and task runs, after the stage and the recipe, so that the Prefect UI and the terminal say
+which stage of which recipe ran (`pipeline best seed=1`, `train best seed=1`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.runtime import flow_run, task_run
+
+from skinml.config import recipe
+
+
+def recipe_label(parameters: dict[str, Any]) -> str:
+    """The recipe's label from a run's `preset_name` and `overrides` parameters (the preset alone if they are bad:
+    the flow itself then says why)."""
+    preset_name = parameters.get("preset_name", "baseline")
+    try:
+        return recipe(preset_name, parameters.get("overrides")).label()
+    except (ValueError, TypeError):
+        return str(preset_name)
+
+
+def pipeline_run_name() -> str:
+    return f"pipeline {recipe_label(flow_run.parameters)}"
+
+
+def challenger_run_name() -> str:
+    return f"challenger {recipe_label(flow_run.parameters)}"
+
+
+def sweep_run_name() -> str:
+    parameters = flow_run.parameters
+    return f"sweep {parameters.get('study_name')} {parameters.get('n_trials')} trials {recipe_label(parameters)}"
+
+
+def train_run_name() -> str:
+    return f"train {recipe_label(task_run.parameters)}"
