@@ -65,6 +65,7 @@ def pages(tracking_uri: str, experiment: str, model_name: str) -> dict[str, str]
     experiments = json.dumps([exp.experiment_id])
     return {
         "run_list": f"/experiments/{exp.experiment_id}/runs?{VIEW}",
+        "charts": f"/experiments/{exp.experiment_id}/runs?compareRunsMode=CHART&{VIEW}",
         "compare": f"/compare-runs?runs={urllib.parse.quote(runs)}&experiments={urllib.parse.quote(experiments)}"
                    f"&{VIEW}",
         "train_charts": f"/experiments/{exp.experiment_id}/runs/{trains[0].info.run_id}/model-metrics?{VIEW}",

@@ -75,11 +75,13 @@ def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
 
 
 def headline_metrics(test: dict, last_epoch: dict[str, float]) -> dict[str, float]:
-    """What a parent run shows first: test balanced accuracy, macro AUC, ECE and macro F1, per-class test recall
-    (`test_recall/<class>`), and the last epoch's validation balanced accuracy and macro AUC."""
-    figures = {f"test_{k}": test[k] for k in ("balanced_accuracy", "macro_auc", "ece", "macro_f1") if k in test}
+    """What a parent run shows first: `test/balanced_accuracy`, `test/macro_auc`, `test/ece`, `test/macro_f1` (the
+    first group of MLflow's chart view, and the compare view's first metric), per-class test recall
+    (`test_recall/<class>`), and the last epoch's `val/balanced_accuracy` and `val/macro_auc`."""
+    figures = {f"test/{k}": test[k] for k in ("balanced_accuracy", "macro_auc", "ece", "macro_f1") if k in test}
     figures.update({f"test_recall/{name}": values["recall"] for name, values in test["per_class"].items()})
-    figures.update({k: last_epoch[k] for k in ("val_balanced_accuracy", "val_macro_auc") if k in last_epoch})
+    figures.update({f"val/{k}": last_epoch[f"val_{k}"] for k in ("balanced_accuracy", "macro_auc")
+                    if f"val_{k}" in last_epoch})
     return {k: float(v) for k, v in figures.items() if v == v}
 
 
