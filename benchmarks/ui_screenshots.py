@@ -23,7 +23,7 @@ from pathlib import Path
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1920,1080", "--virtual-time-budget=20000"]
+                  "--hide-scrollbars", "--window-size=1920,1080", "--virtual-time-budget=60000"]
 # MLflow 3's UI opens in its GenAI view unless told (or once switched by the user, remembered by the browser)
 VIEW = "workflowType=machine_learning"
 
