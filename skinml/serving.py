@@ -50,6 +50,8 @@ def image_bytes(value: object, row: int) -> bytes:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             kind = image.format
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours, checked as it reads the header
+        raise InvalidImageError(f"row {row}: image is too large (limit {MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError):
         raise InvalidImageError(f"row {row}: not a JPEG/PNG image") from None
     if kind not in ("JPEG", "PNG"):

@@ -4,11 +4,13 @@ import base64
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import mlflow
@@ -21,7 +23,7 @@ from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.registry import register
-from skinml.serving import load_keras_model
+from skinml.serving import InvalidImageError, image_bytes, load_keras_model
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE, free_port
@@ -118,3 +120,18 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
     assert 400 <= status < 500
     # the worker survived all of that
     assert post(f"{server}/invocations", forms["inputs"])[0] == 200
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels and holds none: what a decompression bomb looks like to a reader."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_is_refused_with_a_named_error():
+    for side in (7000, 20000):  # over our limit; over Pillow's own, which it raises as it reads the header
+        with pytest.raises(InvalidImageError, match="row 3: image .*too large"):
+            image_bytes(base64.b64encode(png_header_only(side, side)).decode(), 3)
