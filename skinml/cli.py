@@ -237,10 +237,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def name_the_run(record: logging.LogRecord) -> bool:
+    """Put the Prefect flow or task run a log line comes from into it (`[train best seed=1]`), so that a line such
+    as 'Finished in state Completed()' says which stage finished."""
+    name = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None)
+    record.run = f" [{name}]" if name else ""
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(name_the_run)
     logging.getLogger("skinml").setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -98,21 +98,26 @@ def test_every_mlproject_parameter_reaches_a_skinml_option(capsys):
         assert set(passed) <= set(known), f"{name}: unknown options {set(passed) - set(known)}"
 
 
-def mlflow_run(experiment: str, *arguments: str) -> None:
-    """`mlflow run` of this repository in a fresh process, as a user types it; fails the test if it fails."""
+def mlflow_run(experiment: str, *arguments: str) -> str:
+    """`mlflow run` of this repository in a fresh process, as a user types it; fails the test if it fails, else
+    returns what it logged."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local",
                "--experiment-name", experiment, *arguments]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
 
 
 @pytest.mark.slow
 def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
     """`mlflow run . --env-manager local -P data_dir=... -P weights=... -P epochs=2`, as the README says."""
-    mlflow_run("skinml", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
-               "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1")
+    logged = mlflow_run("skinml", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
+                        "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1")
+    finished = [line for line in logged.splitlines() if "Finished in state" in line]
+    assert len(finished) >= 7 and all("[" in line for line in finished), finished  # each names its run
+    assert any("[train baseline size=32 epochs=2 views=1]" in line for line in finished), finished
     runs = mlflow.search_runs(experiment_names=["skinml"])
     assert set(runs["status"]) == {"FINISHED"}
     assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "promote", "split", "train"]
