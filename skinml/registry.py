@@ -54,17 +54,25 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
     client.update_registered_model(name, description=MODEL_DESCRIPTION.format(name=name))
-    figures = ", ".join(f"test {k.replace('_', ' ')} {v:.3f}" for k, v in (metrics or {}).items()
-                        if isinstance(v, (int, float)))
-    client.update_model_version(name, version, description=f"Recipe `{run.info.run_name.removeprefix('train ')}` "
-                                f"(run `{run_id}`); split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
-                                f"{figures or 'not evaluated'}.")
+    describe_version(name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
     if version_by_alias(name, CHAMPION) is None:
         client.set_registered_model_alias(name, CHAMPION, version)
         aliases.append(CHAMPION)
     return {"name": name, "version": str(version), "aliases": aliases}
+
+
+def describe_version(name: str, version: str, promotion: str | None = None) -> None:
+    """Write a version's description from what it is tagged with: recipe (its training run's name), run, split
+    digest, test figures, and the promotion rule's last decision when given."""
+    client = MlflowClient()
+    tags = client.get_model_version(name, version).tags
+    recipe = mlflow.get_run(tags["run_id"]).info.run_name.removeprefix("train ")
+    figures = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in tags.items() if k.startswith("test_"))
+    text = (f"Recipe `{recipe}` (run `{tags['run_id']}`); split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
+            f"{figures or 'not evaluated'}." + (f" Promotion: {promotion}." if promotion else ""))
+    client.update_model_version(name, version, description=text)
 
 
 def check_comparable(champion_run_id: str, challenger_run_id: str) -> None:
@@ -121,8 +129,5 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
             client.set_model_version_tag(name, version, "promotion_decision",
                                          f"{'promoted' if decision['promoted'] else 'kept champion'} "
                                          f"(run {run.info.run_id}): {decision['reason']}")
-        described = client.get_model_version(name, challenger.version).description or ""
-        client.update_model_version(name, challenger.version,
-                                    description=f"{described.split(' Promotion: ')[0]} Promotion: "
-                                                f"{decision['reason']}.")
+        describe_version(name, challenger.version, decision["reason"])
         return decision

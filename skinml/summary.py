@@ -3,7 +3,10 @@ and a description saying what was trained, on which split, how it tested and wha
 
 from __future__ import annotations
 
+import time
+
 import mlflow
+from mlflow.entities import Metric, RunTag
 
 from skinml.config import TrainConfig
 from skinml.metrics import headline_metrics
@@ -28,9 +31,9 @@ def describe(config: TrainConfig, trained: dict, tested: dict, registry: dict | 
 def summarize_parent(parent_run_id: str, config: TrainConfig, trained: dict, tested: dict,
                      registry: dict | None = None, promotion: dict | None = None) -> None:
     """Log the headline metrics and the description on the parent run."""
-    client = mlflow.MlflowClient()
-    for name, value in headline_metrics(tested, trained["metrics"]).items():
-        client.log_metric(parent_run_id, name, value)
-    client.set_tag(parent_run_id, "mlflow.note.content", describe(config, trained, tested, registry, promotion))
-    client.set_tag(parent_run_id, "skinml.train_run_id", trained["run_id"])
-    client.set_tag(parent_run_id, "skinml.model_uri", trained["model_uri"])
+    now = int(time.time() * 1000)
+    tags = {"mlflow.note.content": describe(config, trained, tested, registry, promotion),
+            "skinml.train_run_id": trained["run_id"], "skinml.model_uri": trained["model_uri"]}
+    mlflow.MlflowClient().log_batch(  # one call, not one per figure
+        parent_run_id, metrics=[Metric(k, v, now, 0) for k, v in headline_metrics(tested, trained["metrics"]).items()],
+        tags=[RunTag(k, v) for k, v in tags.items()])

@@ -18,7 +18,9 @@ import mlflow
 from skinml.config import DEFAULT_EXPERIMENT
 
 
-EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's UI opens such an experiment in its model-training view
+# What MLflow 3 records for a model-training experiment (its UI picks the experiment's default tab from it; the
+# GenAI / model-training switch itself is a browser setting, docs/mlflow.md)
+EXPERIMENT_KIND = "custom_model_development"
 
 
 @contextlib.contextmanager

@@ -180,11 +180,11 @@ def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np
     layer = TemperatureScaling(fit_temperature(probs, val_labels), name="temperature")
     scaled = keras.ops.convert_to_numpy(layer(probs))  # the figures of the layer the model ships with
     metrics = classification_metrics(val_labels, scaled)
-    mlflow.log_metrics({"temperature": layer.temperature,
-                        "val_adjusted_ece": expected_calibration_error(val_labels, scaled)[0],
+    ece = expected_calibration_error(val_labels, scaled)[0]
+    mlflow.log_metrics({"temperature": layer.temperature, "val_adjusted_ece": ece,
                         "val_adjusted_balanced_accuracy": metrics["balanced_accuracy"],
                         "val_adjusted_macro_auc": metrics["macro_auc"]})
-    log.info("temperature %.3f, val ECE %.4f", layer.temperature, expected_calibration_error(val_labels, scaled)[0])
+    log.info("temperature %.3f, val ECE %.4f", layer.temperature, ece)
     return layer
 
 
