@@ -1,5 +1,6 @@
 """Screenshots of the MLflow UI as a user sees it: the run list of an experiment, the compare view of its two latest
-pipeline runs, a train run's charts and the registered model's page, taken with headless Chromium (Debian's
+pipeline runs (the experiment's shared view `skinml`, skinml/ui_view.py, and MLflow's compare page), a train
+run's charts and the registered model's page, taken with headless Chromium (Debian's
 `chromium` package) from `mlflow ui` on 127.0.0.1 against a tracking store, saved as PNGs. See docs/mlflow.md.
 
     mlflow run . --env-manager local --experiment-name skinml -P data_dir=... -P weights=... -P learning_rate=0.001
@@ -20,6 +21,8 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+
+from skinml.ui_view import VIEW_KEY
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -63,11 +66,12 @@ def pages(tracking_uri: str, experiment: str, model_name: str) -> dict[str, str]
                                 order_by=["attributes.start_time DESC"], max_results=1)
     runs = json.dumps([run.info.run_id for run in pipelines])
     experiments = json.dumps([exp.experiment_id])
+    shared = f"/experiments/{exp.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
     return {
-        "run_list": f"/experiments/{exp.experiment_id}/runs?{VIEW}",
-        "charts": f"/experiments/{exp.experiment_id}/runs?compareRunsMode=CHART&{VIEW}",
-        "compare": f"/compare-runs?runs={urllib.parse.quote(runs)}&experiments={urllib.parse.quote(experiments)}"
-                   f"&{VIEW}",
+        "run_list": f"{shared}&{VIEW}",
+        "compare": f"{shared}&compareRunsMode=CHART&{VIEW}",
+        "compare_page": f"/compare-runs?runs={urllib.parse.quote(runs)}&experiments={urllib.parse.quote(experiments)}"
+                        f"&{VIEW}",
         "train_charts": f"/experiments/{exp.experiment_id}/runs/{trains[0].info.run_id}/model-metrics?{VIEW}",
         "registry": f"/models/{model_name}?{VIEW}",
     }

@@ -15,6 +15,7 @@ from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, recipe
 from skinml.registry import DEFAULT_MODEL_NAME
 from skinml.tracking import dump_json, log_params_once, stage_run
+from skinml.ui_view import view_url
 
 
 @flow(name="pipeline", flow_run_name=pipeline_run_name, log_prints=True)
@@ -23,7 +24,7 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
                   output: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
                   promotion_margin: float = 0.0) -> dict:
     """Run every stage for the recipe (preset + overrides); returns {parent_run_id, data_dir, split, train,
-    evaluate[, registry, promotion]}. `model_name=None` skips the registry."""
+    evaluate[, registry, promotion], mlflow_ui}. `model_name=None` skips the registry."""
     config = recipe(preset_name, overrides)  # refuses a bad recipe before any work
     with stage_run("pipeline", experiment, name=config.label()) as parent:
         parent_id = parent.info.run_id
@@ -35,7 +36,8 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         get_run_logger().info("split: %s", split_summary)
         result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                  promotion_margin)
-        result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result}
+        result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result,
+                  "mlflow_ui": view_url(parent.info.experiment_id)}
         dump_json(result, output)
         return result
 

@@ -19,6 +19,7 @@ from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig, recipe
 from skinml.registry import CHAMPION, DEFAULT_MODEL_NAME, version_by_alias
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
+from skinml.ui_view import view_url
 
 DEPLOYMENT_NAME = "skinml-retrain"
 
@@ -64,7 +65,7 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
                                  promotion_margin)
         get_run_logger().info("retrained %s v%s: %s", model_name, result["registry"]["version"],
                               result["promotion"]["reason"])
-        return {"parent_run_id": parent_id, **result}
+        return {"parent_run_id": parent_id, **result, "mlflow_ui": view_url(parent.info.experiment_id)}
 
 
 def serve_retraining(cron: str, data_dir: str | None, model_name: str = DEFAULT_MODEL_NAME,

@@ -3,6 +3,7 @@ sub-flow (retrained, evaluated on the test split, registered, promotion rule), a
 
 from __future__ import annotations
 
+import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -12,6 +13,7 @@ from flows.tasks import download
 from skinml.config import SWEEP_EXPERIMENT, recipe
 from skinml.registry import DEFAULT_MODEL_NAME
 from skinml.tune import sweep
+from skinml.ui_view import view_url
 
 
 @task(cache_policy=NO_CACHE, task_run_name="trials {study_name}")
@@ -41,4 +43,5 @@ def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overr
     return {**summary, "best_model_uri": best["train"]["model_uri"],
             "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],
             "best_test_macro_auc": best["evaluate"]["macro_auc"], "registry": best["registry"],
-            "promotion": best["promotion"]}
+            "promotion": best["promotion"],
+            "mlflow_ui": view_url(mlflow.get_run(summary["parent_run_id"]).info.experiment_id)}

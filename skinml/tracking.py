@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 
 from skinml.config import DEFAULT_EXPERIMENT
+from skinml.ui_view import publish_view
 
 
 # What MLflow 3 records for a model-training experiment (its UI picks the experiment's default tab from it; the
@@ -39,21 +40,23 @@ def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: s
             yield run
     elif active is not None:  # the caller already opened a run for this stage (`mlflow run` did)
         mlflow.set_tags({**tags, "mlflow.runName": name})
-        mark_model_training(active.info.experiment_id)
+        prepare_experiment(active.info.experiment_id)
         yield active
     else:
         if not mlflow.environment_variables.MLFLOW_RUN_ID.get():
             mlflow.set_experiment(experiment)
         with mlflow.start_run(run_name=name, tags=tags) as run:
-            mark_model_training(run.info.experiment_id)
+            prepare_experiment(run.info.experiment_id)
             yield run
 
 
-def mark_model_training(experiment_id: str) -> None:
-    """Tag the experiment as model training (not GenAI), unless it already says what it is."""
+def prepare_experiment(experiment_id: str) -> None:
+    """Tag the experiment as model training (not GenAI) unless it already says what it is, and publish its compare
+    view (skinml/ui_view.py)."""
     client = mlflow.MlflowClient()
     if "mlflow.experimentKind" not in client.get_experiment(experiment_id).tags:
         client.set_experiment_tag(experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
+    publish_view(experiment_id)
 
 
 def log_params_once(params: dict[str, Any]) -> None:

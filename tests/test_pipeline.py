@@ -2,6 +2,7 @@
 both left in MLflow."""
 
 import base64
+import json
 from datetime import date
 from pathlib import Path
 
@@ -59,6 +60,13 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
         "test/balanced_accuracy", "test/macro_auc", "test/ece", "test/macro_f1", "val/balanced_accuracy",
         "val/macro_auc"}
     assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
+    # the shared compare view: its columns and charts name metrics and params the parent run has
+    view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.skinml"])
+    columns = [c for c in view["selectedColumns"] if not c.startswith("attributes.")]
+    assert {c.split(".", 1)[1].strip("`") for c in columns} <= set(parent.data.metrics) | set(parent.data.params)
+    assert {c["metricKey"] for c in view["compareRunCharts"] if c["type"] == "BAR"} <= set(parent.data.metrics)
+    assert result["mlflow_ui"].endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey=skinml"
+                                        "&compareRunsMode=CHART&workflowType=machine_learning")
     note = parent.data.tags["mlflow.note.content"]
     assert f"`{label}`" in note and "**Test** balanced accuracy" in note and "v1" in note
     registered = client.get_registered_model("skinml")
