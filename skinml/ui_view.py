@@ -17,30 +17,36 @@ VIEW_KEY = "skinml"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 HEADLINE = ("test/balanced_accuracy", "test/macro_auc", "test/ece", "test/macro_f1")
 COLUMN_PARAMS = ("preset", "learning_rate", "dropout", "seed")
-SECTION = "skinml-compare"
 DEFAULT_UI = "http://127.0.0.1:5000"
 
 
-def _card(uuid: str, **fields: object) -> dict:
-    return {"uuid": uuid, "runsCountToCompare": 10, "metricSectionId": SECTION, "deleted": False,
+def _card(uuid: str, section: str, **fields: object) -> dict:
+    return {"uuid": uuid, "runsCountToCompare": 10, "metricSectionId": section, "deleted": False,
             "isGenerated": False, **fields}
 
 
+def _section(uuid: str, name: str, columns: int, card_height: int) -> dict:
+    return {"uuid": uuid, "name": name, "columns": columns, "cardHeight": card_height, "display": True,
+            "isReordered": False, "deleted": False, "isGenerated": False}
+
+
 def view_state() -> dict:
-    """The shared view: newest runs first, headline columns, a 'Compare' chart section opening the chart view."""
-    charts = [_card("skinml-difference", type="DIFFERENCE", chartName="What differs",
+    """The shared view: newest runs first, headline columns; the chart view opens on a full-width table of what
+    differs between the runs, then their test balanced accuracy and macro AUC side by side."""
+    charts = [_card("skinml-difference", "skinml-compare", type="DIFFERENCE",
+                    chartName="Parameters that differ, and the figures",
                     compareGroups=["Parameters", "Model metrics"], showChangeFromBaseline=False,
                     showDifferencesOnly=True, baselineColumnUuid="")]
-    charts += [_card(f"skinml-{metric}", type="BAR", metricKey=metric, displayName=metric) for metric in HEADLINE[:2]]
+    charts += [_card(f"skinml-{metric}", "skinml-compare", type="BAR", metricKey=metric, displayName=metric)
+               for metric in HEADLINE[:2]]
     return {
         "searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
         "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
         "selectedColumns": ["attributes.`Source`", *(f"params.`{p}`" for p in COLUMN_PARAMS),
                             *(f"metrics.`{m}`" for m in HEADLINE)],
         "compareRunCharts": charts,
-        "compareRunSections": [{"uuid": SECTION, "name": "Compare", "display": True, "isReordered": False,
-                                "deleted": False, "isGenerated": False}],
-        "isAccordionReordered": False, "hideEmptyCharts": True, "useGroupedValuesInCharts": True,
+        "compareRunSections": [_section("skinml-compare", "Compare", 1, 340)],
+        "isAccordionReordered": False, "hideEmptyCharts": False, "useGroupedValuesInCharts": True,
     }
 
 
