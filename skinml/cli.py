@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop this worker after this many seconds")
     p.add_argument("--metric", default="val_balanced_accuracy",
                    choices=["val_balanced_accuracy", "val_macro_auc", "val_accuracy"])
-    p.add_argument("--storage", help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db")
+    p.add_argument("--storage", default=os.environ.get("SKINML_SWEEP_STORAGE") or None,
+                   help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db or postgresql://... "
+                        "(default: $SKINML_SWEEP_STORAGE, which deploy/stack prints)")
     p.add_argument("--study-name", default="skinml-sweep")
     p.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True,
                    help="retrain, evaluate and register the best configuration after the trials (default); "

@@ -20,7 +20,6 @@ import mlflow
 import numpy as np
 import optuna
 import sqlalchemy
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from skinml.config import SWEEP_EXPERIMENT, TrainConfig
@@ -32,6 +31,7 @@ from skinml.train import cached_features, labelled_split, train_head
 
 log = logging.getLogger(__name__)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+TRIAL_RUN_ATTR = "mlflow_run_id"
 METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
 DROPOUT_RANGE = (0.0, 0.7)
 LEARNING_RATE_RANGE = (1e-5, 1e-2)
@@ -53,17 +53,29 @@ class PruneOnEpoch(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a trial whose worker died, which also closes that trial's MLflow run (KILLED)."""
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        super().__call__(study, trial)
+        run_id = trial.user_attrs.get(TRIAL_RUN_ATTR)
+        if run_id:
+            client = mlflow.MlflowClient()
+            client.set_tag(run_id, "skinml.closed_because", "its worker stopped sending Optuna heartbeats")
+            client.set_terminated(run_id, "KILLED")
+
+
 def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     """Optuna's RDB storage for `url` (None: in memory), with heartbeats so that the trial of a killed worker is
-    marked failed after a grace period and retried once. Several workers may create a new database at once:
-    the losers of that race retry."""
+    marked failed after a grace period (4 heartbeats, SKINML_SWEEP_HEARTBEAT_SECONDS apart, default 30) and retried
+    once. Several workers may create a new database at once: the losers of that race retry."""
     if url is None:
         return None
+    interval = int(os.environ.get("SKINML_SWEEP_HEARTBEAT_SECONDS", "30"))
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=30, grace_period=120,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=4 * interval,
+                                              heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1))
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
             if attempt == 4:
                 raise
@@ -138,6 +150,24 @@ def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
     return summary
 
 
+def run_trials(study: optuna.Study, objective, n_trials: int, timeout: float | None = None) -> None:
+    """Run trials until the study (all workers together) has `n_trials` finished (complete or pruned) ones, or
+    `timeout` seconds have passed. A trial starts only while finished + running trials are fewer than `n_trials`, so
+    workers joining late never exceed it; while the last trials run elsewhere this worker waits, so that the trial of
+    a worker that died is failed (heartbeat) and retried here."""
+    deadline = time.time() + timeout if timeout else None
+    while deadline is None or time.time() < deadline:
+        optuna.storages.fail_stale_trials(study)
+        states = [t.state for t in study.get_trials(deepcopy=False)]
+        finished = sum(state in (TrialState.COMPLETE, TrialState.PRUNED) for state in states)
+        if finished >= n_trials:
+            return
+        if finished + states.count(TrialState.RUNNING) >= n_trials:
+            time.sleep(1)  # the last trials run on other workers
+            continue
+        study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
+
+
 def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: str = "val_balanced_accuracy",
           study_name: str = "skinml-sweep", storage: str | None = None, timeout: float | None = None,
           manifest_path: str | Path | None = None, experiment: str = SWEEP_EXPERIMENT,
@@ -168,7 +198,8 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         history: dict[str, list[float]] = {}
         with stage_run("trial", experiment, parent_id, tags={"optuna.trial": str(trial.number)},
-                       name=f"trial {trial.number} dropout={config.dropout:.3f} lr={config.learning_rate:.2e}"):
+                       name=f"trial {trial.number} dropout={config.dropout:.3f} lr={config.learning_rate:.2e}") as run:
+            trial.set_user_attr(TRIAL_RUN_ATTR, run.info.run_id)
             mlflow.log_params({"dropout": config.dropout, "learning_rate": config.learning_rate,
                                "trial_number": trial.number})
             pruner = PruneOnEpoch(trial, history, metric)
@@ -179,9 +210,7 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
                 raise optuna.TrialPruned()
             return history[metric][-1]  # the last epoch: what retraining with these params gives
 
-    stop_at_total = MaxTrialsCallback(n_trials, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, callbacks=[stop_at_total],
-                   catch=(), gc_after_trial=True)
+    run_trials(study, objective, n_trials, timeout)
     summary = {**log_study_summary(study, parent_id, metric), "parent_run_id": parent_id,
                "study_name": study_name}
     dump_json(summary, output)
