@@ -262,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     from skinml.weights import WeightsError
     from skinml.serving import InvalidImageError
 
+    from skinml.tracking import close_orphaned_runs, end_runs_on_signals
+
+    end_runs_on_signals()
     try:
+        if args.command not in ("download", "split", "cache", "predict"):  # the commands that log runs
+            for run_id in close_orphaned_runs():
+                logging.getLogger("skinml").warning("closed run %s as KILLED: its process had died", run_id)
         result = args.func(args)
     except (DataValidationError, DownloadError, WeightsError, InvalidImageError, ValueError,
             FileNotFoundError) as exc:

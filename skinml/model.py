@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from skinml import CLASSES
-from skinml.weights import resolve_weights
+from skinml.weights import WeightsError, resolve_weights
 
 FEATURE_EXTRACTOR = "feature_extractor"
 HEAD = "head"
@@ -16,9 +16,19 @@ PREDICT_BATCH_SIZE = 32
 
 
 def build_backbone(image_size: int, weights: str = "imagenet", alpha: float = 1.0) -> keras.Model:
-    """MobileNetV2 without its top, ImageNet (or given, or random) weights."""
-    return keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False,
-                                          weights=resolve_weights(weights, alpha), alpha=alpha)
+    """MobileNetV2 without its top, ImageNet (or given, or random) weights. A file that is not HDF5 or holds the
+    weights of another network is a WeightsError naming it."""
+    path = resolve_weights(weights, alpha)
+    backbone = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False,
+                                              weights=None, alpha=alpha)
+    if path:
+        try:
+            backbone.load_weights(path)
+        except (OSError, ValueError) as exc:  # h5py: not an HDF5 file; Keras: layers or shapes that do not match
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"weights file {path} is not MobileNetV2 (alpha {alpha}, no top) weights: "
+                               f"{reason}") from exc
+    return backbone
 
 
 def first_layer_of(backbone: keras.Model, block: str) -> keras.layers.Layer:

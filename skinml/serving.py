@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,14 @@ from skinml import CLASSES
 
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 IMAGE_COLUMN = "image"
+# Request bounds, sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may change them.
+MAX_ROWS_VARIABLE, MAX_ROWS = "SKINML_SERVE_MAX_ROWS", 64
+MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES = "SKINML_SERVE_MAX_IMAGE_BYTES", 8_000_000
+CHUNK_ROWS = 16  # images decoded and run together: memory does not grow with the request
+
+
+def limit(variable: str, default: int) -> int:
+    return int(os.environ.get(variable) or default)
 
 
 class InvalidImageError(MlflowException):
@@ -38,6 +47,10 @@ def image_bytes(value: object, row: int) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     elif isinstance(value, str):
+        max_bytes = limit(MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES)
+        if len(value) * 3 // 4 > max_bytes:  # refused before decoding the base64
+            raise InvalidImageError(f"row {row}: image of about {len(value) * 3 // 4} bytes is over the limit of "
+                                    f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})")
         try:
             data = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):
@@ -77,20 +90,29 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         self.run_model = predictor(self.model)  # OpenVINO on a CPU, TensorFlow on a GPU (skinml.engine)
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
-        """Class probabilities for raw image bytes, shape (n, 7); all images of a call in one batch."""
+        """Class probabilities for raw image bytes, shape (n, 7), decoded and run CHUNK_ROWS images at a time."""
         from skinml.data.loader import bytes_dataset
 
-        try:
-            batch = next(iter(bytes_dataset(images, self.image_size, batch_size=len(images)))).numpy()
-        except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
-            raise InvalidImageError(f"an image could not be decoded ({type(exc).__name__})") from None
-        return self.run_model(batch)
+        probabilities = []
+        for start in range(0, len(images), CHUNK_ROWS):
+            try:
+                batch = next(iter(bytes_dataset(images[start:start + CHUNK_ROWS], self.image_size,
+                                                batch_size=CHUNK_ROWS))).numpy()
+            except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
+                raise InvalidImageError(f"an image in rows {start}-{start + CHUNK_ROWS - 1} could not be decoded "
+                                        f"({type(exc).__name__})") from None
+            probabilities.append(self.run_model(batch))
+        return np.concatenate(probabilities)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input.columns:
             raise InvalidImageError(f"input must have a column '{IMAGE_COLUMN}' of base64-encoded JPEG/PNG bytes")
         if len(model_input) == 0:
             raise InvalidImageError("no images in the request")
+        max_rows = limit(MAX_ROWS_VARIABLE, MAX_ROWS)
+        if len(model_input) > max_rows:
+            raise InvalidImageError(f"{len(model_input)} images in one request; the limit is {max_rows} "
+                                    f"({MAX_ROWS_VARIABLE})")
         images = [image_bytes(value, row) for row, value in enumerate(model_input[IMAGE_COLUMN])]
         probs = self.predict_images(images)
         result = pd.DataFrame(probs.astype(np.float64), columns=list(CLASSES))

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import mlflow
@@ -29,7 +33,8 @@ def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: s
               tags: dict[str, str] | None = None, name: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start (or resume, under `mlflow run`) the MLflow run of one stage, named `name` (default: the stage), nested
     under `parent_run_id` if given."""
-    tags = {"skinml.stage": stage, **(tags or {})}
+    tags = {"skinml.stage": stage, "skinml.host": socket.gethostname(), "skinml.pid": str(os.getpid()),
+            **(tags or {})}
     name = name or stage
     active = mlflow.active_run()
     if parent_run_id:
@@ -81,3 +86,36 @@ def dump_json(data: Any, path: str | Path | None) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+def end_runs_on_signals() -> None:
+    """On SIGTERM or SIGINT, end this process's open MLflow runs as KILLED (with a note of why), then exit."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        while mlflow.active_run() is not None:
+            mlflow.set_tag("skinml.closed_because", f"its process received {signal.Signals(signum).name}")
+            mlflow.end_run("KILLED")
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def close_orphaned_runs() -> list[str]:
+    """Mark KILLED the RUNNING runs that a skinml process on this host left behind when it died (kill -9, power
+    loss): their `skinml.pid` no longer exists. Returns their run ids."""
+    client = mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    runs = client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.`skinml.host` = "
+                                           f"'{socket.gethostname()}'", max_results=1000)
+    closed = []
+    for run in runs:
+        pid = int(run.data.tags.get("skinml.pid", "0"))
+        if pid and pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            client.set_tag(run.info.run_id, "skinml.closed_because",
+                           f"process {pid} on {socket.gethostname()} ended without closing it")
+            client.set_terminated(run.info.run_id, "KILLED")
+            closed.append(run.info.run_id)
+    return closed

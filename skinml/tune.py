@@ -204,11 +204,10 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
                                "trial_number": trial.number})
             pruner = PruneOnEpoch(trial, history, metric)
             train_head(config, train_x, labels["train"], val_x, labels["val"], history, [pruner])
-            state = "PRUNED" if pruner.pruned else "COMPLETE"
-            mlflow.set_tag("optuna.state", state)
-            if pruner.pruned:
-                raise optuna.TrialPruned()
-            return history[metric][-1]  # the last epoch: what retraining with these params gives
+            mlflow.set_tag("optuna.state", "PRUNED" if pruner.pruned else "COMPLETE")
+        if pruner.pruned:  # raised after its run ended: a pruned trial's run is FINISHED, its state in the tag
+            raise optuna.TrialPruned()
+        return history[metric][-1]  # the last epoch: what retraining with these params gives
 
     run_trials(study, objective, n_trials, timeout)
     summary = {**log_study_summary(study, parent_id, metric), "parent_run_id": parent_id,

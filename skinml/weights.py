@@ -36,6 +36,8 @@ def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
         return None
     if weights != "imagenet":
         path = Path(weights).expanduser()
+        if path.is_dir():
+            raise WeightsError(f"weights {path} is a folder, not a weights file (use --weights imagenet|none|PATH)")
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist (use --weights imagenet|none|PATH)")
         return str(path)

@@ -47,7 +47,8 @@ def server(synthetic_dir, test_weights, tmp_path):
     port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "SKINML_ENGINE": "auto",  # OpenVINO on a CPU, as for users
-           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}  # the model is logged as code, not as a pickle
+           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # the model is logged as code, not as a pickle
+           "SKINML_SERVE_MAX_ROWS": "24"}
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/skinml@champion", "--env-manager",
          "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -104,6 +105,14 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
     status, body = post(f"{server}/invocations", (model_dir / "serving_input_example.json").read_bytes())
     assert status == 200 and len(body["predictions"]) == 1 and body["predictions"][0]["label"] in CLASSES
 
+    # more rows than one chunk (16) are answered chunk by chunk, the same as alone; more than the limit are refused
+    status, body = post(f"{server}/invocations", {"inputs": {"image": images * 5}})
+    assert status == 200 and len(body["predictions"]) == 20
+    chunked = np.array([[row[c] for c in CLASSES] for row in body["predictions"]])
+    np.testing.assert_allclose(chunked[16:20], answers["inputs"], atol=1e-5)
+    status, body = post(f"{server}/invocations", {"inputs": {"image": images * 7}})
+    assert status == 400 and "28 images in one request; the limit is 24 (SKINML_SERVE_MAX_ROWS)" in body["message"]
+
     huge = io.BytesIO()
     Image.new("L", (8000, 6000)).save(huge, format="PNG")  # 48 MP: refused before decoding
     garbage = {
@@ -111,6 +120,7 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         "not a JPEG/PNG image": base64.b64encode(b"just some text").decode(),
         "is empty": "",
         "too large": base64.b64encode(huge.getvalue()).decode(),
+        "over the limit of 8000000 bytes": "A" * 12_000_000,  # refused before its base64 is decoded
     }
     for problem, value in garbage.items():
         status, body = post(f"{server}/invocations", {"dataframe_records": [{"image": images[0]}, {"image": value}]})

@@ -35,6 +35,7 @@ def test_sweep_nests_trials_under_one_parent_baseline_first(synthetic_dir, test_
     assert len(trials) == 5
     states = dict(zip(trials["params.trial_number"].astype(int), trials["tags.optuna.state"]))
     assert states == {0: "COMPLETE", 1: "PRUNED", 2: "COMPLETE", 3: "PRUNED", 4: "COMPLETE"}
+    assert set(trials["status"]) == {"FINISHED"}  # a pruned trial's run ends normally
     first = trials[trials["params.trial_number"] == "0"].iloc[0]
     assert float(first["params.dropout"]) == 0.2 and float(first["params.learning_rate"]) == 1e-3
     assert summary["n_complete"] == 3 and summary["n_pruned"] == 2

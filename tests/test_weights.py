@@ -71,3 +71,19 @@ def test_none_and_missing_path():
     assert resolve_weights("none") is None
     with pytest.raises(WeightsError, match="does not exist"):
         resolve_weights("/nope/weights.h5")
+
+
+def test_every_bad_weights_file_is_one_named_error(tmp_path):
+    from skinml.model import build_backbone
+
+    with pytest.raises(WeightsError, match="is a folder"):
+        resolve_weights(str(tmp_path))
+    text = tmp_path / "notes.h5"
+    text.write_text("not an HDF5 file")
+    with pytest.raises(WeightsError, match=f"weights file {text} is not MobileNetV2"):
+        build_backbone(32, str(text))
+    other = tmp_path / "alpha035.weights.h5"  # a real weights file of another width
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None,
+                                   alpha=0.35).save_weights(other)
+    with pytest.raises(WeightsError, match=r"is not MobileNetV2 \(alpha 1.0"):
+        build_backbone(32, str(other))

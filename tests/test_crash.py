@@ -1,0 +1,68 @@
+"""A skinml process that dies leaves no MLflow run RUNNING: SIGTERM ends its runs KILLED at once; after kill -9 the
+next skinml command on the host closes them (their process no longer exists)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from .conftest import IMAGE_SIZE
+
+BIN = Path(sys.executable).parent
+
+
+def start_training(synthetic_dir, weights, log):
+    return subprocess.Popen([str(BIN / "skinml"), "train", "--data-dir", str(synthetic_dir), "--weights", weights,
+                             "--image-size", str(IMAGE_SIZE), "--epochs", "500", "--cached-views", "1"],
+                            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def train_runs():
+    return mlflow.search_runs(experiment_names=["skinml"], filter_string="tags.`skinml.stage` = 'train'")
+
+
+def wait_until_training(process) -> str:
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        runs = train_runs()
+        if len(runs) and runs.iloc[0]["status"] == "RUNNING":
+            history = mlflow.MlflowClient().get_metric_history(runs.iloc[0]["run_id"], "val_loss")
+            if history:  # past the feature extraction, inside the epochs
+                return runs.iloc[0]["run_id"]
+        time.sleep(1)
+    pytest.fail(f"training did not start (exit {process.poll()})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_terminated_command_ends_its_runs_killed(synthetic_dir, test_weights, tmp_path, sig):
+    with open(tmp_path / "train.log", "w") as log:
+        process = start_training(synthetic_dir, test_weights, log)
+        run_id = wait_until_training(process)
+        os.kill(process.pid, sig)
+        assert process.wait(timeout=60) == 128 + sig
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["skinml.closed_because"] == f"its process received {sig.name}"
+
+
+@pytest.mark.slow
+def test_the_next_command_closes_the_runs_of_a_killed_process(synthetic_dir, test_weights, tmp_path):
+    with open(tmp_path / "train.log", "w") as log:
+        process = start_training(synthetic_dir, test_weights, log)
+        run_id = wait_until_training(process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert mlflow.get_run(run_id).info.status == "RUNNING"  # nobody could close it
+    # any command that logs runs cleans up first; this one then fails (no registered model) with one line
+    done = subprocess.run([str(BIN / "skinml"), "promote"], env=dict(os.environ), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    run = mlflow.get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["skinml.closed_because"].startswith(f"process {process.pid} on ")
