@@ -7,7 +7,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry attempts
-os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DO_NOT_TRACK", "true")
 # Prefect waits 20 s for its ephemeral API server, which a loaded 2-core machine can exceed (seen once, 2026-11-26).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # The tiny 32-px test models gain nothing from OpenVINO and each conversion costs seconds; the engines' agreement is
