@@ -114,7 +114,8 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "SKINML_"))}
         env = {**base_env, **env_vars, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "250",
                "SKINML_ENGINE": "tensorflow", "SKINML_SWEEP_HEARTBEAT_SECONDS": "1", "SKINML_REPO_DIR": str(REPO),
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true"}
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true",
+               "PREFECT_WORKER_QUERY_SECONDS": "2"}  # the pool's worker asks for work every 2 s, not 10
         for name in env_vars:
             monkeypatch.setenv(name, env_vars[name])
         mlflow.set_tracking_uri(tracking)

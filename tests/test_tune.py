@@ -74,23 +74,6 @@ def finished(storage: str) -> list:
 
 
 @pytest.mark.slow
-def test_two_workers_share_one_study(synthetic_dir, test_weights, tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    with open(tmp_path / "w.log", "w") as log:
-        workers = [start_worker(synthetic_dir, test_weights, 8, storage, log) for _ in range(2)]
-        assert [w.wait(timeout=600) for w in workers] == [0, 0], (tmp_path / "w.log").read_text()[-3000:]
-    study = optuna.load_study(study_name="shared", storage=storage)
-    assert not [t for t in study.trials if t.state == TrialState.FAIL]
-    done = finished(storage)
-    assert len(done) == 8  # a worker starts a trial only while finished + running ones are fewer than 8
-    assert len({t.user_attrs["worker"] for t in done}) == 2  # both did a share
-    parent = study.user_attrs["mlflow_parent_run_id"]
-    nested = mlflow.search_runs(experiment_names=[SWEEP_EXPERIMENT],
-                                filter_string=f"tags.mlflow.parentRunId = '{parent}'")
-    assert len(nested) == len(study.trials)
-
-
-@pytest.mark.slow
 def test_killed_sweep_resumes_and_completes_the_rest(synthetic_dir, test_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("SKINML_SWEEP_HEARTBEAT_SECONDS", "1")  # the killed trial is failed 4 s after its last beat
     storage = f"sqlite:///{tmp_path / 'study.db'}"
