@@ -20,7 +20,7 @@ from typing import Any
 import mlflow
 
 from skinml.config import DEFAULT_EXPERIMENT
-from skinml.ui_view import publish_view
+from skinml.ui_view import VIEW_TAG, view_json
 
 
 # What MLflow 3 records for a model-training experiment (its UI picks the experiment's default tab from it; the
@@ -59,9 +59,11 @@ def prepare_experiment(experiment_id: str) -> None:
     """Tag the experiment as model training (not GenAI) unless it already says what it is, and publish its compare
     view (skinml/ui_view.py)."""
     client = mlflow.MlflowClient()
-    if "mlflow.experimentKind" not in client.get_experiment(experiment_id).tags:
-        client.set_experiment_tag(experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
-    publish_view(experiment_id)
+    tags = client.get_experiment(experiment_id).tags
+    wanted = {"mlflow.experimentKind": tags.get("mlflow.experimentKind", EXPERIMENT_KIND), VIEW_TAG: view_json()}
+    for key, value in wanted.items():
+        if tags.get(key) != value:
+            client.set_experiment_tag(experiment_id, key, value)
 
 
 def log_params_once(params: dict[str, Any]) -> None:

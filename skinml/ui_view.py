@@ -50,12 +50,9 @@ def view_state() -> dict:
     }
 
 
-def publish_view(experiment_id: str) -> None:
-    """Write (or refresh) the compare view on the experiment."""
-    client = mlflow.MlflowClient()
-    state = json.dumps(view_state(), sort_keys=True)
-    if client.get_experiment(experiment_id).tags.get(VIEW_TAG) != state:
-        client.set_experiment_tag(experiment_id, VIEW_TAG, state)
+def view_json() -> str:
+    """The view as the experiment tag's value."""
+    return json.dumps(view_state(), sort_keys=True)
 
 
 def view_url(experiment_id: str, tracking_uri: str | None = None) -> str:

@@ -14,7 +14,13 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # tested in test_engine.py, and the model server in test_serving.py runs on the default (auto) engine.
 os.environ.setdefault("SKINML_ENGINE", "tensorflow")
 
+import base64  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
@@ -24,6 +30,43 @@ import pytest  # noqa: E402
 from skinml.data.synthetic import make_synthetic_ham  # noqa: E402
 
 IMAGE_SIZE = 32
+
+
+def wait_for(check, timeout: float, what: str, processes=()) -> None:
+    """Poll `check` every 2 s until it is true; fail when `timeout` passes or one of `processes` exits first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        for process in processes:
+            if process.poll() is not None:
+                pytest.fail(f"{what}: a process exited early ({process.args[:3]})")
+        time.sleep(2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def http_status(url: str, auth: str | None = None, data: bytes | None = None) -> int:
+    """The HTTP status of a GET (or a JSON POST of `data`), with basic `auth` "user:password"; 0 if nothing listens."""
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def stop_process(process: subprocess.Popen | None) -> None:
+    """SIGTERM the process group a test started (start_new_session=True), SIGKILL after 30 s."""
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def free_port() -> int:

@@ -2,39 +2,16 @@
 `prefect deployment run` triggers it, the run completes and registers a new model version."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from .conftest import IMAGE_SIZE, free_port
+from .conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
 
 BIN = Path(sys.executable).parent
-
-
-def wait_for(check, timeout: float, what: str, processes=()):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        for process in processes:
-            if process.poll() is not None:
-                pytest.fail(f"{what}: a process exited early ({process.args[:3]})")
-        time.sleep(2)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.mark.slow
@@ -53,7 +30,7 @@ def test_schedule_serves_a_cron_deployment_whose_triggered_run_registers_a_model
     client_env = {**env, "PREFECT_API_URL": api, "PREFECT_RUNNER_POLL_FREQUENCY": "2", "COLUMNS": "250"}
     scheduler = None
     try:
-        wait_for(lambda: healthy(f"{api}/health"), 120, "the Prefect server", [server])
+        wait_for(lambda: http_status(f"{api}/health") == 200, 120, "the Prefect server", [server])
         scheduler = subprocess.Popen(
             [str(BIN / "skinml"), "schedule", "--cron", "0 3 * * 0", "--data-dir", str(synthetic_dir),
              "--weights", test_weights, "--image-size", str(IMAGE_SIZE), "--epochs", "2", "--cached-views", "1"],
@@ -84,9 +61,4 @@ def test_schedule_serves_a_cron_deployment_whose_triggered_run_registers_a_model
         assert MlflowClient().get_model_version_by_alias("skinml", "champion").version in ("1", 1)
     finally:
         for process in (scheduler, server):
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+            stop_process(process)

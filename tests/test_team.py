@@ -24,8 +24,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import IMAGE_SIZE, free_port
-from .test_schedule import wait_for
+from .conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -36,19 +35,6 @@ pytestmark = pytest.mark.skipif(not (shutil.which("initdb") or glob.glob("/usr/l
                                 reason="PostgreSQL's server binaries are not installed (apt-get install postgresql)")
 
 
-def status_of(url: str, auth: str | None = None, data: bytes | None = None) -> int:
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    if auth:
-        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:  # nothing listens (yet)
-        return 0
-
-
 def exports(stdout: str) -> dict[str, str]:
     return dict(re.findall(r"^export (\w+)='(.*)'$", stdout, re.MULTILINE))
 
@@ -57,15 +43,6 @@ def start(command: list[str], folder: Path, env: dict, log: str) -> subprocess.P
     folder.mkdir(exist_ok=True)
     return subprocess.Popen(command, cwd=folder, env=env, stdout=open(folder / log, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
-
-
-def stop(process: subprocess.Popen | None) -> None:
-    if process is not None and process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.mark.slow
@@ -88,11 +65,11 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         tracking, api = env_vars["MLFLOW_TRACKING_URI"], env_vars["PREFECT_API_URL"]
         search = f"{tracking}/api/2.0/mlflow/experiments/search?max_results=1"
         user = f"{env_vars['MLFLOW_TRACKING_USERNAME']}:{env_vars['MLFLOW_TRACKING_PASSWORD']}"
-        assert status_of(search) == 401 and status_of(search, "admin:wrong") == 401
-        assert status_of(search, user) == 200
+        assert http_status(search) == 401 and http_status(search, "admin:wrong") == 401
+        assert http_status(search, user) == 200
         flows = f"{api}/flows/filter"
-        assert status_of(flows, data=b"{}") == 401
-        assert status_of(flows, env_vars["PREFECT_API_AUTH_STRING"], data=b"{}") == 200
+        assert http_status(flows, data=b"{}") == 401
+        assert http_status(flows, env_vars["PREFECT_API_AUTH_STRING"], data=b"{}") == 200
         import psycopg
 
         with pytest.raises(psycopg.OperationalError):
@@ -188,7 +165,7 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
 
         wait_for(finished_run, 400, "the retrain run on the pool's worker", [pool_worker])
         assert {v.version for v in client.search_model_versions("name='skinml'")} == {"1", "2"}
-        stop(pool_worker)
+        stop_process(pool_worker)
 
         # serving from a fourth folder: the model comes through the tracking server
         port = free_port()
@@ -196,14 +173,14 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
                         "local", "--host", "127.0.0.1", "--port", str(port)], folders["d"], worker_env("d"),
                        "serve.log")
         processes.append(server)
-        wait_for(lambda: status_of(f"http://127.0.0.1:{port}/ping") == 200, 180, "mlflow models serve", [server])
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/ping") == 200, 180, "mlflow models serve", [server])
         image = base64.b64encode(next((synthetic_dir / "images").glob("*.jpg")).read_bytes()).decode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
                                          json.dumps({"dataframe_records": [{"image": image}]}).encode(),
                                          {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             assert "label" in json.loads(response.read())["predictions"][0]
-        stop(server)
+        stop_process(server)
 
         # everything went through the servers: artifacts proxied, no local store in any worker's folder
         runs = mlflow.search_runs(search_all_experiments=True)
@@ -212,7 +189,7 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
             assert not list(folder.glob("mlflow.db")) and not list(folder.glob("mlruns"))
     finally:
         for process in processes:
-            stop(process)
+            stop_process(process)
         down = subprocess.run([*STACK, "down", str(stack_dir)], capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     status = subprocess.run([*STACK, "status", str(stack_dir)], capture_output=True, text=True).stdout
