@@ -94,10 +94,10 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         from skinml.data.loader import bytes_dataset
 
         probabilities = []
+        batches = iter(bytes_dataset(images, self.image_size, batch_size=CHUNK_ROWS))  # one pipeline, chunk by chunk
         for start in range(0, len(images), CHUNK_ROWS):
             try:
-                batch = next(iter(bytes_dataset(images[start:start + CHUNK_ROWS], self.image_size,
-                                                batch_size=CHUNK_ROWS))).numpy()
+                batch = next(batches).numpy()
             except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
                 raise InvalidImageError(f"an image in rows {start}-{start + CHUNK_ROWS - 1} could not be decoded "
                                         f"({type(exc).__name__})") from None
