@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     from skinml.weights import WeightsError
     from skinml.serving import InvalidImageError
 
-    from skinml.tracking import close_orphaned_runs, end_runs_on_signals
+    from skinml.tracking import Terminated, close_orphaned_runs, end_runs_on_signals
 
     end_runs_on_signals()
     try:
@@ -270,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             for run_id in close_orphaned_runs():
                 logging.getLogger("skinml").warning("closed run %s as KILLED: its process had died", run_id)
         result = args.func(args)
+    except Terminated as stop:  # its runs already ended KILLED
+        return 128 + stop.signum
     except (DataValidationError, DownloadError, WeightsError, InvalidImageError, ValueError,
             FileNotFoundError) as exc:
         print(f"skinml {args.command}: error: {exc}", file=sys.stderr)

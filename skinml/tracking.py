@@ -41,16 +41,17 @@ def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: s
         experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
         nested = active is not None and active.info.run_id == parent_run_id
         with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=nested,
-                              parent_run_id=parent_run_id, tags=tags) as run:
+                              parent_run_id=parent_run_id, tags=tags) as run, killed_on_termination(run):
             yield run
     elif active is not None:  # the caller already opened a run for this stage (`mlflow run` did)
         mlflow.set_tags({**tags, "mlflow.runName": name})
         prepare_experiment(active.info.experiment_id)
-        yield active
+        with killed_on_termination(active):
+            yield active
     else:
         if not mlflow.environment_variables.MLFLOW_RUN_ID.get():
             mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name=name, tags=tags) as run:
+        with mlflow.start_run(run_name=name, tags=tags) as run, killed_on_termination(run):
             prepare_experiment(run.info.experiment_id)
             yield run
 
@@ -90,17 +91,36 @@ def dump_json(data: Any, path: str | Path | None) -> None:
         Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGINT, raised in the main thread: the stage runs it passes through end KILLED (stage_run)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def end_runs_on_signals() -> None:
-    """On SIGTERM or SIGINT, end this process's open MLflow runs as KILLED (with a note of why), then exit."""
+    """Turn SIGTERM and SIGINT into Terminated. The handler only raises: the runs are closed where the exception
+    passes, outside the handler, so no MLflow call is cut into by another."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        while mlflow.active_run() is not None:
-            mlflow.set_tag("skinml.closed_because", f"its process received {signal.Signals(signum).name}")
-            mlflow.end_run("KILLED")
-        raise SystemExit(128 + signum)
+        raise Terminated(signum)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+@contextlib.contextmanager
+def killed_on_termination(run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
+    """End `run` KILLED, with a note of why, if Terminated passes through."""
+    try:
+        yield run
+    except Terminated as stop:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run.info.run_id:
+            mlflow.set_tag("skinml.closed_because", f"its process received {stop}")
+            mlflow.end_run("KILLED")
+        raise
 
 
 def close_orphaned_runs() -> list[str]:
