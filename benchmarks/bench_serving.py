@@ -39,6 +39,32 @@ def post(url: str, images: list[str]) -> float:
     return time.perf_counter() - started
 
 
+def start_server(model_uri: str, probe_image: str) -> tuple[subprocess.Popen, str]:
+    """`mlflow models serve` of the model on a free port, once it has answered one image; returns it and its URL."""
+    port = free_port()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    url = f"http://127.0.0.1:{port}/invocations"
+    deadline = time.time() + 300
+    while True:
+        try:
+            post(url, [probe_image])
+            return server, url
+        except OSError:
+            if time.time() > deadline or server.poll() is not None:
+                stop_server(server)
+                sys.exit("the model server did not come up")
+            time.sleep(1)
+
+
+def stop_server(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, help="folder with lesion JPEGs to send")
@@ -49,31 +75,15 @@ def main() -> None:
 
     files = sorted(Path(args.data_dir).rglob("*.jpg"))[: 32 + args.single]
     images = [base64.b64encode(f.read_bytes()).decode() for f in files]
-    port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", args.model_uri,
-                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}/invocations"
+    server, url = start_server(args.model_uri, images[0])
     try:
-        deadline = time.time() + 300
-        while True:
-            try:
-                post(url, images[:1])
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    sys.exit("the model server did not come up")
-                time.sleep(1)
         for _ in range(3):  # warm-up
             post(url, images[:1])
             post(url, images[:32])
         single = [post(url, [image]) for image in images[32: 32 + args.single]]
         batch = [32 / post(url, images[:32]) for _ in range(args.batches)]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        stop_server(server)
     print(f"model {args.model_uri}, {args.single} single-image requests, {args.batches} requests of 32 images")
     print(f"1 image:   p50 {np.percentile(single, 50) * 1000:.0f} ms, p95 {np.percentile(single, 95) * 1000:.0f} ms")
     print(f"32 images: median {statistics.median(batch):.1f} images/s")

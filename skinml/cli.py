@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from skinml.console import set_up_console, user_errors
 from skinml.config import DEFAULT_EXPERIMENT, LOSSES, PRESETS, SWEEP_EXPERIMENT, TrainConfig, recipe
 
 def weights_option(text: str) -> str:
@@ -239,41 +240,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def name_the_run(record: logging.LogRecord) -> bool:
-    """Put the Prefect flow or task run a log line comes from into it (`[train best seed=1]`), so that a line such
-    as 'Finished in state Completed()' says which stage finished."""
-    name = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None)
-    record.run = f" [{name}]" if name else ""
-    return True
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(name_the_run)
-    logging.getLogger("skinml").setLevel(logging.INFO)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from skinml.data.dataset import DataValidationError
-    from skinml.data.download import DownloadError
-    from skinml.weights import WeightsError
-    from skinml.serving import InvalidImageError
-
+    set_up_console(args.verbose, tensorflow=args.command not in ("download", "split"))
+    from skinml.orphans import mark_owner, stop_orphaned_servers
     from skinml.tracking import Terminated, close_orphaned_runs, end_runs_on_signals
 
     end_runs_on_signals()
+    log = logging.getLogger("skinml")
+    for server, owner in stop_orphaned_servers().items():
+        log.warning("stopped Prefect's temporary server (pid %d): skinml process %d that started it had died",
+                    server, owner)
+    mark_owner()  # a temporary server this command starts carries its PID
     try:
         if args.command not in ("download", "split", "cache", "predict"):  # the commands that log runs
             for run_id in close_orphaned_runs():
-                logging.getLogger("skinml").warning("closed run %s as KILLED: its process had died", run_id)
+                log.warning("closed run %s as KILLED: its process had died", run_id)
         result = args.func(args)
     except Terminated as stop:  # its runs already ended KILLED
         return 128 + stop.signum
-    except (DataValidationError, DownloadError, WeightsError, InvalidImageError, ValueError,
-            FileNotFoundError) as exc:
+    except user_errors() as exc:
         print(f"skinml {args.command}: error: {exc}", file=sys.stderr)
         return 2
     if result is not None:

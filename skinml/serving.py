@@ -26,6 +26,7 @@ IMAGE_COLUMN = "image"
 # Request bounds, sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may change them.
 MAX_ROWS_VARIABLE, MAX_ROWS = "SKINML_SERVE_MAX_ROWS", 64
 MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES = "SKINML_SERVE_MAX_IMAGE_BYTES", 8_000_000
+MAX_REQUEST_VARIABLE, MAX_REQUEST_BYTES = "SKINML_SERVE_MAX_REQUEST_BYTES", 32_000_000  # all images, base64
 CHUNK_ROWS = 16  # images decoded and run together: memory does not grow with the request
 
 
@@ -39,6 +40,37 @@ class InvalidImageError(MlflowException):
     def __init__(self, message: str):
         super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        # MLflow's scoring server rewrites the message as "Failed to predict data '<the whole request>'. Error: ...":
+        # megabytes of the client's own base64 sent back. The first message, ours, is the one kept.
+        if not hasattr(self, "_message"):
+            self._message = value
+
+
+class RequestTooLargeError(InvalidImageError):
+    """A request over one of the size limits (served as HTTP 413, naming the limit)."""
+
+    def get_http_status_code(self) -> int:
+        return 413
+
+
+def check_request_size(values: pd.Series) -> None:
+    """Refuse a request with more rows or more image text than the server's limits, before any image is decoded."""
+    max_rows = limit(MAX_ROWS_VARIABLE, MAX_ROWS)
+    if len(values) > max_rows:
+        raise RequestTooLargeError(f"{len(values)} images in one request; the limit is {max_rows} "
+                                   f"({MAX_ROWS_VARIABLE})")
+    size = sum(len(value) for value in values if isinstance(value, (str, bytes, bytearray)))
+    max_size = limit(MAX_REQUEST_VARIABLE, MAX_REQUEST_BYTES)
+    if size > max_size:
+        raise RequestTooLargeError(f"{size} bytes of images in one request; the limit is {max_size} "
+                                   f"({MAX_REQUEST_VARIABLE})")
+
 
 def image_bytes(value: object, row: int) -> bytes:
     """The raw image bytes of one request value (base64 text or bytes), checked to be a decodable-size image."""
@@ -49,7 +81,7 @@ def image_bytes(value: object, row: int) -> bytes:
     elif isinstance(value, str):
         max_bytes = limit(MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES)
         if len(value) * 3 // 4 > max_bytes:  # refused before decoding the base64
-            raise InvalidImageError(f"row {row}: image of about {len(value) * 3 // 4} bytes is over the limit of "
+            raise RequestTooLargeError(f"row {row}: image of about {len(value) * 3 // 4} bytes is over the limit of "
                                     f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})")
         try:
             data = base64.b64decode(value.strip(), validate=True)
@@ -109,10 +141,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             raise InvalidImageError(f"input must have a column '{IMAGE_COLUMN}' of base64-encoded JPEG/PNG bytes")
         if len(model_input) == 0:
             raise InvalidImageError("no images in the request")
-        max_rows = limit(MAX_ROWS_VARIABLE, MAX_ROWS)
-        if len(model_input) > max_rows:
-            raise InvalidImageError(f"{len(model_input)} images in one request; the limit is {max_rows} "
-                                    f"({MAX_ROWS_VARIABLE})")
+        check_request_size(model_input[IMAGE_COLUMN])
         images = [image_bytes(value, row) for row, value in enumerate(model_input[IMAGE_COLUMN])]
         probs = self.predict_images(images)
         result = pd.DataFrame(probs.astype(np.float64), columns=list(CLASSES))

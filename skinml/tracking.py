@@ -20,6 +20,7 @@ from typing import Any
 import mlflow
 
 from skinml.config import DEFAULT_EXPERIMENT
+from skinml.orphans import process_exists
 from skinml.ui_view import VIEW_TAG, view_json
 
 
@@ -135,7 +136,7 @@ def close_orphaned_runs() -> list[str]:
     closed = []
     for run in runs:
         pid = int(run.data.tags.get("skinml.pid", "0"))
-        if pid and pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+        if pid and pid != os.getpid() and not process_exists(pid):
             client.set_tag(run.info.run_id, "skinml.closed_because",
                            f"process {pid} on {socket.gethostname()} ended without closing it")
             client.set_terminated(run.info.run_id, "KILLED")

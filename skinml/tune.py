@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -31,6 +32,7 @@ from skinml.train import cached_features, labelled_split, train_head
 
 log = logging.getLogger(__name__)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
+PARENT_WAIT_SECONDS = 60  # how long a joining worker waits for the creating worker to record the parent run
 TRIAL_RUN_ATTR = "mlflow_run_id"
 METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
 DROPOUT_RANGE = (0.0, 0.7)
@@ -72,6 +74,9 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     if url is None:
         return None
     interval = int(os.environ.get("SKINML_SWEEP_HEARTBEAT_SECONDS", "30"))
+    # heartbeats and their retry callback are Optuna features marked experimental since 2.8: their warnings say
+    # nothing a user can act on
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=4 * interval,
@@ -104,12 +109,14 @@ def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: 
             log_params_once(params)
         study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
         return run.info.run_id
-    for _ in range(60):  # the creating worker sets it right after creating the study
+    for _ in range(PARENT_WAIT_SECONDS):  # the creating worker sets it right after creating the study
         run_id = study.user_attrs.get(PARENT_RUN_ATTR)  # read from the storage at each access
         if run_id:
             return run_id
         time.sleep(1)
-    raise RuntimeError(f"study {study.study_name!r} has no MLflow parent run recorded")
+    raise ValueError(f"study {study.study_name!r} exists in the storage but has no MLflow parent run recorded "
+                     f"(not made by skinml sweep, or its first worker died while starting): choose another "
+                     f"--study-name or delete the study")
 
 
 def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:

@@ -1,6 +1,7 @@
 """The `skinml` command and the MLproject entry points, run as a user would."""
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 import yaml
 
 from skinml.cli import main
+from skinml.console import no_traceback_for_user_errors
 from skinml.config import preset as preset_config
 from skinml.mlproject import skinml_arguments
 
@@ -179,3 +181,30 @@ def test_a_training_option_out_of_range_is_refused_before_any_work(tmp_path, opt
     # before the data folder is read: this one does not exist
     assert main(["train", "--data-dir", str(tmp_path / "absent"), "--weights", "none", option, value]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_error_reaches_the_terminal_without_start_up_noise(tmp_path):
+    """TensorFlow's loading lines (absl, oneDNN, CUDA) and MLflow's notes stay out of the terminal: a user with a
+    bad data folder sees the error and nothing else."""
+    (tmp_path / "nothing").mkdir()
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_LOGGING_LEVEL")}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"  # a new store: MLflow would say it creates tables
+    folder = tmp_path / "nothing"
+    done = subprocess.run([str(Path(sys.executable).parent / "skinml"), "train", "--data-dir", str(folder)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"skinml train: error: {folder}: 1 problem(s):",
+                                        f"  - no metadata CSV in {folder} (expected HAM10000_metadata.csv or an ISIC "
+                                        "2018 Task 3 ground-truth CSV)"]
+
+
+def test_prefect_logs_a_failed_stage_without_traceback_only_for_user_errors():
+    for error, keeps_traceback in ((ValueError("no such study"), False), (RuntimeError("a bug of ours"), True)):
+        try:
+            raise error
+        except Exception:
+            record = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "Encountered exception", None,
+                                       sys.exc_info())
+        assert no_traceback_for_user_errors(record)  # the line itself is kept
+        assert (record.exc_info is not None) == keeps_traceback

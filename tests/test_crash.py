@@ -11,6 +11,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from skinml.orphans import orphaned_servers, process_exists
+
 from .conftest import IMAGE_SIZE
 
 BIN = Path(sys.executable).parent
@@ -66,3 +68,37 @@ def test_the_next_command_closes_the_runs_of_a_killed_process(synthetic_dir, tes
     run = mlflow.get_run(run_id)
     assert run.info.status == "KILLED"
     assert run.data.tags["skinml.closed_because"].startswith(f"process {process.pid} on ")
+
+
+def trial_runs():
+    return mlflow.search_runs(experiment_names=["skinml-sweeps"], filter_string="tags.`skinml.stage` = 'trial'")
+
+
+@pytest.mark.slow
+def test_after_kill_9_of_a_sweep_the_next_command_closes_its_runs_and_stops_its_prefect_server(
+        synthetic_dir, test_weights, tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}  # Prefect's temporary server
+    with open(tmp_path / "sweep.log", "w") as log:
+        process = subprocess.Popen([str(BIN / "skinml"), "sweep", "--data-dir", str(synthetic_dir), "--weights",
+                                    test_weights, "--image-size", str(IMAGE_SIZE), "--epochs", "500",
+                                    "--cached-views", "1", "--n-trials", "3", "--no-retrain"],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            runs = trial_runs()
+            if len(runs) and mlflow.MlflowClient().get_metric_history(runs.iloc[0]["run_id"], "val_loss"):
+                break  # inside a trial's epochs
+            time.sleep(1)
+        else:
+            pytest.fail(f"no trial started (exit {process.poll()}): {(tmp_path / 'sweep.log').read_text()[-2000:]}")
+        os.kill(process.pid, signal.SIGKILL)  # the process only: what it started lives on
+        process.wait()
+    left = orphaned_servers()
+    assert list(left.values()) == [process.pid]  # Prefect's temporary server outlived it
+    assert set(trial_runs()["status"]) == {"RUNNING"}
+
+    done = subprocess.run([str(BIN / "skinml"), "promote"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"stopped Prefect's temporary server (pid {next(iter(left))})" in done.stderr
+    assert not orphaned_servers() and not process_exists(next(iter(left)))
+    assert set(trial_runs()["status"]) == {"KILLED"}

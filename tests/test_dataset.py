@@ -47,6 +47,15 @@ def test_missing_column_is_named(small_copy):
         load_dataset(small_copy)
 
 
+def test_a_metadata_csv_that_is_not_utf8_names_its_line(small_copy):
+    csv = small_copy / "HAM10000_metadata.csv"
+    lines = csv.read_bytes().splitlines()
+    lines[5] = lines[5].replace(b"trunk", "R\xfccken".encode("latin-1"))  # a Latin-1 export from a spreadsheet
+    csv.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(DataValidationError, match="HAM10000_metadata.csv: line 6 is not UTF-8 text"):
+        load_dataset(small_copy)
+
+
 def test_every_missing_image_and_unknown_class_is_reported(small_copy):
     csv = small_copy / "HAM10000_metadata.csv"
     frame = pd.read_csv(csv)

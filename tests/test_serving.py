@@ -111,12 +111,14 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
     chunked = np.array([[row[c] for c in CLASSES] for row in body["predictions"]])
     np.testing.assert_allclose(chunked[16:20], answers["inputs"], atol=1e-5)
     status, body = post(f"{server}/invocations", {"inputs": {"image": images * 7}})
-    assert status == 400 and "28 images in one request; the limit is 24 (SKINML_SERVE_MAX_ROWS)" in body["message"]
+    assert status == 413 and "28 images in one request; the limit is 24 (SKINML_SERVE_MAX_ROWS)" in body["message"]
+    status, body = post(f"{server}/invocations", {"inputs": {"image": ["A" * 7_000_000] * 7}})  # a 49 MB body
+    assert status == 413 and "the limit is 32000000 (SKINML_SERVE_MAX_REQUEST_BYTES)" in body["message"]
 
     huge = io.BytesIO()
     Image.new("L", (8000, 6000)).save(huge, format="PNG")  # 48 MP: refused before decoding
     garbage = {
-        "not base64": "%%% definitely not base64 %%%",
+        "is not valid base64": "%%% definitely not base64 %%%",
         "not a JPEG/PNG image": base64.b64encode(b"just some text").decode(),
         "is empty": "",
         "too large": base64.b64encode(huge.getvalue()).decode(),
@@ -126,6 +128,7 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         status, body = post(f"{server}/invocations", {"dataframe_records": [{"image": images[0]}, {"image": value}]})
         assert 400 <= status < 500, (problem, status, body)
         assert problem in body.get("message", ""), (problem, body)
+        assert len(body["message"]) < 200  # the request is not echoed back
     status, _ = post(f"{server}/invocations", b"{this is not json")
     assert 400 <= status < 500
     # the worker survived all of that

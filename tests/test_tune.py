@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from skinml.config import TrainConfig
+from skinml import tune
 from skinml.tune import SWEEP_EXPERIMENT, open_storage, sweep
 
 from .conftest import IMAGE_SIZE
@@ -90,3 +91,10 @@ def test_killed_sweep_resumes_and_completes_the_rest(synthetic_dir, test_weights
     assert len(finished(storage)) == 8
     study = optuna.load_study(study_name="shared", storage=storage)
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_a_worker_joining_a_study_that_has_no_parent_run_gets_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(tune, "PARENT_WAIT_SECONDS", 1)
+    study = optuna.create_study(study_name="orphan", storage=f"sqlite:///{tmp_path / 'study.db'}")  # not by skinml
+    with pytest.raises(ValueError, match="study 'orphan' exists in the storage but has no MLflow parent run"):
+        tune.parent_run_id(study, False, {}, SWEEP_EXPERIMENT, "sweep orphan")

@@ -75,6 +75,16 @@ def _read_isic(csv: Path, frame: pd.DataFrame, problems: list[str]) -> pd.DataFr
     return pd.DataFrame({"lesion_id": frame["image"], "image_id": frame["image"], "dx": labels})
 
 
+def first_line_not_utf8(path: Path) -> int:
+    """The number of the first line of a file that does not decode as UTF-8 (0: every line does)."""
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return number
+    return 0
+
+
 def load_dataset(data_dir: str | Path, check_images: bool = True) -> pd.DataFrame:
     """Read a labelled folder into a DataFrame with columns lesion_id, image_id, dx, path (+ any metadata columns).
 
@@ -87,7 +97,10 @@ def load_dataset(data_dir: str | Path, check_images: bool = True) -> pd.DataFram
     csv = find_label_csv(data_dir)
     try:
         frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+    except UnicodeDecodeError:
+        raise DataValidationError(csv, [f"{csv.name}: line {first_line_not_utf8(csv)} is not UTF-8 text (save the "
+                                        "file as UTF-8)"]) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataValidationError(csv, [f"{csv.name}: not a readable CSV ({exc})"]) from None
     problems: list[str] = []
     if all(c in frame.columns for c in ISIC_COLUMNS):

@@ -1,0 +1,77 @@
+"""What reaches the user's terminal: skinml's progress and Prefect's stage lines, one line per user error; not
+TensorFlow's start-up lines, MLflow's notes or tracebacks of bad input (all of which `-v` shows)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean bad input or options: reported as one line, exit status 2."""
+    from skinml.data.dataset import DataValidationError
+    from skinml.data.download import DownloadError
+    from skinml.serving import InvalidImageError
+    from skinml.weights import WeightsError
+
+    return DataValidationError, DownloadError, WeightsError, InvalidImageError, ValueError, FileNotFoundError
+
+
+def name_the_run(record: logging.LogRecord) -> bool:
+    """Put the Prefect flow or task run a log line comes from into it (`[train best seed=1]`), so that a line such
+    as 'Finished in state Completed()' says which stage finished."""
+    name = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None)
+    record.run = f" [{name}]" if name else ""
+    return True
+
+
+def no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
+    """Prefect logs a failed task or flow with its traceback; for an error in the user's input (the same message
+    ends the command as one line) the traceback is left out."""
+    if record.exc_info and isinstance(record.exc_info[1], user_errors()):
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
+@contextlib.contextmanager
+def stderr_to_devnull() -> Iterator[None]:
+    """Send file descriptor 2 (where C++ libraries write) to /dev/null for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its loading lines discarded (TF_CPP_MIN_LOG_LEVEL does not reach the absl, oneDNN and
+    CUDA lines TensorFlow 2.20 writes while it loads) and its C++ log limited to fatal errors, unless the environment
+    sets TF_CPP_MIN_LOG_LEVEL. A failing import still raises, with its message, once stderr is back."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with stderr_to_devnull():
+        import tensorflow  # noqa: F401
+
+
+def set_up_console(verbose: bool, tensorflow: bool) -> None:
+    """Logging and environment for one skinml command; `tensorflow`: the command will need it (imported now)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(name_the_run)
+        if not verbose:
+            handler.addFilter(no_traceback_for_user_errors)
+    logging.getLogger("skinml").setLevel(logging.INFO)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:  # MLflow's notes (creating tables, experiments); its warnings always show
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        if tensorflow:
+            import_tensorflow_quietly()
