@@ -16,6 +16,7 @@ from skinml.config import DEFAULT_EXPERIMENT
 from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.evaluate import evaluate, training_run_id
 from skinml.features import FeatureCache
+from skinml.integrity import DIGEST_TAG, model_files_digest
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
 
@@ -51,6 +52,7 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
             "manifest_sha256": manifest_digest(manifest),
             "data_fingerprint": manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
     tags.update({f"test_{k}": f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
+    tags[DIGEST_TAG] = model_files_digest(model_uri)  # checked before the version is loaded (skinml.integrity)
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
     client.update_registered_model(name, description=MODEL_DESCRIPTION.format(name=name))

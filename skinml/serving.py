@@ -116,7 +116,9 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         import skinml.model  # noqa: F401  (registers the custom layers the saved model uses)
 
         from skinml.engine import predictor
+        from skinml.integrity import check_served_copy
 
+        check_served_copy(Path(context.artifacts["keras_model"]).parents[1])  # the model folder
         self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
         self.image_size = int(self.model.input_shape[1])
         self.run_model = predictor(self.model)  # OpenVINO on a CPU, TensorFlow on a GPU (skinml.engine)
@@ -203,13 +205,22 @@ def log_classifier(model, name: str = "model", registered_model_name: str | None
         )
 
 
+def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """A logged skinml model, loaded from a local copy whose files, for a registered version, were first checked
+    against the digest recorded at registration (skinml.integrity)."""
+    from skinml.integrity import verified_copy
+
+    with tempfile.TemporaryDirectory(prefix="skinml-model-") as tmp:
+        return mlflow.pyfunc.load_model(verified_copy(model_uri, tmp))
+
+
 def load_keras_model(model_uri: str):
     """The Keras classifier inside a logged skinml pyfunc model."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
+    return load_model(model_uri).unwrap_python_model().model
 
 
 def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
     """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
-    model = mlflow.pyfunc.load_model(model_uri)
+    model = load_model(model_uri)
     request = request_frame([Path(p).read_bytes() for p in paths])
     return model.predict(request).assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]

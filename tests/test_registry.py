@@ -1,12 +1,18 @@
 """Registry and promotion rule, with models trained on synthetic data."""
 
+from pathlib import Path
+from urllib.parse import urlparse
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
+from skinml.cli import main
 from skinml.config import TrainConfig
+from skinml.integrity import DIGEST_TAG, ModelIntegrityError, model_files_digest
 from skinml.manifests import run_split
 from skinml.registry import LeakySplitError, promote, register, version_by_alias
+from skinml.serving import load_model
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE
@@ -46,3 +52,33 @@ def test_promotion_moves_aliases_only_for_a_better_honest_challenger(synthetic_d
     with pytest.raises(LeakySplitError, match="trained on .* lesions of the champion's test split"):
         promote()
     assert str(version_by_alias("skinml", "champion").version) == "2"
+
+
+def test_a_registered_model_whose_files_changed_is_refused_at_load(synthetic_dir, test_weights, tmp_path, capsys):
+    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, cached_views=1, epochs=1), synthetic_dir)
+    version = register(trained["model_uri"])["version"]
+    assert MlflowClient().get_model_version("skinml", version).tags[DIGEST_TAG] == model_files_digest(
+        trained["model_uri"])
+    image = str(next(synthetic_dir.rglob("*.jpg")))
+    assert main(["predict", image, "--model-uri", "models:/skinml@champion"]) == 0  # untouched: loads
+    capsys.readouterr()
+
+    # someone with write access to the artifact store changes one byte of the code bundled with the model
+    store = Path(urlparse(mlflow.get_logged_model(trained["model_uri"].split("/")[-1]).artifact_location).path)
+    bundled = store / "code" / "skinml" / "serving.py"
+    source = bundled.read_bytes()
+    tampered = source.replace(b'"SKINML_SERVE_MAX_ROWS", 64', b'"SKINML_SERVE_MAX_ROWS", 65', 1)
+    assert len(tampered) == len(source) and tampered != source
+    bundled.write_bytes(tampered)
+    message = f"model skinml version {version}: its files no longer match the digest recorded when it was registered"
+    with pytest.raises(ModelIntegrityError, match=message):
+        load_model("models:/skinml@champion")
+    assert main(["predict", image, "--model-uri", f"models:/skinml/{version}"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"skinml predict: error: {message} ({DIGEST_TAG}): refusing "
+                                                    "to load it (docs/security.md)"]
+    # what `mlflow models serve -m models:/skinml@champion` does: MLflow downloads the version, then loads the copy
+    served_copy = mlflow.artifacts.download_artifacts(artifact_uri="models:/skinml@champion", dst_path=str(tmp_path))
+    with pytest.raises(ModelIntegrityError, match=message):
+        mlflow.pyfunc.load_model(served_copy)
+    bundled.write_bytes(source)  # put back: loads again
+    assert load_model("models:/skinml@champion").metadata.signature is not None
