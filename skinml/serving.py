@@ -72,8 +72,9 @@ def check_request_size(values: pd.Series) -> None:
                                    f"({MAX_REQUEST_VARIABLE})")
 
 
-def image_bytes(value: object, row: int) -> bytes:
-    """The raw image bytes of one request value (base64 text or bytes), checked to be a decodable-size image."""
+def image_bytes(value: object, where: str) -> bytes:
+    """The raw image bytes of one request value (base64 text or bytes), checked to be a decodable-size image;
+    `where` names it in errors ("row 3", a file name)."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(value, (bytes, bytearray)):
@@ -81,28 +82,28 @@ def image_bytes(value: object, row: int) -> bytes:
     elif isinstance(value, str):
         max_bytes = limit(MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES)
         if len(value) * 3 // 4 > max_bytes:  # refused before decoding the base64
-            raise RequestTooLargeError(f"row {row}: image of about {len(value) * 3 // 4} bytes is over the limit of "
+            raise RequestTooLargeError(f"{where}: image of about {len(value) * 3 // 4} bytes is over the limit of "
                                     f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})")
         try:
             data = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidImageError(f"row {row}: '{IMAGE_COLUMN}' is not valid base64") from None
+            raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' is not valid base64") from None
     else:
-        raise InvalidImageError(f"row {row}: '{IMAGE_COLUMN}' must be base64 text, got {type(value).__name__}")
+        raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' must be base64 text, got {type(value).__name__}")
     if not data:
-        raise InvalidImageError(f"row {row}: '{IMAGE_COLUMN}' is empty")
+        raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' is empty")
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             kind = image.format
     except Image.DecompressionBombError:  # Pillow's own limit, far above ours, checked as it reads the header
-        raise InvalidImageError(f"row {row}: image is too large (limit {MAX_IMAGE_PIXELS} pixels)") from None
+        raise InvalidImageError(f"{where}: image is too large (limit {MAX_IMAGE_PIXELS} pixels)") from None
     except (UnidentifiedImageError, OSError):
-        raise InvalidImageError(f"row {row}: not a JPEG/PNG image") from None
+        raise InvalidImageError(f"{where}: not a JPEG/PNG image") from None
     if kind not in ("JPEG", "PNG"):
-        raise InvalidImageError(f"row {row}: image format {kind} is not supported (send JPEG or PNG)")
+        raise InvalidImageError(f"{where}: image format {kind} is not supported (send JPEG or PNG)")
     if width * height > MAX_IMAGE_PIXELS:
-        raise InvalidImageError(f"row {row}: image of {width}x{height} pixels is too large "
+        raise InvalidImageError(f"{where}: image of {width}x{height} pixels is too large "
                                 f"(limit {MAX_IMAGE_PIXELS} pixels)")
     return data
 
@@ -144,7 +145,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         if len(model_input) == 0:
             raise InvalidImageError("no images in the request")
         check_request_size(model_input[IMAGE_COLUMN])
-        images = [image_bytes(value, row) for row, value in enumerate(model_input[IMAGE_COLUMN])]
+        images = [image_bytes(value, f"row {row}") for row, value in enumerate(model_input[IMAGE_COLUMN])]
         probs = self.predict_images(images)
         result = pd.DataFrame(probs.astype(np.float64), columns=list(CLASSES))
         result["label"] = [CLASSES[k] for k in probs.argmax(axis=1)]
@@ -221,6 +222,7 @@ def load_keras_model(model_uri: str):
 
 def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
     """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
+    images = [image_bytes(Path(p).read_bytes(), str(p)) for p in paths]  # a bad file is named before loading
     model = load_model(model_uri)
-    request = request_frame([Path(p).read_bytes() for p in paths])
+    request = request_frame(images)
     return model.predict(request).assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]

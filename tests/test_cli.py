@@ -141,6 +141,9 @@ def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_d
     assert sorted(children["tags.skinml.stage"]) == ["evaluate", "promote", "train", "trial", "trial"]
     promotion = children[children["tags.skinml.stage"] == "promote"].iloc[0]["run_id"]
     assert mlflow.artifacts.load_dict(f"runs:/{promotion}/promotion.json")["margin"] == 0.5  # the margin honoured
+    for default in ("skinml", "skinml-sweeps"):  # every run of the sweep went to the experiment it was given
+        experiment = mlflow.get_experiment_by_name(default)
+        assert experiment is None or mlflow.search_runs([experiment.experiment_id]).empty
 
 
 def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):

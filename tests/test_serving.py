@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from skinml import CLASSES
+from skinml.cli import main
 from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
@@ -147,4 +148,12 @@ def png_header_only(width: int, height: int) -> bytes:
 def test_a_decompression_bomb_is_refused_with_a_named_error():
     for side in (7000, 20000):  # over our limit; over Pillow's own, which it raises as it reads the header
         with pytest.raises(InvalidImageError, match="row 3: image .*too large"):
-            image_bytes(base64.b64encode(png_header_only(side, side)).decode(), 3)
+            image_bytes(base64.b64encode(png_header_only(side, side)).decode(), "row 3")
+
+
+def test_predict_names_the_file_of_a_decompression_bomb(tmp_path, capsys):
+    bomb = tmp_path / "huge.png"
+    bomb.write_bytes(png_header_only(20000, 20000))
+    assert main(["predict", str(bomb), "--model-uri", "models:/skinml@champion"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"skinml predict: error: {bomb}: image is too large (limit 40000000 pixels)"]
