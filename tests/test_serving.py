@@ -157,3 +157,30 @@ def test_predict_names_the_file_of_a_decompression_bomb(tmp_path, capsys):
     assert main(["predict", str(bomb), "--model-uri", "models:/skinml@champion"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"skinml predict: error: {bomb}: image is too large (limit 40000000 pixels)"]
+
+
+SERVED_IN_A_NEW_PROCESS = """
+import json, sys
+from skinml import CLASSES
+from skinml.serving import predict_files
+table = predict_files("models:/skinml@champion", sys.argv[1:])
+print(json.dumps({"probabilities": table[list(CLASSES)].to_numpy().tolist(),
+                  "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synthetic_dir, test_weights):
+    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1), synthetic_dir)
+    register(trained["model_uri"])
+    model_dir = Path(mlflow.artifacts.download_artifacts(trained["model_uri"]))
+    files = set(os.listdir(model_dir / "artifacts" / "openvino"))
+    assert files == {"classifier.xml", "classifier.bin"}
+    paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
+    done = subprocess.run([sys.executable, "-c", SERVED_IN_A_NEW_PROCESS, *paths],
+                          env={**os.environ, "SKINML_ENGINE": "auto"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["tensorflow"] is False  # Pillow decodes, OpenVINO resizes and classifies
+    keras_model = load_keras_model("models:/skinml@champion")
+    pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
+    np.testing.assert_allclose(answer["probabilities"], keras_model.predict_on_batch(pixels), atol=1e-4)
