@@ -257,18 +257,22 @@ def log_classifier(model, name: str = "model", registered_model_name: str | None
         )
 
 
-def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+def load_model(model_uri: str, with_keras: bool = False) -> mlflow.pyfunc.PyFuncModel:
     """A logged skinml model, loaded from a local copy whose files, for a registered version, were first checked
-    against the digest recorded at registration (skinml.integrity)."""
+    against the digest recorded at registration (skinml.integrity). `with_keras`: load its Keras model too (the
+    OpenVINO form does not need it), while the copy exists."""
     from skinml.integrity import verified_copy
 
     with tempfile.TemporaryDirectory(prefix="skinml-model-") as tmp:
-        return mlflow.pyfunc.load_model(verified_copy(model_uri, tmp))
+        model = mlflow.pyfunc.load_model(verified_copy(model_uri, tmp))
+        if with_keras:
+            model.unwrap_python_model().model  # noqa: B018  (a cached property: read now, kept)
+        return model
 
 
 def load_keras_model(model_uri: str):
     """The Keras classifier inside a logged skinml pyfunc model."""
-    return load_model(model_uri).unwrap_python_model().model
+    return load_model(model_uri, with_keras=True).unwrap_python_model().model
 
 
 def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:

@@ -169,7 +169,8 @@ print(json.dumps({"probabilities": table[list(CLASSES)].to_numpy().tolist(),
 """
 
 
-def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synthetic_dir, test_weights):
+def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synthetic_dir, test_weights,
+                                                                           monkeypatch):
     trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1), synthetic_dir)
     register(trained["model_uri"])
     model_dir = Path(mlflow.artifacts.download_artifacts(trained["model_uri"]))
@@ -181,6 +182,7 @@ def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synt
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["tensorflow"] is False  # Pillow decodes, OpenVINO resizes and classifies
+    monkeypatch.setenv("SKINML_ENGINE", "auto")  # as for users: the Keras model is still there for evaluation
     keras_model = load_keras_model("models:/skinml@champion")
     pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
     np.testing.assert_allclose(answer["probabilities"], keras_model.predict_on_batch(pixels), atol=1e-4)
