@@ -257,14 +257,16 @@ def log_classifier(model, name: str = "model", registered_model_name: str | None
         )
 
 
-def load_model(model_uri: str, with_keras: bool = False) -> mlflow.pyfunc.PyFuncModel:
+def load_model(model_uri: str, with_keras: bool = False, check_requirements: bool = True
+               ) -> mlflow.pyfunc.PyFuncModel:
     """A logged skinml model, loaded from a local copy whose files, for a registered version, were first checked
     against the digest recorded at registration (skinml.integrity). `with_keras`: load its Keras model too (the
-    OpenVINO form does not need it), while the copy exists."""
+    OpenVINO form does not need it), while the copy exists. `check_requirements`: MLflow compares the model's
+    requirements with the installed packages and warns (a scan of every installed package: about 1 s)."""
     from skinml.integrity import verified_copy
 
     with tempfile.TemporaryDirectory(prefix="skinml-model-") as tmp:
-        model = mlflow.pyfunc.load_model(verified_copy(model_uri, tmp))
+        model = mlflow.pyfunc.load_model(verified_copy(model_uri, tmp), suppress_warnings=not check_requirements)
         if with_keras:
             model.unwrap_python_model().model  # noqa: B018  (a cached property: read now, kept)
         return model
@@ -278,6 +280,6 @@ def load_keras_model(model_uri: str):
 def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
     """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
     images = [image_bytes(Path(p).read_bytes(), str(p)) for p in paths]  # a bad file is named before loading
-    model = load_model(model_uri)
+    model = load_model(model_uri, check_requirements=False)  # a third of a one-image prediction's start-up
     request = request_frame(images)
     return model.predict(request).assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]
