@@ -281,5 +281,7 @@ def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
     """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
     images = [image_bytes(Path(p).read_bytes(), str(p)) for p in paths]  # a bad file is named before loading
     model = load_model(model_uri, check_requirements=False)  # a third of a one-image prediction's start-up
-    request = request_frame(images)
-    return model.predict(request).assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]
+    rows = limit(MAX_ROWS_VARIABLE, MAX_ROWS)
+    requests = [request_frame(images[start:start + rows]) for start in range(0, len(images), rows)]
+    table = pd.concat([model.predict(request) for request in requests], ignore_index=True)  # within the row limit
+    return table.assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]

@@ -24,7 +24,7 @@ from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.registry import register
-from skinml.serving import InvalidImageError, image_bytes, load_keras_model
+from skinml.serving import InvalidImageError, image_bytes, load_keras_model, predict_files
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE, free_port
@@ -186,3 +186,7 @@ def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synt
     keras_model = load_keras_model("models:/skinml@champion")
     pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
     np.testing.assert_allclose(answer["probabilities"], keras_model.predict_on_batch(pixels), atol=1e-4)
+    monkeypatch.setenv("SKINML_SERVE_MAX_ROWS", "2")  # more files than one request may hold: several requests
+    table = predict_files("models:/skinml@champion", paths)
+    assert table["file"].tolist() == paths
+    np.testing.assert_allclose(table[list(CLASSES)].to_numpy(), answer["probabilities"], atol=1e-6)
