@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    set_up_console(args.verbose, tensorflow=args.command not in ("download", "split"))
+    set_up_console(args.verbose, tensorflow=args.command not in ("download", "split", "predict"))
     from skinml.orphans import mark_owner, stop_orphaned_servers
     from skinml.tracking import Terminated, close_orphaned_runs, end_runs_on_signals
 

@@ -11,13 +11,17 @@ from collections.abc import Iterator
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The errors that mean bad input or options: reported as one line, exit status 2."""
+    """The errors that mean bad input or options (an MLflow error: a model or run that is not there, a server that
+    refuses): reported as one line, exit status 2."""
+    from mlflow.exceptions import MlflowException
+
     from skinml.data.dataset import DataValidationError
     from skinml.data.download import DownloadError
     from skinml.serving import InvalidImageError
     from skinml.weights import WeightsError
 
-    return DataValidationError, DownloadError, WeightsError, InvalidImageError, ValueError, FileNotFoundError
+    return (DataValidationError, DownloadError, WeightsError, InvalidImageError, MlflowException, ValueError,
+            FileNotFoundError)
 
 
 def name_the_run(record: logging.LogRecord) -> bool:
@@ -72,6 +76,7 @@ def set_up_console(verbose: bool, tensorflow: bool) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:  # MLflow's notes (creating tables, experiments); its warnings always show
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # in case it already was
         if tensorflow:
             import_tensorflow_quietly()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import importlib.util
 import io
 import os
 import tempfile
@@ -28,6 +30,15 @@ MAX_ROWS_VARIABLE, MAX_ROWS = "SKINML_SERVE_MAX_ROWS", 64
 MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES = "SKINML_SERVE_MAX_IMAGE_BYTES", 8_000_000
 MAX_REQUEST_VARIABLE, MAX_REQUEST_BYTES = "SKINML_SERVE_MAX_REQUEST_BYTES", 32_000_000  # all images, base64
 CHUNK_ROWS = 16  # images decoded and run together: memory does not grow with the request
+
+
+def serving_engine() -> str:
+    """How a loaded model runs: its OpenVINO form when OpenVINO is installed, unless $SKINML_ENGINE is
+    `tensorflow` (set it on a host with a GPU: telling needs TensorFlow, which this choice avoids importing)."""
+    requested = os.environ.get("SKINML_ENGINE") or "auto"
+    if requested == "tensorflow" or importlib.util.find_spec("openvino") is None:
+        return "tensorflow"
+    return "openvino"
 
 
 def limit(variable: str, default: int) -> int:
@@ -109,27 +120,46 @@ def image_bytes(value: object, where: str) -> bytes:
 
 
 class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
-    """pyfunc wrapper around the Keras classifier saved as the `keras_model` artifact."""
+    """pyfunc wrapper around the classifier: its OpenVINO form (`openvino_model` artifact) where OpenVINO runs it,
+    without TensorFlow; else the Keras model (`keras_model`) through tf.data and skinml.engine."""
 
     def load_context(self, context) -> None:
+        from skinml.integrity import check_served_copy
+
+        self.keras_path = context.artifacts["keras_model"]
+        check_served_copy(Path(self.keras_path).parents[1])  # the model folder
+        folder = context.artifacts.get("openvino_model")
+        self.openvino = None
+        if folder and serving_engine() == "openvino":
+            from skinml import openvino_form
+
+            self.openvino = openvino_form.load(folder)
+        else:
+            from skinml.engine import predictor
+
+            self.run_model = predictor(self.model)  # OpenVINO on a CPU, TensorFlow on a GPU (skinml.engine)
+
+    @functools.cached_property
+    def model(self):
+        """The Keras classifier (loaded on first use: the OpenVINO form does not need it)."""
+        from skinml.console import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
         import keras
 
         import skinml.model  # noqa: F401  (registers the custom layers the saved model uses)
 
-        from skinml.engine import predictor
-        from skinml.integrity import check_served_copy
-
-        check_served_copy(Path(context.artifacts["keras_model"]).parents[1])  # the model folder
-        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
-        self.image_size = int(self.model.input_shape[1])
-        self.run_model = predictor(self.model)  # OpenVINO on a CPU, TensorFlow on a GPU (skinml.engine)
+        return keras.saving.load_model(self.keras_path, compile=False)
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
         """Class probabilities for raw image bytes, shape (n, 7), decoded and run CHUNK_ROWS images at a time."""
+        if self.openvino is not None:
+            return self.predict_with_openvino(images)
         from skinml.data.loader import bytes_dataset
 
         probabilities = []
-        batches = iter(bytes_dataset(images, self.image_size, batch_size=CHUNK_ROWS))  # one pipeline, chunk by chunk
+        size = int(self.model.input_shape[1])
+        batches = iter(bytes_dataset(images, size, batch_size=CHUNK_ROWS))  # one pipeline, chunk by chunk
         for start in range(0, len(images), CHUNK_ROWS):
             try:
                 batch = next(batches).numpy()
@@ -137,6 +167,22 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
                 raise InvalidImageError(f"an image in rows {start}-{start + CHUNK_ROWS - 1} could not be decoded "
                                         f"({type(exc).__name__})") from None
             probabilities.append(self.run_model(batch))
+        return np.concatenate(probabilities)
+
+    def predict_with_openvino(self, images: list[bytes]) -> np.ndarray:
+        """predict_images on the OpenVINO form: Pillow decodes, consecutive images of one size run together."""
+        from skinml import openvino_form
+
+        probabilities = []
+        for start in range(0, len(images), CHUNK_ROWS):
+            pixels = []
+            for row, data in enumerate(images[start:start + CHUNK_ROWS], start):
+                try:
+                    pixels.append(openvino_form.decode(data))
+                except (OSError, ValueError, SyntaxError):  # Pillow: truncated or corrupt data
+                    raise InvalidImageError(f"row {row}: the image could not be decoded") from None
+            for run in openvino_form.same_size_runs(pixels, CHUNK_ROWS):
+                probabilities.append(self.openvino(np.stack([pixels[i] for i in run])))
         return np.concatenate(probabilities)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
@@ -191,13 +237,18 @@ def pip_requirements() -> list[str]:
 
 def log_classifier(model, name: str = "model", registered_model_name: str | None = None):
     """Log the Keras classifier as a pyfunc model in the active run; returns MLflow's ModelInfo."""
+    from skinml import openvino_form
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "classifier.keras"
         model.save(path)
+        artifacts = {"keras_model": str(path)}
+        if openvino_form.export(model, Path(tmp) / "openvino"):
+            artifacts["openvino_model"] = str(Path(tmp) / "openvino")
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(skinml.__file__).parent / "model_code.py"),  # models from code: no pickle
-            artifacts={"keras_model": str(path)},
+            artifacts=artifacts,
             signature=SIGNATURE,
             input_example=input_example(),
             pip_requirements=pip_requirements(),
@@ -206,23 +257,31 @@ def log_classifier(model, name: str = "model", registered_model_name: str | None
         )
 
 
-def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+def load_model(model_uri: str, with_keras: bool = False, check_requirements: bool = True
+               ) -> mlflow.pyfunc.PyFuncModel:
     """A logged skinml model, loaded from a local copy whose files, for a registered version, were first checked
-    against the digest recorded at registration (skinml.integrity)."""
+    against the digest recorded at registration (skinml.integrity). `with_keras`: load its Keras model too (the
+    OpenVINO form does not need it), while the copy exists. `check_requirements`: MLflow compares the model's
+    requirements with the installed packages and warns (a scan of every installed package: about 1 s)."""
     from skinml.integrity import verified_copy
 
     with tempfile.TemporaryDirectory(prefix="skinml-model-") as tmp:
-        return mlflow.pyfunc.load_model(verified_copy(model_uri, tmp))
+        model = mlflow.pyfunc.load_model(verified_copy(model_uri, tmp), suppress_warnings=not check_requirements)
+        if with_keras:
+            model.unwrap_python_model().model  # noqa: B018  (a cached property: read now, kept)
+        return model
 
 
 def load_keras_model(model_uri: str):
     """The Keras classifier inside a logged skinml pyfunc model."""
-    return load_model(model_uri).unwrap_python_model().model
+    return load_model(model_uri, with_keras=True).unwrap_python_model().model
 
 
 def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
     """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
     images = [image_bytes(Path(p).read_bytes(), str(p)) for p in paths]  # a bad file is named before loading
-    model = load_model(model_uri)
-    request = request_frame(images)
-    return model.predict(request).assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]
+    model = load_model(model_uri, check_requirements=False)  # a third of a one-image prediction's start-up
+    rows = limit(MAX_ROWS_VARIABLE, MAX_ROWS)
+    requests = [request_frame(images[start:start + rows]) for start in range(0, len(images), rows)]
+    table = pd.concat([model.predict(request) for request in requests], ignore_index=True)  # within the row limit
+    return table.assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import keras
-
 KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 # sha256 of the official no-top files, as published with Keras (1.0 and 0.35 checked here; others are not pinned).
 KNOWN_WEIGHT_HASHES = {
@@ -45,6 +43,8 @@ def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
     base = os.environ.get("SKINML_WEIGHTS_URL", KERAS_WEIGHTS_URL)
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     keras_home.mkdir(parents=True, exist_ok=True)  # else get_file falls back to /tmp/.keras
+    import keras
+
     try:
         return keras.utils.get_file(fname, origin=base.rstrip("/") + "/" + fname,
                                     file_hash=KNOWN_WEIGHT_HASHES.get(fname), cache_subdir="models",

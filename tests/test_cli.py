@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from PIL import Image
 
 from skinml.cli import main
 from skinml.console import no_traceback_for_user_errors
@@ -211,3 +212,11 @@ def test_prefect_logs_a_failed_stage_without_traceback_only_for_user_errors():
                                        sys.exc_info())
         assert no_traceback_for_user_errors(record)  # the line itself is kept
         assert (record.exc_info is not None) == keeps_traceback
+
+
+def test_a_model_that_is_not_registered_is_one_line(tmp_path, capsys):
+    image = tmp_path / "lesion.png"
+    Image.new("RGB", (20, 15), (205, 150, 125)).save(image)
+    assert main(["predict", str(image), "--model-uri", "models:/no-such-model@champion"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith("skinml predict: error: ") and "no-such-model" in error[0]

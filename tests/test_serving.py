@@ -24,7 +24,7 @@ from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.registry import register
-from skinml.serving import InvalidImageError, image_bytes, load_keras_model
+from skinml.serving import InvalidImageError, image_bytes, load_keras_model, predict_files
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE, free_port
@@ -157,3 +157,36 @@ def test_predict_names_the_file_of_a_decompression_bomb(tmp_path, capsys):
     assert main(["predict", str(bomb), "--model-uri", "models:/skinml@champion"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"skinml predict: error: {bomb}: image is too large (limit 40000000 pixels)"]
+
+
+SERVED_IN_A_NEW_PROCESS = """
+import json, sys
+from skinml import CLASSES
+from skinml.serving import predict_files
+table = predict_files("models:/skinml@champion", sys.argv[1:])
+print(json.dumps({"probabilities": table[list(CLASSES)].to_numpy().tolist(),
+                  "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
+def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synthetic_dir, test_weights,
+                                                                           monkeypatch):
+    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1), synthetic_dir)
+    register(trained["model_uri"])
+    model_dir = Path(mlflow.artifacts.download_artifacts(trained["model_uri"]))
+    files = set(os.listdir(model_dir / "artifacts" / "openvino"))
+    assert files == {"classifier.xml", "classifier.bin"}
+    paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
+    done = subprocess.run([sys.executable, "-c", SERVED_IN_A_NEW_PROCESS, *paths],
+                          env={**os.environ, "SKINML_ENGINE": "auto"}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer["tensorflow"] is False  # Pillow decodes, OpenVINO resizes and classifies
+    monkeypatch.setenv("SKINML_ENGINE", "auto")  # as for users: the Keras model is still there for evaluation
+    keras_model = load_keras_model("models:/skinml@champion")
+    pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
+    np.testing.assert_allclose(answer["probabilities"], keras_model.predict_on_batch(pixels), atol=1e-4)
+    monkeypatch.setenv("SKINML_SERVE_MAX_ROWS", "2")  # more files than one request may hold: several requests
+    table = predict_files("models:/skinml@champion", paths)
+    assert table["file"].tolist() == paths
+    np.testing.assert_allclose(table[list(CLASSES)].to_numpy(), answer["probabilities"], atol=1e-6)
