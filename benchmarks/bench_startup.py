@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
-import os
 import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from bench_serving import free_port, stop_server
+from bench_serving import start_server, stop_server
 
 BIN = Path(sys.executable).parent
 
@@ -36,27 +32,12 @@ def predict_seconds(model_uri: str, image: str) -> float:
 
 def serve_seconds(model_uri: str, image: str) -> float:
     """From starting `mlflow models serve` to the first answer to a one-image request."""
-    port = free_port()
-    body = json.dumps({"inputs": {"image": [base64.b64encode(Path(image).read_bytes()).decode()]}}).encode()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    probe = base64.b64encode(Path(image).read_bytes()).decode()
     started = time.perf_counter()
-    server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        while True:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with urllib.request.urlopen(request, timeout=60) as response:
-                    json.loads(response.read())
-                return time.perf_counter() - started
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None or time.perf_counter() - started > 300:
-                    sys.exit(f"mlflow models serve of {model_uri} did not answer")
-                time.sleep(0.1)
-    finally:
-        stop_server(server)
+    server, _ = start_server(model_uri, probe)
+    elapsed = time.perf_counter() - started
+    stop_server(server)
+    return elapsed
 
 
 def main() -> None:

@@ -80,6 +80,7 @@ def verified_copy(model_uri: str, folder: str | Path) -> str:
     version = registered_version(model_uri)
     if version is not None:
         check_files(local, version)
+    (Path(local) / MODEL_META).unlink(missing_ok=True)  # checked here: the model's loader need not check it again
     return local
 
 

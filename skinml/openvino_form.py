@@ -38,21 +38,17 @@ def export(model, folder: str | Path) -> Path | None:
     return folder
 
 
-def precision() -> str:
-    """f32, unless $SKINML_PRECISION asks for bf16 and the CPU computes it natively (as skinml.engine decides)."""
-    import openvino as ov
-
-    wanted = os.environ.get("SKINML_PRECISION", "f32")
-    native = "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    return "bf16" if wanted == "bf16" and native else "f32"
-
-
 def load(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
-    """The compiled form: uint8 images (N x H x W x 3, one size per call) -> class probabilities (N x 7)."""
+    """The compiled form: uint8 images (N x H x W x 3, one size per call) -> class probabilities (N x 7). It runs
+    at f32 unless $SKINML_PRECISION asks for bf16 and the CPU computes it natively (as skinml.engine decides; that
+    module needs TensorFlow, this one must not)."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(Path(folder) / FILE_NAME), "CPU", {
-        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision()})
+    core = ov.Core()
+    native_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    precision = "bf16" if os.environ.get("SKINML_PRECISION") == "bf16" and native_bf16 else "f32"
+    compiled = core.compile_model(str(Path(folder) / FILE_NAME), "CPU", {
+        "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision})
     return lambda images: compiled(np.ascontiguousarray(images, dtype=np.uint8))[0]
 
 
