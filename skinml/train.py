@@ -26,7 +26,7 @@ from skinml.data.augment import augmentation_layers
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.data.split import make_split, read_manifest
-from skinml.engine import effective_precision, pick_engine
+from skinml.engine import effective_precision, pick_engine, predictor
 from skinml.features import FeatureCache, extract_features
 from skinml.manifests import log_manifest
 from skinml.memory import peak_rss_mb
@@ -142,20 +142,46 @@ def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarra
     """A new head trained on features, validated and logged (to the active MLflow run) at every epoch; returns it
     with its validation probabilities.
 
-    With `fine_tune_from`, the head holds the backbone's top: `epochs` with it frozen, then `fine_tune_epochs` with
-    it trainable, the learning rate rising to `fine_tune_learning_rate` over one epoch, then decaying to 0 (cosine).
+    With `fine_tune_from`, the head holds the backbone's top: `epochs` with it frozen (trained on the top's pooled
+    output, computed once per view), then `fine_tune_epochs` with it trainable, the learning rate rising to
+    `fine_tune_learning_rate` over one epoch, then decaying to 0 (cosine).
     """
     top = build_top(config)
     head = build_head(train_x.shape[2:], config.dropout, config.seed, top)
     validation = EpochMetrics(val_x, val_labels, history)
     callbacks = [validation, *callbacks]
-    fit_head_on_features(head, train_x, train_labels, config, callbacks)
-    if top is not None and config.fine_tune_epochs and not head.stop_training:
+    if top is None:
+        fit_head_on_features(head, train_x, train_labels, config, callbacks)
+        return head, validation.probs
+    warm_up = warm_up_head(head)  # the frozen top's pooled output is computed once, not once per epoch
+    pooled_train, pooled_val = pooled_top_features(top, train_x), pooled_top_features(top, val_x[:, None])[:, 0]
+    validation.val_inputs = pooled_val
+    fit_head_on_features(warm_up, pooled_train, train_labels, config, callbacks)
+    validation.val_inputs = val_x
+    if config.fine_tune_epochs and not warm_up.stop_training:
         set_top_trainable(head, True)
         fit_head_on_features(head, train_x, train_labels, config, callbacks, epochs=config.fine_tune_epochs,
                              first_epoch=config.epochs, learning_rate=fine_tune_schedule(config, len(train_x)))
         set_top_trainable(head, False)  # saved frozen: nothing trains it further by accident
     return head, validation.probs
+
+
+def pooled_top_features(top: keras.Model, maps: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The frozen backbone top's pooled output for every map of `maps` (n, views, *map_shape) -> (n, views, pooled),
+    run where the extractor runs (skinml.engine: OpenVINO on a CPU, ~3x TensorFlow's speed here)."""
+    inputs = keras.Input(maps.shape[2:], name="features")
+    pooled = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="pool")(top(inputs)), name="top_pooled")
+    run = predictor(pooled)
+    flat = maps.reshape(-1, *maps.shape[2:])
+    out = np.concatenate([run(flat[i:i + batch_size]) for i in range(0, len(flat), batch_size)])
+    return out.reshape(*maps.shape[:2], -1)
+
+
+def warm_up_head(head: keras.Model) -> keras.Model:
+    """The head's Dropout -> Dense on the frozen top's pooled output: training it trains the head's own layers."""
+    dense = head.get_layer("probs")
+    inputs = keras.Input((dense.kernel.shape[0],), name="pooled")
+    return keras.Model(inputs, dense(head.get_layer("dropout")(inputs)), name="warm_up_head")
 
 
 def fine_tune_schedule(config: TrainConfig, train_images: int) -> keras.optimizers.schedules.LearningRateSchedule:

@@ -16,7 +16,7 @@ from skinml.features import extractor_fingerprint
 from skinml.model import (TemperatureScaling, build_backbone_top, build_classifier, build_feature_extractor,
                           build_head, set_top_trainable, split_classifier)
 from skinml.serving import load_keras_model
-from skinml.train import labelled_split, train
+from skinml.train import labelled_split, pooled_top_features, train, warm_up_head
 
 from .conftest import IMAGE_SIZE
 from .test_train_evaluate import b64_images, tiny_config
@@ -49,6 +49,24 @@ def test_unfrozen_top_trains_its_convolutions_but_batchnorm_stays_in_inference_m
     head.fit(x, keras.utils.to_categorical(np.arange(32) % 7, 7), epochs=1, verbose=0)
     after = [np.array(w) for w in top.non_trainable_weights if "moving_mean" in w.path]
     assert all(np.array_equal(a, b) for a, b in zip(moving_mean, after))
+
+
+def test_warm_up_trains_the_heads_own_dense_layer_on_the_tops_pooled_output(test_weights):
+    top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15")
+    head = build_head((1, 1, 160), dropout=0.0, seed=1, top=top)
+    maps = np.random.default_rng(0).normal(size=(5, 2, 1, 1, 160)).astype("float32")  # 5 images, 2 views
+    pooled = pooled_top_features(top, maps, batch_size=4)
+    assert pooled.shape == (5, 2, 1280)
+    expected = keras.layers.GlobalAveragePooling2D()(top(maps.reshape(10, 1, 1, 160)))
+    np.testing.assert_allclose(pooled.reshape(10, -1), np.asarray(expected), rtol=1e-4, atol=1e-5)
+
+    warm_up = warm_up_head(head)
+    before = np.array(head.get_layer("probs").kernel)
+    warm_up.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
+    warm_up.fit(pooled.reshape(10, -1), keras.utils.to_categorical(np.arange(10) % 7, 7), epochs=2, verbose=0)
+    assert not np.allclose(np.array(head.get_layer("probs").kernel), before)  # the head's own layer trained
+    np.testing.assert_allclose(np.asarray(warm_up(pooled[:, 0])), np.asarray(head(maps[:, 0])), rtol=1e-4,
+                               atol=1e-6)  # the warm-up model is the head on the pooled output
 
 
 def test_temperature_layer_is_saved_with_the_model(tmp_path, test_weights):
