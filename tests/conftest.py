@@ -76,6 +76,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests first, so that with two workers (pyproject's `-n 2`) the team stack's 7-minute test does not
+    start last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     """A HAM10000-layout folder: 7 classes x 12 images (2 per lesion), 64x48 JPEGs."""
