@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
 
 
 def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
@@ -11,3 +14,12 @@ def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", required=True, help="the HAM10000 folder (metadata CSV and images)")
     parser.add_argument("--weights", required=True, help="ImageNet MobileNetV2 weights: imagenet or a file path")
     return parser
+
+
+def isolated_store(workdir: str | None, prefix: str) -> tuple[Path, dict[str, str]]:
+    """A work folder (`workdir`, else a new temporary one) and the environment for `skinml` processes that keeps
+    their MLflow store and feature cache in it."""
+    folder = Path(workdir or tempfile.mkdtemp(prefix=prefix))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder, {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+                    "SKINML_CACHE_DIR": str(folder / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}

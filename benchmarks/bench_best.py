@@ -9,12 +9,9 @@ See docs/benchmarks.md.
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import tempfile
-from pathlib import Path
 
-from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
+from arguments import benchmark_parser, isolated_store  # benchmarks/ is on sys.path when a script in it runs
 from bench_training import run_cli
 
 
@@ -25,10 +22,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the MLflow store and the cache go (default: temp)")
     args = parser.parse_args()
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="skinml-bench-best-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-           "SKINML_CACHE_DIR": str(workdir / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workdir, env = isolated_store(args.workdir, "skinml-bench-best-")
     manifest = workdir / "manifest.csv"
     run_cli(["split", "--data-dir", args.data_dir, "--seed", str(args.seed), "--output", str(manifest)], env)
     common = ["train", "--preset", "best", "--data-dir", args.data_dir, "--weights", args.weights,

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
+from arguments import benchmark_parser, isolated_store  # benchmarks/ is on sys.path when a script in it runs
 
 
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
@@ -86,10 +86,7 @@ def main() -> None:
     parser.add_argument("--workdir", default=None, help="where the MLflow store and caches go (default: temp)")
     args = parser.parse_args()
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="skinml-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-           "SKINML_CACHE_DIR": str(workdir / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    workdir, env = isolated_store(args.workdir, "skinml-bench-")
     os.environ.update({k: env[k] for k in ("TF_CPP_MIN_LOG_LEVEL",)})
 
     figures = throughput(args.data_dir, args.weights, args.throughput_images, args.repeats)
