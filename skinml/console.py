@@ -40,6 +40,32 @@ def no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
     return True
 
 
+class PrefectUserErrors(logging.Filter):
+    """Leaves out Prefect's lines about a task or flow run that failed with a user error: its 'Task run failed with
+    exception' / 'Encountered exception' line and its 'Finished in state Failed(...)' line, once per run of the
+    failed chain, all repeat the message that ends the command as skinml's one line. Prefect's UI keeps them (its API
+    handler is not the terminal's); `-v` shows them here too.
+
+    Prefect logs the exception line (with the exception) before the state line of the same run, so the runs seen
+    failing with a user error are remembered by id."""
+
+    RUN_ID_FIELD = {"prefect.task_runs": "task_run_id", "prefect.flow_runs": "flow_run_id"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_runs: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        field = self.RUN_ID_FIELD.get(record.name)
+        if field is None:
+            return True
+        run_id = str(getattr(record, field, ""))
+        if record.exc_info and isinstance(record.exc_info[1], user_errors()):
+            self.failed_runs.add(run_id)
+            return False
+        return not (run_id in self.failed_runs and record.getMessage().startswith("Finished in state Failed"))
+
+
 @contextlib.contextmanager
 def stderr_to_devnull() -> Iterator[None]:
     """Send file descriptor 2 (where C++ libraries write) to /dev/null for the duration."""
@@ -68,13 +94,14 @@ def set_up_console(verbose: bool, tensorflow: bool) -> None:
     """Logging and environment for one skinml command; `tensorflow`: the command will need it (imported now)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s")
+    prefect_user_errors = PrefectUserErrors()  # one for all handlers: it remembers the failed runs
     for handler in logging.getLogger().handlers:
         handler.addFilter(name_the_run)
         if not verbose:
+            handler.addFilter(prefect_user_errors)  # before the next one, which clears exc_info
             handler.addFilter(no_traceback_for_user_errors)
     logging.getLogger("skinml").setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not verbose:  # MLflow's notes (creating tables, experiments); its warnings always show
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # in case it already was

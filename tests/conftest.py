@@ -6,8 +6,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # no network here: no telemetry attempts
-os.environ.setdefault("DO_NOT_TRACK", "true")
 # Prefect waits 20 s for its ephemeral API server, which a loaded 2-core machine can exceed (seen once, 2026-11-26).
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # The tiny 32-px test models gain nothing from OpenVINO and each conversion costs seconds; the engines' agreement is
@@ -81,6 +79,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     at a time (pyproject: `-n 2 --maxschedchunk 1`), one runs the team test while the other runs most of the rest."""
     items.sort(key=lambda item: (not item.nodeid.startswith("tests/test_team.py"),
                                  item.get_closest_marker("slow") is None))
+
+
+def make_separable_set(dest: Path, n_per_class: int = 20) -> Path:
+    """A HAM10000-layout folder whose classes a random backbone tells apart: each class one colour plus noise, one
+    image per lesion. For tests that need a model clearly better than another (the promotion rule's)."""
+    import pandas as pd
+    from PIL import Image
+
+    from skinml import CLASSES
+
+    (dest / "images").mkdir(parents=True)
+    rng, rows = np.random.default_rng(0), []
+    for k, dx in enumerate(CLASSES):
+        colour = np.array([k * 37 % 256, k * 91 % 256, k * 151 % 256])
+        for i in range(n_per_class):
+            image_id = f"ISIC_{k}{i:03d}"
+            pixels = np.clip(colour + rng.normal(0, 12, (48, 64, 3)), 0, 255).astype("uint8")
+            Image.fromarray(pixels).save(dest / "images" / f"{image_id}.jpg")
+            rows.append({"lesion_id": f"HAM_{k}{i:03d}", "image_id": image_id, "dx": dx})
+    pd.DataFrame(rows).to_csv(dest / "HAM10000_metadata.csv", index=False)
+    return dest
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from skinml.cli import main
-from skinml.console import no_traceback_for_user_errors
+from skinml.console import PrefectUserErrors, no_traceback_for_user_errors
 from skinml.config import preset as preset_config
 from skinml.mlproject import skinml_arguments
 
@@ -101,31 +101,20 @@ def test_every_mlproject_parameter_reaches_a_skinml_option(capsys):
         assert set(passed) <= set(known), f"{name}: unknown options {set(passed) - set(known)}"
 
 
-def mlflow_run(experiment: str, *arguments: str) -> str:
-    """`mlflow run` of this repository in a fresh process, as a user types it; fails the test if it fails, else
-    returns what it logged."""
+def run_mlflow_run(experiment: str, *arguments: str) -> subprocess.CompletedProcess:
+    """`mlflow run` of this repository in a fresh process, as a user types it."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local",
                "--experiment-name", experiment, *arguments]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def mlflow_run(experiment: str, *arguments: str) -> str:
+    """`mlflow run` as run_mlflow_run; fails the test if it fails, else returns what it logged."""
+    done = run_mlflow_run(experiment, *arguments)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
-
-
-@pytest.mark.slow
-def test_mlflow_run_main_entry_point(synthetic_dir, test_weights, tmp_path):
-    """`mlflow run . --env-manager local -P data_dir=... -P weights=... -P epochs=2`, as the README says."""
-    logged = mlflow_run("skinml", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
-                        "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1")
-    finished = [line for line in logged.splitlines() if "Finished in state" in line]
-    assert len(finished) >= 7 and all("[" in line for line in finished), finished  # each names its run
-    assert any("[train baseline size=32 epochs=2 views=1]" in line for line in finished), finished
-    runs = mlflow.search_runs(experiment_names=["skinml"])
-    assert set(runs["status"]) == {"FINISHED"}
-    assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "pipeline", "promote", "split", "train"]
-    train_run = runs[runs["tags.skinml.stage"] == "train"].iloc[0]
-    assert (train_run["params.epochs"], train_run["params.cached_views"]) == ("2", "1")  # undeclared: appended
 
 
 @pytest.mark.slow
@@ -212,6 +201,71 @@ def test_prefect_logs_a_failed_stage_without_traceback_only_for_user_errors():
                                        sys.exc_info())
         assert no_traceback_for_user_errors(record)  # the line itself is kept
         assert (record.exc_info is not None) == keeps_traceback
+
+
+def test_prefect_lines_about_a_run_failed_by_a_user_error_are_left_out():
+    """The exception line and the 'Finished in state Failed' line of each task or flow run that failed with a user
+    error; a bug's lines, other runs' lines and other loggers' lines stay."""
+    def record(logger: str, message: str, run_id: str, error: Exception | None = None) -> logging.LogRecord:
+        exc_info = None
+        if error is not None:
+            try:
+                raise error
+            except Exception:
+                exc_info = sys.exc_info()
+        entry = logging.LogRecord(logger, logging.ERROR, __file__, 1, message, None, exc_info)
+        setattr(entry, "task_run_id" if logger.endswith("task_runs") else "flow_run_id", run_id)
+        return entry
+
+    quiet = PrefectUserErrors()
+    state = "Finished in state Failed('Task run encountered an exception ValueError: bad')"
+    assert not quiet.filter(record("prefect.task_runs", "Task run failed with exception", "t1", ValueError("bad")))
+    assert not quiet.filter(record("prefect.task_runs", state, "t1"))
+    assert not quiet.filter(record("prefect.flow_runs", "Encountered exception", "f1", ValueError("bad")))
+    assert not quiet.filter(record("prefect.flow_runs", "Finished in state Failed('Flow run ...')", "f1"))
+    assert quiet.filter(record("prefect.task_runs", state, "t2"))  # a run not seen failing with a user error
+    assert quiet.filter(record("prefect.flow_runs", "Finished in state Completed()", "f1"))
+    assert quiet.filter(record("prefect.task_runs", "Task run failed with exception", "t3", RuntimeError("bug")))
+    assert quiet.filter(record("prefect.task_runs", state, "t3"))
+    assert quiet.filter(record("skinml", "a warning with a user error", "t1", ValueError("bad")))
+
+
+PREFECT_PROGRESS = re.compile(r"^\S+ \S+ INFO prefect(\.\w+)*( \[[^\]]*\])?: |^See https://www\.prefect\.io/")
+MLFLOW_INFO = re.compile(r"^\d{4}/\d\d/\d\d \S+ INFO mlflow[.\w]*: ")
+
+
+def no_metadata_report(command: str, folder: Path) -> list[str]:
+    """What skinml says about a data folder without a metadata CSV."""
+    return [f"skinml {command}: error: {folder}: 1 problem(s):",
+            f"  - no metadata CSV in {folder} (expected HAM10000_metadata.csv or an ISIC 2018 Task 3 ground-truth CSV)"]
+
+
+@pytest.mark.slow
+def test_a_user_error_in_a_prefect_flow_reaches_the_terminal_once(tmp_path):
+    """`skinml pipeline` with a folder without a metadata CSV: Prefect's progress lines, then skinml's report and exit
+    status 2; not Prefect's task and flow error and state lines repeating it (`-v` shows those)."""
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    done = subprocess.run([str(Path(sys.executable).parent / "skinml"), "pipeline", "--data-dir", str(folder)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert [line for line in done.stderr.splitlines() if not PREFECT_PROGRESS.match(line)] == no_metadata_report(
+        "pipeline", folder), done.stderr
+    assert "Failed(" not in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_mlflow_run_reports_a_user_error_once(tmp_path):
+    """The same through `mlflow run . -P data_dir=...`: skinml's report once, then MLflow's own line. MLflow 3.17's
+    `mlflow run` exits 1 for any failed command (it keeps only whether the status was 0), so not 2."""
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    done = run_mlflow_run("skinml", "-P", f"data_dir={folder}")
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if not (PREFECT_PROGRESS.match(line) or MLFLOW_INFO.match(line))]
+    assert lines[:-1] == no_metadata_report("pipeline", folder), done.stderr
+    assert re.fullmatch(r"\S+ \S+ ERROR mlflow.cli: === Run \(ID '\w+'\) failed ===", lines[-1]), done.stderr
+    assert "Failed(" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_model_that_is_not_registered_is_one_line(tmp_path, capsys):

@@ -25,6 +25,7 @@ import pytest
 from optuna.trial import TrialState
 
 from .conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
+from .tracing import forks_after_threads, outside_connections, traced, user_environment
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -51,13 +52,17 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
     stack_dir = Path(tempfile.mkdtemp(prefix="skinml-stack-", dir="/tmp"))
     ports = {"--pg-port": free_port(), "--mlflow-port": free_port(), "--prefect-port": free_port()}
     up = [*STACK, "up", str(stack_dir), *[str(x) for pair in ports.items() for x in pair]]
-    started = subprocess.run(up, capture_output=True, text=True, timeout=300)
+    # `up` and the servers it starts run under strace until `down`, in a user's environment (no telemetry switches)
+    user_env, stack_trace = user_environment(tmp_path / "home"), tmp_path / "stack.strace"
+    tracer = subprocess.Popen(traced(up, stack_trace), env=user_env, stdout=open(tmp_path / "up.out", "w"),
+                              stderr=open(tmp_path / "up.err", "w"), start_new_session=True)
     processes: list[subprocess.Popen] = []
     try:
-        assert started.returncode == 0, started.stderr
-        env_vars = exports(started.stdout)
-        assert set(env_vars) == {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-                                 "PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "SKINML_SWEEP_STORAGE"}
+        expected = {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_URL",
+                    "PREFECT_API_AUTH_STRING", "SKINML_SWEEP_STORAGE",
+                    "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED"}  # for mlflow's CLI
+        wait_for(lambda: set(exports((tmp_path / "up.out").read_text())) == expected, 300, "deploy/stack up", [tracer])
+        env_vars = exports((tmp_path / "up.out").read_text())
         assert oct((stack_dir / "secrets" / "mlflow_admin_password").stat().st_mode & 0o777) == "0o600"
         pids = json.loads((stack_dir / "stack.json").read_text())["pids"]
 
@@ -88,10 +93,9 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         assert refused.returncode == 1 and f"port {taken} on 127.0.0.1 is in use" in refused.stderr
 
         # workers: only the exports and their own folder and cache
-        base_env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_", "SKINML_"))}
+        base_env = {k: v for k, v in user_env.items() if not k.startswith(("MLFLOW_", "PREFECT_", "SKINML_"))}
         env = {**base_env, **env_vars, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "250",
                "SKINML_ENGINE": "tensorflow", "SKINML_SWEEP_HEARTBEAT_SECONDS": "1", "SKINML_REPO_DIR": str(REPO),
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true",
                "PREFECT_WORKER_QUERY_SECONDS": "2"}  # the pool's worker asks for work every 2 s, not 10
         for name in env_vars:
             monkeypatch.setenv(name, env_vars[name])
@@ -104,7 +108,7 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         def worker_env(name: str) -> dict:
             return {**env, "SKINML_CACHE_DIR": str(folders[name] / "cache")}
 
-        first = start(sweep, folders["a"], worker_env("a"), "sweep.log")
+        first = start(traced(sweep, tmp_path / "sweep.strace"), folders["a"], worker_env("a"), "sweep.log")
         processes.append(first)
         storage = env_vars["SKINML_SWEEP_STORAGE"]
 
@@ -126,6 +130,8 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         wait_for(second_in_a_trial, 180, "the second worker's first trial", [first, second])
         os.killpg(second.pid, signal.SIGKILL)  # mid-trial
         assert first.wait(timeout=600) == 0, (folders["a"] / "sweep.log").read_text()[-4000:]
+        assert outside_connections(tmp_path / "sweep.strace") == [], "a sweep worker reached outside the machine"
+        assert forks_after_threads(tmp_path / "sweep.strace") == [], "a sweep worker forked after starting threads"
 
         trials = study().trials
         assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == N_TRIALS
@@ -191,7 +197,10 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         for process in processes:
             stop_process(process)
         down = subprocess.run([*STACK, "down", str(stack_dir)], capture_output=True, text=True, timeout=120)
+        tracer.wait(timeout=120)
     assert down.returncode == 0, down.stderr
+    assert tracer.returncode == 0, (tmp_path / "up.err").read_text()
+    assert outside_connections(stack_trace) == [], "deploy/stack's servers reached outside the machine"
     status = subprocess.run([*STACK, "status", str(stack_dir)], capture_output=True, text=True).stdout
     assert status.count("stopped") == 3, status
     for pid in pids.values():
