@@ -9,6 +9,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
 from flows.names import pipeline_run_name
 from flows.tasks import download, split
@@ -24,7 +25,8 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
                   output: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
                   promotion_margin: float = 0.0) -> dict:
     """Run every stage for the recipe (preset + overrides); returns {parent_run_id, data_dir, split, train,
-    evaluate[, registry, promotion], mlflow_ui}. `model_name=None` skips the registry."""
+    evaluate[, registry, promotion], mlflow_ui}, also shown as the flow run's Prefect artifacts (flows/artifacts.py).
+    `model_name=None` skips the registry."""
     config = recipe(preset_name, overrides)  # refuses a bad recipe before any work
     with stage_run("pipeline", experiment, name=config.label()) as parent:
         parent_id = parent.info.run_id
@@ -39,6 +41,7 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result,
                   "mlflow_ui": view_url(parent.info.experiment_id)}
         dump_json(result, output)
+        publish_result(result, "pipeline")
         return result
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger
 
+from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig, recipe
@@ -65,7 +66,9 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
                                  promotion_margin)
         get_run_logger().info("retrained %s v%s: %s", model_name, result["registry"]["version"],
                               result["promotion"]["reason"])
-        return {"parent_run_id": parent_id, **result, "mlflow_ui": view_url(parent.info.experiment_id)}
+        result = {"parent_run_id": parent_id, **result, "mlflow_ui": view_url(parent.info.experiment_id)}
+        publish_result(result, "retrain")
+        return result
 
 
 def serve_retraining(cron: str, data_dir: str | None, model_name: str = DEFAULT_MODEL_NAME,

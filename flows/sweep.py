@@ -7,6 +7,7 @@ import mlflow
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
 from flows.names import sweep_run_name
 from flows.tasks import download
@@ -37,11 +38,15 @@ def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overr
     get_run_logger().info("best of %s: %s = %.4f with %s (baseline trial: %.4f)", study_name, metric,
                           summary["best_value"], summary["best_params"], summary["baseline_value"])
     if not retrain_best:
+        publish_result(summary, "sweep")
         return summary
     best = challenger_flow(folder, None, preset_name, {**overrides, **summary["best_params"]}, experiment,
                            summary["parent_run_id"], model_name, promotion_margin)
-    return {**summary, "best_model_uri": best["train"]["model_uri"],
-            "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],
-            "best_test_macro_auc": best["evaluate"]["macro_auc"], "registry": best["registry"],
-            "promotion": best["promotion"],
-            "mlflow_ui": view_url(mlflow.get_run(summary["parent_run_id"]).info.experiment_id)}
+    result = {**summary, "best_model_uri": best["train"]["model_uri"], "best_train_run_id": best["train"]["run_id"],
+              "best_evaluate_run_id": best["evaluate"]["run_id"],
+              "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],
+              "best_test_macro_auc": best["evaluate"]["macro_auc"], "best_test_ci95": best["evaluate"]["ci95"],
+              "registry": best["registry"], "promotion": best["promotion"],
+              "mlflow_ui": view_url(mlflow.get_run(summary["parent_run_id"]).info.experiment_id)}
+    publish_result(result, "sweep")
+    return result

@@ -61,7 +61,8 @@ def add_promotion_options(parser: argparse.ArgumentParser) -> None:
     """The registered model and the promotion rule's margin, for the commands that end with a challenger."""
     parser.add_argument("--name", default="skinml", help="registered model name")
     parser.add_argument("--margin", type=float, default=0.0,
-                        help="balanced-accuracy gain the challenger needs to become champion")
+                        help="the challenger becomes champion when the lower end of the 95%% interval of its "
+                             "balanced-accuracy gain is above this (default 0: a gain beyond the noise)")
 
 
 def explicit_options(args: argparse.Namespace) -> dict:
@@ -122,17 +123,23 @@ def cmd_promote(args: argparse.Namespace) -> dict:
     return promote(args.name, args.margin, args.experiment)
 
 
-def cmd_predict(args: argparse.Namespace) -> dict | None:
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Print the answer for every readable file; name each other one on stderr, the exit status then 2."""
     import pandas as pd
 
-    from skinml.serving import predict_files
+    from skinml.serving import InvalidImageError, predict_files
 
-    table = predict_files(args.model_uri, args.images)
-    if args.json:
-        return {"model_uri": args.model_uri, "predictions": table.to_dict(orient="records")}
-    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
-        print(table.to_string(index=False))
-    return None
+    table, problems = predict_files(args.model_uri, args.images)
+    if len(table) and args.json:
+        print(json.dumps({"model_uri": args.model_uri, "predictions": table.to_dict(orient="records")}, indent=2,
+                         default=str))
+    elif len(table):
+        with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
+            print(table.to_string(index=False))
+    for problem in problems[:-1]:
+        print(f"skinml predict: error: {problem}", file=sys.stderr)
+    if problems:  # main prints the last one as it prints every user error, and returns 2
+        raise InvalidImageError(problems[-1])
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:
@@ -207,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("predict", help="classify image files with a logged or registered model")
-    p.add_argument("images", nargs="+", help="JPEG/PNG files")
+    p.add_argument("images", nargs="+", help="JPEG/PNG files (each unreadable one is named; exit status 2 if any)")
     p.add_argument("--model-uri", default="models:/skinml@champion")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)

@@ -119,6 +119,38 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, n
             for name, values in draws.items()}
 
 
+def paired_balanced_accuracy_difference(truth: np.ndarray, first: np.ndarray, second: np.ndarray, lesions,
+                                        n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+                                        ) -> tuple[float, float, list[float]]:
+    """Balanced accuracy of the predictions `first` and `second` of the same images, and the percentile interval of
+    `second`'s minus `first`'s over bootstrap resamples of whole lesions, both scored on each resample (paired).
+
+    A resample draws lesions with replacement; an image counts as often as its lesion was drawn. Labels are any
+    hashable class names; balanced accuracy is the mean recall over the classes present, as scikit-learn's.
+    """
+    classes, codes = np.unique(np.asarray(truth), return_inverse=True)
+    lesion_index = np.unique(np.asarray(lesions), return_inverse=True)[1]
+    n_lesions = lesion_index.max() + 1
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, n_lesions, (n_resamples, n_lesions)) + n_lesions * np.arange(n_resamples)[:, None]
+    draws = np.bincount(drawn.ravel(), minlength=n_resamples * n_lesions).reshape(n_resamples, n_lesions)
+    weights = np.vstack([np.ones(len(codes)), draws[:, lesion_index]])  # row 0: the sample itself
+    one_hot = np.eye(len(classes))[codes]  # (images, classes)
+    counts = weights @ one_hot
+    present = counts > 0
+
+    def balanced_accuracy(predicted: np.ndarray) -> np.ndarray:
+        correct = weights @ (one_hot * (np.asarray(predicted) == np.asarray(truth))[:, None])
+        recall = np.divide(correct, counts, out=np.zeros_like(correct), where=present)
+        return recall.sum(axis=1) / present.sum(axis=1)
+
+    first_scores, second_scores = balanced_accuracy(first), balanced_accuracy(second)
+    difference = second_scores[1:] - first_scores[1:]
+    tail = (1 - confidence) / 2 * 100
+    return (float(first_scores[0]), float(second_scores[0]),
+            [float(np.percentile(difference, tail)), float(np.percentile(difference, 100 - tail))])
+
+
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> tuple[float, dict]:
     """ECE of the top-class confidence over equal-width bins, and the per-bin table for a reliability diagram."""
     confidence = probs.max(axis=1)

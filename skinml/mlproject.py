@@ -3,6 +3,9 @@
 MLflow passes every declared parameter, an empty string meaning 'not set', and appends each undeclared one
 (`-P fine_tune_epochs=16`) as `--fine_tune_epochs 16`. So every `skinml` option is reachable from `mlflow run`:
 `-P name=value`, with the option's name in snake case, and `true`/`false` for a flag (`-P feature_cache=false`).
+
+A user error ends the command as `skinml` ends it: one line, exit status 2. `mlflow run` then adds its own line,
+"=== Run (ID '...') failed ===", and exits 1: MLflow 3.17 keeps only whether its command's status was 0.
 """
 
 from __future__ import annotations

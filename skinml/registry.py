@@ -1,9 +1,11 @@
 """Model registry: register versions, aliases `champion` / `challenger`, and the promotion rule.
 
-A new version becomes `challenger` (and `champion` when there is none). `promote` evaluates challenger and champion
-on the champion's test split and moves `champion` when the challenger's balanced accuracy is higher by at least
-`margin`. It refuses to compare on a leaky split: one whose lesions cross its own boundaries, or whose test lesions
-the challenger saw in training.
+A new version becomes `challenger` (and `champion` when there is none). `promote` compares challenger and champion
+on the champion's test split, image by image (their logged predictions when they were scored on exactly those
+images, else one evaluation each), and moves `champion` only when the challenger's gain in balanced accuracy is
+above `margin` beyond the noise: the lower end of its 95% paired lesion-bootstrap interval must exceed `margin`. It
+refuses to compare on a leaky split: one whose lesions cross its own boundaries, or whose test lesions the
+challenger saw in training.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from mlflow.exceptions import MlflowException
 from skinml.config import DEFAULT_EXPERIMENT
 from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.evaluate import evaluate, training_run_id
+from skinml.evidence import compare, predictions_for, test_images
 from skinml.features import FeatureCache
 from skinml.integrity import DIGEST_TAG, model_files_digest
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
+from skinml.ui_view import CHAMPION_TAG
 
 DEFAULT_MODEL_NAME = "skinml"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -27,7 +31,8 @@ MODEL_DESCRIPTION = (
     "akiec, bcc, bkl, df, mel, nv, vasc. Input: a column `image` of base64-encoded JPEG/PNG files, any size; output: "
     "the 7 probabilities and `label`, the predicted class. Serve the champion with `mlflow models serve -m "
     "models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest version, `champion` the one "
-    "the promotion rule chose (balanced accuracy on the champion's lesion-grouped test split).")
+    "the promotion rule chose (a gain in balanced accuracy on the champion's lesion-grouped test split whose 95% "
+    "paired lesion-bootstrap interval lies above the margin).")
 
 
 class LeakySplitError(ValueError):
@@ -61,6 +66,7 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     aliases = [CHALLENGER]
     if version_by_alias(name, CHAMPION) is None:
         client.set_registered_model_alias(name, CHAMPION, version)
+        mark_champion(client.get_model_version(name, version))
         aliases.append(CHAMPION)
     return {"name": name, "version": str(version), "aliases": aliases}
 
@@ -75,6 +81,21 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
     text = (f"Recipe `{recipe}` (run `{tags['run_id']}`); split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
             f"{figures or 'not evaluated'}." + (f" Promotion: {promotion}." if promotion else ""))
     client.update_model_version(name, version, description=text)
+
+
+def mark_champion(new, former=None) -> None:
+    """The run tag `skinml.champion` = `yes` on the training run (and its parent) of the new champion version, and
+    none on the former's: the MLflow UI's run list shows which run is the champion."""
+    client = MlflowClient()
+    for version, mark in ((former, None), (new, "yes")):
+        if version is None:
+            continue
+        run = client.get_run(version.run_id)
+        for run_id in filter(None, (run.info.run_id, run.data.tags.get("mlflow.parentRunId"))):
+            if mark:
+                client.set_tag(run_id, CHAMPION_TAG, mark)
+            elif CHAMPION_TAG in client.get_run(run_id).data.tags:
+                client.delete_tag(run_id, CHAMPION_TAG)
 
 
 def check_comparable(champion_run_id: str, challenger_run_id: str) -> None:
@@ -110,21 +131,33 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
                                                    f"compare")
         else:
             check_comparable(champion.run_id, challenger.run_id)
-            scores = {}
-            for role, version in ((CHAMPION, champion), (CHALLENGER, challenger)):
-                report = evaluate(f"models:/{name}/{version.version}", experiment=experiment,
-                                  parent_run_id=run.info.run_id, cache=cache, manifest_run_id=champion.run_id)
-                scores[role] = report["balanced_accuracy"]
-            promoted = scores[CHALLENGER] > scores[CHAMPION] + margin
-            decision.update(promoted=promoted, champion_balanced_accuracy=scores[CHAMPION],
-                            challenger_balanced_accuracy=scores[CHALLENGER], test_split_run_id=champion.run_id,
+            images = test_images(champion.run_id)
+
+            def score(model_uri: str) -> str:  # a version not yet scored on these images: evaluated once
+                return evaluate(model_uri, experiment=experiment, parent_run_id=run.info.run_id, cache=cache,
+                                manifest_run_id=champion.run_id)["run_id"]
+
+            (champion_predicted, champion_source), (challenger_predicted, challenger_source) = (
+                predictions_for(name, version, images, score) for version in (champion, challenger))
+            evidence = compare(images, champion_predicted, challenger_predicted)
+            low, high = evidence["difference_ci95"]
+            promoted = low > margin
+            decision.update(promoted=promoted, **evidence, test_split_run_id=champion.run_id,
+                            evaluation_run_ids={CHAMPION: champion_source, CHALLENGER: challenger_source},
                             reason=f"v{challenger.version} {'became' if promoted else 'did not become'} champion: "
-                                   f"balanced accuracy {scores[CHALLENGER]:.4f} against v{champion.version}'s "
-                                   f"{scores[CHAMPION]:.4f} + margin {margin} on v{champion.version}'s test split")
+                                   f"balanced accuracy {evidence['challenger_balanced_accuracy']:.3f} against "
+                                   f"v{champion.version}'s {evidence['champion_balanced_accuracy']:.3f} on "
+                                   f"v{champion.version}'s test split ({evidence['n_images']} images, "
+                                   f"{evidence['n_lesions']} lesions), gain {evidence['difference']:+.3f} "
+                                   f"[95% paired lesion bootstrap {low:+.3f}, {high:+.3f}], whose lower end is "
+                                   f"{'above' if promoted else 'not above'} the margin {margin}")
             if promoted:
                 client.set_registered_model_alias(name, CHAMPION, challenger.version)
-            mlflow.log_metrics({"champion_balanced_accuracy": scores[CHAMPION],
-                                "challenger_balanced_accuracy": scores[CHALLENGER]})
+                mark_champion(client.get_model_version(name, challenger.version), champion)
+            mlflow.log_metrics({"champion_balanced_accuracy": evidence["champion_balanced_accuracy"],
+                                "challenger_balanced_accuracy": evidence["challenger_balanced_accuracy"],
+                                "balanced_accuracy_gain": evidence["difference"],
+                                "balanced_accuracy_gain_ci95_low": low, "balanced_accuracy_gain_ci95_high": high})
         mlflow.log_dict(decision, "promotion.json")
         mlflow.set_tag("skinml.promoted", str(decision["promoted"]))
         for version in {champion.version, challenger.version}:

@@ -8,6 +8,7 @@ import binascii
 import functools
 import importlib.util
 import io
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -15,16 +16,15 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import ColSpec, Schema
 
 import skinml
 from skinml import CLASSES
+from skinml.request_form import (IMAGE_COLUMN, InvalidImageError, ModelFailure, RequestTooLargeError, ServingError,
+                                 image_values)
 
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
-IMAGE_COLUMN = "image"
 # Request bounds, sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may change them.
 MAX_ROWS_VARIABLE, MAX_ROWS = "SKINML_SERVE_MAX_ROWS", 64
 MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES = "SKINML_SERVE_MAX_IMAGE_BYTES", 8_000_000
@@ -45,32 +45,7 @@ def limit(variable: str, default: int) -> int:
     return int(os.environ.get(variable) or default)
 
 
-class InvalidImageError(MlflowException):
-    """A request row that is not a usable image (served as HTTP 400)."""
-
-    def __init__(self, message: str):
-        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
-
-    @property
-    def message(self) -> str:
-        return self._message
-
-    @message.setter
-    def message(self, value: str) -> None:
-        # MLflow's scoring server rewrites the message as "Failed to predict data '<the whole request>'. Error: ...":
-        # megabytes of the client's own base64 sent back. The first message, ours, is the one kept.
-        if not hasattr(self, "_message"):
-            self._message = value
-
-
-class RequestTooLargeError(InvalidImageError):
-    """A request over one of the size limits (served as HTTP 413, naming the limit)."""
-
-    def get_http_status_code(self) -> int:
-        return 413
-
-
-def check_request_size(values: pd.Series) -> None:
+def check_request_size(values: list) -> None:
     """Refuse a request with more rows or more image text than the server's limits, before any image is decoded."""
     max_rows = limit(MAX_ROWS_VARIABLE, MAX_ROWS)
     if len(values) > max_rows:
@@ -185,14 +160,21 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
                 probabilities.append(self.openvino(np.stack([pixels[i] for i in run])))
         return np.concatenate(probabilities)
 
+    # MLflow reads the hint: from pd.DataFrame it infers no schema. The `inputs` and `instances` forms arrive as a
+    # dict or an array (no input schema: skinml.request_form.image_values).
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input.columns:
-            raise InvalidImageError(f"input must have a column '{IMAGE_COLUMN}' of base64-encoded JPEG/PNG bytes")
-        if len(model_input) == 0:
-            raise InvalidImageError("no images in the request")
-        check_request_size(model_input[IMAGE_COLUMN])
-        images = [image_bytes(value, f"row {row}") for row, value in enumerate(model_input[IMAGE_COLUMN])]
-        return answer_frame(self.predict_images(images))
+        """The answer for a request; every error is a ServingError with a short message of skinml's own."""
+        try:
+            values = image_values(model_input)
+            check_request_size(values)
+            images = [image_bytes(value, f"row {row}") for row, value in enumerate(values)]
+            return answer_frame(self.predict_images(images))
+        except ServingError:
+            raise
+        except Exception as exc:  # else MLflow answers with its stack trace
+            logging.getLogger(__name__).exception("the model failed on a request")
+            raise ModelFailure(f"the model failed on this request ({type(exc).__name__}); the server's log has "
+                               "the details") from exc
 
 
 def answer_frame(probs: np.ndarray) -> pd.DataFrame:
@@ -202,8 +184,9 @@ def answer_frame(probs: np.ndarray) -> pd.DataFrame:
     return result
 
 
+# No input schema: MLflow would enforce one before the model runs, and answer a request that fails it (a missing
+# column, no rows, JSON sent as CSV) with the whole request in the message. skinml.request_form checks the input.
 SIGNATURE = ModelSignature(
-    inputs=Schema([ColSpec("string", IMAGE_COLUMN)]),
     outputs=Schema([ColSpec("double", name) for name in CLASSES] + [ColSpec("string", "label")]),
 )
 
@@ -281,11 +264,37 @@ def load_keras_model(model_uri: str):
     return load_model(model_uri, with_keras=True).unwrap_python_model().model
 
 
-def predict_files(model_uri: str, paths: list[str]) -> pd.DataFrame:
-    """The served model's answer for image files: one row per file (file, 7 probabilities, label)."""
-    images = [image_bytes(Path(p).read_bytes(), str(p)) for p in paths]  # a bad file is named before loading
-    model = load_model(model_uri, check_requirements=False)  # a third of a one-image prediction's start-up
-    # the files' bytes go straight to what the server runs after its checks (decoded CHUNK_ROWS at a time): no
-    # base64 round trip, and the server's per-request row limit does not apply to a folder of files
-    table = answer_frame(model.unwrap_python_model().predict_images(images))
-    return table.assign(file=[str(p) for p in paths])[["file", *CLASSES, "label"]]
+def read_image_file(path: str) -> bytes:
+    """A file's bytes, checked as a request's image is; InvalidImageError names the file and the problem."""
+    try:
+        return image_bytes(Path(path).read_bytes(), path)
+    except OSError as exc:  # no such file, a folder, no permission
+        raise InvalidImageError(f"{path}: {(exc.strerror or type(exc).__name__).lower()}") from None
+
+
+def predict_files(model_uri: str, paths: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """The served model's answer for the readable image files, one row per file (file, 7 probabilities, label), and
+    the problem of each other file ("<file>: <problem>"), both in the order given. The model is loaded only when a
+    file is readable."""
+    images, problems = {}, {}  # by the file's place in `paths`
+    for index, path in enumerate(paths):
+        try:
+            images[index] = read_image_file(path)
+        except InvalidImageError as exc:
+            problems[index] = exc.message
+    probabilities = {}
+    if images:
+        classifier = load_model(model_uri, check_requirements=False).unwrap_python_model()  # no 1 s package scan
+        # the files' bytes go straight to what the server runs after its checks (decoded CHUNK_ROWS at a time): no
+        # base64 round trip, and the server's per-request row limit does not apply to a folder of files
+        try:
+            probabilities = dict(zip(images, classifier.predict_images(list(images.values()))))
+        except InvalidImageError:  # a file whose header reads but whose data does not decode: found one by one
+            for index, image in images.items():
+                try:
+                    probabilities[index] = classifier.predict_images([image])[0]
+                except InvalidImageError:
+                    problems[index] = f"{paths[index]}: the image could not be decoded"
+    table = answer_frame(np.array(list(probabilities.values())).reshape(-1, len(CLASSES)))
+    table = table.assign(file=[paths[index] for index in probabilities])[["file", *CLASSES, "label"]]
+    return table, [problems[index] for index in sorted(problems)]

@@ -3,7 +3,8 @@
 and whose chart view opens on what differs between the runs and their test balanced accuracy and macro AUC.
 
 The JSON is the view state MLflow 3.17's UI writes when a user shares a view (the UI reads plain JSON as well as its
-own compressed form); docs/mlflow.md shows the result.
+own compressed form); docs/mlflow.md shows the result, and what that UI does not let a view change (the decimals of
+its charts).
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ VIEW_KEY = "skinml"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 HEADLINE = ("test/balanced_accuracy", "test/macro_auc", "test/ece", "test/macro_f1")
 COLUMN_PARAMS = ("preset", "learning_rate", "dropout", "seed")
+# The run tag `yes` on the training run and the parent run of the version holding the `champion` alias (set by the
+# promotion, skinml/registry.py); a column of the run list.
+CHAMPION_TAG = "skinml.champion"
 DEFAULT_UI = "http://127.0.0.1:5000"
+# MLflow 3.17's UI shows every page, run pages included, in its model-training mode when the route's query says so;
+# otherwise in the mode the browser last picked (GenAI at first).
+MODEL_TRAINING = {"workflowType": "machine_learning"}
 
 
 def _card(uuid: str, section: str, **fields: object) -> dict:
@@ -31,8 +38,8 @@ def _section(uuid: str, name: str, columns: int, card_height: int) -> dict:
 
 
 def view_state() -> dict:
-    """The shared view: newest runs first, headline columns; the chart view opens on a full-width table of what
-    differs between the runs, then their test balanced accuracy and macro AUC side by side."""
+    """The shared view: newest runs first, headline columns and the champion mark; the chart view opens on a
+    full-width table of what differs between the runs, then their test balanced accuracy and macro AUC side by side."""
     charts = [_card("skinml-difference", "skinml-compare", type="DIFFERENCE",
                     chartName="Parameters that differ, and the figures",
                     compareGroups=["Parameters", "Model metrics"], showChangeFromBaseline=False,
@@ -43,7 +50,7 @@ def view_state() -> dict:
         "searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
         "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
         "selectedColumns": ["attributes.`Source`", *(f"params.`{p}`" for p in COLUMN_PARAMS),
-                            *(f"metrics.`{m}`" for m in HEADLINE)],
+                            *(f"metrics.`{m}`" for m in HEADLINE), f"tags.`{CHAMPION_TAG}`"],
         "compareRunCharts": charts,
         "compareRunSections": [_section("skinml-compare", "Compare", 1, 340)],
         "isAccordionReordered": False, "hideEmptyCharts": False, "useGroupedValuesInCharts": True,
@@ -55,10 +62,24 @@ def view_json() -> str:
     return json.dumps(view_state(), sort_keys=True)
 
 
+def ui_base(tracking_uri: str | None = None) -> str:
+    """The UI's address: the tracking server itself (without a user name and password the URI may hold), or
+    `mlflow ui`'s default address for a local store."""
+    parsed = urllib.parse.urlparse(tracking_uri or mlflow.get_tracking_uri())
+    if parsed.scheme not in ("http", "https"):
+        return DEFAULT_UI
+    host = parsed.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunparse((parsed.scheme, host, parsed.path.rstrip("/"), "", "", ""))
+
+
 def view_url(experiment_id: str, tracking_uri: str | None = None) -> str:
-    """Where the compare view opens: on the tracking server itself, or on `mlflow ui`'s default address."""
-    uri = tracking_uri or mlflow.get_tracking_uri()
-    base = uri.rstrip("/") if urllib.parse.urlparse(uri).scheme in ("http", "https") else DEFAULT_UI
-    query = urllib.parse.urlencode({"viewStateShareKey": VIEW_KEY, "compareRunsMode": "CHART",
-                                    "workflowType": "machine_learning"})
-    return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+    """Where the compare view opens, in the model-training mode."""
+    query = urllib.parse.urlencode({"viewStateShareKey": VIEW_KEY, "compareRunsMode": "CHART", **MODEL_TRAINING})
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def run_url(experiment_id: str, run_id: str, tracking_uri: str | None = None) -> str:
+    """A run's page in the model-training mode. The mode holds while the user stays on the run's tabs; the run page's
+    links back to the experiment and to a parent run drop it (docs/mlflow.md)."""
+    query = urllib.parse.urlencode(MODEL_TRAINING)
+    return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}?{query}"

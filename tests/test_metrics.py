@@ -1,9 +1,10 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from skinml import CLASSES
 from skinml.metrics import (classification_metrics, expected_calibration_error, lesion_bootstrap_intervals,
-                            per_class_auc, rank_auc, slice_metrics)
+                            paired_balanced_accuracy_difference, per_class_auc, rank_auc, slice_metrics)
 
 
 def test_metrics_on_a_known_case():
@@ -63,3 +64,21 @@ def test_bootstrap_intervals_resample_whole_lesions():
     perfect = np.eye(len(CLASSES))[y_true]
     assert lesion_bootstrap_intervals(y_true, perfect, np.arange(len(y_true)), n_resamples=50) == {
         "balanced_accuracy": [1.0, 1.0], "macro_auc": [1.0, 1.0]}
+
+
+def test_paired_difference_matches_scikit_learn_and_is_zero_for_one_model():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(3)
+    truth = rng.choice(list("abcd"), 300)
+    first = np.where(rng.random(300) < 0.5, truth, rng.choice(list("abcd"), 300))
+    second = np.where(rng.random(300) < 0.8, truth, rng.choice(list("abcd"), 300))
+    lesions = rng.integers(0, 120, 300)
+    first_score, second_score, (low, high) = paired_balanced_accuracy_difference(truth, first, second, lesions)
+    assert first_score == pytest.approx(balanced_accuracy_score(truth, first))
+    assert second_score == pytest.approx(balanced_accuracy_score(truth, second))
+    assert 0 < low < second_score - first_score < high  # a clear gain: the whole interval above 0
+    assert paired_balanced_accuracy_difference(truth, first, first, lesions)[2] == [0.0, 0.0]  # paired: no noise
+    # a lesion's images move together: one lesion holding every image leaves no spread at all
+    assert paired_balanced_accuracy_difference(truth, first, second, np.zeros(300))[2] == pytest.approx(
+        [second_score - first_score] * 2)

@@ -10,6 +10,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from flows.artifacts import figure_rows, result_markdown
 from flows.pipeline import pipeline_flow
 from flows.retrain import retrain_flow
 from skinml import CLASSES
@@ -17,6 +18,24 @@ from skinml.data.dataset import load_dataset
 from skinml.manifests import run_manifest
 
 from .conftest import IMAGE_SIZE
+
+
+def flow_run_artifacts(result_key: str, mlflow_run_id: str) -> tuple[str, dict]:
+    """(flow run name, {key: data} of its artifacts) of the flow run whose `result_key` artifact names the MLflow
+    run: Prefect's local database keeps the runs of earlier tests and sessions."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as prefect:
+        results = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[result_key])),
+                                         sort=ArtifactSort.CREATED_DESC, limit=20)
+        flow_runs = {a.flow_run_id for a in results if mlflow_run_id in str(a.data)}
+        assert len(flow_runs) == 1, [a.data for a in results]
+        flow_run = prefect.read_flow_run(flow_runs.pop())
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+    return flow_run.name, {a.key: a.data for a in artifacts}
 
 
 def children(parent_run_id: str, experiment: str = "skinml") -> pd.DataFrame:
@@ -60,10 +79,11 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
         "test/balanced_accuracy", "test/macro_auc", "test/ece", "test/macro_f1", "val/balanced_accuracy",
         "val/macro_auc"}
     assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
-    # the shared compare view: its columns and charts name metrics and params the parent run has
+    # the shared compare view: its columns and charts name metrics, params and tags the parent run has
     view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.skinml"])
     columns = [c for c in view["selectedColumns"] if not c.startswith("attributes.")]
-    assert {c.split(".", 1)[1].strip("`") for c in columns} <= set(parent.data.metrics) | set(parent.data.params)
+    assert {c.split(".", 1)[1].strip("`") for c in columns} <= (set(parent.data.metrics) | set(parent.data.params)
+                                                                | set(parent.data.tags))  # the champion mark
     assert {c["metricKey"] for c in view["compareRunCharts"] if c["type"] == "BAR"} <= set(parent.data.metrics)
     assert result["mlflow_ui"].endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey=skinml"
                                         "&compareRunsMode=CHART&workflowType=machine_learning")
@@ -85,6 +105,23 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
     assert {"download", "split grouped seed=7", f"train {label}", "evaluate", "register skinml",
             "promote skinml"} <= tasks
 
+    # Prefect's Artifacts tab of the pipeline's flow run: the figures, the promotion decision, links to MLflow
+    name, artifacts = flow_run_artifacts("pipeline-result", result["parent_run_id"])
+    assert name == f"pipeline {label}" and set(artifacts) == {"pipeline-result", "pipeline-figures"}
+    summary, tested = artifacts["pipeline-result"], result["evaluate"]
+    low, high = tested["ci95"]["balanced_accuracy"]
+    assert f"balanced accuracy {tested['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in summary
+    assert f"macro AUC {tested['macro_auc']:.4f}" in summary
+    assert result["promotion"]["reason"] in summary and "not promoted" in summary
+    ui = "http://127.0.0.1:5000/#"  # a sqlite tracking URI: `mlflow ui`'s address
+    for run_id in (result["parent_run_id"], train_run, tested["run_id"], result["promotion"]["promotion_run_id"]):
+        assert f"({ui}/experiments/{parent.info.experiment_id}/runs/{run_id}?workflowType=machine_learning)" in summary
+    assert f"({ui}/models/skinml/versions/1?workflowType=machine_learning)" in summary
+    figures = {row["figure"]: row for row in json.loads(artifacts["pipeline-figures"])}
+    assert figures["test balanced accuracy"] == {"figure": "test balanced accuracy",
+                                                 "value": round(tested["balanced_accuracy"], 4),
+                                                 "ci95_low": round(low, 4), "ci95_high": round(high, 4)}
+
     model = mlflow.pyfunc.load_model(result["train"]["model_uri"])
     path = load_dataset(synthetic_dir)["path"][0]
     answer = model.predict(pd.DataFrame({"image": [base64.b64encode(Path(path).read_bytes()).decode()]}))
@@ -98,6 +135,13 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
     assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
     assert mlflow.get_run(retrained["parent_run_id"]).info.run_name == f"retrain {date.today()} {label}"
     assert "did not become champion" in retrained["promotion"]["reason"]
+    name, artifacts = flow_run_artifacts("retrain-result", retrained["parent_run_id"])
+    assert name == "retrain skinml" and retrained["promotion"]["reason"] in artifacts["retrain-result"]
+    assert "/models/skinml/versions/2?workflowType=machine_learning)" in artifacts["retrain-result"]
+    if "difference" in retrained["promotion"]:  # the comparison's paired interval, once the registry gives it
+        assert "Challenger v2 minus champion v1 balanced accuracy: " in artifacts["retrain-result"]
+    for run_id in (retrained["promotion"].get("evaluation_run_ids") or {}).values():  # in its own experiment
+        assert f"/experiments/{mlflow.get_run(run_id).info.experiment_id}/runs/{run_id}?" in artifacts["retrain-result"]
     new_train = mlflow.get_run(retrained["train"]["run_id"])
     assert new_train.data.params["seed"] == "7" and new_train.data.params["epochs"] == "3"
     old, new = run_manifest(train_run), run_manifest(retrained["train"]["run_id"])
@@ -114,3 +158,26 @@ def test_failing_stage_fails_the_pipeline_run(tmp_path):
     runs = mlflow.search_runs(experiment_names=["skinml"])
     assert set(runs["status"]) == {"FAILED"}
     assert sorted(runs["tags.skinml.stage"]) == ["pipeline", "split"]
+
+
+def test_the_result_artifact_renders_whatever_the_result_has():
+    """No registry (`model_name=None`), a sweep without retraining, a run MLflow does not know, nothing at all: the
+    Markdown says what there is and never fails."""
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("artifacts")) as run:
+        pass
+    tested = {"run_id": "no-such-run", "balanced_accuracy": 0.5, "macro_auc": 0.75, "n_images": 14,
+              "ci95": {"balanced_accuracy": [0.25, 0.75]}}
+    unregistered = result_markdown({"parent_run_id": run.info.run_id, "evaluate": tested}, "pipeline")
+    assert "balanced accuracy 0.5000 [0.2500, 0.7500], macro AUC 0.7500" in unregistered
+    assert "Promotion" not in unregistered and "registered" not in unregistered and "no-such-run" not in unregistered
+    assert f"/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning" in unregistered
+    sweep = {"best_value": 0.61, "best_trial": 3, "best_params": {"dropout": 0.2, "learning_rate": 0.001},
+             "metric": "val_balanced_accuracy", "n_complete": 4, "n_pruned": 1, "baseline_value": 0.0,
+             "study_name": "s", "parent_run_id": run.info.run_id}
+    assert "best val_balanced_accuracy 0.6100 (trial 3: dropout=0.2, learning_rate=0.001); baseline trial 0.0000" in (
+        result_markdown(sweep, "sweep"))
+    retrained = {**sweep, "best_test_balanced_accuracy": 0.5, "best_test_ci95": {"balanced_accuracy": [0.4, 0.6]}}
+    assert "**Test**: balanced accuracy 0.5000 [0.4000, 0.6000] (95% intervals" in result_markdown(retrained, "sweep")
+    assert [row["figure"] for row in figure_rows(sweep)] == ["best trial val_balanced_accuracy",
+                                                             "baseline trial val_balanced_accuracy"]
+    assert result_markdown({}, "retrain") == "# retrain result" and figure_rows({}) == []

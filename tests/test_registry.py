@@ -16,20 +16,19 @@ from skinml.registry import LeakySplitError, promote, register, version_by_alias
 from skinml.serving import load_model
 from skinml.train import train
 
-from .conftest import IMAGE_SIZE
+from .conftest import IMAGE_SIZE, make_separable_set
 
 
-def test_promotion_moves_aliases_only_for_a_better_honest_challenger(synthetic_dir, test_weights, tmp_path):
+def test_promotion_moves_aliases_only_for_a_challenger_better_beyond_the_noise(test_weights, tmp_path):
+    # classes a random backbone separates, one image per lesion: a trained head (balanced accuracy ~1 on a test
+    # split of ~20 lesions) beats an untrained one (~1/7) beyond the paired lesion bootstrap's noise
+    data = make_separable_set(tmp_path / "data")
     manifest = tmp_path / "manifest.csv"
-    run_split(synthetic_dir, manifest)
+    run_split(data, manifest)
     config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, cached_views=1, batch_size=16)
-    # On a test split of a dozen synthetic images which recipe scores higher is chance: score them on it (as the
-    # rule will), then register the lower first and the higher second
-    candidates = [train(config.replace(epochs=epochs, learning_rate=rate), synthetic_dir, manifest)
-                  for epochs, rate in ((1, 1e-6), (15, 3e-3))]
-    score = {model["model_uri"]: evaluate(model["model_uri"])["balanced_accuracy"] for model in candidates}
-    weak, strong = sorted(candidates, key=lambda model: score[model["model_uri"]])
-    assert score[strong["model_uri"]] > score[weak["model_uri"]], score
+    weak, strong = [train(config.replace(epochs=epochs, learning_rate=rate), data, manifest)
+                    for epochs, rate in ((1, 1e-6), (15, 3e-3))]
+    scored = {model["model_uri"]: evaluate(model["model_uri"])["run_id"] for model in (weak, strong)}
 
     first = register(weak["model_uri"])
     assert first["aliases"] == ["challenger", "champion"]
@@ -39,7 +38,16 @@ def test_promotion_moves_aliases_only_for_a_better_honest_challenger(synthetic_d
     assert register(strong["model_uri"])["aliases"] == ["challenger"]
     decision = promote()
     assert decision["promoted"] is True, decision["reason"]
-    assert decision["challenger_balanced_accuracy"] > decision["champion_balanced_accuracy"]
+    low, high = decision["difference_ci95"]
+    assert 0 < low <= decision["difference"] <= high
+    assert decision["difference"] == pytest.approx(decision["challenger_balanced_accuracy"]
+                                                   - decision["champion_balanced_accuracy"])
+    # both models' per-image predictions came from their evaluations: nothing was scored again
+    assert decision["evaluation_run_ids"] == {"champion": scored[weak["model_uri"]],
+                                              "challenger": scored[strong["model_uri"]]}
+    assert "95% paired lesion bootstrap" in MlflowClient().get_model_version("skinml", "2").description
+    assert mlflow.get_run(strong["run_id"]).data.tags["skinml.champion"] == "yes"
+    assert "skinml.champion" not in mlflow.get_run(weak["run_id"]).data.tags
     assert str(version_by_alias("skinml", "champion").version) == "2"
     promotion_run = mlflow.get_run(decision["promotion_run_id"])
     assert promotion_run.data.metrics["challenger_balanced_accuracy"] == decision["challenger_balanced_accuracy"]
@@ -47,13 +55,13 @@ def test_promotion_moves_aliases_only_for_a_better_honest_challenger(synthetic_d
 
     register(weak["model_uri"])  # version 3, the weak model again, as challenger
     decision = promote(margin=0.0)
-    assert decision["promoted"] is False
+    assert decision["promoted"] is False and decision["difference_ci95"][0] < 0
     assert str(version_by_alias("skinml", "champion").version) == "2"
     assert str(version_by_alias("skinml", "challenger").version) == "3"
 
     random_manifest = tmp_path / "random.csv"
-    run_split(synthetic_dir, random_manifest, strategy="random")
-    leaky = train(config.replace(epochs=1), synthetic_dir, random_manifest)
+    run_split(data, random_manifest, strategy="random")
+    leaky = train(config.replace(epochs=1), data, random_manifest)
     register(leaky["model_uri"])
     with pytest.raises(LeakySplitError, match="trained on .* lesions of the champion's test split"):
         promote()

@@ -24,20 +24,26 @@ from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.registry import register
-from skinml.serving import InvalidImageError, image_bytes, load_keras_model, predict_files
+from skinml.serving import (InvalidImageError, ModelFailure, SkinLesionClassifier, image_bytes, load_keras_model,
+                            predict_files, request_frame)
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE, free_port
 
 
-def post(url: str, payload) -> tuple[int, dict]:
-    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+def send(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+    """The status and the raw answer of a POST."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
+            return response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        return error.code, error.read()
+
+
+def post(url: str, payload) -> tuple[int, dict]:
+    status, answer = send(url, payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    return status, json.loads(answer or b"{}")
 
 
 @pytest.fixture
@@ -132,6 +138,27 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         assert len(body["message"]) < 200  # the request is not echoed back
     status, _ = post(f"{server}/invocations", b"{this is not json")
     assert 400 <= status < 500
+
+    # requests that MLflow's own schema checks answered with the whole request: short answers naming the problem
+    record = json.dumps({"dataframe_records": [{"image": images[0]}]})
+    wrong_forms = [
+        ("the request is JSON sent as text/csv", record, "text/csv"),
+        ("no images in the request", json.dumps({"dataframe_records": []}), "application/json"),
+        ("no column 'image' in the request", json.dumps({"dataframe_records": [{"img": images[0]}]}),
+         "application/json"),
+        ("no column 'image' in the request", f"img\n{images[0]}\n", "text/csv"),
+        ("no column 'image' in the request", json.dumps({"inputs": {"img": images[:2]}}), "application/json"),
+    ]
+    pieces = {images[0][i:i + 40] for i in range(0, len(images[0]) - 40, 40)}
+    for problem, body, content_type in wrong_forms:
+        status, answer = send(f"{server}/invocations", body.encode(), content_type)
+        assert status == 400 and len(answer) < 1000, (problem, status, answer[:300])
+        assert problem in json.loads(answer)["message"] and "Traceback" not in answer.decode()
+        assert not any(piece.encode() in answer for piece in pieces), problem  # no part of the image comes back
+    status, body = post(f"{server}/invocations", {"inputs": {"image": images[:2], "other": images[:1]}})
+    assert status == 200 and len(body["predictions"]) == 2  # another column is ignored, whatever its length
+    status, answer = send(f"{server}/invocations", f"image\n{images[0]}\n".encode(), "text/csv")
+    assert status == 200 and json.loads(answer)["predictions"][0]["label"] in CLASSES
     # the worker survived all of that
     assert post(f"{server}/invocations", forms["inputs"])[0] == 200
 
@@ -151,6 +178,15 @@ def test_a_decompression_bomb_is_refused_with_a_named_error():
             image_bytes(base64.b64encode(png_header_only(side, side)).decode(), "row 3")
 
 
+def test_an_unexpected_error_is_answered_in_one_line_without_the_request(monkeypatch):
+    classifier = SkinLesionClassifier()
+    monkeypatch.setattr(classifier, "predict_images", lambda images: 1 / 0)
+    with pytest.raises(ModelFailure, match=r"^the model failed on this request \(ZeroDivisionError\)") as failure:
+        classifier.predict(None, request_frame([png_header_only(20, 10)]))
+    failure.value.message = "Failed to predict data '<the whole request>'"  # what MLflow's scoring server does
+    assert failure.value.message.startswith("the model failed") and failure.value.get_http_status_code() == 500
+
+
 def test_predict_names_the_file_of_a_decompression_bomb(tmp_path, capsys):
     bomb = tmp_path / "huge.png"
     bomb.write_bytes(png_header_only(20000, 20000))
@@ -159,11 +195,38 @@ def test_predict_names_the_file_of_a_decompression_bomb(tmp_path, capsys):
         f"skinml predict: error: {bomb}: image is too large (limit 40000000 pixels)"]
 
 
+def test_predict_answers_the_readable_files_and_names_the_others(synthetic_dir, test_weights, tmp_path, capsys):
+    model_uri = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1),
+                      synthetic_dir)["model_uri"]
+    capsys.readouterr()  # training's lines
+    real = load_dataset(synthetic_dir)["path"].tolist()[0]
+    fake, truncated = tmp_path / "fake.jpg", tmp_path / "truncated.jpg"
+    fake.write_bytes(b"not an image")
+    data = Path(real).read_bytes()
+    truncated.write_bytes(data[:data.index(b"\xff\xda") + 20])  # cut in the scan: the header reads, the data not
+    files = [str(fake), real, str(tmp_path / "missing.jpg"), str(truncated)]
+    errors = [f"skinml predict: error: {fake}: not a JPEG/PNG image",
+              f"skinml predict: error: {tmp_path / 'missing.jpg'}: no such file or directory",
+              f"skinml predict: error: {truncated}: the image could not be decoded"]
+    assert main(["predict", *files, "--model-uri", model_uri]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == errors
+    table = out.splitlines()
+    assert len(table) == 2 and table[0].split()[0] == "file" and table[1].split()[0] == real
+    assert table[1].split()[-1] in CLASSES
+    assert main(["predict", *files, "--model-uri", model_uri, "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert err.splitlines() == errors
+    assert [row["file"] for row in json.loads(out)["predictions"]] == [real]
+    assert main(["predict", real, "--model-uri", model_uri]) == 0  # all readable
+
+
 SERVED_IN_A_NEW_PROCESS = """
 import json, sys
 from skinml import CLASSES
 from skinml.serving import predict_files
-table = predict_files("models:/skinml@champion", sys.argv[1:])
+table, problems = predict_files("models:/skinml@champion", sys.argv[1:])
+assert not problems, problems
 print(json.dumps({"probabilities": table[list(CLASSES)].to_numpy().tolist(),
                   "tensorflow": "tensorflow" in sys.modules}))
 """
@@ -187,6 +250,7 @@ def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synt
     pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
     np.testing.assert_allclose(answer["probabilities"], keras_model.predict_on_batch(pixels), atol=1e-4)
     monkeypatch.setenv("SKINML_SERVE_MAX_ROWS", "2")  # more files than one request may hold: several requests
-    table = predict_files("models:/skinml@champion", paths)
+    table, problems = predict_files("models:/skinml@champion", paths)
+    assert problems == []
     assert table["file"].tolist() == paths
     np.testing.assert_allclose(table[list(CLASSES)].to_numpy(), answer["probabilities"], atol=1e-6)

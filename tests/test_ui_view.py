@@ -1,0 +1,99 @@
+"""What the MLflow UI shows of skinml's runs: the shared compare view, the links printed, and a parent run's page."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from skinml import CLASSES
+from skinml.config import recipe
+from skinml.manifests import log_manifest
+from skinml.summary import describe, summarize_parent
+from skinml.tracking import prepare_experiment
+from skinml.ui_view import CHAMPION_TAG, VIEW_TAG, run_url, view_state, view_url
+
+
+class Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input: list[str]) -> list[str]:
+        return model_input
+
+
+def test_the_shared_view_has_the_champion_mark_as_a_column():
+    prepare_experiment(mlflow.set_experiment("ui").experiment_id)
+    published = json.loads(mlflow.MlflowClient().get_experiment_by_name("ui").tags[VIEW_TAG])
+    assert published == view_state()
+    columns = published["selectedColumns"]
+    assert "tags.`skinml.champion`" in columns and CHAMPION_TAG == "skinml.champion"
+    assert "metrics.`test/balanced_accuracy`" in columns and "params.`learning_rate`" in columns
+
+
+def test_links_open_in_the_model_training_mode():
+    assert run_url("3", "abc") == "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
+    assert run_url("3", "abc", "https://mlflow.example.org/") == (
+        "https://mlflow.example.org/#/experiments/3/runs/abc?workflowType=machine_learning")
+    assert view_url("3", "http://tracking:5000") == ("http://tracking:5000/#/experiments/3/runs?viewStateShareKey="
+                                                     "skinml&compareRunsMode=CHART&workflowType=machine_learning")
+    assert run_url("3", "abc", "http://ann:secret@tracking:5000/mlflow/") == (
+        "http://tracking:5000/mlflow/#/experiments/3/runs/abc?workflowType=machine_learning")  # no password in links
+
+
+def evaluation(n_images: int = 20) -> dict:
+    """An evaluation result as skinml.evaluate returns it (the keys a parent's summary reads)."""
+    return {"balanced_accuracy": 0.3947, "macro_auc": 0.9012, "ece": 0.051, "macro_f1": 0.41, "n_images": n_images,
+            "per_class": {name: {"recall": 0.5} for name in CLASSES}, "manifest_sha256": "ab" * 32,
+            "ci95": {"balanced_accuracy": [0.31, 0.47], "macro_auc": [0.85, 0.94]}}
+
+
+def split_manifest() -> pd.DataFrame:
+    return pd.DataFrame({"image_id": [f"ISIC_{i}" for i in range(6)], "lesion_id": [f"L{i // 2}" for i in range(6)],
+                         "dx": ["nv", "nv", "mel", "mel", "bkl", "bkl"],
+                         "split": ["train", "train", "val", "val", "test", "test"]})
+
+
+def test_a_parent_run_shows_its_challengers_dataset_model_and_version(tmp_path):
+    """The train stage logs the split as a dataset and the model as a logged model; the registry registers it. The
+    parent's page lists them once summarize_parent ran (twice: nothing doubles)."""
+    client = mlflow.MlflowClient()
+    mlflow.set_experiment("skinml")
+    weights = tmp_path / "weights" / "mobilenet.weights.h5"
+    config = recipe("baseline", {"weights": str(weights), "learning_rate": 3e-4})
+    with mlflow.start_run(run_name=config.label()) as parent:
+        mlflow.log_param("weights", "weights/mobilenet.weights.h5")  # as `mlflow run -P weights=...` logs it
+        with mlflow.start_run(run_name=f"train {config.label()}", nested=True) as train:
+            log_manifest(split_manifest(), tmp_path)
+            info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
+        version = mlflow.register_model(info.model_uri, "skinml").version
+        trained = {"run_id": train.info.run_id, "model_uri": info.model_uri,
+                   "metrics": {"val_balanced_accuracy": 0.4, "val_macro_auc": 0.9}}
+        registry = {"name": "skinml", "version": str(version), "aliases": ["challenger", "champion"]}
+        promotion = {"reason": "v1 is the champion already"}
+        for _ in range(2):
+            summarize_parent(parent.info.run_id, config, trained, evaluation(), registry, promotion)
+
+    run, source = client.get_run(parent.info.run_id), client.get_run(train.info.run_id)
+    datasets = run.inputs.dataset_inputs
+    assert [(d.dataset.name, d.dataset.digest) for d in datasets] == [
+        (d.dataset.name, d.dataset.digest) for d in source.inputs.dataset_inputs]
+    assert datasets[0].dataset.name.startswith("ham10000-") and datasets[0].tags[0].value == "training"
+    assert [o.model_id for o in run.outputs.model_outputs] == [info.model_id]
+    # what the run page then asks for (its outputs' models, in its experiment) and lists under "Registered models":
+    # the versions a logged model's `mlflow.modelVersions` tag names
+    [model] = client.search_logged_models([run.info.experiment_id],
+                                          filter_string=f"attributes.model_id IN ('{info.model_id}')")
+    registered = json.loads(model.tags["mlflow.modelVersions"])
+    assert ("skinml", str(version)) in {(entry["name"], str(entry["version"])) for entry in registered}
+    note = run.data.tags["mlflow.note.content"]
+    assert "changed: weights=weights/mobilenet.weights.h5, learning_rate=0.0003." in note
+    assert run.data.metrics["test/balanced_accuracy"] == pytest.approx(0.3947)
+
+
+def test_a_description_keeps_the_configs_path_unless_the_parameter_names_the_same_file(tmp_path):
+    weights = str(tmp_path / "mobilenet.weights.h5")
+    config = recipe("baseline", {"weights": weights})
+    trained = {"run_id": "r1", "model_uri": "models:/m-1", "metrics": {}}
+    assert f"changed: weights={weights}." in describe(config, trained, evaluation())
+    assert f"changed: weights={weights}." in describe(config, trained, evaluation(), params={"weights": "other.h5"})
+    relative = str(Path(weights).relative_to(Path.cwd()))
+    assert f"changed: weights={relative}." in describe(config, trained, evaluation(), params={"weights": relative})
