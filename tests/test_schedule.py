@@ -1,11 +1,14 @@
 """Scheduled retraining through a real `prefect server start` on 127.0.0.1: `skinml schedule` serves the deployment,
-`prefect deployment run` triggers it, the run completes and registers a new model version."""
+`prefect deployment run` triggers it, the run completes and registers a new model version; triggered again on the same
+data, the retrained challenger stays challenger (a gain within the noise)."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 from mlflow import MlflowClient
 
@@ -15,8 +18,8 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.mark.slow
-def test_schedule_serves_a_cron_deployment_whose_triggered_run_registers_a_model(synthetic_dir, test_weights,
-                                                                                 tmp_path):
+def test_scheduled_retraining_registers_and_keeps_the_champion_on_unchanged_data(synthetic_dir, test_weights,
+                                                                                  tmp_path):
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -44,21 +47,34 @@ def test_schedule_serves_a_cron_deployment_whose_triggered_run_registers_a_model
 
         wait_for(deployment, 120, "deployment retrain/skinml-retrain", [server, scheduler])
         assert "0 3 * * 0" in deployment()
-        triggered = subprocess.run([str(BIN / "prefect"), "deployment", "run", "retrain/skinml-retrain"],
-                                   env=client_env, capture_output=True, text=True, timeout=60)
-        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+        def run_now() -> None:
+            """`prefect deployment run`, then wait for that flow run to complete."""
+            triggered = subprocess.run([str(BIN / "prefect"), "deployment", "run", "retrain/skinml-retrain"],
+                                       env=client_env, capture_output=True, text=True, timeout=60)
+            assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+            flow_run = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout).group(1)
 
-        def completed() -> bool:
-            done = subprocess.run([str(BIN / "prefect"), "flow-run", "ls"], env=client_env, capture_output=True,
-                                  text=True)
-            assert "FAILED" not in done.stdout.upper() and "CRASHED" not in done.stdout.upper(), \
-                done.stdout + (logs / "schedule.log").read_text()[-4000:]
-            return "COMPLETED" in done.stdout.upper()
+            def completed() -> bool:
+                shown = subprocess.run([str(BIN / "prefect"), "flow-run", "inspect", flow_run], env=client_env,
+                                       capture_output=True, text=True).stdout
+                assert "FAILED" not in shown and "CRASHED" not in shown, \
+                    shown + (logs / "schedule.log").read_text()[-4000:]
+                return "COMPLETED" in shown
 
-        wait_for(completed, 400, "the triggered retrain run", [server, scheduler])
-        versions = MlflowClient().search_model_versions("name='skinml'")
-        assert len(versions) == 1
-        assert MlflowClient().get_model_version_by_alias("skinml", "champion").version in ("1", 1)
+            wait_for(completed, 400, "the triggered retrain run", [server, scheduler])
+
+        run_now()  # no champion yet: the baseline recipe, registered as v1, the champion
+        client = MlflowClient()
+        assert [v.version for v in client.search_model_versions("name='skinml'")] in (["1"], [1])
+        run_now()  # the champion's recipe again on the same data: within the noise, the champion stays
+        assert client.get_model_version_by_alias("skinml", "champion").version in ("1", 1)
+        assert client.get_model_version_by_alias("skinml", "challenger").version in ("2", 2)
+        promotion = mlflow.search_runs(experiment_names=["skinml"], output_format="list",
+                                       filter_string="tags.`skinml.stage` = 'promote'", order_by=["start_time DESC"])[0]
+        decision = mlflow.artifacts.load_dict(f"runs:/{promotion.info.run_id}/promotion.json")
+        low, high = decision["difference_ci95"]
+        assert decision["promoted"] is False and low <= decision["difference"] <= high and low <= 0
+        assert "did not become champion" in client.get_model_version("skinml", "2").description
     finally:
         for process in (scheduler, server):
             stop_process(process)
