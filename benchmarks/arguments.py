@@ -17,10 +17,15 @@ def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def weights_argument(text: str) -> str:
+    """imagenet | none as given; a weights file made absolute (the benchmark may work in another folder)."""
+    return text if text in ("imagenet", "none") else str(Path(text).resolve())
+
+
 def isolated_store(workdir: str | None, prefix: str) -> tuple[Path, dict[str, str]]:
     """A work folder (`workdir`, else a new temporary one) and the environment for `skinml` processes that keeps
     their MLflow store and feature cache in it."""
-    folder = Path(workdir or tempfile.mkdtemp(prefix=prefix))
+    folder = Path(workdir or tempfile.mkdtemp(prefix=prefix)).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return folder, {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
                     "SKINML_CACHE_DIR": str(folder / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3",

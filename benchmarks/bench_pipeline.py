@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from arguments import benchmark_parser, isolated_store
+from arguments import benchmark_parser, isolated_store, weights_argument
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     folder, env = isolated_store(args.workdir, "skinml-pipeline-")
     data = subset(Path(args.data_dir).resolve(), args.images, folder / "data")
-    weights = str(Path(args.weights).resolve())
+    weights = weights_argument(args.weights)
     train = [str(BIN / "skinml"), "train", "--data-dir", str(data), "--weights", weights]
     run = [str(BIN / "mlflow"), "run", str(REPO), "--env-manager", "local", "--experiment-name", "skinml",
            "-P", f"data_dir={data}", "-P", f"weights={weights}"]

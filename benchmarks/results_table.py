@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 
-from arguments import benchmark_parser, isolated_store  # benchmarks/ is on sys.path when a script in it runs
+from arguments import benchmark_parser, isolated_store, weights_argument  # benchmarks/ is on sys.path when a script in it runs
 
 
 def table(baseline: dict, best: dict) -> str:
@@ -51,6 +51,7 @@ def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--workdir", help="folder for the MLflow store and the feature cache")
     args = parser.parse_args()
+    data_dir, weights = os.path.abspath(args.data_dir), weights_argument(args.weights)
     folder, env = isolated_store(args.workdir, "skinml-results-")
     os.environ.update(env)
     os.chdir(folder)
@@ -61,7 +62,6 @@ def main() -> None:
     from skinml.registry import promote, register
     from skinml.train import train
 
-    data_dir, weights = os.path.abspath(args.data_dir), os.path.abspath(args.weights)
     manifest = folder / "manifest.csv"
     run_split(data_dir, manifest, seed=42)
     results, started = {}, time.time()

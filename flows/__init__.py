@@ -1,1 +1,3 @@
 """Prefect flows: orchestration of the skinml stages (no ML logic here)."""
+
+import skinml  # noqa: F401  first: a flow run a Prefect worker starts has every telemetry off before MLflow loads

@@ -26,7 +26,8 @@ def test_images(run_id: str) -> pd.DataFrame:
 def logged_predictions(evaluation_run_id: str, images: pd.DataFrame) -> pd.Series | None:
     """The predicted class of each of `images` (in their order) from an evaluation run's predictions table, or None
     when that run scored other images or other labels."""
-    table = pd.read_csv(download_run_artifact(evaluation_run_id, PREDICTIONS_ARTIFACT), dtype={"image_id": str})
+    table = pd.read_csv(download_run_artifact(evaluation_run_id, PREDICTIONS_ARTIFACT),
+                        dtype={"image_id": str, "dx": str, "predicted": str}, keep_default_na=False)
     if len(table) != len(images) or set(table["image_id"]) != set(images["image_id"]):
         return None
     table = table.set_index("image_id").loc[images["image_id"]]
@@ -36,12 +37,14 @@ def logged_predictions(evaluation_run_id: str, images: pd.DataFrame) -> pd.Serie
 
 
 def evaluations_of(name: str, version: ModelVersion) -> list[str]:
-    """Ids of the finished evaluation runs of a registered version's model, under its own URI or the version's."""
+    """Ids of the finished evaluation runs of a registered version's model: under its own URI, or under the
+    version's URI since the version exists (a registered model deleted and made again numbers its versions anew)."""
     found = []
-    for uri in dict.fromkeys((version.source, f"models:/{name}/{version.version}")):
+    for uri, since in ((version.source, 0), (f"models:/{name}/{version.version}", version.creation_timestamp)):
         found += mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"],
                                     filter_string=f"tags.`skinml.stage` = 'evaluate' and attributes.status = "
-                                                  f"'FINISHED' and tags.`skinml.model_uri` = '{uri}'")
+                                                  f"'FINISHED' and tags.`skinml.model_uri` = '{uri}' and "
+                                                  f"attributes.start_time >= {since}")
     return [run.info.run_id for run in found]
 
 

@@ -44,11 +44,14 @@ def decline_openvino_telemetry() -> None:
         from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
     except ImportError:  # no OpenVINO telemetry package: nothing to decline
         return
-    checker = OptInChecker()
-    if checker.consent_file_base_dir() is None or os.path.exists(checker.consent_file()):
-        return
-    if checker.create_or_check_consent_dir():
-        checker.update_result(ConsentCheckResult.DECLINED)
+    try:
+        checker = OptInChecker()
+        if checker.consent_file_base_dir() is None or os.path.exists(checker.consent_file()):
+            return
+        if checker.create_or_check_consent_dir():
+            checker.update_result(ConsentCheckResult.DECLINED)
+    except (OSError, RuntimeError):  # no home folder (a container's arbitrary user): OpenVINO finds no consent
+        pass
 
 
 def turn_off_telemetry() -> None:

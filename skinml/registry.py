@@ -10,6 +10,8 @@ challenger saw in training.
 
 from __future__ import annotations
 
+import logging
+
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -90,12 +92,15 @@ def mark_champion(new, former=None) -> None:
     for version, mark in ((former, None), (new, "yes")):
         if version is None:
             continue
-        run = client.get_run(version.run_id)
-        for run_id in filter(None, (run.info.run_id, run.data.tags.get("mlflow.parentRunId"))):
-            if mark:
-                client.set_tag(run_id, CHAMPION_TAG, mark)
-            elif CHAMPION_TAG in client.get_run(run_id).data.tags:
-                client.delete_tag(run_id, CHAMPION_TAG)
+        try:  # a deleted run refuses tags: the mark is a display, the alias has moved already
+            run = client.get_run(version.run_id)
+            for run_id in filter(None, (run.info.run_id, run.data.tags.get("mlflow.parentRunId"))):
+                if mark:
+                    client.set_tag(run_id, CHAMPION_TAG, mark)
+                elif CHAMPION_TAG in client.get_run(run_id).data.tags:
+                    client.delete_tag(run_id, CHAMPION_TAG)
+        except MlflowException as exc:
+            logging.getLogger(__name__).warning("could not mark the champion's runs (%s): %s", CHAMPION_TAG, exc)
 
 
 def check_comparable(champion_run_id: str, challenger_run_id: str) -> None:

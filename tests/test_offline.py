@@ -15,7 +15,7 @@ import mlflow
 import pytest
 
 from .conftest import IMAGE_SIZE, free_port, stop_process, wait_for
-from .tracing import forks_after_threads, outside_connections, traced, user_environment
+from .tracing import forks_after_threads, needs_strace, outside_connections, traced, user_environment
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +55,7 @@ def test_the_trace_reader_sees_a_name_lookup_and_a_fork_after_threads(tmp_path):
     assert forks_after_threads(log) == ["process 3078 forked 3115 after starting threads, and 3115 did not exec"]
 
 
+@needs_strace
 @pytest.mark.slow
 def test_every_command_stays_on_the_machine(synthetic_dir, test_weights, tmp_path):
     home = tmp_path / "home"

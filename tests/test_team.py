@@ -25,7 +25,7 @@ import pytest
 from optuna.trial import TrialState
 
 from .conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
-from .tracing import forks_after_threads, outside_connections, traced, user_environment
+from .tracing import forks_after_threads, needs_strace, outside_connections, traced, user_environment
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -46,6 +46,7 @@ def start(command: list[str], folder: Path, env: dict, log: str) -> subprocess.P
                             start_new_session=True)
 
 
+@needs_strace
 @pytest.mark.slow
 def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, tmp_path, monkeypatch):
     # as root, PostgreSQL runs as user postgres, which cannot enter pytest's private tmp_path

@@ -6,15 +6,24 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shutil
 from pathlib import Path
+
+import pytest
 
 STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "signal=none",
           "-e", "trace=connect,sendto,sendmsg,clone,clone3,fork,vfork,execve"]
+
+needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (apt-get install "
+                                                                       "strace; .ci/run installs it)")
 
 # Variables under which MLflow, Prefect or OpenVINO turn their telemetry off by themselves (CI detection, pytest):
 # a traced command runs without them, as on a user's machine.
 TELLTALES = ("CI", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "GITHUB_ACTIONS",
              "GITLAB_CI", "JENKINS_URL", "TF_BUILD", "BUILDKITE", "TRAVIS", "CIRCLECI", "TEAMCITY_VERSION",
+             "BITBUCKET_BUILD_NUMBER", "BITBUCKET_COMMIT", "CODEBUILD_BUILD_ARN", "CODEBUILD_BUILD_ID",
+             "CLOUD_RUN_EXECUTION", "DRONE", "SEMAPHORE", "APPVEYOR", "BUDDY", "CI_NAME", "RUNBOT_HOST_URL",
+             "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID", "SKINML_TELEMETRY",
              "DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "PREFECT_SERVER_ANALYTICS_ENABLED")
 
 IPV4 = re.compile(r'sin_port=htons\((\d+)\), sin_addr=inet_addr\("([^"]+)"\)')
