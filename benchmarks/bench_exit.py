@@ -32,27 +32,34 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 
-def started(command: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, list[float]]:
-    """The command started, and a list whose one element is the time of its last output line so far."""
+def started(command: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, dict[str, float]]:
+    """The command started, and the times of its last output line so far and of its exit, kept by two threads (so
+    that one process's exit is timed while another is waited for)."""
     process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
-    last = [time.monotonic()]
+    times = {"last line": time.monotonic()}
 
     def read() -> None:
         for _ in process.stdout:
-            last[0] = time.monotonic()
+            times["last line"] = time.monotonic()
 
-    threading.Thread(target=read, daemon=True).start()
-    return process, last
+    def wait() -> None:
+        process.wait()
+        times["exit"] = time.monotonic()
+
+    for target in (read, wait):
+        threading.Thread(target=target, daemon=True).start()
+    return process, times
 
 
-def exit_delay(process: subprocess.Popen, last: list[float], what: str, timeout: float = 1800) -> float:
+def exit_delay(process: subprocess.Popen, times: dict[str, float], what: str, timeout: float = 1800) -> float:
     """Seconds between the process's last output line and its exit; stops the benchmark if it failed."""
     code = process.wait(timeout=timeout)
-    exited = time.monotonic()
+    while "exit" not in times:
+        time.sleep(0.01)
     if code != 0:
         sys.exit(f"{what} exited with status {code}")
-    return max(0.0, exited - last[0])
+    return max(0.0, times["exit"] - times["last line"])
 
 
 def run(command: list[str], env: dict, cwd: Path, what: str) -> float:
@@ -91,6 +98,7 @@ def local_commands(data_dir: Path, weights: str, size: int, repeats: int) -> dic
 
     def timed(name: str, command: list[str]) -> None:
         delays.setdefault(name, []).append(run(command, env, folder, name))
+        print(f"{name}: {delays[name][-1]:.2f} s", flush=True)
 
     for _ in range(repeats):
         timed("skinml train", [skinml, "train", *recipe, "--output", "train.json"])
