@@ -10,17 +10,10 @@ import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
-from skinml.manifests import run_manifest
 from skinml.metrics import paired_balanced_accuracy_difference
 from skinml.tracking import download_run_artifact
 
 PREDICTIONS_ARTIFACT = "report/predictions.csv"
-
-
-def test_images(run_id: str) -> pd.DataFrame:
-    """image_id, lesion_id and dx of the test split a training run logged."""
-    manifest = run_manifest(run_id)
-    return manifest.loc[manifest["split"] == "test", ["image_id", "lesion_id", "dx"]].reset_index(drop=True)
 
 
 def logged_predictions(evaluation_run_id: str, images: pd.DataFrame) -> pd.Series | None:

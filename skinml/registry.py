@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from skinml.config import DEFAULT_EXPERIMENT
 from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.evaluate import evaluate, training_run_id
-from skinml.evidence import compare, predictions_for, test_images
+from skinml.evidence import compare, predictions_for
 from skinml.features import FeatureCache
 from skinml.integrity import DIGEST_TAG, model_files_digest
 from skinml.manifests import run_manifest
@@ -103,8 +104,8 @@ def mark_champion(new, former=None) -> None:
             logging.getLogger(__name__).warning("could not mark the champion's runs (%s): %s", CHAMPION_TAG, exc)
 
 
-def check_comparable(champion_run_id: str, challenger_run_id: str) -> None:
-    """Raise LeakySplitError unless the champion's test split is honest for both models."""
+def check_comparable(champion_run_id: str, challenger_run_id: str) -> pd.DataFrame:
+    """The champion's test split (image_id, lesion_id, dx); LeakySplitError unless it is honest for both models."""
     champion_split = run_manifest(champion_run_id)
     if lesions_crossing(champion_split):
         raise LeakySplitError(f"the champion's split (run {champion_run_id}) has "
@@ -116,6 +117,8 @@ def check_comparable(champion_run_id: str, challenger_run_id: str) -> None:
     if leaked:
         raise LeakySplitError(f"the challenger (run {challenger_run_id}) trained on {len(leaked)} lesions of the "
                               f"champion's test split, e.g. {sorted(leaked)[:3]}")
+    test = champion_split.loc[champion_split["split"] == "test", ["image_id", "lesion_id", "dx"]]
+    return test.reset_index(drop=True)
 
 
 def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str = DEFAULT_EXPERIMENT,
@@ -135,8 +138,7 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
                                                    f"registered when there is none becomes champion): nothing to "
                                                    f"compare")
         else:
-            check_comparable(champion.run_id, challenger.run_id)
-            images = test_images(champion.run_id)
+            images = check_comparable(champion.run_id, challenger.run_id)
 
             def score(model_uri: str) -> str:  # a version not yet scored on these images: evaluated once
                 return evaluate(model_uri, experiment=experiment, parent_run_id=run.info.run_id, cache=cache,
