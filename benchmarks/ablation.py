@@ -47,14 +47,15 @@ def flip_tta_row(model_uri: str, data_dir: str, manifest: str) -> dict[str, floa
     """Validation figures of a logged model without and with test-time augmentation (mean over the 4 flips)."""
     import numpy as np
 
+    from skinml.config import TrainConfig
     from skinml.data.loader import image_dataset
     from skinml.data.split import read_manifest
+    from skinml.data.training_set import labelled_split
     from skinml.metrics import classification_metrics, expected_calibration_error
-    from skinml.serving import load_keras_model
-    from skinml.train import labelled_split
+    from skinml.model_store import load_keras_model
 
     model = load_keras_model(model_uri)
-    data, _ = labelled_split(data_dir, read_manifest(manifest), 0)
+    data, _, classes = labelled_split(data_dir, read_manifest(manifest), TrainConfig(seed=0))
     val = data[data["split"] == "val"]
     images = np.concatenate([b.numpy() for b in image_dataset(val["path"].tolist(), int(model.input_shape[1]), 64)])
     flips = [images, images[:, ::-1], images[:, :, ::-1], images[:, ::-1, ::-1]]
@@ -62,7 +63,7 @@ def flip_tta_row(model_uri: str, data_dir: str, manifest: str) -> dict[str, floa
     labels = val["label"].to_numpy()
     out = {}
     for name, p in (("plain", probs[0]), ("flip_tta", np.mean(probs, axis=0))):
-        metrics = classification_metrics(labels, p)
+        metrics = classification_metrics(labels, p, classes)
         out[name] = {"val_balanced_accuracy": metrics["balanced_accuracy"], "val_macro_auc": metrics["macro_auc"],
                      "val_ece": expected_calibration_error(labels, p)[0]}
     return out

@@ -15,17 +15,18 @@ import time
 
 import keras
 import numpy as np
+from arguments import (
+    benchmark_parser,  # benchmarks/ is on sys.path when a script in it runs
+)
 
-from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
 from skinml.config import TrainConfig
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
 from skinml.features import extract_features
 from skinml.metrics import classification_metrics
 from skinml.model import build_feature_extractor, build_head
 from skinml.train import fit_head_on_features
-
-from skinml import CLASSES
 
 
 def head_quality(train_views: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
@@ -35,9 +36,9 @@ def head_quality(train_views: np.ndarray, train_y: np.ndarray, val_x: np.ndarray
     scores, aucs = [], []
     for seed in seeds:
         keras.utils.set_random_seed(seed)
-        head = build_head(train_views.shape[-1], config.dropout, seed)
+        head = build_head(train_views.shape[-1], 7, config.dropout, seed)
         fit_head_on_features(head, train_views, train_y, config.replace(seed=seed), callbacks=[])
-        metrics = classification_metrics(val_y, np.asarray(head.predict(val_x, batch_size=512, verbose=0)))
+        metrics = classification_metrics(val_y, np.asarray(head.predict(val_x, batch_size=512, verbose=0)), CLASSES)
         scores.append(metrics["balanced_accuracy"])
         aucs.append(metrics["macro_auc"])
     return statistics.median(scores), statistics.median(aucs), scores

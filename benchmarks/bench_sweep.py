@@ -12,8 +12,10 @@ import statistics
 import tempfile
 import time
 
-from arguments import benchmark_parser  # benchmarks/ is on sys.path when a script in it runs
 import optuna
+from arguments import (
+    benchmark_parser,  # benchmarks/ is on sys.path when a script in it runs
+)
 
 
 def main() -> None:
@@ -25,12 +27,13 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{workdir}/mlflow.db")
 
     from skinml.config import TrainConfig
-    from skinml.train import cached_features, labelled_split
+    from skinml.data.training_set import labelled_split
+    from skinml.train import cached_features
     from skinml.tune import sweep
 
     base = TrainConfig(weights=args.weights, epochs=args.epochs)
     started = time.perf_counter()
-    data, _ = labelled_split(args.data_dir, None, base.seed)
+    data, _, _ = labelled_split(args.data_dir, None, base)
     cached_features(base, data)
     print(f"features ready (cache) in {time.perf_counter() - started:.0f} s", flush=True)
 

@@ -29,7 +29,7 @@ def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "bas
     trained = train_model(preset_name, overrides or {}, data_dir, manifest, experiment, parent_run_id)
     logger.info("trained: %s", trained["model_uri"])
     evaluated = evaluate_model(trained["model_uri"], experiment, parent_run_id)
-    result = {"train": {k: trained[k] for k in ("run_id", "model_uri", "metrics", "train_seconds")},
+    result = {"train": {k: trained[k] for k in ("run_id", "model_uri", "metrics", "train_seconds", "classes")},
               "evaluate": evaluated}
     if model_name:
         result["registry"] = register_model(trained["model_uri"], model_name,

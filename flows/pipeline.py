@@ -34,7 +34,7 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         folder = download(data_dir)
         log_params_once({"data_dir": str(Path(folder).resolve())})
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-split-")) / "manifest.csv")
-        split_summary = split(folder, manifest, split_strategy, config.seed, experiment, parent_id)
+        split_summary = split(folder, manifest, split_strategy, config, experiment, parent_id)
         get_run_logger().info("split: %s", split_summary)
         result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                  promotion_margin)

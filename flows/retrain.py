@@ -61,7 +61,7 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
         log_params_once({**config.params(), "model_name": model_name, "champion_run_id": champion_run_id or "none"})
         folder = download(data_dir)
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-retrain-")) / "manifest.csv")
-        split(folder, manifest, "grouped", config.seed, experiment, parent_id, keep_test_of=champion_run_id)
+        split(folder, manifest, "grouped", config, experiment, parent_id, keep_test_of=champion_run_id)
         result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                  promotion_margin)
         get_run_logger().info("retrained %s v%s: %s", model_name, result["registry"]["version"],

@@ -7,7 +7,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.names import train_run_name
-from skinml.config import recipe
+from skinml.config import TrainConfig, recipe
 from skinml.data.download import download_ham10000
 from skinml.evaluate import evaluate
 from skinml.manifests import run_split
@@ -21,11 +21,12 @@ def download(data_dir: str | None) -> str:
     return data_dir if data_dir else str(download_ham10000())
 
 
-@task(cache_policy=NO_CACHE, task_run_name="split {strategy} seed={seed}")
-def split(data_dir: str, manifest: str, strategy: str, seed: int, experiment: str, parent_run_id: str,
+@task(cache_policy=NO_CACHE, task_run_name="split {strategy} seed={config.seed}")
+def split(data_dir: str, manifest: str, strategy: str, config: TrainConfig, experiment: str, parent_run_id: str,
           keep_test_of: str | None = None) -> dict:
-    return run_split(data_dir, manifest, strategy, seed, experiment=experiment, parent_run_id=parent_run_id,
-                     keep_test_of=keep_test_of)
+    """The split stage, the folder read with the recipe's layout and label map, split by its seed."""
+    return run_split(data_dir, manifest, strategy, config.seed, experiment=experiment, parent_run_id=parent_run_id,
+                     keep_test_of=keep_test_of, data_format=config.data_format, label_map=dict(config.label_map))
 
 
 @task(cache_policy=NO_CACHE, task_run_name=train_run_name)

@@ -1,7 +1,5 @@
-"""skinml: train, track, tune, register and serve skin-lesion classifiers on HAM10000."""
-
-CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
-"""The 7 HAM10000 diagnostic classes, in the order used everywhere (model outputs, plots, reports)."""
+"""skinml: train, track, tune, register and serve skin-lesion classifiers on HAM10000 or any labelled image set;
+a model's classes come from its training data (skinml.labels)."""
 
 __version__ = "0.1.0"
 

@@ -11,8 +11,9 @@ import os
 import sys
 from pathlib import Path
 
-from skinml.console import set_up_console, user_errors
 from skinml.config import DEFAULT_EXPERIMENT, LOSSES, PRESETS, SWEEP_EXPERIMENT, TrainConfig, recipe
+from skinml.console import set_up_console, user_errors
+
 
 def weights_option(text: str) -> str:
     """imagenet | none | a weights file, made absolute: the logged config is retrained from other folders too."""
@@ -30,7 +31,8 @@ def add_training_options(parser: argparse.ArgumentParser, experiment: str = DEFA
     The TrainConfig options are stored under their field's name, and only when given (unset ones come from the
     preset or the champion): `explicit_options` reads them back as they are.
     """
-    parser.add_argument("--data-dir", help="labelled folder (HAM10000 layout); default: download HAM10000")
+    parser.add_argument("--data-dir", help="labelled image folder in any layout (docs/datasets.md); default: "
+                                           "download HAM10000")
     parser.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default {experiment})")
     parser.add_argument("--preset", default="baseline", choices=sorted(PRESETS))
     # argument_default: an option not given stays out of the namespace, so explicit_options sees only given ones
@@ -55,6 +57,17 @@ def add_training_options(parser: argparse.ArgumentParser, experiment: str = DEFA
                         help="logit_adjusted: balanced-softmax cross-entropy, for balanced accuracy")
     config.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
                         help="fit a temperature on validation (calibrated probabilities)")
+    add_data_options(config)
+
+
+def add_data_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The data folder's layout and the label map (`train`, `split`, `evaluate`, ... alike)."""
+    from skinml.data.layouts import LAYOUTS
+
+    parser.add_argument("--data-format", choices=["auto", *LAYOUTS],
+                        help="the folder's layout (default: recognised from what it holds)")
+    parser.add_argument("--label-map", metavar="FILE",
+                        help="CSV from,to: merge, rename or drop (empty `to`) classes")
 
 
 def add_promotion_options(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +80,13 @@ def add_promotion_options(parser: argparse.ArgumentParser) -> None:
 
 def explicit_options(args: argparse.Namespace) -> dict:
     """The TrainConfig fields given on the command line (the others come from the preset or the champion)."""
+    from skinml.data.label_map import label_map_of
+
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
-    return {name: value for name, value in vars(args).items() if name in fields}
+    given = {name: value for name, value in vars(args).items() if name in fields}
+    if given.get("label_map"):  # a file: its mapping is the recipe's, so that retraining needs no file
+        given["label_map"] = label_map_of(given["label_map"])
+    return given
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
@@ -89,10 +107,12 @@ def cmd_download(args: argparse.Namespace) -> dict:
 
 
 def cmd_split(args: argparse.Namespace) -> dict:
+    from skinml.data.label_map import label_map_of
     from skinml.manifests import run_split
 
     return run_split(data_dir_or_download(args.data_dir), args.output, args.strategy, args.seed,
-                     args.val_fraction, args.test_fraction, args.experiment)
+                     args.val_fraction, args.test_fraction, args.experiment, data_format=args.data_format or "auto",
+                     label_map=label_map_of(args.label_map))
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
@@ -103,9 +123,11 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
+    from skinml.data.label_map import label_map_of
     from skinml.evaluate import evaluate
 
-    return evaluate(args.model_uri, args.data_dir, args.split, args.experiment, output=args.output)
+    return evaluate(args.model_uri, args.data_dir, args.split, args.experiment, output=args.output,
+                    data_format=args.data_format or "auto", label_map=label_map_of(args.label_map))
 
 
 def cmd_pipeline(args: argparse.Namespace) -> dict:
@@ -127,7 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     """Print the answer for every readable file; name each other one on stderr, the exit status then 2."""
     import pandas as pd
 
-    from skinml.serving import InvalidImageError, predict_files
+    from skinml.predict import predict_files
+    from skinml.serving import InvalidImageError
 
     table, problems = predict_files(args.model_uri, args.images)
     if len(table) and args.json:
@@ -185,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.15)
     p.add_argument("--output", default="outputs/manifest.csv", help="manifest CSV to write")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    add_data_options(p)
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("train", help="train a classifier, logged to MLflow")
@@ -195,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a logged model on its test split or a labelled folder")
     p.add_argument("--model-uri", required=True)
-    p.add_argument("--data-dir", help="labelled folder (HAM10000 layout or ISIC 2018 one-hot form)")
+    p.add_argument("--data-dir", help="a labelled folder in any layout (default: the model's own test split)")
+    add_data_options(p)
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.add_argument("--output", help="write the metrics JSON here")

@@ -63,6 +63,10 @@ class TrainConfig:
     # classes (docs/ablation.md: it beat class weights and class-balanced sampling).
     loss: str = "crossentropy"
     temperature_scaling: bool = False  # one temperature fitted on the validation log-loss, kept in the model
+    # The data: the folder's layout (skinml.data.layouts; "auto" recognises it) and the label map, (from, to)
+    # pairs that merge, rename or drop (to "") classes. Part of the recipe: retraining reads them back.
+    data_format: str = "auto"
+    label_map: tuple[tuple[str, str], ...] = ()
 
     def params(self) -> dict[str, Any]:
         """Flat, stable parameter names for MLflow (docs/mlflow.md)."""
@@ -87,6 +91,8 @@ class TrainConfig:
             "temperature_scaling": self.temperature_scaling,
             "optimizer": "adam",
             "loss": "categorical_crossentropy" if self.loss == "crossentropy" else "logit_adjusted_crossentropy",
+            "data_format": self.data_format,
+            "label_map": ",".join(f"{old}>{new or '(drop)'}" for old, new in self.label_map) or "none",
         }
 
     def validate(self) -> TrainConfig:
@@ -109,6 +115,10 @@ class TrainConfig:
         `augment` may be a dict of AugmentConfig fields (as flow parameters carry it), changing only those.
         """
         check_field_names(TrainConfig, changes)
+        if "label_map" in changes:  # JSON and flow parameters carry it as a dict or a list of pairs
+            pairs = changes["label_map"]
+            pairs = pairs.items() if isinstance(pairs, dict) else (pairs or ())
+            changes = {**changes, "label_map": tuple(sorted((str(old), str(new or "")) for old, new in pairs))}
         if isinstance(changes.get("augment"), dict):
             check_field_names(AugmentConfig, changes["augment"], prefix="augment.")
             changes = {**changes, "augment": dataclasses.replace(self.augment, **changes["augment"])}
@@ -128,8 +138,8 @@ class TrainConfig:
         'baseline lr=0.0003 dropout=0.3' (a weights file is not named: every weights file is ImageNet's here)."""
         parts = [self.preset]
         for name, value in self.preset_overrides().items():
-            if name == "weights" and value != "none":
-                continue
+            if (name == "weights" and value != "none") or name in ("data_format", "label_map"):
+                continue  # the data's options are parameters, not part of a run's name
             if name == "augment":
                 value = self.augment.describe()
             parts.append(f"{SHORT_NAMES.get(name, name)}={value:g}" if isinstance(value, float)

@@ -9,19 +9,33 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from skinml import CLASSES
 from skinml.config import DEFAULT_EXPERIMENT, AugmentConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.data.split import lesions_crossing, manifest_digest
+from skinml.data.training_set import model_labels, recorded_config
 from skinml.explain import fixed_sample, grad_cam
 from skinml.features import FeatureCache, extract_features
+from skinml.labels import class_indices, model_classes
 from skinml.manifests import run_manifest
-from skinml.metrics import (classification_metrics, expected_calibration_error, flat_metrics,
-                            lesion_bootstrap_intervals, report_text, slice_metrics)
+from skinml.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    flat_metrics,
+    interval_metrics,
+    lesion_bootstrap_intervals,
+    report_text,
+    slice_metrics,
+)
 from skinml.model import PREDICT_BATCH_SIZE, split_classifier
-from skinml.plots import confusion_matrices, grad_cam_grid, reliability_diagram, roc_curves, slice_chart
-from skinml.serving import load_keras_model
+from skinml.model_store import load_keras_model
+from skinml.plots import (
+    confusion_matrices,
+    grad_cam_grid,
+    reliability_diagram,
+    roc_curves,
+    slice_chart,
+)
 from skinml.tracking import dump_json, stage_run
 
 
@@ -33,17 +47,25 @@ def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = Non
     return probs if temperature is None else keras.ops.convert_to_numpy(temperature(probs))
 
 
-def explanations(classifier, data: pd.DataFrame, probs: np.ndarray, per_class: int = 3):
+def explanations(classifier, data: pd.DataFrame, probs: np.ndarray, classes: tuple[str, ...], per_class: int = 3):
     """Grad-CAM grid for a fixed sample of `per_class` images per class (rows: classes)."""
     data = data.reset_index(drop=True)
-    sample = fixed_sample(data, per_class)
+    sample = fixed_sample(data, per_class, classes)
     rows = sample.index.to_numpy()
     images = np.concatenate([batch.numpy() for batch in image_dataset(
         sample["path"].tolist(), int(classifier.input_shape[1]), batch_size=64)])
-    truth = sample["dx"].map(CLASSES.index).to_numpy()
+    truth = class_indices(sample["dx"], classes)
     cams = grad_cam(classifier, images, truth)
-    titles = [f"{CLASSES[t]} -> {CLASSES[p.argmax()]} ({p.max():.2f})" for t, p in zip(truth, probs[rows])]
+    titles = [f"{classes[t]} -> {classes[p.argmax()]} ({p.max():.2f})" for t, p in zip(truth, probs[rows])]
     return grad_cam_grid(images, cams, titles, columns=per_class)
+
+
+def left_out_text(left_out: dict[str, int]) -> str:
+    """The report's lines on the images not scored, by label."""
+    if not left_out:
+        return ""
+    lines = [f"  {label}: {count} image(s)" for label, count in sorted(left_out.items())]
+    return "\nLeft out (dropped by the label map, or not a class of the model):\n" + "\n".join(lines) + "\n"
 
 
 def training_run_id(model_uri: str) -> str:
@@ -63,21 +85,31 @@ def evaluation_name(model_uri: str, part: str) -> str:
     return f"evaluate {part} {trained.removeprefix('train ')}".strip()
 
 
-def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str, manifest_run_id: str | None = None
-                   ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """The labelled images to evaluate on, and tags describing them.
+def external_set(model_uri: str, data_dir: str | Path, data_format: str, label_map: dict[str, str] | None
+                 ) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
+    """Every image of a labelled folder in any layout, its labels mapped (by `label_map`, else by the one the model
+    was trained with), and the images left out per label: dropped by the map or of a class the model lacks."""
+    if label_map is None:
+        label_map = dict(recorded_config(training_run_id(model_uri)).label_map)
+    frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)
+    frame, left_out = model_labels(frame, model_classes(model_uri), label_map)
+    left_out.update({f"{label} (dropped by the label map)": count
+                     for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count})
+    tags = {"skinml.eval_data": str(Path(data_dir).resolve()), "skinml.eval_split": "whole folder",
+            "skinml.eval_data_format": str(frame.attrs.get("data_format", data_format))}
+    if left_out:
+        tags["skinml.eval_left_out"] = ", ".join(f"{label}: {count}" for label, count in sorted(left_out.items()))
+    return frame, tags, left_out
 
-    With `data_dir`: every image of that folder (HAM10000 layout or ISIC 2018 one-hot form). Without: the `split`
-    part of the manifest logged by the run that trained the model (or by `manifest_run_id`, to compare models on
-    one split), read from that run's data folder.
-    """
-    if data_dir is not None:
-        frame = load_dataset(data_dir)
-        return frame, {"skinml.eval_data": str(Path(data_dir).resolve()), "skinml.eval_split": "whole folder"}
+
+def evaluation_set(model_uri: str, split: str, manifest_run_id: str | None = None
+                   ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The `split` part of the manifest logged by the run that trained the model (or by `manifest_run_id`, to
+    compare models on one split), read from that run's data folder with its layout, and tags describing it."""
     run_id = manifest_run_id or training_run_id(model_uri)
     manifest = run_manifest(run_id)
     train_data_dir = mlflow.get_run(run_id).data.params["data_dir"]
-    frame = load_dataset(train_data_dir)
+    frame = load_dataset(train_data_dir, data_format=recorded_config(run_id).data_format)
     metadata = [c for c in frame.columns if c not in ("lesion_id", "dx")]
     part = manifest[manifest["split"] == split].merge(frame[metadata], on="image_id")
     tags = {"skinml.eval_data": train_data_dir, "skinml.eval_split": split,
@@ -89,29 +121,39 @@ def evaluation_set(model_uri: str, data_dir: str | Path | None, split: str, mani
 def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "test",
              experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
              cache: FeatureCache | None = None, output: str | Path | None = None,
-             manifest_run_id: str | None = None) -> dict:
+             manifest_run_id: str | None = None, data_format: str = "auto",
+             label_map: dict[str, str] | None = None) -> dict:
     """Evaluate a logged skinml model, log metrics/plots/report to MLflow, return the metrics dict.
 
     Metric names start with the part evaluated: `test_` (the run's test split, or an external folder), `val_` or
-    `train_`, so that a validation figure never passes for a test one in the MLflow UI.
+    `train_`, so that a validation figure never passes for a test one in the MLflow UI. An external folder
+    (`data_dir`, any layout) has its labels mapped by `label_map` (default: the model's own training map); images
+    the map drops or whose class the model lacks are counted and named in the report, not scored.
     """
     prefix = "test" if data_dir is not None else split
     with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri},
                    name=evaluation_name(model_uri, prefix if data_dir is None else "external")) as run:
-        data, tags = evaluation_set(model_uri, data_dir, split, manifest_run_id)
+        classes = model_classes(model_uri)
+        left_out: dict[str, int] = {}
+        if data_dir is not None:
+            data, tags, left_out = external_set(model_uri, data_dir, data_format, label_map)
+        else:
+            data, tags = evaluation_set(model_uri, split, manifest_run_id)
         if data.empty:
-            raise ValueError(f"nothing to evaluate: the {split} split of {model_uri}'s run is empty")
+            where = data_dir if data_dir is not None else f"the {split} split of {model_uri}'s run"
+            raise ValueError(f"nothing to evaluate: {where} has no image of the model's classes {list(classes)}")
         mlflow.set_tags(tags)
         classifier = load_keras_model(model_uri)
         probs = predict_paths(classifier, data["path"].tolist(), cache)
-        y_true = data["dx"].map(CLASSES.index).to_numpy()
-        metrics = classification_metrics(y_true, probs)
+        y_true = class_indices(data["dx"], classes)
+        metrics = classification_metrics(y_true, probs, classes)
+        if left_out:
+            metrics["left_out"] = left_out
         mlflow.log_metrics(flat_metrics(metrics, prefix))
         mlflow.set_tag("skinml.n_images", str(metrics["n_images"]))  # a count: a tag, not a model figure
-        metrics["ci95"] = lesion_bootstrap_intervals(y_true, probs, data["lesion_id"].to_numpy())
-        mlflow.log_metrics({f"{prefix}_{name}_ci95_{end}": bound for name, (low, high) in metrics["ci95"].items()
-                            for end, bound in (("low", low), ("high", high))})
-        mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1)), "plots/confusion_matrix.png")
+        metrics["ci95"] = lesion_bootstrap_intervals(y_true, probs, data["lesion_id"].to_numpy(), classes)
+        mlflow.log_metrics(interval_metrics(metrics["ci95"], prefix))
+        mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1), classes), "plots/confusion_matrix.png")
         mlflow.log_figure(roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
                           "plots/roc_curves.png")
         ece, bins = expected_calibration_error(y_true, probs)
@@ -122,12 +164,12 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         if not slices.empty:
             mlflow.log_text(slices.to_csv(index=False), "report/slices.csv")
             mlflow.log_figure(slice_chart(slices), "plots/slices.png")
-        mlflow.log_figure(explanations(classifier, data, probs), "plots/grad_cam.png")
-        mlflow.log_text(report_text(y_true, probs), "report/classification_report.txt")
+        mlflow.log_figure(explanations(classifier, data, probs, classes), "plots/grad_cam.png")
+        mlflow.log_text(report_text(y_true, probs, classes) + left_out_text(left_out), "report/classification_report.txt")
         mlflow.log_dict(metrics, "report/metrics.json")
-        predictions = pd.DataFrame(probs, columns=list(CLASSES)).assign(
+        predictions = pd.DataFrame(probs, columns=list(classes)).assign(
             image_id=data["image_id"].to_numpy(), dx=data["dx"].to_numpy(),
-            predicted=[CLASSES[k] for k in probs.argmax(axis=1)])
+            predicted=[classes[k] for k in probs.argmax(axis=1)])
         mlflow.log_text(predictions.to_csv(index=False), "report/predictions.csv")
         result = {**metrics, "run_id": run.info.run_id, "model_uri": model_uri, **{k.split(".", 1)[1]: v
                                                                                  for k, v in tags.items()}}

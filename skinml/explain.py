@@ -6,14 +6,13 @@ the spatial mean of d(score)/dA_k, upsampled to the input size and scaled to [0,
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from skinml import CLASSES
 from skinml.model import split_classifier
 
 POOL = "pool"  # the GlobalAveragePooling2D after the last feature map, in the extractor or in the head
@@ -44,10 +43,10 @@ def grad_cam(classifier: keras.Model, images: np.ndarray, classes: np.ndarray) -
     return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0)
 
 
-def fixed_sample(data: pd.DataFrame, per_class: int, seed: int = 0) -> pd.DataFrame:
-    """The same `per_class` images of each class for any model evaluated on this set (chosen by image id)."""
+def fixed_sample(data: pd.DataFrame, per_class: int, classes: Sequence[str], seed: int = 0) -> pd.DataFrame:
+    """The same `per_class` images of each of `classes` for any model evaluated on this set (chosen by image id)."""
     picked = []
-    for name in CLASSES:
+    for name in classes:
         ids = np.sort(data.loc[data["dx"] == name, "image_id"].to_numpy())
         if len(ids):
             chosen = np.random.default_rng(seed).choice(ids, size=min(per_class, len(ids)), replace=False)

@@ -10,7 +10,14 @@ import pandas as pd
 
 from skinml.config import DEFAULT_EXPERIMENT
 from skinml.data.dataset import load_dataset
-from skinml.data.split import make_split, manifest_digest, read_manifest, split_keeping_test, split_summary
+from skinml.data.split import (
+    make_split,
+    manifest_digest,
+    read_manifest,
+    split_keeping_test,
+    split_summary,
+)
+from skinml.data.training_set import note_ungrouped_split
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
 MANIFEST_ARTIFACT = "split/manifest.csv"
@@ -23,7 +30,7 @@ def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "t
     with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
         warnings.simplefilter("ignore", UserWarning)
         dataset = mlflow.data.from_pandas(manifest, source=Path(data_dir).resolve().as_uri(), targets="dx",
-                                          name=f"ham10000-{manifest_digest(manifest)[:12]}")
+                                          name=f"{Path(data_dir).resolve().name}-{manifest_digest(manifest)[:12]}")
     mlflow.log_input(dataset, context=context)
     mlflow.set_tags({"skinml.manifest_sha256": manifest_digest(manifest),
                      **{f"skinml.split_{k}": str(v) for k, v in summary.items()}})  # bookkeeping: tags, not metrics
@@ -37,17 +44,24 @@ def run_manifest(run_id: str) -> pd.DataFrame:
 
 def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped", seed: int = 42,
               val_fraction: float = 0.15, test_fraction: float = 0.15, experiment: str = DEFAULT_EXPERIMENT,
-              parent_run_id: str | None = None, keep_test_of: str | None = None) -> dict:
+              parent_run_id: str | None = None, keep_test_of: str | None = None, data_format: str = "auto",
+              label_map: dict[str, str] | None = None) -> dict:
     """The split stage: validate the folder, split it, write the manifest CSV and log it; returns a summary.
 
     With `keep_test_of` (a run id), the test split that run logged stays as it was (new images of its lesions join
-    it) and every other lesion is re-split into train/val: how retraining keeps models comparable.
+    it) and every other lesion is re-split into train/val: how retraining keeps models comparable. The folder is
+    read in `data_format` (recognised when "auto") with its labels mapped by `label_map`.
     """
     name = f"split {strategy} seed={seed}" + (" keeping the champion's test split" if keep_test_of else "")
+    frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)  # bad data: no run at all
     with stage_run("split", experiment, parent_run_id, name=name) as run:
         log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
                          "val_fraction": val_fraction, "test_fraction": test_fraction})
-        frame = load_dataset(data_dir)
+        mlflow.log_params({"data_format": frame.attrs.get("data_format", data_format),
+                           "grouped_by": frame.attrs.get("grouped_by") or "image"})
+        note_ungrouped_split(frame)
+        if frame.attrs.get("notes"):
+            mlflow.set_tag("skinml.data_notes", "; ".join(frame.attrs["notes"]))
         if keep_test_of:
             manifest = split_keeping_test(frame, run_manifest(keep_test_of), val_fraction, seed)
             mlflow.set_tag("skinml.test_split_from_run", keep_test_of)
@@ -56,4 +70,8 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(output, index=False)
         summary = log_manifest(manifest, data_dir)
-        return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary}
+        dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
+        if dropped:
+            mlflow.set_tag("skinml.label_map_dropped", ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
+        return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary,
+                "classes": sorted(set(manifest["dx"])), **({"dropped_by_label_map": dropped} if dropped else {})}

@@ -1,23 +1,29 @@
-"""Classification metrics for the 7 classes (scikit-learn)."""
+"""Classification metrics for any label set (scikit-learn); classes are named by the model's own class names."""
 
 from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.metrics import (accuracy_score, balanced_accuracy_score, classification_report,
-                             precision_recall_fscore_support, roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    classification_report,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
-from skinml import CLASSES
+from skinml.labels import metric_key
 
 
-def per_class_auc(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+def per_class_auc(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     """One-vs-rest ROC AUC per class; NaN for a class absent from (or the only class of) y_true."""
     aucs = {}
-    for k, name in enumerate(CLASSES):
+    for k, name in enumerate(classes):
         positives = y_true == k
         aucs[name] = float(roc_auc_score(positives, probs[:, k])) if 0 < positives.sum() < len(y_true) else np.nan
     return aucs
@@ -34,12 +40,13 @@ def quiet(function):
 
 
 @quiet
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
-    """accuracy, balanced_accuracy, macro/weighted precision/recall/F1, macro_auc and per_class metrics."""
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict:
+    """accuracy, balanced_accuracy, macro/weighted precision/recall/F1, macro_auc and per_class metrics (keyed by
+    the names in `classes`, the columns of `probs`)."""
     y_true = np.asarray(y_true)
     y_pred = probs.argmax(axis=1)
-    labels = list(range(len(CLASSES)))
-    aucs = per_class_auc(y_true, probs)
+    labels = list(range(len(classes)))
+    aucs = per_class_auc(y_true, probs, classes)
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     result = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -54,15 +61,15 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     result["per_class"] = {
         name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
                "auc": aucs[name], "support": int(support[k])}
-        for k, name in enumerate(CLASSES)
+        for k, name in enumerate(classes)
     }
     return result
 
 
-def report_text(y_true: np.ndarray, probs: np.ndarray) -> str:
+def report_text(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> str:
     """scikit-learn's text classification report."""
-    return classification_report(y_true, probs.argmax(axis=1), labels=list(range(len(CLASSES))),
-                                 target_names=list(CLASSES), digits=3, zero_division=0)
+    return classification_report(y_true, probs.argmax(axis=1), labels=list(range(len(classes))),
+                                 target_names=list(classes), digits=3, zero_division=0)
 
 
 def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
@@ -70,7 +77,7 @@ def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
     chart view groups each per-class figure under one prefix (NaNs left out)."""
     flat = {f"{prefix}_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n_images"}
     for name, values in metrics.get("per_class", {}).items():
-        flat.update({f"{prefix}_{k}/{name}": v for k, v in values.items() if k != "support"})
+        flat.update({f"{prefix}_{k}/{metric_key(name)}": v for k, v in values.items() if k != "support"})
     return {k: float(v) for k, v in flat.items() if v == v}
 
 
@@ -79,7 +86,7 @@ def headline_metrics(test: dict, last_epoch: dict[str, float]) -> dict[str, floa
     first group of MLflow's chart view, and the compare view's first metric), per-class test recall
     (`test_recall/<class>`), and the last epoch's `val/balanced_accuracy` and `val/macro_auc`."""
     figures = {f"test/{k}": test[k] for k in ("balanced_accuracy", "macro_auc", "ece", "macro_f1") if k in test}
-    figures.update({f"test_recall/{name}": values["recall"] for name, values in test["per_class"].items()})
+    figures.update({f"test_recall/{metric_key(name)}": values["recall"] for name, values in test["per_class"].items()})
     figures.update({f"val/{k}": last_epoch[f"val_{k}"] for k in ("balanced_accuracy", "macro_auc")
                     if f"val_{k}" in last_epoch})
     return {k: float(v) for k, v in figures.items() if v == v}
@@ -98,9 +105,11 @@ def rank_auc(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 @quiet
-def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, n_resamples: int = 1000,
-                               confidence: float = 0.95, seed: int = 0) -> dict[str, list[float]]:
-    """Percentile intervals of balanced accuracy and macro AUC over bootstrap resamples of whole lesions.
+def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, classes: Sequence[str] = (),
+                               n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+                               ) -> dict[str, list[float]]:
+    """Percentile intervals of balanced accuracy, macro AUC and (with `classes`) each class's recall
+    (`recall/<class>`) over bootstrap resamples of whole lesions.
 
     Images of one lesion are not independent draws, so a resample draws lesions with replacement and takes all of
     each drawn lesion's images (scipy.stats.bootstrap resamples single observations only).
@@ -114,9 +123,23 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, n
         rows = np.concatenate([images_of[k] for k in rng.integers(0, len(images_of), len(images_of))])
         draws["balanced_accuracy"].append(balanced_accuracy_score(y_true[rows], y_pred[rows]))
         draws["macro_auc"].append(np.nanmean(rank_auc(y_true[rows], probs[rows])))
+        for k, name in enumerate(classes):
+            of_class = y_true[rows] == k
+            draws.setdefault(f"recall/{name}", []).append(
+                float((y_pred[rows][of_class] == k).mean()) if of_class.any() else np.nan)
     tail = (1 - confidence) / 2 * 100
-    return {name: [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+    return {name: [float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))]
             for name, values in draws.items()}
+
+
+def interval_metrics(intervals: dict[str, list[float]], prefix: str) -> dict[str, float]:
+    """MLflow names of the intervals: `<prefix>_balanced_accuracy_ci95_low`, ..., `<prefix>_recall_ci95_low/<class>`."""
+    named = {}
+    for name, bounds in intervals.items():
+        figure, _, label = name.partition("/")
+        for end, bound in zip(("low", "high"), bounds):
+            named[f"{prefix}_{figure}_ci95_{end}" + (f"/{metric_key(label)}" if label else "")] = bound
+    return {k: v for k, v in named.items() if v == v}
 
 
 def paired_balanced_accuracy_difference(truth: np.ndarray, first: np.ndarray, second: np.ndarray, lesions,

@@ -1,11 +1,10 @@
 """The MobileNetV2 classifier: a frozen feature extractor (preprocess -> backbone [-> pooling]) and a head
-([backbone top -> pooling ->] Dropout -> Dense(7, softmax)), joined with an optional temperature layer."""
+([backbone top -> pooling ->] Dropout -> Dense(n classes, softmax)), joined with an optional temperature layer."""
 
 from __future__ import annotations
 
 import keras
 
-from skinml import CLASSES
 from skinml.weights import WeightsError, resolve_weights
 
 FEATURE_EXTRACTOR = "feature_extractor"
@@ -81,9 +80,9 @@ def set_top_trainable(head: keras.Model, trainable: bool) -> None:
                     sub.trainable = False  # Keras 3: a non-trainable BatchNorm also runs in inference mode
 
 
-def build_head(feature_shape: int | tuple[int, ...], dropout: float, seed: int | None = None,
+def build_head(feature_shape: int | tuple[int, ...], n_classes: int, dropout: float, seed: int | None = None,
                top: keras.Model | None = None) -> keras.Model:
-    """[backbone top -> pooling ->] Dropout -> Dense(7, softmax), on the extractor's features."""
+    """[backbone top -> pooling ->] Dropout -> Dense(n_classes, softmax), on the extractor's features."""
     shape = (feature_shape,) if isinstance(feature_shape, int) else tuple(feature_shape)
     inputs = keras.Input(shape, name="features")
     x = inputs
@@ -91,7 +90,7 @@ def build_head(feature_shape: int | tuple[int, ...], dropout: float, seed: int |
         x = keras.layers.GlobalAveragePooling2D(name="pool")(top(x))
     x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     init = keras.initializers.GlorotUniform(seed=seed)
-    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", kernel_initializer=init, name="probs")(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax", kernel_initializer=init, name="probs")(x)
     return keras.Model(inputs, outputs, name=HEAD)
 
 
@@ -122,7 +121,7 @@ def drop_training_state(model: keras.Model) -> None:
 
 def build_classifier(extractor: keras.Model, head: keras.Model, temperature: TemperatureScaling | None = None
                      ) -> keras.Model:
-    """The whole classifier: image in [0, 255] -> 7 class probabilities (temperature-scaled, when given)."""
+    """The whole classifier: image in [0, 255] -> the class probabilities (temperature-scaled, when given)."""
     inputs = keras.Input(extractor.input_shape[1:], name="image")
     probs = head(extractor(inputs))
     if temperature is not None:

@@ -4,13 +4,13 @@ one process, as in a benchmark or a notebook)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import confusion_matrix, roc_curve
-
-from skinml import CLASSES
 
 
 def training_curves(history: dict[str, list[float]]) -> Figure:
@@ -29,16 +29,18 @@ def training_curves(history: dict[str, list[float]]) -> Figure:
     return fig
 
 
-def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> Figure:
+def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence[str]) -> Figure:
     """Confusion matrix as counts and row-normalised (recall on the diagonal)."""
-    counts = confusion_matrix(y_true, y_pred, labels=range(len(CLASSES)))
+    classes = list(classes)
+    counts = confusion_matrix(y_true, y_pred, labels=range(len(classes)))
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = counts / counts.sum(axis=1, keepdims=True)
-    fig = Figure(figsize=(14, 5.5))
+    side = max(5.5, 0.6 * len(classes))  # room for the names of a large label set
+    fig = Figure(figsize=(2.5 * side, side))
     axes = fig.subplots(1, 2)
-    sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", ax=axes[0], xticklabels=CLASSES, yticklabels=CLASSES)
+    sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", ax=axes[0], xticklabels=classes, yticklabels=classes)
     sns.heatmap(np.nan_to_num(normalised), annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=axes[1],
-                xticklabels=CLASSES, yticklabels=CLASSES)
+                xticklabels=classes, yticklabels=classes)
     for ax, title in zip(axes, ("counts", "row-normalised (recall)")):
         ax.set(title=f"Confusion matrix, {title}", xlabel="predicted", ylabel="true")
     fig.tight_layout()
@@ -46,10 +48,11 @@ def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray) -> Figure:
 
 
 def roc_curves(y_true: np.ndarray, probs: np.ndarray, aucs: dict[str, float]) -> Figure:
-    """One-vs-rest ROC curve per class, AUC in the legend."""
+    """One-vs-rest ROC curve per class (`aucs`: each class's AUC, in the order of the columns of `probs`), AUC in
+    the legend."""
     fig = Figure(figsize=(6.5, 6))
     ax = fig.subplots()
-    for k, name in enumerate(CLASSES):
+    for k, name in enumerate(aucs):
         positives = y_true == k
         if positives.any() and not positives.all():
             fpr, tpr, _ = roc_curve(positives, probs[:, k])

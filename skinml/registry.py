@@ -23,6 +23,7 @@ from skinml.evaluate import evaluate, training_run_id
 from skinml.evidence import compare, predictions_for
 from skinml.features import FeatureCache
 from skinml.integrity import DIGEST_TAG, model_files_digest
+from skinml.labels import model_classes
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
 from skinml.ui_view import CHAMPION_TAG
@@ -30,9 +31,9 @@ from skinml.ui_view import CHAMPION_TAG
 DEFAULT_MODEL_NAME = "skinml"
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_DESCRIPTION = (
-    "MobileNetV2 (ImageNet, transfer learning) classifying dermatoscopic images into the 7 HAM10000 classes "
-    "akiec, bcc, bkl, df, mel, nv, vasc. Input: a column `image` of base64-encoded JPEG/PNG files, any size; output: "
-    "the 7 probabilities and `label`, the predicted class. Serve the champion with `mlflow models serve -m "
+    "MobileNetV2 (ImageNet, transfer learning) classifying dermatoscopic images into the {n} classes of its training "
+    "data: {classes}. Input: a column `image` of base64-encoded JPEG/PNG files, any size; output: "
+    "a probability per class (columns named by class) and `label`, the predicted class. Serve the champion with `mlflow models serve -m "
     "models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest version, `champion` the one "
     "the promotion rule chose (a gain in balanced accuracy on the champion's lesion-grouped test split whose 95% "
     "paired lesion-bootstrap interval lies above the margin).")
@@ -56,14 +57,17 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     run_id = training_run_id(model_uri)
     run = mlflow.get_run(run_id)
     manifest = run_manifest(run_id)
-    tags = {"run_id": run_id, "data_dir": run.data.params.get("data_dir", ""),
+    classes = model_classes(model_uri)
+    check_same_classes(name, classes)
+    tags = {"run_id": run_id, "data_dir": run.data.params.get("data_dir", ""), "classes": ",".join(classes),
             "manifest_sha256": manifest_digest(manifest),
             "data_fingerprint": manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
     tags.update({f"test_{k}": f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
     tags[DIGEST_TAG] = model_files_digest(model_uri)  # checked before the version is loaded (skinml.integrity)
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
-    client.update_registered_model(name, description=MODEL_DESCRIPTION.format(name=name))
+    client.update_registered_model(name, description=MODEL_DESCRIPTION.format(
+        name=name, n=len(classes), classes=", ".join(classes)))
     describe_version(name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
@@ -74,6 +78,17 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     return {"name": name, "version": str(version), "aliases": aliases}
 
 
+def check_same_classes(name: str, classes: tuple[str, ...]) -> None:
+    """ValueError when the champion of `name` answers with other classes: promotion compares models of one task."""
+    champion = version_by_alias(name, CHAMPION)
+    if champion is None:
+        return
+    theirs = model_classes(f"models:/{name}/{champion.version}")
+    if theirs != classes:
+        raise ValueError(f"this model's classes {list(classes)} differ from those of {name}'s champion "
+                         f"v{champion.version} {list(theirs)}: register it under a name of its own (--name)")
+
+
 def describe_version(name: str, version: str, promotion: str | None = None) -> None:
     """Write a version's description from what it is tagged with: recipe (its training run's name), run, split
     digest, test figures, and the promotion rule's last decision when given."""
@@ -81,7 +96,8 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
     tags = client.get_model_version(name, version).tags
     recipe = mlflow.get_run(tags["run_id"]).info.run_name.removeprefix("train ")
     figures = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in tags.items() if k.startswith("test_"))
-    text = (f"Recipe `{recipe}` (run `{tags['run_id']}`); split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
+    classes = tags.get("classes", "").replace(",", ", ")
+    text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{tags['run_id']}`); split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
             f"{figures or 'not evaluated'}." + (f" Promotion: {promotion}." if promotion else ""))
     client.update_model_version(name, version, description=text)
 

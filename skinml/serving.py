@@ -1,5 +1,6 @@
 """The MLflow pyfunc model that takes images: a DataFrame column `image` of base64 JPEG/PNG (or raw bytes) in,
-the 7 class probabilities (named by class) and the predicted `label` out. Resizing and preprocessing live inside."""
+a probability per class of the model (columns named by class) and the predicted `label` out. Resizing and
+preprocessing live inside. How models are logged and loaded: skinml.model_store."""
 
 from __future__ import annotations
 
@@ -8,21 +9,24 @@ import binascii
 import functools
 import importlib.util
 import io
+import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
 
-import skinml
-from skinml import CLASSES
-from skinml.request_form import (IMAGE_COLUMN, InvalidImageError, ModelFailure, RequestTooLargeError, ServingError,
-                                 image_values)
+from skinml.labels import LEGACY_CLASSES
+from skinml.request_form import (
+    IMAGE_COLUMN,
+    InvalidImageError,
+    ModelFailure,
+    RequestTooLargeError,
+    ServingError,
+    image_values,
+)
 
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 # Request bounds, sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may change them.
@@ -102,6 +106,8 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         from skinml.integrity import check_served_copy
 
         self.keras_path = context.artifacts["keras_model"]
+        classes_file = context.artifacts.get("classes")
+        self.classes = tuple(json.loads(Path(classes_file).read_text())) if classes_file else LEGACY_CLASSES
         check_served_copy(Path(self.keras_path).parents[1])  # the model folder
         folder = context.artifacts.get("openvino_model")
         self.openvino = None
@@ -127,7 +133,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         return keras.saving.load_model(self.keras_path, compile=False)
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
-        """Class probabilities for raw image bytes, shape (n, 7), decoded and run CHUNK_ROWS images at a time."""
+        """Class probabilities for raw image bytes, shape (n, classes), decoded and run CHUNK_ROWS images at a time."""
         if self.openvino is not None:
             return self.predict_with_openvino(images)
         from skinml.data.loader import bytes_dataset
@@ -168,7 +174,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             values = image_values(model_input)
             check_request_size(values)
             images = [image_bytes(value, f"row {row}") for row, value in enumerate(values)]
-            return answer_frame(self.predict_images(images))
+            return answer_frame(self.predict_images(images), self.classes)
         except ServingError:
             raise
         except Exception as exc:  # else MLflow answers with its stack trace
@@ -177,124 +183,8 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
                                "the details") from exc
 
 
-def answer_frame(probs: np.ndarray) -> pd.DataFrame:
-    """The model's answer: one row per image, the 7 probabilities (columns named by class) and `label`."""
-    result = pd.DataFrame(probs.astype(np.float64), columns=list(CLASSES))
-    result["label"] = [CLASSES[k] for k in probs.argmax(axis=1)]
+def answer_frame(probs: np.ndarray, classes: tuple[str, ...]) -> pd.DataFrame:
+    """The model's answer: one row per image, a probability per class (columns named by class) and `label`."""
+    result = pd.DataFrame(probs.astype(np.float64), columns=list(classes))
+    result["label"] = [classes[k] for k in probs.argmax(axis=1)]
     return result
-
-
-# No input schema: MLflow would enforce one before the model runs, and answer a request that fails it (a missing
-# column, no rows, JSON sent as CSV) with the whole request in the message. skinml.request_form checks the input.
-SIGNATURE = ModelSignature(
-    outputs=Schema([ColSpec("double", name) for name in CLASSES] + [ColSpec("string", "label")]),
-)
-
-
-def input_example() -> pd.DataFrame:
-    """A request of one image (a plain skin-coloured 200x150 JPEG, the data's size): MLflow stores it with the model
-    as `serving_input_example.json` and, at logging time, checks that the logged model answers it."""
-    from PIL import Image
-
-    jpeg = io.BytesIO()
-    Image.new("RGB", (200, 150), (205, 150, 125)).save(jpeg, format="JPEG")
-    return request_frame([jpeg.getvalue()])
-
-
-def request_frame(images: list[bytes]) -> pd.DataFrame:
-    """The model's input for image files' bytes: one row per image, base64 in the image column."""
-    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(image).decode() for image in images]})
-
-
-def pip_requirements() -> list[str]:
-    import importlib.metadata
-
-    import keras
-    import PIL
-    import tensorflow as tf
-
-    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}",
-                    f"pillow=={PIL.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
-    try:
-        requirements.append(f"openvino=={importlib.metadata.version('openvino')}")
-    except importlib.metadata.PackageNotFoundError:
-        pass  # the served model then runs on TensorFlow
-    return requirements
-
-
-def log_classifier(model, name: str = "model", registered_model_name: str | None = None):
-    """Log the Keras classifier as a pyfunc model in the active run; returns MLflow's ModelInfo."""
-    from skinml import openvino_form
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "classifier.keras"
-        model.save(path)
-        artifacts = {"keras_model": str(path)}
-        if openvino_form.export(model, Path(tmp) / "openvino"):
-            artifacts["openvino_model"] = str(Path(tmp) / "openvino")
-        return mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(Path(skinml.__file__).parent / "model_code.py"),  # models from code: no pickle
-            artifacts=artifacts,
-            signature=SIGNATURE,
-            input_example=input_example(),
-            pip_requirements=pip_requirements(),
-            code_paths=[str(Path(skinml.__file__).parent)],
-            registered_model_name=registered_model_name,
-        )
-
-
-def load_model(model_uri: str, with_keras: bool = False, check_requirements: bool = True
-               ) -> mlflow.pyfunc.PyFuncModel:
-    """A logged skinml model, loaded from a local copy whose files, for a registered version, were first checked
-    against the digest recorded at registration (skinml.integrity). `with_keras`: load its Keras model too (the
-    OpenVINO form does not need it), while the copy exists. `check_requirements`: MLflow compares the model's
-    requirements with the installed packages and warns (a scan of every installed package: about 1 s)."""
-    from skinml.integrity import verified_copy
-
-    with tempfile.TemporaryDirectory(prefix="skinml-model-") as tmp:
-        model = mlflow.pyfunc.load_model(verified_copy(model_uri, tmp), suppress_warnings=not check_requirements)
-        if with_keras:
-            model.unwrap_python_model().model  # noqa: B018  (a cached property: read now, kept)
-        return model
-
-
-def load_keras_model(model_uri: str):
-    """The Keras classifier inside a logged skinml pyfunc model."""
-    return load_model(model_uri, with_keras=True).unwrap_python_model().model
-
-
-def read_image_file(path: str) -> bytes:
-    """A file's bytes, checked as a request's image is; InvalidImageError names the file and the problem."""
-    try:
-        return image_bytes(Path(path).read_bytes(), path)
-    except OSError as exc:  # no such file, a folder, no permission
-        raise InvalidImageError(f"{path}: {(exc.strerror or type(exc).__name__).lower()}") from None
-
-
-def predict_files(model_uri: str, paths: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """The served model's answer for the readable image files, one row per file (file, 7 probabilities, label), and
-    the problem of each other file ("<file>: <problem>"), both in the order given. The model is loaded only when a
-    file is readable."""
-    images, problems = {}, {}  # by the file's place in `paths`
-    for index, path in enumerate(paths):
-        try:
-            images[index] = read_image_file(path)
-        except InvalidImageError as exc:
-            problems[index] = exc.message
-    probabilities = {}
-    if images:
-        classifier = load_model(model_uri, check_requirements=False).unwrap_python_model()  # no 1 s package scan
-        # the files' bytes go straight to what the server runs after its checks (decoded CHUNK_ROWS at a time): no
-        # base64 round trip, and the server's per-request row limit does not apply to a folder of files
-        try:
-            probabilities = dict(zip(images, classifier.predict_images(list(images.values()))))
-        except InvalidImageError:  # a file whose header reads but whose data does not decode: found one by one
-            for index, image in images.items():
-                try:
-                    probabilities[index] = classifier.predict_images([image])[0]
-                except InvalidImageError:
-                    problems[index] = f"{paths[index]}: the image could not be decoded"
-    table = answer_frame(np.array(list(probabilities.values())).reshape(-1, len(CLASSES)))
-    table = table.assign(file=[paths[index] for index in probabilities])[["file", *CLASSES, "label"]]
-    return table, [problems[index] for index in sorted(problems)]

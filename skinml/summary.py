@@ -13,6 +13,7 @@ from mlflow.entities import Metric, RunTag
 
 from skinml.config import TrainConfig
 from skinml.metrics import headline_metrics
+from skinml.ui_view import FIGURES_TAG
 
 # Recipe fields that may name a file: a description shows them as the run's parameter of that name does
 PATH_FIELDS = ("weights",)
@@ -45,10 +46,19 @@ def describe(config: TrainConfig, trained: dict, tested: dict, registry: dict | 
              f"images; train run `{trained['run_id']}`.",
              f"**Test** balanced accuracy {tested['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}], macro AUC "
              f"{tested['macro_auc']:.3f}, ECE {tested['ece']:.3f}."]
+    if trained.get("classes"):
+        lines.insert(1, f"**Classes** {', '.join(trained['classes'])}.")
     if registry:
         lines.append(f"**Registry** `{registry['name']}` v{registry['version']} "
                      f"({', '.join(registry['aliases'])}): {promotion['reason'] if promotion else 'registered'}.")
     return "\n\n".join(lines)
+
+
+def figures_text(tested: dict) -> str:
+    """The test figures to 3 decimals, as a tag: MLflow's UI shows metrics to 2 decimals in its compare view."""
+    low, high = tested["ci95"]["balanced_accuracy"]
+    return (f"balanced accuracy {tested['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}], "
+            f"macro AUC {tested['macro_auc']:.3f}")
 
 
 def link_challenger(parent_run_id: str, train_run_id: str) -> None:
@@ -73,7 +83,8 @@ def summarize_parent(parent_run_id: str, config: TrainConfig, trained: dict, tes
     now = int(time.time() * 1000)
     params = client.get_run(parent_run_id).data.params
     tags = {"mlflow.note.content": describe(config, trained, tested, registry, promotion, params),
-            "skinml.train_run_id": trained["run_id"], "skinml.model_uri": trained["model_uri"]}
+            "skinml.train_run_id": trained["run_id"], "skinml.model_uri": trained["model_uri"],
+            FIGURES_TAG: figures_text(tested)}
     client.log_batch(  # one call, not one per figure
         parent_run_id, metrics=[Metric(k, v, now, 0) for k, v in headline_metrics(tested, trained["metrics"]).items()],
         tags=[RunTag(k, v) for k, v in tags.items()])

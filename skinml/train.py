@@ -19,49 +19,42 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from skinml import CLASSES
 from skinml.calibration import fit_temperature, logit_adjusted_crossentropy
 from skinml.config import DEFAULT_EXPERIMENT, TrainConfig
 from skinml.data.augment import augmentation_layers
-from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
-from skinml.data.split import make_split, read_manifest
+from skinml.data.split import read_manifest
+from skinml.data.training_set import labelled_split
 from skinml.engine import effective_precision, pick_engine, predictor
 from skinml.features import FeatureCache, extract_features
 from skinml.manifests import log_manifest
 from skinml.memory import peak_rss_mb
 from skinml.metrics import classification_metrics, expected_calibration_error
-from skinml.model import (PREDICT_BATCH_SIZE, TemperatureScaling, build_backbone_top, build_classifier,
-                          build_feature_extractor, build_head, drop_training_state, set_top_trainable)
+from skinml.model import (
+    PREDICT_BATCH_SIZE,
+    TemperatureScaling,
+    build_backbone_top,
+    build_classifier,
+    build_feature_extractor,
+    build_head,
+    drop_training_state,
+    set_top_trainable,
+)
+from skinml.model_store import log_classifier
 from skinml.plots import training_curves
-from skinml.serving import log_classifier
 from skinml.tracking import dump_json, log_params_once, stage_run
 
 log = logging.getLogger(__name__)
 LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 
 
-def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, seed: int
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The validated data folder joined with its split manifest (a lesion-grouped split made here when not given)."""
-    frame = load_dataset(data_dir)
-    if manifest is None:
-        manifest = make_split(frame, seed=seed)
-    missing = sorted(set(manifest["image_id"]) - set(frame["image_id"]))
-    if missing:
-        raise ValueError(f"{len(missing)} image(s) of the split manifest are not in {data_dir}: {missing[:10]}")
-    joined = manifest.merge(frame[["image_id", "path"]], on="image_id", how="left")
-    joined["label"] = joined["dx"].map(CLASSES.index)
-    return joined, manifest
-
-
 class EpochMetrics(keras.callbacks.Callback):
     """Validation loss/accuracy/balanced accuracy at each epoch end, logged with the train metrics to MLflow."""
 
-    def __init__(self, val_inputs, val_labels: np.ndarray, history: dict[str, list[float]],
+    def __init__(self, val_inputs, val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]],
                  predictor: keras.Model | None = None):
         super().__init__()
-        self.val_inputs, self.val_labels, self.history = val_inputs, val_labels, history
+        self.val_inputs, self.val_labels, self.classes, self.history = val_inputs, val_labels, classes, history
         self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
         self.probs: np.ndarray | None = None  # the last epoch's validation probabilities
 
@@ -72,8 +65,8 @@ class EpochMetrics(keras.callbacks.Callback):
                                                                   verbose=0))
         self.probs = probs
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
-        val = classification_metrics(self.val_labels, probs)
-        train_recalls = [logs[f"recall_{name}"] for name in CLASSES]  # on the training batches, as Keras computes
+        val = classification_metrics(self.val_labels, probs, self.classes)
+        train_recalls = [logs[f"recall_{k}"] for k in range(len(self.classes))]  # on the training batches, as Keras computes
         metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
                    "train_balanced_accuracy": float(np.mean(train_recalls)),
                    "val_loss": float(-np.log(picked).mean()), "val_accuracy": val["accuracy"],
@@ -84,12 +77,13 @@ class EpochMetrics(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
 
 
-def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: np.ndarray,
+def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: np.ndarray, n_classes: int,
                          learning_rate: LearningRate | None = None) -> None:
-    loss = (logit_adjusted_crossentropy(train_labels) if config.loss == "logit_adjusted"
+    """Compile with the recipe's loss and optimizer, and a recall metric per class (`recall_<k>`)."""
+    loss = (logit_adjusted_crossentropy(train_labels, n_classes) if config.loss == "logit_adjusted"
             else keras.losses.CategoricalCrossentropy())
-    per_class_recall = [keras.metrics.Recall(top_k=1, class_id=k, name=f"recall_{name}")
-                        for k, name in enumerate(CLASSES)]  # their mean is the balanced accuracy
+    per_class_recall = [keras.metrics.Recall(top_k=1, class_id=k, name=f"recall_{k}")
+                        for k in range(n_classes)]  # their mean is the balanced accuracy
     model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=loss,
                   metrics=["accuracy", *per_class_recall])
 
@@ -102,9 +96,9 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
     Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering). A callback can
     end training early by setting `model.stop_training` (e.g. an Optuna pruner).
     """
-    compile_for_training(head, config, train_labels, learning_rate)
+    compile_for_training(head, config, train_labels, int(head.output_shape[-1]), learning_rate)
     rng = np.random.default_rng(config.seed + first_epoch)
-    targets = keras.utils.to_categorical(train_labels, len(CLASSES))
+    targets = keras.utils.to_categorical(train_labels, int(head.output_shape[-1]))
     n, n_views = train_views.shape[:2]
     for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
         x = train_views[np.arange(n), rng.integers(n_views, size=n)]
@@ -137,7 +131,7 @@ def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache
 
 
 def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarray, val_x: np.ndarray,
-               val_labels: np.ndarray, history: dict[str, list[float]],
+               val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]],
                callbacks: list[keras.callbacks.Callback] = ()) -> tuple[keras.Model, np.ndarray]:
     """A new head trained on features, validated and logged (to the active MLflow run) at every epoch; returns it
     with its validation probabilities.
@@ -147,8 +141,8 @@ def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarra
     `fine_tune_learning_rate` over one epoch, then decaying to 0 (cosine).
     """
     top = build_top(config)
-    head = build_head(train_x.shape[2:], config.dropout, config.seed, top)
-    validation = EpochMetrics(val_x, val_labels, history)
+    head = build_head(train_x.shape[2:], len(classes), config.dropout, config.seed, top)
+    validation = EpochMetrics(val_x, val_labels, classes, history)
     callbacks = [validation, *callbacks]
     if top is None:
         fit_head_on_features(head, train_x, train_labels, config, callbacks)
@@ -196,7 +190,7 @@ def fine_tune_schedule(config: TrainConfig, train_images: int) -> keras.optimize
         warmup_target=config.fine_tune_learning_rate, warmup_steps=steps_per_epoch)
 
 
-def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray
+def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray, classes: tuple[str, ...]
                           ) -> TemperatureScaling | None:
     """The temperature layer fitted on the trained model's validation probabilities (when the config asks for it),
     logged to MLflow with the validation ECE before and after."""
@@ -205,7 +199,7 @@ def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np
         return None
     layer = TemperatureScaling(fit_temperature(probs, val_labels), name="temperature")
     scaled = keras.ops.convert_to_numpy(layer(probs))  # the figures of the layer the model ships with
-    metrics = classification_metrics(val_labels, scaled)
+    metrics = classification_metrics(val_labels, scaled, classes)
     ece = expected_calibration_error(val_labels, scaled)[0]
     mlflow.log_metrics({"temperature": layer.temperature, "val_adjusted_ece": ece,
                         "val_adjusted_balanced_accuracy": metrics["balanced_accuracy"],
@@ -214,20 +208,21 @@ def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np
     return layer
 
 
-def train_with_cache(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None,
+def train_with_cache(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...], cache: FeatureCache | None,
                      history: dict[str, list[float]]) -> keras.Model:
     """Frozen-backbone training from the feature cache; returns the whole classifier."""
     started = time.perf_counter()
     extractor, train_x, val_x = cached_features(config, data, cache)
     mlflow.set_tag("skinml.feature_seconds", f"{time.perf_counter() - started:.1f}")
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
-    head, val_probs = train_head(config, train_x, labels["train"], val_x, labels["val"], history)
-    temperature = fit_temperature_layer(config, val_probs, labels["val"])
+    head, val_probs = train_head(config, train_x, labels["train"], val_x, labels["val"], classes, history)
+    temperature = fit_temperature_layer(config, val_probs, labels["val"], classes)
     drop_training_state(head)
     return build_classifier(extractor, head, temperature)
 
 
-def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str, list[float]]) -> keras.Model:
+def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...],
+                     history: dict[str, list[float]]) -> keras.Model:
     """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the whole classifier.
 
     With `fine_tune_from`, the head holds the backbone from that block on: `epochs` with it frozen, then
@@ -235,26 +230,26 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, history: dict[str,
     """
     extractor = build_extractor(config)
     top = build_top(config)
-    head = build_head(extractor.output_shape[1:], config.dropout, config.seed, top)
+    head = build_head(extractor.output_shape[1:], len(classes), config.dropout, config.seed, top)
     classifier = build_classifier(extractor, head)
     trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
         if config.augment.enabled else classifier
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
     train_labels, val_labels = train["label"].to_numpy(), val["label"].to_numpy()
-    targets = keras.utils.to_categorical(train_labels, len(CLASSES))
+    targets = keras.utils.to_categorical(train_labels, len(classes))
     train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
                              shuffle_seed=config.seed)
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
-    callback = EpochMetrics(val_ds, val_labels, history, predictor=classifier)
+    callback = EpochMetrics(val_ds, val_labels, classes, history, predictor=classifier)
     fit = dict(verbose=0, callbacks=[callback], shuffle=False)  # train_ds reshuffles itself every epoch
-    compile_for_training(trainer, config, train_labels)
+    compile_for_training(trainer, config, train_labels, len(classes))
     trainer.fit(train_ds, epochs=config.epochs, **fit)
     if top is not None and config.fine_tune_epochs:
         set_top_trainable(head, True)
-        compile_for_training(trainer, config, train_labels, fine_tune_schedule(config, len(train)))
+        compile_for_training(trainer, config, train_labels, len(classes), fine_tune_schedule(config, len(train)))
         trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
         set_top_trainable(head, False)
-    temperature = fit_temperature_layer(config, callback.probs, val_labels)
+    temperature = fit_temperature_layer(config, callback.probs, val_labels, classes)
     drop_training_state(trainer)
     return build_classifier(extractor, head, temperature)
 
@@ -272,21 +267,23 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
         mlflow.set_tags({"skinml.backbone_engine": pick_engine() if config.feature_cache else "tensorflow",
                          "skinml.backbone_precision": effective_precision() if config.feature_cache else "f32"})
         manifest = read_manifest(manifest_path) if manifest_path else None
-        data, manifest = labelled_split(data_dir, manifest, config.seed)
+        data, manifest, classes = labelled_split(data_dir, manifest, config)
         log_manifest(manifest, data_dir)
+        mlflow.set_tag("skinml.classes", ",".join(classes))
         history: dict[str, list[float]] = {}
         if config.feature_cache:
-            classifier = train_with_cache(config, data, cache, history)
+            classifier = train_with_cache(config, data, classes, cache, history)
         else:
-            classifier = train_end_to_end(config, data, history)
+            classifier = train_end_to_end(config, data, classes, history)
         mlflow.log_figure(training_curves(history), "plots/training_curves.png")
-        model_info = log_classifier(classifier)
+        model_info = log_classifier(classifier, classes)
         train_seconds = time.perf_counter() - started
         final = {name: values[-1] for name, values in history.items()}
         peak_mb = peak_rss_mb()
         mlflow.set_tags({"skinml.train_seconds": f"{train_seconds:.1f}", "skinml.peak_rss_mb": f"{peak_mb:.0f}"})
         result = {"run_id": run.info.run_id, "model_uri": model_info.model_uri,
                   "runs_model_uri": f"runs:/{run.info.run_id}/model", "metrics": final,
-                  "train_seconds": train_seconds, "peak_rss_mb": peak_mb, "config": config.params()}
+                  "train_seconds": train_seconds, "peak_rss_mb": peak_mb, "config": config.params(),
+                  "classes": list(classes)}
         dump_json(result, output)
         return result

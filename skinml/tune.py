@@ -25,10 +25,11 @@ from optuna.trial import TrialState
 
 from skinml.config import SWEEP_EXPERIMENT, TrainConfig
 from skinml.data.split import read_manifest
+from skinml.data.training_set import labelled_split
 from skinml.features import FeatureCache
 from skinml.manifests import log_manifest
 from skinml.tracking import dump_json, log_params_once, stage_run
-from skinml.train import cached_features, labelled_split, train_head
+from skinml.train import cached_features, train_head
 
 log = logging.getLogger(__name__)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -187,7 +188,7 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
         raise ValueError("sweeps train heads on cached features: feature_cache must be on")
     study, created = open_study(study_name, storage, base.seed, base, pruner)
     manifest = read_manifest(manifest_path) if manifest_path else None
-    data, manifest = labelled_split(data_dir, manifest, base.seed)
+    data, manifest, classes = labelled_split(data_dir, manifest, base)
     parent_id = parent_run_id(study, created, {**base.params(), "n_trials": n_trials, "metric": metric,
                                                "study_name": study_name, "storage": storage or "in-memory",
                                                "data_dir": str(Path(data_dir).resolve())}, experiment,
@@ -210,7 +211,7 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: s
             mlflow.log_params({"dropout": config.dropout, "learning_rate": config.learning_rate,
                                "trial_number": trial.number})
             pruner = PruneOnEpoch(trial, history, metric)
-            train_head(config, train_x, labels["train"], val_x, labels["val"], history, [pruner])
+            train_head(config, train_x, labels["train"], val_x, labels["val"], classes, history, [pruner])
             mlflow.set_tag("optuna.state", "PRUNED" if pruner.pruned else "COMPLETE")
         if pruner.pruned:  # raised after its run ended: a pruned trial's run is FINISHED, its state in the tag
             raise optuna.TrialPruned()

@@ -21,6 +21,8 @@ COLUMN_PARAMS = ("preset", "learning_rate", "dropout", "seed")
 # The run tag `yes` on the training run and the parent run of the version holding the `champion` alias (set by the
 # promotion, skinml/registry.py); a column of the run list.
 CHAMPION_TAG = "skinml.champion"
+# A parent run's test figures to 3 decimals, as text (the UI rounds metrics to 2 decimals in its compare view)
+FIGURES_TAG = "skinml.test_figures"
 DEFAULT_UI = "http://127.0.0.1:5000"
 # MLflow 3.17's UI shows every page, run pages included, in its model-training mode when the route's query says so;
 # otherwise in the mode the browser last picked (GenAI at first).
@@ -50,7 +52,8 @@ def view_state() -> dict:
         "searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
         "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
         "selectedColumns": ["attributes.`Source`", *(f"params.`{p}`" for p in COLUMN_PARAMS),
-                            *(f"metrics.`{m}`" for m in HEADLINE), f"tags.`{CHAMPION_TAG}`"],
+                            *(f"metrics.`{m}`" for m in HEADLINE), f"tags.`{CHAMPION_TAG}`",
+                            f"tags.`{FIGURES_TAG}`"],
         "compareRunCharts": charts,
         "compareRunSections": [_section("skinml-compare", "Compare", 1, 340)],
         "isAccordionReordered": False, "hideEmptyCharts": False, "useGroupedValuesInCharts": True,

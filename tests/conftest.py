@@ -87,7 +87,7 @@ def make_separable_set(dest: Path, n_per_class: int = 20) -> Path:
     import pandas as pd
     from PIL import Image
 
-    from skinml import CLASSES
+    from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 
     (dest / "images").mkdir(parents=True)
     rng, rows = np.random.default_rng(0), []

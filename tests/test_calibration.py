@@ -21,7 +21,7 @@ def test_logit_adjusted_loss_is_the_crossentropy_of_the_prior_shifted_softmax():
     train_labels = np.repeat(np.arange(7), [5, 5, 10, 10, 20, 100, 50])
     probs = softmax(np.random.default_rng(2).normal(size=(4, 7)), axis=1).astype("float32")
     targets = np.eye(7, dtype="float32")[[0, 5, 6, 3]]
-    loss = keras.ops.convert_to_numpy(logit_adjusted_crossentropy(train_labels)(targets, probs))
+    loss = keras.ops.convert_to_numpy(logit_adjusted_crossentropy(train_labels, probs.shape[1])(targets, probs))
     shifted = softmax(np.log(probs) + np.log((np.bincount(train_labels) + 1) / (len(train_labels) + 7)), axis=1)
     np.testing.assert_allclose(loss, -np.log((shifted * targets).sum(axis=1)), rtol=1e-5)
 
@@ -31,7 +31,7 @@ def test_on_uninformative_features_the_loss_decides_what_the_model_outputs(loss,
     labels = np.repeat(np.arange(7), [10, 10, 20, 20, 40, 400, 100])
     features = np.zeros((len(labels), 4), dtype="float32")  # nothing to learn but the bias
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(7, activation="softmax")])
-    compile_for_training(model, TrainConfig(loss=loss, learning_rate=0.05), labels)
+    compile_for_training(model, TrainConfig(loss=loss, learning_rate=0.05), labels, 7)
     model.fit(features, np.eye(7)[labels], epochs=60, batch_size=len(labels), verbose=0)
     output = np.asarray(model.predict(features[:1], verbose=0))[0]
     target = np.bincount(labels) / len(labels) if expected == "prior" else np.full(7, 1 / 7)

@@ -14,8 +14,9 @@ import yaml
 from PIL import Image
 
 from skinml.cli import main
-from skinml.console import PrefectUserErrors, no_traceback_for_user_errors
 from skinml.config import preset as preset_config
+from skinml.console import PrefectUserErrors, no_traceback_for_user_errors
+from skinml.data.layouts import DESCRIPTIONS
 from skinml.mlproject import skinml_arguments
 
 from .conftest import IMAGE_SIZE
@@ -45,7 +46,7 @@ def test_split_command_writes_manifest(synthetic_dir, capsys):
 def test_bad_data_gives_exit_code_2_and_names_the_problem(tmp_path, capsys):
     (tmp_path / "nothing").mkdir()
     assert main(["train", "--data-dir", str(tmp_path / "nothing"), "--weights", "none"]) == 2
-    assert "no metadata CSV" in capsys.readouterr().err
+    assert "no layout matches what the folder holds (nothing)" in capsys.readouterr().err
 
 
 def test_missing_weights_file_is_a_clear_error(synthetic_dir, capsys):
@@ -76,7 +77,7 @@ def test_train_help_lists_the_recipe_and_no_retired_option(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     options = re.findall(r"^  (-[-\w]+)", capsys.readouterr().out, flags=re.MULTILINE)
-    assert len(options) <= 20, options
+    assert len(options) <= 22, options  # the recipe, and the data: --data-dir, --data-format, --label-map
     assert "--loss" in options and "--fine-tune-from" in options and "--temperature-scaling" in options
     for retired in ("--class-weight", "--sampling", "--label-smoothing", "--mixup", "--colour-jitter",
                     "--colour-constancy", "--prior-adjustment"):
@@ -187,9 +188,7 @@ def test_an_error_reaches_the_terminal_without_start_up_noise(tmp_path):
     done = subprocess.run([str(Path(sys.executable).parent / "skinml"), "train", "--data-dir", str(folder)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
-    assert done.stderr.splitlines() == [f"skinml train: error: {folder}: 1 problem(s):",
-                                        f"  - no metadata CSV in {folder} (expected HAM10000_metadata.csv or an ISIC "
-                                        "2018 Task 3 ground-truth CSV)"]
+    assert done.stderr.splitlines() == no_layout_report("train", folder)
 
 
 def test_prefect_logs_a_failed_stage_without_traceback_only_for_user_errors():
@@ -234,22 +233,22 @@ PREFECT_PROGRESS = re.compile(r"^\S+ \S+ INFO prefect(\.\w+)*( \[[^\]]*\])?: |^S
 MLFLOW_INFO = re.compile(r"^\d{4}/\d\d/\d\d \S+ INFO mlflow[.\w]*: ")
 
 
-def no_metadata_report(command: str, folder: Path) -> list[str]:
-    """What skinml says about a data folder without a metadata CSV."""
-    return [f"skinml {command}: error: {folder}: 1 problem(s):",
-            f"  - no metadata CSV in {folder} (expected HAM10000_metadata.csv or an ISIC 2018 Task 3 ground-truth CSV)"]
+def no_layout_report(command: str, folder: Path) -> list[str]:
+    """What skinml says about an empty data folder: one line, the layouts it tried."""
+    tried = "; ".join(f"{name} ({what})" for name, what in DESCRIPTIONS.items())
+    return [f"skinml {command}: error: {folder}: no layout matches what the folder holds (nothing); tried {tried}"]
 
 
 @pytest.mark.slow
 def test_a_user_error_in_a_prefect_flow_reaches_the_terminal_once(tmp_path):
-    """`skinml pipeline` with a folder without a metadata CSV: Prefect's progress lines, then skinml's report and exit
+    """`skinml pipeline` with an empty data folder: Prefect's progress lines, then skinml's report and exit
     status 2; not Prefect's task and flow error and state lines repeating it (`-v` shows those)."""
     folder = tmp_path / "nothing"
     folder.mkdir()
     done = subprocess.run([str(Path(sys.executable).parent / "skinml"), "pipeline", "--data-dir", str(folder)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr[-3000:]
-    assert [line for line in done.stderr.splitlines() if not PREFECT_PROGRESS.match(line)] == no_metadata_report(
+    assert [line for line in done.stderr.splitlines() if not PREFECT_PROGRESS.match(line)] == no_layout_report(
         "pipeline", folder), done.stderr
     assert "Failed(" not in done.stderr and "Traceback" not in done.stderr
 
@@ -263,7 +262,7 @@ def test_mlflow_run_reports_a_user_error_once(tmp_path):
     done = run_mlflow_run("skinml", "-P", f"data_dir={folder}")
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if not (PREFECT_PROGRESS.match(line) or MLFLOW_INFO.match(line))]
-    assert lines[:-1] == no_metadata_report("pipeline", folder), done.stderr
+    assert lines[:-1] == no_layout_report("pipeline", folder), done.stderr
     assert re.fullmatch(r"\S+ \S+ ERROR mlflow.cli: === Run \(ID '\w+'\) failed ===", lines[-1]), done.stderr
     assert "Failed(" not in done.stderr and "Traceback" not in done.stderr
 

@@ -3,7 +3,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from skinml import CLASSES
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import DataValidationError, load_dataset
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_isic
 
@@ -32,7 +32,8 @@ def test_reads_kaggle_layout_with_two_image_folders(tmp_path):
 def test_reads_isic2018_onehot_form(tmp_path):
     frame = load_dataset(make_synthetic_isic(tmp_path / "isic", n_per_class=2))
     assert frame["dx"].value_counts().to_dict() == {c: 2 for c in CLASSES}
-    assert (frame["lesion_id"] == frame["image_id"]).all()
+    assert (frame["lesion_id"] == frame["image_id"]).all()  # no metadata CSV beside it: each image its own group
+    assert frame.attrs["data_format"] == "isic" and frame.attrs["grouped_by"] is None
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_corrupt_jpeg_is_named(small_copy):
 
 def test_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataValidationError, match="no metadata CSV"):
+    with pytest.raises(DataValidationError, match="no layout matches what the folder holds \\(nothing\\)"):
         load_dataset(tmp_path / "empty")
 
 

@@ -2,11 +2,16 @@ import keras
 import numpy as np
 import pytest
 
-from skinml import engine
+from skinml import engine, features
 from skinml.config import AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml import features
-from skinml.features import FeatureCache, extract_features, extractor_fingerprint, file_digest, view_name
+from skinml.features import (
+    FeatureCache,
+    extract_features,
+    extractor_fingerprint,
+    file_digest,
+    view_name,
+)
 from skinml.model import build_feature_extractor, build_head
 
 from .conftest import IMAGE_SIZE
@@ -89,11 +94,11 @@ def test_training_from_cache_equals_training_through_the_backbone(extractor, pat
     labels = keras.utils.to_categorical(np.arange(10) % 7, 7)
     features = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "c"),
                                 engine="tensorflow")[:, 0]  # the engines agree to 1e-5: test_engine.py
-    head_a = build_head(1280, dropout=0.0, seed=7)
+    head_a = build_head(1280, 7, dropout=0.0, seed=7)
     head_a.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy")
     head_a.fit(features, labels, batch_size=5, epochs=3, shuffle=False, verbose=0)
 
-    head_b = build_head(1280, dropout=0.0, seed=7)
+    head_b = build_head(1280, 7, dropout=0.0, seed=7)
     whole = build_classifier(extractor, head_b)
     whole.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy")
     images = np.concatenate([b.numpy() for b in image_dataset(paths, IMAGE_SIZE, 10)])

@@ -6,17 +6,26 @@ import mlflow
 import numpy as np
 import pytest
 
-from skinml import CLASSES
 from skinml.calibration import fit_temperature
+from skinml.config import TrainConfig
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
+from skinml.data.training_set import labelled_split
 from skinml.evaluate import evaluate
 from skinml.explain import fixed_sample, grad_cam
 from skinml.features import extractor_fingerprint
-from skinml.model import (TemperatureScaling, build_backbone_top, build_classifier, build_feature_extractor,
-                          build_head, set_top_trainable, split_classifier)
-from skinml.serving import load_keras_model
-from skinml.train import labelled_split, pooled_top_features, train, warm_up_head
+from skinml.model import (
+    TemperatureScaling,
+    build_backbone_top,
+    build_classifier,
+    build_feature_extractor,
+    build_head,
+    set_top_trainable,
+    split_classifier,
+)
+from skinml.model_store import load_keras_model
+from skinml.train import pooled_top_features, train, warm_up_head
 
 from .conftest import IMAGE_SIZE
 from .test_train_evaluate import b64_images, tiny_config
@@ -37,7 +46,7 @@ def test_cut_extractor_and_top_compose_to_the_whole_backbone(test_weights):
 
 def test_unfrozen_top_trains_its_convolutions_but_batchnorm_stays_in_inference_mode(test_weights):
     top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_16")
-    head = build_head((1, 1, 160), dropout=0.0, seed=1, top=top)
+    head = build_head((1, 1, 160), 7, dropout=0.0, seed=1, top=top)
     assert len(head.trainable_weights) == 2  # only the Dense layer while warming up
     set_top_trainable(head, True)
     trainable = {w.path for w in head.trainable_weights}
@@ -53,7 +62,7 @@ def test_unfrozen_top_trains_its_convolutions_but_batchnorm_stays_in_inference_m
 
 def test_warm_up_trains_the_heads_own_dense_layer_on_the_tops_pooled_output(test_weights):
     top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15")
-    head = build_head((1, 1, 160), dropout=0.0, seed=1, top=top)
+    head = build_head((1, 1, 160), 7, dropout=0.0, seed=1, top=top)
     maps = np.random.default_rng(0).normal(size=(5, 2, 1, 1, 160)).astype("float32")  # 5 images, 2 views
     pooled = pooled_top_features(top, maps, batch_size=4)
     assert pooled.shape == (5, 2, 1280)
@@ -71,7 +80,7 @@ def test_warm_up_trains_the_heads_own_dense_layer_on_the_tops_pooled_output(test
 
 def test_temperature_layer_is_saved_with_the_model(tmp_path, test_weights):
     extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
-    head = build_head(1280, dropout=0.0, seed=3)
+    head = build_head(1280, 7, dropout=0.0, seed=3)
     temperature = 2.0
     model = build_classifier(extractor, head, TemperatureScaling(temperature, name="temperature"))
     images = np.random.default_rng(0).uniform(0, 255, (4, IMAGE_SIZE, IMAGE_SIZE, 3)).astype("float32")
@@ -89,7 +98,7 @@ def test_temperature_layer_is_saved_with_the_model(tmp_path, test_weights):
 def assert_fitted_on_the_final_model(classifier: keras.Model, data_dir, seed: int, temperature: float) -> None:
     """The logged temperature is the one that the saved network's own validation probabilities give (training
     reuses its last epoch's validation pass instead of predicting again)."""
-    data, _ = labelled_split(data_dir, None, seed)
+    data, _, _ = labelled_split(data_dir, None, TrainConfig(seed=seed))
     val = data[data["split"] == "val"]
     images = np.concatenate([b.numpy() for b in image_dataset(val["path"].tolist(), IMAGE_SIZE, 8)])
     extractor, head, _ = split_classifier(classifier)
@@ -164,7 +173,7 @@ def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthet
 
 def test_grad_cam_is_the_class_weighted_feature_map(test_weights, synthetic_dir):
     extractor = build_feature_extractor(48, test_weights)  # 48 px: a 2x2 final feature map
-    head = build_head(1280, dropout=0.0, seed=5)
+    head = build_head(1280, 7, dropout=0.0, seed=5)
     model = build_classifier(extractor, head)
     images = np.random.default_rng(2).uniform(0, 255, (3, 48, 48, 3)).astype("float32")
     classes = np.array([0, 3, 6])
@@ -180,6 +189,6 @@ def test_grad_cam_is_the_class_weighted_feature_map(test_weights, synthetic_dir)
             np.testing.assert_allclose(cam[[0, -1]][:, [0, -1]], corner[[0, -1]][:, [0, -1]], atol=0.02)
 
     data = load_dataset(synthetic_dir)
-    sample = fixed_sample(data, per_class=2)
+    sample = fixed_sample(data, per_class=2, classes=CLASSES)
     assert sample.groupby("dx").size().to_dict() == {name: 2 for name in CLASSES}
-    assert sample["image_id"].tolist() == fixed_sample(data.sample(frac=1, random_state=1), 2)["image_id"].tolist()
+    assert sample["image_id"].tolist() == fixed_sample(data.sample(frac=1, random_state=1), 2, CLASSES)["image_id"].tolist()

@@ -2,9 +2,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinml import CLASSES
-from skinml.metrics import (classification_metrics, expected_calibration_error, lesion_bootstrap_intervals,
-                            paired_balanced_accuracy_difference, per_class_auc, rank_auc, slice_metrics)
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
+from skinml.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    interval_metrics,
+    lesion_bootstrap_intervals,
+    paired_balanced_accuracy_difference,
+    per_class_auc,
+    rank_auc,
+    slice_metrics,
+)
 
 
 def test_metrics_on_a_known_case():
@@ -12,7 +20,7 @@ def test_metrics_on_a_known_case():
     probs = np.full((6, 7), 0.01)
     for i, k in enumerate([0, 1, 1, 1, 3, 6]):  # one akiec called bcc
         probs[i, k] = 0.94
-    m = classification_metrics(y, probs)
+    m = classification_metrics(y, probs, CLASSES)
     assert m["accuracy"] == 5 / 6
     assert m["balanced_accuracy"] == (0.5 + 1 + 1 + 1) / 4
     assert m["per_class"]["akiec"]["recall"] == 0.5 and m["per_class"]["bcc"]["precision"] == 2 / 3
@@ -50,15 +58,21 @@ def test_bootstrap_intervals_resample_whole_lesions():
     probs = rng.dirichlet(np.ones(len(CLASSES)), len(y_true))
     probs[np.arange(len(y_true)), y_true] += rng.uniform(0, 1, len(y_true))  # informative, not perfect
     probs /= probs.sum(axis=1, keepdims=True)
-    point = classification_metrics(y_true, probs)
-    np.testing.assert_allclose(rank_auc(y_true, probs), list(per_class_auc(y_true, probs).values()), atol=1e-12)
-    intervals = lesion_bootstrap_intervals(y_true, probs, lesions=np.arange(len(y_true)), n_resamples=200)
+    point = classification_metrics(y_true, probs, CLASSES)
+    np.testing.assert_allclose(rank_auc(y_true, probs), list(per_class_auc(y_true, probs, CLASSES).values()), atol=1e-12)
+    intervals = lesion_bootstrap_intervals(y_true, probs, lesions=np.arange(len(y_true)), classes=CLASSES,
+                                           n_resamples=200)
     for name in ("balanced_accuracy", "macro_auc"):
         low, high = intervals[name]
         assert low < point[name] < high and high - low > 0.02
+    for name in CLASSES:  # each class's recall, on its 20 images
+        low, high = intervals[f"recall/{name}"]
+        assert low <= point["per_class"][name]["recall"] <= high and high - low > 0.1
+    assert interval_metrics(intervals, "test")["test_recall_ci95_low/mel"] == intervals["recall/mel"][0]
     # ten images of each lesion carry no more evidence than one: the same intervals, not ten-fold narrower ones
     tenfold = lesion_bootstrap_intervals(np.repeat(y_true, 10), np.repeat(probs, 10, axis=0),
-                                         lesions=np.repeat(np.arange(len(y_true)), 10), n_resamples=200)
+                                         lesions=np.repeat(np.arange(len(y_true)), 10), classes=CLASSES,
+                                         n_resamples=200)
     for name in intervals:
         np.testing.assert_allclose(tenfold[name], intervals[name], atol=1e-9)
     perfect = np.eye(len(CLASSES))[y_true]

@@ -12,8 +12,8 @@ from skinml.config import TrainConfig
 from skinml.evaluate import evaluate
 from skinml.integrity import DIGEST_TAG, ModelIntegrityError, model_files_digest
 from skinml.manifests import run_split
+from skinml.model_store import load_model
 from skinml.registry import LeakySplitError, promote, register, version_by_alias
-from skinml.serving import load_model
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE, make_separable_set

@@ -18,14 +18,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinml import CLASSES
 from skinml.cli import main
 from skinml.config import TrainConfig
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
+from skinml.model_store import load_keras_model, request_frame
+from skinml.predict import predict_files
 from skinml.registry import register
-from skinml.serving import (InvalidImageError, ModelFailure, SkinLesionClassifier, image_bytes, load_keras_model,
-                            predict_files, request_frame)
+from skinml.serving import (
+    InvalidImageError,
+    ModelFailure,
+    SkinLesionClassifier,
+    image_bytes,
+)
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE, free_port
@@ -223,8 +229,8 @@ def test_predict_answers_the_readable_files_and_names_the_others(synthetic_dir, 
 
 SERVED_IN_A_NEW_PROCESS = """
 import json, sys
-from skinml import CLASSES
-from skinml.serving import predict_files
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
+from skinml.predict import predict_files
 table, problems = predict_files("models:/skinml@champion", sys.argv[1:])
 assert not problems, problems
 print(json.dumps({"probabilities": table[list(CLASSES)].to_numpy().tolist(),

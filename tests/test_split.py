@@ -1,9 +1,15 @@
 import pandas as pd
 import pytest
 
-from skinml import CLASSES
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
-from skinml.data.split import lesions_crossing, make_split, manifest_digest, read_manifest, split_summary
+from skinml.data.split import (
+    lesions_crossing,
+    make_split,
+    manifest_digest,
+    read_manifest,
+    split_summary,
+)
 from skinml.data.synthetic import make_synthetic_ham
 
 

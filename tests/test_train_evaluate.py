@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinml import CLASSES
 from skinml.config import TrainConfig
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import DataValidationError, load_dataset
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_isic
 from skinml.evaluate import evaluate
@@ -52,7 +52,7 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")} | \
         {a.path for a in client.list_artifacts(run.info.run_id, "split")}
     assert {"plots/training_curves.png", "split/manifest.csv"} <= artifacts
-    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name.startswith("ham10000-")
+    assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name.startswith("data-")
 
     losses = [m.value for m in client.get_metric_history(run.info.run_id, "train_loss")]
     assert losses[-1] < losses[0]  # it learns
@@ -89,6 +89,7 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     low, high = saved["ci95"]["balanced_accuracy"]
     assert 0 <= low <= high <= 1
     assert eval_run.data.metrics["test_macro_auc_ci95_high"] == saved["ci95"]["macro_auc"][1]
+    assert eval_run.data.metrics["test_recall_ci95_high/mel"] == saved["ci95"]["recall/mel"][1]
     eval_artifacts = {a.path for folder in ("plots", "report")
                       for a in client.list_artifacts(report["run_id"], folder)}
     assert {"plots/confusion_matrix.png", "plots/roc_curves.png", "report/classification_report.txt",
@@ -149,7 +150,7 @@ def break_unknown_class(d: Path) -> str:
 def break_empty_folder(d: Path) -> str:
     for path in sorted(d.rglob("*"), reverse=True):
         path.unlink() if path.is_file() else path.rmdir()
-    return "no metadata CSV"
+    return "no layout matches what the folder holds"
 
 
 @pytest.mark.parametrize("breaker", [break_missing_column, break_missing_image, break_corrupt_jpeg,

@@ -1,17 +1,18 @@
-"""Read and validate a labelled image folder: the official HAM10000 layout or the ISIC 2018 Task 3 one-hot form."""
+"""Read and validate a labelled image folder in any layout skinml knows (see `skinml.data.layouts`)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from skinml import CLASSES
+from skinml.data.label_map import apply_label_map
+from skinml.data.layouts import HAM10000_CLASSES, IMAGE_SUFFIXES, READERS, label_table, read_folder
 
-HAM_REQUIRED_COLUMNS = ("lesion_id", "image_id", "dx")
-ISIC_COLUMNS = ("image", "MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+__all__ = ["HAM10000_CLASSES", "DataValidationError", "load_dataset", "index_images", "check_decodable"]
+log = logging.getLogger(__name__)
+COLUMNS = ["image_id", "lesion_id", "dx", "path"]
 
 
 class DataValidationError(ValueError):
@@ -20,59 +21,12 @@ class DataValidationError(ValueError):
     def __init__(self, source: Path | str, problems: list[str]):
         self.source = str(source)
         self.problems = problems
+        if len(problems) == 1:
+            super().__init__(problems[0] if str(source) in problems[0] else f"{source}: {problems[0]}")
+            return
         shown = "\n  - ".join(problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
         super().__init__(f"{source}: {len(problems)} problem(s):\n  - {shown}{more}")
-
-
-def find_label_csv(data_dir: Path) -> Path:
-    """The metadata/ground-truth CSV of a data folder (HAM10000 metadata preferred)."""
-    csvs = sorted(p for p in data_dir.glob("*.csv") if p.is_file())
-    if not csvs:
-        raise DataValidationError(data_dir, [f"no metadata CSV in {data_dir} (expected HAM10000_metadata.csv "
-                                             "or an ISIC 2018 Task 3 ground-truth CSV)"])
-    for csv in csvs:
-        if "metadata" in csv.name.lower():
-            return csv
-    for csv in csvs:
-        if "groundtruth" in csv.name.lower().replace("_", ""):
-            return csv
-    return csvs[0]
-
-
-def index_images(data_dir: Path) -> dict[str, Path]:
-    """Map image id (file stem) -> path, for images in the folder or any sub-folder (e.g. the Kaggle parts)."""
-    images: dict[str, Path] = {}
-    for path in sorted(data_dir.rglob("*")):
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
-            images.setdefault(path.stem, path)
-    return images
-
-
-def _read_ham(csv: Path, frame: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
-    missing = [c for c in HAM_REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        problems.append(f"{csv.name}: missing required column(s) {missing}; found {list(frame.columns)}")
-        return frame
-    for row, (image_id, dx) in enumerate(zip(frame["image_id"], frame["dx"]), start=2):
-        if dx not in CLASSES:
-            problems.append(f"{csv.name} row {row} ({image_id}): unknown class dx={dx!r}; "
-                            f"expected one of {list(CLASSES)}")
-    for column in HAM_REQUIRED_COLUMNS:
-        for row in frame.index[frame[column].isna() | (frame[column].astype(str).str.strip() == "")]:
-            problems.append(f"{csv.name} row {row + 2}: empty {column}")
-    return frame
-
-
-def _read_isic(csv: Path, frame: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
-    onehot = frame[[c.upper() for c in CLASSES]].apply(pd.to_numeric, errors="coerce")
-    for row, column in zip(*np.nonzero(onehot.isna().to_numpy())):
-        problems.append(f"{csv.name} row {row + 2}: {onehot.columns[column]} is not a number")
-    for row, (image, sums) in enumerate(zip(frame["image"], onehot.sum(axis=1)), start=2):
-        if sums != 1:
-            problems.append(f"{csv.name} row {row} ({image}): one-hot labels sum to {sums}, expected exactly one 1")
-    labels = onehot.idxmax(axis=1).str.lower()
-    return pd.DataFrame({"lesion_id": frame["image"], "image_id": frame["image"], "dx": labels})
 
 
 def first_line_not_utf8(path: Path) -> int:
@@ -85,50 +39,95 @@ def first_line_not_utf8(path: Path) -> int:
     return 0
 
 
-def load_dataset(data_dir: str | Path, check_images: bool = True) -> pd.DataFrame:
-    """Read a labelled folder into a DataFrame with columns lesion_id, image_id, dx, path (+ any metadata columns).
-
-    Accepts the official HAM10000 layout (metadata CSV + `<image_id>.jpg`, possibly in sub-folders) and the ISIC
-    2018 Task 3 one-hot ground-truth form. Raises DataValidationError listing every problem found.
-    """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataValidationError(data_dir, [f"data folder {data_dir} does not exist"])
-    csv = find_label_csv(data_dir)
+def read_table(csv: Path, rows: int | None = None) -> pd.DataFrame:
+    """A CSV as text columns with lower-cased names; DataValidationError naming the file (and line) it cannot read."""
     try:
-        frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""], nrows=rows)
     except UnicodeDecodeError:
         raise DataValidationError(csv, [f"{csv.name}: line {first_line_not_utf8(csv)} is not UTF-8 text (save the "
                                         "file as UTF-8)"]) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataValidationError(csv, [f"{csv.name}: not a readable CSV ({exc})"]) from None
+    original = {str(c).strip().lower(): str(c).strip() for c in table.columns}
+    table = table.rename(columns=lambda c: str(c).strip().lower())
+    table.attrs["original_columns"] = original  # to name a column as the file spells it
+    return table
+
+
+def read_header(csv: Path) -> list[str]:
+    """The lower-cased column names of a CSV (none when it cannot be read)."""
+    try:
+        return list(read_table(csv, rows=0).columns)
+    except DataValidationError:
+        return []
+
+
+def index_images(data_dir: Path) -> dict[str, Path]:
+    """Map image id (file stem) -> path, for images in the folder or any sub-folder (e.g. the Kaggle parts)."""
+    images: dict[str, Path] = {}
+    for path in sorted(data_dir.rglob("*")):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            images.setdefault(path.stem, path)
+    return images
+
+
+def resolve_paths(frame: pd.DataFrame, data_dir: Path, source: str, problems: list[str]) -> list[str]:
+    """Each row's image file: `file` as a path below the folder, else as a file stem anywhere under it."""
+    images: dict[str, Path] | None = None
+    paths = []
+    for row, name in zip(frame.index, frame["file"].astype(str)):
+        direct = data_dir / name
+        if Path(name).suffix.lower() in IMAGE_SUFFIXES and direct.is_file():
+            paths.append(str(direct))
+            continue
+        images = index_images(data_dir) if images is None else images
+        path = images.get(Path(name).stem if Path(name).suffix.lower() in IMAGE_SUFFIXES else name)
+        if path is None:
+            shown = name if Path(name).suffix else f"{name}.jpg"
+            problems.append(f"{source} row {row + 2}: image {shown} not found under {data_dir}")
+        paths.append(str(path) if path else "")
+    return paths
+
+
+def load_dataset(data_dir: str | Path, check_images: bool = True, data_format: str = "auto",
+                 label_map: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read a labelled folder into a frame: image_id, lesion_id (the split's group), dx (label), path, and the slice
+    columns the data has. The layout is recognised from the folder (or forced by `data_format`); `label_map`
+    renames, merges or drops labels. `frame.attrs` holds data_format, grouped_by (None: no group column),
+    label_counts_dropped and notes. Raises DataValidationError listing every problem found.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataValidationError(data_dir, [f"data folder {data_dir} does not exist"])
+    layout, csv = label_table(data_dir, data_format)
     problems: list[str] = []
-    if all(c in frame.columns for c in ISIC_COLUMNS):
-        frame = _read_isic(csv, frame, problems)
+    if csv is None:
+        frame, grouped_by, notes = read_folder(data_dir, problems)
+        source = data_dir.name
     else:
-        frame = _read_ham(csv, frame, problems)
+        table = read_table(csv)
+        frame, grouped_by, notes = READERS[layout](table, csv, data_dir, problems)
+        source = csv.name
     if problems:
         raise DataValidationError(data_dir, problems)
     if frame.empty:
-        raise DataValidationError(data_dir, [f"{csv.name}: has no rows"])
-
-    duplicated = frame["image_id"][frame["image_id"].duplicated()]
-    problems += [f"{csv.name}: image_id {i} appears more than once" for i in duplicated]
-    images = index_images(data_dir)
-    paths = []
-    for row, image_id in enumerate(frame["image_id"], start=2):
-        path = images.get(image_id)
-        if path is None:
-            problems.append(f"{csv.name} row {row}: image {image_id}.jpg not found under {data_dir}")
-        elif check_images and path.stat().st_size == 0:
-            problems.append(f"{path}: empty image file (row {row} of {csv.name})")
-        paths.append(str(path) if path else "")
+        raise DataValidationError(data_dir, [f"{source}: has no images"])
+    problems += [f"{source}: image {i} appears more than once" for i in frame["image_id"][frame["image_id"].duplicated()]]
+    frame = frame.assign(path=resolve_paths(frame, data_dir, source, problems)).drop(columns=["file"])
+    if check_images:
+        problems += [f"{path}: empty image file" for path in frame["path"] if path and Path(path).stat().st_size == 0]
     if problems:
         raise DataValidationError(data_dir, problems)
-    frame = frame.assign(path=paths)
+    frame, dropped = apply_label_map(frame, label_map or {})
+    if frame.empty:
+        raise DataValidationError(data_dir, ["the label map drops every image"])
     if check_images:
         check_decodable(frame["path"].tolist())
-    return frame.reset_index(drop=True)
+    for note in notes:
+        log.warning(note)
+    frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]].reset_index(drop=True)
+    frame.attrs.update(data_format=layout, grouped_by=grouped_by, label_counts_dropped=dropped, notes=notes)
+    return frame
 
 
 def check_decodable(paths: list[str]) -> None:

@@ -17,11 +17,29 @@ STRATEGIES = ("grouped", "random")
 def _grouped_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of a class-stratified, lesion-grouped holdout of about `fraction` of the rows."""
     n_splits = max(2, round(1 / fraction))
+    largest = frame["dx"].value_counts()
+    if largest.iloc[0] < n_splits:  # StratifiedGroupKFold's own message names neither the class nor its size
+        raise ValueError(f"too few images for a {fraction:.0%} holdout: the largest class {largest.index[0]!r} has "
+                         f"{largest.iloc[0]} image(s), at least {n_splits} needed; add images")
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, holdout = next(folds.split(frame, frame["dx"], groups=frame["lesion_id"]))
     mask = np.zeros(len(frame), dtype=bool)
     mask[holdout] = True
     return mask
+
+
+MIN_GROUPS = 3  # one in each of train, val and test
+
+
+def check_enough_groups(frame: pd.DataFrame) -> None:
+    """ValueError naming each class with fewer than MIN_GROUPS groups (lesions, patients or images): too few to
+    split into train, validation and test."""
+    groups = frame.groupby("dx")["lesion_id"].nunique()
+    few = groups[groups < MIN_GROUPS]
+    if len(few):
+        named = ", ".join(f"{label!r} has {count} group(s)" for label, count in few.items())
+        raise ValueError(f"too few images for a split: {named}, at least {MIN_GROUPS} needed (one each for train, "
+                         "val and test); add images, or merge or drop the class with --label-map")
 
 
 def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: float = 0.15,
@@ -36,6 +54,7 @@ def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: flo
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
                          "and sum to less than 1")
+    check_enough_groups(frame)
     frame = frame.sort_values("image_id").reset_index(drop=True)
     split = np.full(len(frame), "train", dtype=object)
     if strategy == "grouped":

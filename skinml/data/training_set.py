@@ -1,0 +1,77 @@
+"""The images a model trains on: the data folder read with the recipe's layout and label map, joined with its split,
+and the model's classes (the split's labels)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from skinml.config import TrainConfig
+from skinml.data.dataset import load_dataset
+from skinml.data.split import make_split
+from skinml.labels import class_indices, classes_of
+
+log = logging.getLogger(__name__)
+
+
+def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, config: TrainConfig
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+    """The validated data folder joined with its split manifest (a lesion-grouped split by the config's seed made
+    here when not given), and the model's classes: the manifest's labels. `label` holds each image's class index."""
+    frame = load_dataset(data_dir, data_format=config.data_format, label_map=dict(config.label_map))
+    if manifest is None:
+        manifest = make_split(frame, seed=config.seed)
+        note_ungrouped_split(frame)
+    missing = sorted(set(manifest["image_id"]) - set(frame["image_id"]))
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) of the split manifest are not in {data_dir}: {missing[:10]}")
+    classes = classes_of(manifest["dx"])
+    untrained = sorted(set(classes) - set(manifest.loc[manifest["split"] == "train", "dx"]))
+    if untrained:
+        raise ValueError(f"class(es) {untrained} have no image in the train split: too few images or groups "
+                         "(add images, or merge or drop them with --label-map)")
+    joined = manifest.merge(frame[["image_id", "path"]], on="image_id", how="left")
+    joined["label"] = class_indices(joined["dx"], classes)
+    return joined, manifest, classes
+
+
+def note_ungrouped_split(frame: pd.DataFrame) -> None:
+    """Warn, and tag the active run, when the data has no group column: its split is by image."""
+    if frame.attrs.get("grouped_by", "lesion_id") is None:
+        log.warning("%s: no column groups the images (lesion or patient): the split is by image, and images of one "
+                    "lesion may fall on both sides", frame.attrs.get("data_format", "this layout"))
+        if mlflow.active_run():
+            mlflow.set_tag("skinml.split_grouped_by", "image (the data has no group column)")
+
+
+def recorded_config(run_id: str) -> TrainConfig:
+    """The recipe a train run logged (`config.json`); the defaults for a run that logged none."""
+    from mlflow.exceptions import MlflowException
+
+    from skinml.tracking import download_run_artifact
+
+    try:
+        return TrainConfig.from_dict(json.loads(download_run_artifact(run_id, "config.json").read_text()))
+    except (MlflowException, OSError):
+        return TrainConfig()
+
+
+def model_labels(frame: pd.DataFrame, classes: tuple[str, ...], label_map: dict[str, str]
+                 ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The images of an evaluation set whose label (already mapped) is one of the model's `classes`, and the number
+    left out per label: those the label map sent to a class the model does not know. A label that is neither a
+    class of the model nor named by the map is a ValueError naming it, its count and first image."""
+    known = frame["dx"].isin(classes)
+    mapped_away = set(label_map.values())
+    unknown = frame.loc[~known & ~frame["dx"].isin(mapped_away), ["dx", "image_id"]]
+    if len(unknown):
+        counts = unknown.groupby("dx")["image_id"].agg(["size", "first"])
+        named = "; ".join(f"{label!r}: {row['size']} image(s), e.g. {row['first']}" for label, row in counts.iterrows())
+        raise ValueError(f"evaluation label(s) the model does not know: {named}; the model's classes are "
+                         f"{list(classes)} (map or drop them with --label-map)")
+    left_out = frame.loc[~known, "dx"].value_counts().to_dict()
+    return frame[known].reset_index(drop=True), {str(k): int(v) for k, v in left_out.items()}

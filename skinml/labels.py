@@ -1,0 +1,46 @@
+"""A model's label set: its classes come from its training data and travel with the logged model.
+
+The classes are the sorted distinct labels of the training data (after any label map): HAM10000 gives its seven in
+their usual order, a malignant-against-benign map gives `benign, malignant`. A logged model records them in its
+MLmodel metadata, its signature's output columns and `classes.json` among its artifacts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+METADATA_KEY = "skinml_classes"
+# Models logged before the label set was data (HAM10000 only) record no classes: theirs were these.
+LEGACY_CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+
+
+def classes_of(labels: Iterable[str]) -> tuple[str, ...]:
+    """The label set of a data set: its distinct labels, sorted."""
+    return tuple(sorted({str(label) for label in labels}))
+
+
+def class_indices(labels: Iterable[str], classes: Sequence[str]) -> np.ndarray:
+    """Each label's position in `classes`; ValueError naming the labels `classes` lacks."""
+    position = {name: k for k, name in enumerate(classes)}
+    labels = [str(label) for label in labels]
+    unknown = sorted(set(labels) - set(position))
+    if unknown:
+        raise ValueError(f"label(s) {unknown} are not among the model's classes {list(classes)}")
+    return np.array([position[label] for label in labels], dtype=np.int64)
+
+
+def metric_key(name: str) -> str:
+    """A class name as MLflow accepts it in a metric name (letters, digits, _ - . / and spaces; others become _)."""
+    return re.sub(r"[^0-9A-Za-z_\-. ]", "_", name)
+
+
+def model_classes(model_uri: str) -> tuple[str, ...]:
+    """The classes a logged skinml model outputs, in order, read from its MLmodel file (no model download)."""
+    import mlflow
+
+    info = mlflow.models.get_model_info(model_uri)
+    recorded = (info.metadata or {}).get(METADATA_KEY)
+    return tuple(recorded) if recorded else LEGACY_CLASSES
