@@ -125,8 +125,9 @@ class TrainConfig:
         return dataclasses.replace(self, **changes).validate()
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field as plain JSON (augment as a dict), what a train run logs as `config.json`."""
-        return dataclasses.asdict(self)
+        """Every field as plain JSON (augment as a dict, label_map as a list of pairs), what a train run logs as
+        `config.json`."""
+        return {**dataclasses.asdict(self), "label_map": [list(pair) for pair in self.label_map]}
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> TrainConfig:

@@ -131,17 +131,19 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
     the map drops or whose class the model lacks are counted and named in the report, not scored.
     """
     prefix = "test" if data_dir is not None else split
+    if data_dir is None and (data_format != "auto" or label_map):
+        raise ValueError("--data-format and --label-map apply to an external folder: give it with --data-dir")
+    classes = model_classes(model_uri)
+    left_out: dict[str, int] = {}
+    if data_dir is not None:  # the data is read before the run starts: bad data leaves no run behind
+        data, tags, left_out = external_set(model_uri, data_dir, data_format, label_map)
+    else:
+        data, tags = evaluation_set(model_uri, split, manifest_run_id)
+    if data.empty:
+        where = data_dir if data_dir is not None else f"the {split} split of {model_uri}'s run"
+        raise ValueError(f"nothing to evaluate: {where} has no image of the model's classes {list(classes)}")
     with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri},
                    name=evaluation_name(model_uri, prefix if data_dir is None else "external")) as run:
-        classes = model_classes(model_uri)
-        left_out: dict[str, int] = {}
-        if data_dir is not None:
-            data, tags, left_out = external_set(model_uri, data_dir, data_format, label_map)
-        else:
-            data, tags = evaluation_set(model_uri, split, manifest_run_id)
-        if data.empty:
-            where = data_dir if data_dir is not None else f"the {split} split of {model_uri}'s run"
-            raise ValueError(f"nothing to evaluate: {where} has no image of the model's classes {list(classes)}")
         mlflow.set_tags(tags)
         classifier = load_keras_model(model_uri)
         probs = predict_paths(classifier, data["path"].tolist(), cache)
@@ -165,7 +167,8 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
             mlflow.log_text(slices.to_csv(index=False), "report/slices.csv")
             mlflow.log_figure(slice_chart(slices), "plots/slices.png")
         mlflow.log_figure(explanations(classifier, data, probs, classes), "plots/grad_cam.png")
-        mlflow.log_text(report_text(y_true, probs, classes) + left_out_text(left_out), "report/classification_report.txt")
+        mlflow.log_text(report_text(y_true, probs, classes) + left_out_text(left_out),
+                        "report/classification_report.txt")
         mlflow.log_dict(metrics, "report/metrics.json")
         predictions = pd.DataFrame(probs, columns=list(classes)).assign(
             image_id=data["image_id"].to_numpy(), dx=data["dx"].to_numpy(),

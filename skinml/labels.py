@@ -12,9 +12,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from skinml.data.layouts import HAM10000_CLASSES
+
 METADATA_KEY = "skinml_classes"
-# Models logged before the label set was data (HAM10000 only) record no classes: theirs were these.
-LEGACY_CLASSES: tuple[str, ...] = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+# Models logged before the label set was data record no classes: theirs were HAM10000's (the HAM10000 reader's list).
+LEGACY_CLASSES: tuple[str, ...] = HAM10000_CLASSES
 
 
 def classes_of(labels: Iterable[str]) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from skinml.data.split import (
     split_keeping_test,
     split_summary,
 )
-from skinml.data.training_set import note_ungrouped_split
+from skinml.data.training_set import data_tags, warn_if_ungrouped
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
 MANIFEST_ARTIFACT = "split/manifest.csv"
@@ -53,25 +53,24 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
     read in `data_format` (recognised when "auto") with its labels mapped by `label_map`.
     """
     name = f"split {strategy} seed={seed}" + (" keeping the champion's test split" if keep_test_of else "")
-    frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)  # bad data: no run at all
+    # the data is read and split before the run starts: bad data leaves no run behind
+    frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)
+    warn_if_ungrouped(frame)
+    if keep_test_of:
+        manifest = split_keeping_test(frame, run_manifest(keep_test_of), val_fraction, seed)
+    else:
+        manifest = make_split(frame, strategy, val_fraction, test_fraction, seed)
     with stage_run("split", experiment, parent_run_id, name=name) as run:
         log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
                          "val_fraction": val_fraction, "test_fraction": test_fraction})
         mlflow.log_params({"data_format": frame.attrs.get("data_format", data_format),
                            "grouped_by": frame.attrs.get("grouped_by") or "image"})
-        note_ungrouped_split(frame)
-        if frame.attrs.get("notes"):
-            mlflow.set_tag("skinml.data_notes", "; ".join(frame.attrs["notes"]))
+        mlflow.set_tags(data_tags(frame, split_made=True))
         if keep_test_of:
-            manifest = split_keeping_test(frame, run_manifest(keep_test_of), val_fraction, seed)
             mlflow.set_tag("skinml.test_split_from_run", keep_test_of)
-        else:
-            manifest = make_split(frame, strategy, val_fraction, test_fraction, seed)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(output, index=False)
         summary = log_manifest(manifest, data_dir)
         dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
-        if dropped:
-            mlflow.set_tag("skinml.label_map_dropped", ", ".join(f"{k}: {v}" for k, v in sorted(dropped.items())))
         return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary,
                 "classes": sorted(set(manifest["dx"])), **({"dropped_by_label_map": dropped} if dropped else {})}

@@ -195,7 +195,7 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
 
 
 AGE_BANDS = [0, 30, 45, 60, 75, 200]
-SLICE_COLUMNS = ("sex", "age_band", "localization", "dx_type", "dataset")
+SLICE_COLUMNS = ("sex", "age_band", "localization", "skin_type", "dx_type", "dataset")
 SMALL_SLICE = 30
 
 

@@ -39,7 +39,7 @@ def export(model, folder: str | Path) -> Path | None:
 
 
 def load(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
-    """The compiled form: uint8 images (N x H x W x 3, one size per call) -> class probabilities (N x 7). It runs
+    """The compiled form: uint8 images (N x H x W x 3, one size per call) -> class probabilities (N x classes). It runs
     at f32 unless $SKINML_PRECISION asks for bf16 and the CPU computes it natively (as skinml.engine decides; that
     module needs TensorFlow, this one must not)."""
     import openvino as ov

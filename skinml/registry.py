@@ -31,10 +31,10 @@ from skinml.ui_view import CHAMPION_TAG
 DEFAULT_MODEL_NAME = "skinml"
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_DESCRIPTION = (
-    "MobileNetV2 (ImageNet, transfer learning) classifying dermatoscopic images into the {n} classes of its training "
+    "MobileNetV2 (ImageNet, transfer learning) classifying skin-lesion images into the {n} classes of its training "
     "data: {classes}. Input: a column `image` of base64-encoded JPEG/PNG files, any size; output: "
-    "a probability per class (columns named by class) and `label`, the predicted class. Serve the champion with `mlflow models serve -m "
-    "models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest version, `champion` the one "
+    "a probability per class (columns named by class) and `label`, the predicted class. Serve the champion with "
+    "`mlflow models serve -m models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest version, `champion` the one "
     "the promotion rule chose (a gain in balanced accuracy on the champion's lesion-grouped test split whose 95% "
     "paired lesion-bootstrap interval lies above the margin).")
 
@@ -97,7 +97,8 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
     recipe = mlflow.get_run(tags["run_id"]).info.run_name.removeprefix("train ")
     figures = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in tags.items() if k.startswith("test_"))
     classes = tags.get("classes", "").replace(",", ", ")
-    text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{tags['run_id']}`); split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
+    text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{tags['run_id']}`); "
+            f"split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
             f"{figures or 'not evaluated'}." + (f" Promotion: {promotion}." if promotion else ""))
     client.update_model_version(name, version, description=text)
 

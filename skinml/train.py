@@ -66,7 +66,8 @@ class EpochMetrics(keras.callbacks.Callback):
         self.probs = probs
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
         val = classification_metrics(self.val_labels, probs, self.classes)
-        train_recalls = [logs[f"recall_{k}"] for k in range(len(self.classes))]  # on the training batches, as Keras computes
+        # on the training batches, as Keras computes them
+        train_recalls = [logs[f"recall_{k}"] for k in range(len(self.classes))]
         metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
                    "train_balanced_accuracy": float(np.mean(train_recalls)),
                    "val_loss": float(-np.log(picked).mean()), "val_accuracy": val["accuracy"],
@@ -260,16 +261,16 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
     """Train a classifier on the split in `manifest_path` (else a lesion-grouped split by the config's seed) and log
     everything to MLflow; returns {run_id, model_uri, metrics, ...}."""
     keras.utils.set_random_seed(config.seed)
+    started = time.perf_counter()
+    manifest = read_manifest(manifest_path) if manifest_path else None
+    data, manifest, classes = labelled_split(data_dir, manifest, config)  # bad data: no run at all
     with stage_run("train", experiment, parent_run_id, name=f"train {config.label()}") as run:
-        started = time.perf_counter()
         log_params_once({**config.params(), "data_dir": str(Path(data_dir).resolve())})
         mlflow.log_dict(config.to_dict(), "config.json")  # the whole recipe: what retraining reads back
         mlflow.set_tags({"skinml.backbone_engine": pick_engine() if config.feature_cache else "tensorflow",
-                         "skinml.backbone_precision": effective_precision() if config.feature_cache else "f32"})
-        manifest = read_manifest(manifest_path) if manifest_path else None
-        data, manifest, classes = labelled_split(data_dir, manifest, config)
+                         "skinml.backbone_precision": effective_precision() if config.feature_cache else "f32",
+                         "skinml.classes": ",".join(classes), **data.attrs.get("data_tags", {})})
         log_manifest(manifest, data_dir)
-        mlflow.set_tag("skinml.classes", ",".join(classes))
         history: dict[str, list[float]] = {}
         if config.feature_cache:
             classifier = train_with_cache(config, data, classes, cache, history)

@@ -133,3 +133,64 @@ def test_the_split_of_a_folder_tree_is_by_image_and_says_so(tmp_path, capsys, ca
     run = mlflow.get_run(summary["run_id"])
     assert run.data.params["grouped_by"] == "image" and run.data.params["data_format"] == "folder"
     assert run.data.tags["skinml.split_grouped_by"].startswith("image")
+
+
+def test_several_problems_are_one_line(tmp_path):
+    data = make_synthetic_set(tmp_path / "d", "csv", THREE, n_per_class=3)
+    table = pd.read_csv(data / "labels.csv")
+    table.loc[[1, 4], "label"] = ""
+    table.to_csv(data / "labels.csv", index=False)
+    with pytest.raises(DataValidationError) as error:
+        load_dataset(data)
+    assert "\n" not in str(error.value) and "2 problems: labels.csv row 3: empty label; labels.csv row 6" in str(
+        error.value)
+
+
+def test_a_csv_that_matches_no_layout_is_not_taken_for_a_folder_tree(tmp_path):
+    data = make_synthetic_set(tmp_path / "tree", "folder", THREE, n_per_class=3)
+    pd.DataFrame({"imageid": ["x"], "dx": ["mel"]}).to_csv(data / "metadata.csv", index=False)  # a header typo
+    with pytest.raises(DataValidationError, match=r"no layout matches what the folder holds \(keratosis/, "):
+        load_dataset(data)
+    assert load_dataset(data, data_format="folder").attrs["data_format"] == "folder"
+    pd.DataFrame({"image": ["x"], "diagnosis": ["mel"]}).to_csv(data / "metadata.csv", index=False)
+    with pytest.raises(DataValidationError, match="no layout matches"):  # text labels are not one-hot columns
+        load_dataset(data)
+
+
+def test_the_label_table_is_chosen_among_the_csvs_of_a_layout(tmp_path):
+    # ISIC 2020 as Kaggle ships it: train.csv with labels, test.csv and sample_submission.csv without
+    data = make_synthetic_set(tmp_path / "isic2020", "isic2020", ("benign", "malignant"), n_per_class=4)
+    train = pd.read_csv(data / "train.csv").assign(benign_malignant=lambda t: t["diagnosis"])
+    train.assign(target=(train["diagnosis"] == "malignant").astype(int)).to_csv(data / "train.csv", index=False)
+    pd.DataFrame({"image_name": ["ISIC_1"], "patient_id": ["P1"]}).to_csv(data / "test.csv", index=False)
+    pd.DataFrame({"image_name": ["ISIC_1"], "target": [0]}).to_csv(data / "sample_submission.csv", index=False)
+    assert load_dataset(data)["dx"].value_counts().to_dict() == {"benign": 4, "malignant": 4}
+    # ISIC 2019: the metadata CSV that covers the ground truth's images, not the test set's
+    data = isic2019(tmp_path / "isic2019")
+    pd.DataFrame({"image": ["ISIC_T1"], "lesion_id": ["L1"]}).to_csv(data / "ISIC_2019_Test_Metadata.csv",
+                                                                     index=False)
+    frame = load_dataset(data)
+    assert frame.attrs["grouped_by"] == "lesion_id" and frame["lesion_id"].str.startswith("G_").all()
+
+
+@pytest.mark.parametrize("labels, message", [
+    (("benign", "label"), "class name(s) ['label'] are column names of the model's answer"),
+    (("naevus",), "only one class ('naevus', 6 images): a classifier needs at least two"),
+])
+def test_labels_no_model_can_have_are_refused_in_one_line(tmp_path, capsys, labels, message):
+    data = make_synthetic_set(tmp_path / "d", "csv", labels, n_per_class=6)
+    assert main(["split", "--data-dir", str(data), "--output", str(tmp_path / "split.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_label_map_entry_that_names_no_label_is_noted(tmp_path, caplog):
+    data = make_synthetic_set(tmp_path / "d", "csv", THREE, n_per_class=3)
+    frame = load_dataset(data, label_map={"Melanoma": "malignant", "melanomma": "malignant"})
+    assert "malignant" in set(frame["dx"])
+    assert "label map: ['melanomma'] name(s) no label of d" in caplog.text
+
+
+def test_evaluate_refuses_data_options_without_a_folder(capsys):
+    assert main(["evaluate", "--model-uri", "runs:/x/model", "--data-format", "csv"]) == 2
+    assert "apply to an external folder: give it with --data-dir" in capsys.readouterr().err

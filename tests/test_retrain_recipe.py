@@ -19,12 +19,14 @@ def test_retrain_recipe_is_the_champions_whole_config(monkeypatch, tmp_path):
     # Every kind of change from the preset: tuned numbers, the loss, the fine-tuning cut (here: none at all, a
     # None that must not fall back to the preset's block_4) and the augmentation.
     champion = preset("best").replace(dropout=0.3, learning_rate=5e-4, loss="crossentropy", fine_tune_from=None,
-                                      fine_tune_epochs=0, augment={"rotation": 0.2, "flip": False})
+                                      fine_tune_epochs=0, augment={"rotation": 0.2, "flip": False},
+                                      data_format="csv", label_map={"mel": "malignant", "nv": "benign", "unk": ""})
     champion_logged(monkeypatch, tmp_path, champion.to_dict())  # what `train` logs
     name, overrides, run_id = retrain.champion_recipe("skinml")
     assert (name, run_id) == ("best", "champion-run")
     assert json.loads(json.dumps(overrides)) == overrides  # travels as flow parameters
     assert recipe(name, overrides) == champion
+    assert dict(recipe(name, overrides).label_map) == {"mel": "malignant", "nv": "benign", "unk": ""}
 
 
 def test_a_champion_this_version_cannot_read_is_a_clear_error(monkeypatch, tmp_path):

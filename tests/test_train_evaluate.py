@@ -155,10 +155,16 @@ def break_empty_folder(d: Path) -> str:
 
 @pytest.mark.parametrize("breaker", [break_missing_column, break_missing_image, break_corrupt_jpeg,
                                      break_unknown_class, break_empty_folder])
-def test_bad_data_fails_clearly_and_marks_the_run_failed(breaker, tmp_path):
+def test_bad_data_fails_clearly_and_leaves_no_run(breaker, tmp_path):
     data = make_synthetic_ham(tmp_path / "bad", n_per_class=2)
     culprit = breaker(data)
     with pytest.raises(DataValidationError, match=culprit):
         train(tiny_config("none"), data)
-    runs = mlflow.search_runs(experiment_names=["skinml"])
-    assert list(runs["status"]) == ["FAILED"]
+    assert mlflow.search_runs(search_all_experiments=True).empty  # the data is read before the run starts
+
+
+def test_a_run_that_fails_after_it_started_is_marked_failed(synthetic_dir, monkeypatch):
+    monkeypatch.setattr("skinml.train.train_with_cache", lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError, match="boom"):
+        train(tiny_config("none"), synthetic_dir)
+    assert list(mlflow.search_runs(experiment_names=["skinml"])["status"]) == ["FAILED"]

@@ -13,10 +13,12 @@ from skinml.data.layouts import HAM10000_CLASSES, IMAGE_SUFFIXES, READERS, label
 __all__ = ["HAM10000_CLASSES", "DataValidationError", "load_dataset", "index_images", "check_decodable"]
 log = logging.getLogger(__name__)
 COLUMNS = ["image_id", "lesion_id", "dx", "path"]
+RESERVED_LABELS = {"label", "file", "image", "image_id", "dx", "predicted"}  # columns beside the class probabilities
 
 
 class DataValidationError(ValueError):
-    """A data folder failed validation; `problems` lists every problem found, each naming its file/row/field."""
+    """A data folder failed validation; `problems` lists every problem found, each naming its file/row/field. The
+    message is one line: the problem, or the first few of them and how many more."""
 
     def __init__(self, source: Path | str, problems: list[str]):
         self.source = str(source)
@@ -24,9 +26,8 @@ class DataValidationError(ValueError):
         if len(problems) == 1:
             super().__init__(problems[0] if str(source) in problems[0] else f"{source}: {problems[0]}")
             return
-        shown = "\n  - ".join(problems[:50])
-        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
-        super().__init__(f"{source}: {len(problems)} problem(s):\n  - {shown}{more}")
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        super().__init__(f"{source}: {len(problems)} problems: {'; '.join(problems[:5])}{more}")
 
 
 def first_line_not_utf8(path: Path) -> int:
@@ -54,12 +55,15 @@ def read_table(csv: Path, rows: int | None = None) -> pd.DataFrame:
     return table
 
 
-def read_header(csv: Path) -> list[str]:
-    """The lower-cased column names of a CSV (none when it cannot be read)."""
+def read_head(csv: Path, rows: int = 20) -> pd.DataFrame:
+    """The first rows of a CSV, to recognise its layout; its header only when they cannot be read (the reader then
+    names the line)."""
     try:
-        return list(read_table(csv, rows=0).columns)
+        return read_table(csv, rows=rows)
     except DataValidationError:
-        return []
+        with csv.open("rb") as file:
+            header = file.readline().decode("utf-8", "replace")
+        return pd.DataFrame(columns=[name.strip().lower() for name in header.split(",")])
 
 
 def index_images(data_dir: Path) -> dict[str, Path]:
@@ -112,15 +116,24 @@ def load_dataset(data_dir: str | Path, check_images: bool = True, data_format: s
         raise DataValidationError(data_dir, problems)
     if frame.empty:
         raise DataValidationError(data_dir, [f"{source}: has no images"])
-    problems += [f"{source}: image {i} appears more than once" for i in frame["image_id"][frame["image_id"].duplicated()]]
+    repeated = frame["image_id"][frame["image_id"].duplicated()]
+    problems += [f"{source}: image {image} appears more than once" for image in repeated]
     frame = frame.assign(path=resolve_paths(frame, data_dir, source, problems)).drop(columns=["file"])
     if check_images:
         problems += [f"{path}: empty image file" for path in frame["path"] if path and Path(path).stat().st_size == 0]
     if problems:
         raise DataValidationError(data_dir, problems)
+    labels = set(frame["dx"])
     frame, dropped = apply_label_map(frame, label_map or {})
     if frame.empty:
         raise DataValidationError(data_dir, ["the label map drops every image"])
+    unused = sorted({str(k).strip().lower() for k in label_map or {}} - labels)
+    if unused:
+        notes.append(f"label map: {unused} name(s) no label of {data_dir.name} (its labels: {sorted(labels)})")
+    reserved = sorted(set(frame["dx"]) & RESERVED_LABELS)
+    if reserved:
+        raise DataValidationError(data_dir, [f"class name(s) {reserved} are column names of the model's answer; "
+                                             "rename them with --label-map"])
     if check_images:
         check_decodable(frame["path"].tolist())
     for note in notes:

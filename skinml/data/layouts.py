@@ -31,8 +31,15 @@ ISIC_METADATA = ("lesion_id", "patient_id", "age_approx", "sex", "anatom_site_ge
 Read = tuple[pd.DataFrame, str | None, list[str]]
 
 
-def csv_layout(columns: list[str]) -> str | None:
-    """The CSV layout whose label table has these (lower-cased) columns; None when none."""
+# The columns a CSV layout takes its labels from (any one of them): a CSV of the layout without one (ISIC 2020's
+# test.csv beside its train.csv) is not its label table.
+LABEL_COLUMNS = {"ham10000": ("dx",), "pad-ufes-20": ("diagnostic",), "csv": ("label",),
+                 "isic2020": ("benign_malignant", "target", "diagnosis")}
+
+
+def csv_layout(head: pd.DataFrame) -> str | None:
+    """The CSV layout of a table, from its (lower-cased) columns and first rows; None when none."""
+    columns = list(head.columns)
     if "image_id" in columns:
         return "ham10000"
     if "img_id" in columns:
@@ -41,9 +48,16 @@ def csv_layout(columns: list[str]) -> str | None:
         return "isic2020"
     if "image" in columns and ("label" in columns or "group" in columns):
         return "csv"
-    if "image" in columns and any(c not in ISIC_METADATA and c != "image" for c in columns):
+    onehot = [c for c in columns if c != "image" and c not in ISIC_METADATA]
+    # one-hot: (nearly) every value of the other columns 0 or 1; the reader names any cell that is not
+    if "image" in columns and onehot and head[onehot].isin(["0", "1", "0.0", "1.0"]).to_numpy().mean() >= 0.9:
         return "isic"
     return None
+
+
+def label_columns(head: pd.DataFrame, layout: str) -> int:
+    """How many columns of a table hold the layout's labels, then how many it has: to rank two candidate tables."""
+    return sum(c in head.columns for c in LABEL_COLUMNS.get(layout, ())) * 1000 + len(head.columns)
 
 
 def has_class_folders(data_dir: Path) -> bool:
@@ -93,6 +107,7 @@ def read_ham10000(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list
 
 def read_isic(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str]) -> Read:
     """ISIC one-hot ground truth (any class columns), joined with an ISIC metadata CSV beside it when there is one."""
+    empty_cells(table, ("image",), csv, problems)
     classes = [c for c in table.columns if c != "image" and c not in ISIC_METADATA]
     spelt = table.attrs.get("original_columns", {})
     onehot = table[classes].apply(pd.to_numeric, errors="coerce")
@@ -110,7 +125,7 @@ def read_isic(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str
                         f"{onehot.loc[row].sum():g}, expected exactly one 1")
     frame = pd.DataFrame({"image_id": without_suffix(table["image"]), "dx": onehot.idxmax(axis=1).str.lower(),
                           "file": table["image"]})
-    metadata = isic_metadata(data_dir, csv)
+    metadata = isic_metadata(data_dir, csv, frame["image_id"])
     grouped_by = None
     if metadata is not None:
         frame = frame.merge(metadata, on="image_id", how="left")
@@ -120,20 +135,25 @@ def read_isic(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str
     return frame, grouped_by, notes
 
 
-def isic_metadata(data_dir: Path, ground_truth: Path) -> pd.DataFrame | None:
-    """The ISIC metadata CSV beside a ground-truth CSV (image + lesion/patient ids, age, sex, site), renamed to
-    skinml's slice columns; None when there is none."""
+def isic_metadata(data_dir: Path, ground_truth: Path, images: pd.Series) -> pd.DataFrame | None:
+    """The ISIC metadata CSV beside a ground-truth CSV (image + lesion/patient ids, age, sex, site) that covers most
+    of its `images`, renamed to skinml's slice columns; None when none covers any."""
     from skinml.data.dataset import read_table
 
+    best, covered = None, 0
     for csv in sorted(data_dir.glob("*.csv")):
         if csv == ground_truth:
             continue
         table = read_table(csv)
         if "image" in table.columns and set(table.columns) - {"image"} <= set(ISIC_METADATA):
-            site = "anatom_site_general" if "anatom_site_general" in table else "anatom_site_general_challenge"
-            return table.rename(columns={"image": "image_id", "age_approx": "age", site: "localization"}).assign(
-                image_id=lambda t: without_suffix(t["image_id"]))
-    return None
+            table = table.assign(image=without_suffix(table["image"])).drop_duplicates("image")
+            overlap = int(table["image"].isin(images).sum())
+            if overlap > covered:
+                best, covered = table, overlap
+    if best is None:
+        return None
+    site = "anatom_site_general" if "anatom_site_general" in best else "anatom_site_general_challenge"
+    return best.rename(columns={"image": "image_id", "age_approx": "age", site: "localization"})
 
 
 def read_isic2020(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str]) -> Read:
@@ -202,22 +222,22 @@ def label_table(data_dir: Path, data_format: str = "auto") -> tuple[str, Path | 
     """The layout of a folder and its label CSV (None for the image-folder tree): the one named by `data_format`,
     or the first of LAYOUTS that the folder's files match. DataValidationError when none does, naming the files
     found and the layouts tried."""
-    from skinml.data.dataset import DataValidationError, read_header
+    from skinml.data.dataset import DataValidationError, read_head
 
     if data_format not in ("auto", *LAYOUTS):
         raise DataValidationError(data_dir, [f"unknown data format {data_format!r}; choose auto or one of "
                                              f"{list(LAYOUTS)}"])
-    csvs = sorted(data_dir.glob("*.csv"), key=lambda p: ("metadata" not in p.name.lower(), p.name))
-    found = {csv: csv_layout(read_header(csv)) for csv in csvs if csv.is_file()}
+    heads = {csv: read_head(csv) for csv in sorted(data_dir.glob("*.csv")) if csv.is_file()}
+    found = {csv: csv_layout(head) for csv, head in heads.items()}
     wanted = LAYOUTS if data_format == "auto" else (data_format,)
     for layout in wanted:
-        if layout == "folder":
-            if has_class_folders(data_dir):
+        if layout == "folder":  # recognised only where no CSV is: a CSV that matches nothing is an error, not classes
+            if (data_format == "folder" or not heads) and has_class_folders(data_dir):
                 return layout, None
             continue
-        for csv, matched in found.items():
-            if matched == layout:
-                return layout, csv
+        tables = [csv for csv, matched in found.items() if matched == layout]
+        if tables:
+            return layout, max(tables, key=lambda csv: label_columns(heads[csv], layout))
     entries = sorted(data_dir.iterdir())
     listed = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:10]) or "nothing"
     listed += f" and {len(entries) - 10} more" if len(entries) > 10 else ""

@@ -32,8 +32,11 @@ MIN_GROUPS = 3  # one in each of train, val and test
 
 
 def check_enough_groups(frame: pd.DataFrame) -> None:
-    """ValueError naming each class with fewer than MIN_GROUPS groups (lesions, patients or images): too few to
-    split into train, validation and test."""
+    """ValueError when there is one class only, or naming each class with fewer than MIN_GROUPS groups (lesions,
+    patients or images): too few to split into train, validation and test."""
+    if frame["dx"].nunique() < 2:
+        raise ValueError(f"only one class ({frame['dx'].iloc[0]!r}, {len(frame)} images): a classifier needs at least "
+                         "two; check the folder's layout (--data-format) and the label map")
     groups = frame.groupby("dx")["lesion_id"].nunique()
     few = groups[groups < MIN_GROUPS]
     if len(few):

@@ -7,7 +7,6 @@ import json
 import logging
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 
 from skinml.config import TrainConfig
@@ -21,11 +20,13 @@ log = logging.getLogger(__name__)
 def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, config: TrainConfig
                    ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
     """The validated data folder joined with its split manifest (a lesion-grouped split by the config's seed made
-    here when not given), and the model's classes: the manifest's labels. `label` holds each image's class index."""
+    here when not given), and the model's classes: the manifest's labels. `label` holds each image's class index;
+    the joined frame's attrs hold `data_tags`, what reading the data found."""
     frame = load_dataset(data_dir, data_format=config.data_format, label_map=dict(config.label_map))
+    made_here = manifest is None
     if manifest is None:
         manifest = make_split(frame, seed=config.seed)
-        note_ungrouped_split(frame)
+        warn_if_ungrouped(frame)
     missing = sorted(set(manifest["image_id"]) - set(frame["image_id"]))
     if missing:
         raise ValueError(f"{len(missing)} image(s) of the split manifest are not in {data_dir}: {missing[:10]}")
@@ -36,16 +37,29 @@ def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, config: 
                          "(add images, or merge or drop them with --label-map)")
     joined = manifest.merge(frame[["image_id", "path"]], on="image_id", how="left")
     joined["label"] = class_indices(joined["dx"], classes)
+    joined.attrs["data_tags"] = data_tags(frame, split_made=made_here)
     return joined, manifest, classes
 
 
-def note_ungrouped_split(frame: pd.DataFrame) -> None:
-    """Warn, and tag the active run, when the data has no group column: its split is by image."""
+def warn_if_ungrouped(frame: pd.DataFrame) -> None:
+    """Say on the terminal when the data has no group column: its split is by image."""
     if frame.attrs.get("grouped_by", "lesion_id") is None:
         log.warning("%s: no column groups the images (lesion or patient): the split is by image, and images of one "
                     "lesion may fall on both sides", frame.attrs.get("data_format", "this layout"))
-        if mlflow.active_run():
-            mlflow.set_tag("skinml.split_grouped_by", "image (the data has no group column)")
+
+
+def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
+    """The MLflow tags that say what reading the data found: a split by image (when the split was made from it),
+    the images a label map dropped per label, and the reader's notes."""
+    tags = {}
+    if split_made and frame.attrs.get("grouped_by", "lesion_id") is None:
+        tags["skinml.split_grouped_by"] = "image (the data has no group column)"
+    dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
+    if dropped:
+        tags["skinml.label_map_dropped"] = ", ".join(f"{label}: {count}" for label, count in sorted(dropped.items()))
+    if frame.attrs.get("notes"):
+        tags["skinml.data_notes"] = "; ".join(frame.attrs["notes"])
+    return tags
 
 
 def recorded_config(run_id: str) -> TrainConfig:
