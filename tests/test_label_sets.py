@@ -122,3 +122,15 @@ def test_bad_data_gives_one_line_and_leaves_no_run(tmp_path, test_weights, capsy
     status, _, err = run_cli(["train", "--data-dir", str(data), *tiny(test_weights)], capsys)
     assert status == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert mlflow.search_runs(search_all_experiments=True).empty  # nothing written
+
+
+@pytest.mark.parametrize("layout", ["isic", "isic2020", "pad-ufes-20", "folder"])
+def test_train_needs_no_option_but_the_folder_in_every_layout(tmp_path, test_weights, capsys, layout):
+    data = make_synthetic_set(tmp_path / layout, layout, THREE, n_per_class=8)
+    status, trained, _ = run_cli(["train", "--data-dir", str(data), "--weights", test_weights, "--image-size",
+                                  str(IMAGE_SIZE), "--epochs", "1"], capsys)
+    assert status == 0 and trained["classes"] == list(THREE)
+    image = next(p for p in sorted(data.rglob("*")) if p.suffix in (".jpg", ".png"))
+    served = load_model(trained["model_uri"]).predict(request_frame([image.read_bytes()]))
+    assert list(served.columns) == [*THREE, "label"]
+    assert mlflow.get_run(trained["run_id"]).data.tags["skinml.classes"] == ",".join(THREE)
