@@ -34,6 +34,11 @@ class AugmentConfig:
         return f"rot={self.rotation},zoom={self.zoom},shift={self.shift},flip={int(self.flip)}"
 
 
+# Options that are not part of a run's name: the data's and the decisions'.
+DATA_AND_DECISIONS = ("data_format", "label_map", "positive_classes", "target_sensitivities",
+                      "target_balanced_accuracy")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run. Defaults reproduce the baseline."""
@@ -67,6 +72,12 @@ class TrainConfig:
     # pairs that merge, rename or drop (to "") classes. Part of the recipe: retraining reads them back.
     data_format: str = "auto"
     label_map: tuple[tuple[str, str], ...] = ()
+    # Decisions (skinml.decisions), chosen on validation and shipped with the model: the classes that mean "refer"
+    # (empty: HAM10000's mel, bcc, akiec, or a binary model's second class), the sensitivities to choose referral
+    # thresholds for, and the balanced accuracy the images the model does not defer must reach.
+    positive_classes: tuple[str, ...] = ()
+    target_sensitivities: tuple[float, ...] = (0.90, 0.95)
+    target_balanced_accuracy: float = 0.80
 
     def params(self) -> dict[str, Any]:
         """Flat, stable parameter names for MLflow (docs/mlflow.md)."""
@@ -93,6 +104,9 @@ class TrainConfig:
             "loss": "categorical_crossentropy" if self.loss == "crossentropy" else "logit_adjusted_crossentropy",
             "data_format": self.data_format,
             "label_map": ",".join(f"{old}>{new or '(drop)'}" for old, new in self.label_map) or "none",
+            "positive_classes": ",".join(self.positive_classes) or "default",
+            "target_sensitivities": ",".join(f"{t:g}" for t in self.target_sensitivities),
+            "target_balanced_accuracy": self.target_balanced_accuracy,
         }
 
     def validate(self) -> TrainConfig:
@@ -107,6 +121,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name, values in (("target_sensitivities", self.target_sensitivities),
+                             ("target_balanced_accuracy", (self.target_balanced_accuracy,))):
+            if not values or not all(0.0 < value < 1.0 for value in values):
+                raise ValueError(f"{name} must be in (0, 1), got {values}")
         return self
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -119,6 +137,12 @@ class TrainConfig:
             pairs = changes["label_map"]
             pairs = pairs.items() if isinstance(pairs, dict) else (pairs or ())
             changes = {**changes, "label_map": tuple(sorted((str(old), str(new or "")) for old, new in pairs))}
+        for name, kind in (("positive_classes", str), ("target_sensitivities", float)):
+            if name in changes:  # a list in JSON, a comma-separated text on the command line
+                values = changes[name]
+                values = values.split(",") if isinstance(values, str) else values
+                changes = {**changes, name: tuple(kind(str(v).strip().lower() if kind is str else v)
+                                                  for v in values if str(v).strip())}
         if isinstance(changes.get("augment"), dict):
             check_field_names(AugmentConfig, changes["augment"], prefix="augment.")
             changes = {**changes, "augment": dataclasses.replace(self.augment, **changes["augment"])}
@@ -127,7 +151,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON (augment as a dict, label_map as a list of pairs), what a train run logs as
         `config.json`."""
-        return {**dataclasses.asdict(self), "label_map": [list(pair) for pair in self.label_map]}
+        return {**dataclasses.asdict(self), "label_map": [list(pair) for pair in self.label_map],
+                "positive_classes": list(self.positive_classes), "target_sensitivities": list(self.target_sensitivities)}
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> TrainConfig:
@@ -139,7 +164,7 @@ class TrainConfig:
         'baseline lr=0.0003 dropout=0.3' (a weights file is not named: every weights file is ImageNet's here)."""
         parts = [self.preset]
         for name, value in self.preset_overrides().items():
-            if (name == "weights" and value != "none") or name in ("data_format", "label_map"):
+            if (name == "weights" and value != "none") or name in DATA_AND_DECISIONS:
                 continue  # the data's options are parameters, not part of a run's name
             if name == "augment":
                 value = self.augment.describe()

@@ -15,6 +15,8 @@ from skinml.data.loader import image_dataset
 from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.data.training_set import model_labels, recorded_config
 from skinml.explain import fixed_sample, grad_cam
+from skinml.decision_plots import coverage_curve, referral_curves
+from skinml.decisions import decision_metrics, describe, p_positive, score
 from skinml.features import FeatureCache, extract_features
 from skinml.labels import class_indices, model_classes
 from skinml.manifests import run_manifest
@@ -28,7 +30,7 @@ from skinml.metrics import (
     slice_metrics,
 )
 from skinml.model import PREDICT_BATCH_SIZE, split_classifier
-from skinml.model_store import load_keras_model
+from skinml.model_store import load_keras_model, model_decisions
 from skinml.plots import (
     confusion_matrices,
     grad_cam_grid,
@@ -102,6 +104,20 @@ def external_set(model_uri: str, data_dir: str | Path, data_format: str, label_m
     return frame, tags, left_out
 
 
+def log_decisions(probs: np.ndarray, y_true: np.ndarray, classes: tuple[str, ...], decisions: dict,
+                  lesions: np.ndarray, prefix: str) -> dict:
+    """Score the model's decisions (chosen on validation) on this set: metrics, the operating points' plot and the
+    deferral's coverage-accuracy curve logged; returns the figures (skinml.decisions.score)."""
+    scored = score(probs, y_true, classes, decisions, lesions)
+    mlflow.log_metrics(decision_metrics(scored, prefix))
+    if scored["operating_points"]:
+        is_positive = np.isin(np.asarray(classes)[y_true], scored["positive_classes"])
+        mlflow.log_figure(referral_curves(p_positive(probs, classes, scored["positive_classes"]), is_positive,
+                                          scored), "plots/operating_points.png")
+    mlflow.log_figure(coverage_curve(probs, y_true, scored["deferral"]), "plots/deferral.png")
+    return scored
+
+
 def evaluation_set(model_uri: str, split: str, manifest_run_id: str | None = None
                    ) -> tuple[pd.DataFrame, dict[str, str]]:
     """The `split` part of the manifest logged by the run that trained the model (or by `manifest_run_id`, to
@@ -167,7 +183,12 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
             mlflow.log_text(slices.to_csv(index=False), "report/slices.csv")
             mlflow.log_figure(slice_chart(slices), "plots/slices.png")
         mlflow.log_figure(explanations(classifier, data, probs, classes), "plots/grad_cam.png")
-        mlflow.log_text(report_text(y_true, probs, classes) + left_out_text(left_out),
+        decisions = model_decisions(model_uri)
+        if decisions:
+            metrics["decisions"] = log_decisions(probs, y_true, classes, decisions, data["lesion_id"].to_numpy(),
+                                                 prefix)
+        mlflow.log_text(report_text(y_true, probs, classes) + left_out_text(left_out)
+                        + (f"\nDecisions: {describe(metrics['decisions'])}.\n" if decisions else ""),
                         "report/classification_report.txt")
         mlflow.log_dict(metrics, "report/metrics.json")
         predictions = pd.DataFrame(probs, columns=list(classes)).assign(

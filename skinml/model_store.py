@@ -17,17 +17,26 @@ from mlflow.types import ColSpec, Schema
 
 import skinml
 from skinml.labels import METADATA_KEY
+
+DECISIONS_KEY = "skinml_decisions"
 from skinml.request_form import IMAGE_COLUMN
 
 
-def signature(classes: tuple[str, ...]) -> ModelSignature:
-    """The served model's signature: its answer's columns.
+def signature(classes: tuple[str, ...], decisions: dict | None = None) -> ModelSignature:
+    """The served model's signature: its answer's columns (skinml.serving.answer_frame).
 
     No input schema: MLflow would enforce one before the model runs, and answer a request that fails it (a missing
     column, no rows, JSON sent as CSV) with the whole request in the message. skinml.request_form checks the input.
     """
-    return ModelSignature(outputs=Schema([ColSpec("double", name) for name in classes]
-                                         + [ColSpec("string", "label")]))
+    decisions = decisions or {}
+    columns = [ColSpec("double", name) for name in classes] + [ColSpec("string", "label")]
+    if decisions.get("positive_classes"):
+        columns.append(ColSpec("double", "p_positive"))
+        if decisions.get("operating_points"):
+            columns.append(ColSpec("boolean", "refer"))
+    if decisions.get("deferral"):
+        columns.append(ColSpec("boolean", "defer"))
+    return ModelSignature(outputs=Schema(columns))
 
 
 def input_example() -> pd.DataFrame:
@@ -61,9 +70,11 @@ def pip_requirements() -> list[str]:
     return requirements
 
 
-def log_classifier(model, classes: tuple[str, ...], name: str = "model", registered_model_name: str | None = None):
+def log_classifier(model, classes: tuple[str, ...], decisions: dict | None = None, name: str = "model",
+                   registered_model_name: str | None = None):
     """Log the Keras classifier of `classes` as a pyfunc model in the active run; returns MLflow's ModelInfo. The
-    classes go with it: `classes.json` among its artifacts, its signature and its MLmodel metadata."""
+    classes go with it (`classes.json` among its artifacts, its signature and its MLmodel metadata), and so do its
+    decisions when given (`decisions.json`: skinml.decisions)."""
     from skinml import openvino_form
 
     if int(model.output_shape[-1]) != len(classes):
@@ -73,15 +84,18 @@ def log_classifier(model, classes: tuple[str, ...], name: str = "model", registe
         model.save(path)
         (Path(tmp) / "classes.json").write_text(json.dumps(list(classes)))
         artifacts = {"keras_model": str(path), "classes": str(Path(tmp) / "classes.json")}
+        if decisions:
+            (Path(tmp) / "decisions.json").write_text(json.dumps(decisions, indent=2))
+            artifacts["decisions"] = str(Path(tmp) / "decisions.json")
         if openvino_form.export(model, Path(tmp) / "openvino"):
             artifacts["openvino_model"] = str(Path(tmp) / "openvino")
         return mlflow.pyfunc.log_model(
             name=name,
             python_model=str(Path(skinml.__file__).parent / "model_code.py"),  # models from code: no pickle
             artifacts=artifacts,
-            signature=signature(classes),
+            signature=signature(classes, decisions),
             input_example=input_example(),
-            metadata={METADATA_KEY: list(classes)},
+            metadata={METADATA_KEY: list(classes), **({DECISIONS_KEY: decisions} if decisions else {})},
             pip_requirements=pip_requirements(),
             code_paths=[str(Path(skinml.__file__).parent)],
             registered_model_name=registered_model_name,
@@ -101,6 +115,12 @@ def load_model(model_uri: str, with_keras: bool = False, check_requirements: boo
         if with_keras:
             model.unwrap_python_model().model  # noqa: B018  (a cached property: read now, kept)
         return model
+
+
+def model_decisions(model_uri: str) -> dict:
+    """The decisions a logged model ships with (skinml.decisions), read from its MLmodel metadata; {} for a model
+    logged without."""
+    return dict((mlflow.models.get_model_info(model_uri).metadata or {}).get(DECISIONS_KEY) or {})
 
 
 def load_keras_model(model_uri: str):

@@ -45,6 +45,6 @@ def predict_files(model_uri: str, paths: list[str]) -> tuple[pd.DataFrame, list[
                     problems[index] = f"{paths[index]}: the image could not be decoded"
     if not probabilities:
         return pd.DataFrame(columns=["file", "label"]), [problems[index] for index in sorted(problems)]
-    table = answer_frame(np.array(list(probabilities.values())), classes)
-    table = table.assign(file=[paths[index] for index in probabilities])[["file", *classes, "label"]]
+    table = answer_frame(np.array(list(probabilities.values())), classes, classifier.decisions)
+    table.insert(0, "file", [paths[index] for index in probabilities])
     return table, [problems[index] for index in sorted(problems)]

@@ -23,6 +23,7 @@ from skinml.evaluate import evaluate, training_run_id
 from skinml.evidence import compare, predictions_for
 from skinml.features import FeatureCache
 from skinml.integrity import DIGEST_TAG, model_files_digest
+from skinml.decisions import describe as describe_decisions
 from skinml.labels import model_classes
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
@@ -63,6 +64,8 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
             "manifest_sha256": manifest_digest(manifest),
             "data_fingerprint": manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
     tags.update({f"test_{k}": f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
+    if (metrics or {}).get("decisions"):  # chosen on validation, scored on test (skinml.decisions)
+        tags["decisions"] = describe_decisions(metrics["decisions"])
     tags[DIGEST_TAG] = model_files_digest(model_uri)  # checked before the version is loaded (skinml.integrity)
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
@@ -99,7 +102,8 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
     classes = tags.get("classes", "").replace(",", ", ")
     text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{tags['run_id']}`); "
             f"split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
-            f"{figures or 'not evaluated'}." + (f" Promotion: {promotion}." if promotion else ""))
+            f"{figures or 'not evaluated'}." + (f" Decisions, on test: {tags['decisions']}." if "decisions" in tags
+                                                  else "") + (f" Promotion: {promotion}." if promotion else ""))
     client.update_model_version(name, version, description=text)
 
 

@@ -108,6 +108,8 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         self.keras_path = context.artifacts["keras_model"]
         classes_file = context.artifacts.get("classes")
         self.classes = tuple(json.loads(Path(classes_file).read_text())) if classes_file else LEGACY_CLASSES
+        decisions_file = context.artifacts.get("decisions")
+        self.decisions = json.loads(Path(decisions_file).read_text()) if decisions_file else {}
         check_served_copy(Path(self.keras_path).parents[1])  # the model folder
         folder = context.artifacts.get("openvino_model")
         self.openvino = None
@@ -174,7 +176,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             values = image_values(model_input)
             check_request_size(values)
             images = [image_bytes(value, f"row {row}") for row, value in enumerate(values)]
-            return answer_frame(self.predict_images(images), self.classes)
+            return answer_frame(self.predict_images(images), self.classes, self.decisions)
         except ServingError:
             raise
         except Exception as exc:  # else MLflow answers with its stack trace
@@ -183,8 +185,18 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
                                "the details") from exc
 
 
-def answer_frame(probs: np.ndarray, classes: tuple[str, ...]) -> pd.DataFrame:
-    """The model's answer: one row per image, a probability per class (columns named by class) and `label`."""
+def answer_frame(probs: np.ndarray, classes: tuple[str, ...], decisions: dict | None = None) -> pd.DataFrame:
+    """The model's answer: one row per image, a probability per class (columns named by class) and `label`; with
+    the model's decisions (skinml.decisions) also `p_positive` (P of the positive group), `refer` (at the first
+    operating point) and `defer` (confidence below the deferral threshold)."""
     result = pd.DataFrame(probs.astype(np.float64), columns=list(classes))
     result["label"] = [classes[k] for k in probs.argmax(axis=1)]
+    decisions = decisions or {}
+    if decisions.get("positive_classes"):
+        columns = [list(classes).index(name) for name in decisions["positive_classes"]]
+        result["p_positive"] = probs[:, columns].sum(axis=1).astype(np.float64)
+        if decisions.get("operating_points"):
+            result["refer"] = result["p_positive"] >= decisions["operating_points"][0]["threshold"]
+    if decisions.get("deferral"):
+        result["defer"] = probs.max(axis=1) < decisions["deferral"]["confidence"]
     return result

@@ -25,6 +25,7 @@ from skinml.data.augment import augmentation_layers
 from skinml.data.loader import image_dataset
 from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
+from skinml.decisions import choose, chosen_thresholds, positive_group
 from skinml.engine import effective_precision, pick_engine, predictor
 from skinml.features import FeatureCache, extract_features
 from skinml.manifests import log_manifest
@@ -192,12 +193,13 @@ def fine_tune_schedule(config: TrainConfig, train_images: int) -> keras.optimize
 
 
 def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray, classes: tuple[str, ...]
-                          ) -> TemperatureScaling | None:
+                          ) -> tuple[TemperatureScaling | None, np.ndarray]:
     """The temperature layer fitted on the trained model's validation probabilities (when the config asks for it),
-    logged to MLflow with the validation ECE before and after."""
+    logged to MLflow with the validation ECE before and after, and the validation probabilities of the model as it
+    ships (with the layer)."""
     mlflow.log_metric("val_ece", expected_calibration_error(val_labels, probs)[0])
     if not config.temperature_scaling:
-        return None
+        return None, probs
     layer = TemperatureScaling(fit_temperature(probs, val_labels), name="temperature")
     scaled = keras.ops.convert_to_numpy(layer(probs))  # the figures of the layer the model ships with
     metrics = classification_metrics(val_labels, scaled, classes)
@@ -206,25 +208,27 @@ def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np
                         "val_adjusted_balanced_accuracy": metrics["balanced_accuracy"],
                         "val_adjusted_macro_auc": metrics["macro_auc"]})
     log.info("temperature %.3f, val ECE %.4f", layer.temperature, ece)
-    return layer
+    return layer, scaled
 
 
 def train_with_cache(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...], cache: FeatureCache | None,
-                     history: dict[str, list[float]]) -> keras.Model:
-    """Frozen-backbone training from the feature cache; returns the whole classifier."""
+                     history: dict[str, list[float]]) -> tuple[keras.Model, np.ndarray]:
+    """Frozen-backbone training from the feature cache; returns the whole classifier and its validation
+    probabilities."""
     started = time.perf_counter()
     extractor, train_x, val_x = cached_features(config, data, cache)
     mlflow.set_tag("skinml.feature_seconds", f"{time.perf_counter() - started:.1f}")
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
     head, val_probs = train_head(config, train_x, labels["train"], val_x, labels["val"], classes, history)
-    temperature = fit_temperature_layer(config, val_probs, labels["val"], classes)
+    temperature, val_probs = fit_temperature_layer(config, val_probs, labels["val"], classes)
     drop_training_state(head)
-    return build_classifier(extractor, head, temperature)
+    return build_classifier(extractor, head, temperature), val_probs
 
 
 def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...],
-                     history: dict[str, list[float]]) -> keras.Model:
-    """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the whole classifier.
+                     history: dict[str, list[float]]) -> tuple[keras.Model, np.ndarray]:
+    """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the whole classifier and its
+    validation probabilities.
 
     With `fine_tune_from`, the head holds the backbone from that block on: `epochs` with it frozen, then
     `fine_tune_epochs` with it trainable (BatchNorm in inference mode), on fresh augmented images every step.
@@ -250,9 +254,9 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str
         compile_for_training(trainer, config, train_labels, len(classes), fine_tune_schedule(config, len(train)))
         trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
         set_top_trainable(head, False)
-    temperature = fit_temperature_layer(config, callback.probs, val_labels, classes)
+    temperature, val_probs = fit_temperature_layer(config, callback.probs, val_labels, classes)
     drop_training_state(trainer)
-    return build_classifier(extractor, head, temperature)
+    return build_classifier(extractor, head, temperature), val_probs
 
 
 def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path | None = None,
@@ -264,6 +268,7 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
     started = time.perf_counter()
     manifest = read_manifest(manifest_path) if manifest_path else None
     data, manifest, classes = labelled_split(data_dir, manifest, config)  # bad data: no run at all
+    positive_group(classes, config.positive_classes)  # a positive class the data lacks: refused before the run
     with stage_run("train", experiment, parent_run_id, name=f"train {config.label()}") as run:
         log_params_once({**config.params(), "data_dir": str(Path(data_dir).resolve())})
         mlflow.log_dict(config.to_dict(), "config.json")  # the whole recipe: what retraining reads back
@@ -273,11 +278,14 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
         log_manifest(manifest, data_dir)
         history: dict[str, list[float]] = {}
         if config.feature_cache:
-            classifier = train_with_cache(config, data, classes, cache, history)
+            classifier, val_probs = train_with_cache(config, data, classes, cache, history)
         else:
-            classifier = train_end_to_end(config, data, classes, history)
+            classifier, val_probs = train_end_to_end(config, data, classes, history)
         mlflow.log_figure(training_curves(history), "plots/training_curves.png")
-        model_info = log_classifier(classifier, classes)
+        decisions = choose(val_probs, data.loc[data["split"] == "val", "label"].to_numpy(), classes,
+                           config.positive_classes, config.target_sensitivities, config.target_balanced_accuracy)
+        mlflow.log_metrics(chosen_thresholds(decisions))
+        model_info = log_classifier(classifier, classes, decisions)
         train_seconds = time.perf_counter() - started
         final = {name: values[-1] for name, values in history.items()}
         peak_mb = peak_rss_mb()

@@ -44,7 +44,7 @@ def test_a_three_class_model_from_a_plain_csv_trains_evaluates_registers_and_ans
     uri = trained["model_uri"]
     assert model_classes(uri) == THREE
     info = mlflow.models.get_model_info(uri)
-    assert [c.name for c in info.signature.outputs.inputs] == [*THREE, "label"]
+    assert [c.name for c in info.signature.outputs.inputs] == [*THREE, "label", "defer"]  # no positive class told
 
     status, tested, _ = run_cli(["evaluate", "--model-uri", uri], capsys)
     assert status == 0 and set(tested["per_class"]) == set(THREE)
@@ -56,7 +56,7 @@ def test_a_three_class_model_from_a_plain_csv_trains_evaluates_registers_and_ans
     assert "3 classes of its training data: keratosis, melanoma, naevus" in description
     served = load_model(f"models:/clinic/{registered['version']}").predict(
         request_frame([p.read_bytes() for p in sorted(data.rglob("*.jpg"))[:3]]))
-    assert list(served.columns) == [*THREE, "label"] and set(served["label"]) <= set(THREE)
+    assert list(served.columns) == [*THREE, "label", "defer"] and set(served["label"]) <= set(THREE)
 
 
 def test_a_binary_model_through_a_label_map_and_its_evaluation_elsewhere(tmp_path, test_weights, capsys):
@@ -132,5 +132,5 @@ def test_train_needs_no_option_but_the_folder_in_every_layout(tmp_path, test_wei
     assert status == 0 and trained["classes"] == list(THREE)
     image = next(p for p in sorted(data.rglob("*")) if p.suffix in (".jpg", ".png"))
     served = load_model(trained["model_uri"]).predict(request_frame([image.read_bytes()]))
-    assert list(served.columns) == [*THREE, "label"]
+    assert list(served.columns) == [*THREE, "label", "defer"]
     assert mlflow.get_run(trained["run_id"]).data.tags["skinml.classes"] == ",".join(THREE)

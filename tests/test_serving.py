@@ -104,7 +104,9 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         rows = body["predictions"]
         assert len(rows) == 4, form
         for row in rows:
-            assert set(row) == {*CLASSES, "label"} and row["label"] in CLASSES
+            assert set(row) == {*CLASSES, "label", "p_positive", "refer", "defer"} and row["label"] in CLASSES
+            assert row["refer"] in (True, False) and row["defer"] in (True, False)
+            assert abs(row["p_positive"] - row["akiec"] - row["bcc"] - row["mel"]) < 1e-6
             assert abs(sum(row[c] for c in CLASSES) - 1) < 1e-4
         answers[form] = np.array([[row[c] for c in CLASSES] for row in rows])
     np.testing.assert_allclose(answers["dataframe_split"], answers["dataframe_records"], rtol=1e-5)
@@ -219,7 +221,8 @@ def test_predict_answers_the_readable_files_and_names_the_others(synthetic_dir, 
     assert err.splitlines() == errors
     table = out.splitlines()
     assert len(table) == 2 and table[0].split()[0] == "file" and table[1].split()[0] == real
-    assert table[1].split()[-1] in CLASSES
+    row = dict(zip(table[0].split(), table[1].split()))
+    assert row["label"] in CLASSES and row["refer"] in ("True", "False") and row["defer"] in ("True", "False")
     assert main(["predict", *files, "--model-uri", model_uri, "--json"]) == 2
     out, err = capsys.readouterr()
     assert err.splitlines() == errors

@@ -61,8 +61,9 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     model = mlflow.pyfunc.load_model(result["model_uri"])
     paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
     predictions = model.predict(b64_images(paths))
-    assert list(predictions.columns) == [*CLASSES, "label"]
+    assert list(predictions.columns) == [*CLASSES, "label", "p_positive", "refer", "defer"]
     np.testing.assert_allclose(predictions[list(CLASSES)].sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(predictions["p_positive"], predictions[["akiec", "bcc", "mel"]].sum(axis=1))
     assert set(predictions["label"]) <= set(CLASSES)
     with pytest.raises(InvalidImageError, match="row 1: 'image' is not valid base64"):
         model.predict(pd.DataFrame({"image": [b64_images(paths[:1])["image"][0], "%%%not base64%%%"]}))

@@ -1,0 +1,152 @@
+"""Decisions a clinician acts on: refer when the probability of the positive group ("refer": malignant) passes a
+threshold chosen on validation for a target sensitivity, and defer (look again) when the model's confidence is below
+the value chosen on validation for a target balanced accuracy of the images it keeps.
+
+Chosen at training on the validation split, shipped with the model (`decisions.json`), served (`p_positive`,
+`refer`, `defer`) and scored on test, with lesion-bootstrap intervals, at evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score
+
+HAM10000_POSITIVE = ("akiec", "bcc", "mel")  # the malignant diagnoses of HAM10000
+FIGURES = ("sensitivity", "specificity", "ppv", "npv", "referral_rate")
+
+
+def positive_group(classes: Sequence[str], given: Sequence[str] = ()) -> tuple[str, ...]:
+    """The classes that mean "refer": `given`, else HAM10000's malignant three, else a binary model's second class
+    (`malignant` of benign/malignant); () when none can be told (then the model has no operating points)."""
+    if given:
+        unknown = sorted(set(given) - set(classes))
+        if unknown:
+            raise ValueError(f"positive class(es) {unknown} are not classes of the data {list(classes)}")
+        return tuple(c for c in classes if c in given)
+    if set(HAM10000_POSITIVE) <= set(classes) and len(classes) > len(HAM10000_POSITIVE):
+        return HAM10000_POSITIVE
+    return (classes[1],) if len(classes) == 2 else ()
+
+
+def p_positive(probs: np.ndarray, classes: Sequence[str], positive: Sequence[str]) -> np.ndarray:
+    """P(positive group) per image: the sum of its classes' probabilities."""
+    return np.asarray(probs)[:, [list(classes).index(c) for c in positive]].sum(axis=1)
+
+
+def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: float) -> float:
+    """The highest threshold at which at least `target` of the positive images score at or above it."""
+    ranked = np.sort(scores[positive])[::-1]
+    return float(ranked[max(math.ceil(target * len(ranked)), 1) - 1])
+
+
+def deferral_confidence(confidence: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, target: float) -> float:
+    """The lowest confidence (top-class probability) such that the images at or above it reach `target` balanced
+    accuracy (candidates: the percentiles 0-99 of `confidence`); 1.0 (defer everything) when none does."""
+    for candidate in np.unique(np.percentile(confidence, np.arange(100))):
+        kept = confidence >= candidate
+        if len(np.unique(y_true[kept])) > 1 and balanced_accuracy_score(y_true[kept], y_pred[kept]) >= target:
+            return float(candidate)
+    return 1.0
+
+
+def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], positive_classes: Sequence[str],
+           target_sensitivities: Sequence[float], target_balanced_accuracy: float) -> dict:
+    """The decisions chosen on validation (`probs`, `y_true`: the validation split): the positive group, a
+    threshold on P(positive) per target sensitivity, the deferral confidence."""
+    y_true = np.asarray(y_true)
+    decisions: dict = {"positive_classes": list(positive_group(classes, positive_classes)), "operating_points": []}
+    if decisions["positive_classes"]:
+        scores = p_positive(probs, classes, decisions["positive_classes"])
+        is_positive = np.isin(np.asarray(classes)[y_true], decisions["positive_classes"])
+        decisions["operating_points"] = [
+            {"target_sensitivity": float(t), "threshold": threshold_for_sensitivity(scores, is_positive, t)}
+            for t in target_sensitivities]
+    confidence = np.asarray(probs).max(axis=1)
+    decisions["deferral"] = {"target_balanced_accuracy": float(target_balanced_accuracy),
+                             "confidence": deferral_confidence(confidence, y_true, np.asarray(probs).argmax(axis=1),
+                                                               target_balanced_accuracy)}
+    return decisions
+
+
+def chosen_thresholds(decisions: dict) -> dict[str, float]:
+    """What training chose on validation, as MLflow metrics: `val_sens90_threshold`, ..., `val_defer_confidence`."""
+    named = {f"val_{point_name(point)}_threshold": point["threshold"] for point in decisions["operating_points"]}
+    return {**named, "val_defer_confidence": decisions["deferral"]["confidence"]}
+
+
+def referral_figures(scores: np.ndarray, is_positive: np.ndarray, threshold: float) -> dict[str, float]:
+    """Sensitivity, specificity, PPV, NPV and referral rate of "refer when the score is at or above `threshold`"."""
+    refer = scores >= threshold
+    tp, fn = (refer & is_positive).sum(), (~refer & is_positive).sum()
+    fp, tn = (refer & ~is_positive).sum(), (~refer & ~is_positive).sum()
+    ratio = lambda a, b: float(a / (a + b)) if a + b else float("nan")  # noqa: E731
+    return {"sensitivity": ratio(tp, fn), "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn),
+            "referral_rate": float(refer.mean())}
+
+
+def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisions: dict, lesions,
+          n_resamples: int = 1000, seed: int = 0) -> dict:
+    """The decisions' figures on a labelled set (test, or an external one): per operating point its referral
+    figures with 95% intervals over bootstrap resamples of whole lesions; the deferral's coverage and the balanced
+    accuracy of the images kept."""
+    probs, y_true = np.asarray(probs), np.asarray(y_true)
+    images_of = list(pd.Series(np.asarray(lesions)).groupby(np.asarray(lesions)).indices.values())
+    rng = np.random.default_rng(seed)
+    resamples = [np.concatenate([images_of[k] for k in rng.integers(0, len(images_of), len(images_of))])
+                 for _ in range(n_resamples)]
+    scored: dict = {"positive_classes": list(decisions.get("positive_classes", [])), "operating_points": []}
+    if decisions.get("positive_classes"):
+        scores = p_positive(probs, classes, decisions["positive_classes"])
+        is_positive = np.isin(np.asarray(classes)[y_true], decisions["positive_classes"])
+        for point in decisions["operating_points"]:
+            draws = pd.DataFrame([referral_figures(scores[rows], is_positive[rows], point["threshold"])
+                                  for rows in resamples])
+            figures = referral_figures(scores, is_positive, point["threshold"])
+            scored["operating_points"].append({**point, **figures, "ci95": {
+                name: [float(draws[name].quantile(0.025)), float(draws[name].quantile(0.975))] for name in FIGURES}})
+    kept = probs.max(axis=1) >= decisions["deferral"]["confidence"]
+    scored["deferral"] = {**decisions["deferral"], "coverage": float(kept.mean()), "balanced_accuracy": float(
+        balanced_accuracy_score(y_true[kept], probs[kept].argmax(axis=1))) if kept.any() else float("nan")}
+    return scored
+
+
+def point_name(point: dict) -> str:
+    """An operating point's name in metric names: `sens90` for target sensitivity 0.90."""
+    return f"sens{round(point['target_sensitivity'] * 100):d}"
+
+
+def decision_metrics(scored: dict, prefix: str) -> dict[str, float]:
+    """MLflow names: `<prefix>_sens90_threshold`, `<prefix>_sens90_{sensitivity,...}` and their `_ci95_low/high`;
+    `<prefix>_defer_confidence`, `<prefix>_defer_coverage`, `<prefix>_defer_balanced_accuracy`."""
+    named: dict[str, float] = {}
+    for point in scored["operating_points"]:
+        stem = f"{prefix}_{point_name(point)}"
+        named[f"{stem}_threshold"] = point["threshold"]
+        for figure in FIGURES:
+            named[f"{stem}_{figure}"] = point[figure]
+            named[f"{stem}_{figure}_ci95_low"], named[f"{stem}_{figure}_ci95_high"] = point["ci95"][figure]
+    deferral = scored["deferral"]
+    named.update({f"{prefix}_defer_confidence": deferral["confidence"], f"{prefix}_defer_coverage":
+                  deferral["coverage"], f"{prefix}_defer_balanced_accuracy": deferral["balanced_accuracy"]})
+    return {k: float(v) for k, v in named.items() if v == v}
+
+
+def describe(scored: dict) -> str:
+    """One sentence per decision, for the registry and the report."""
+    lines = []
+    for point in scored["operating_points"]:
+        ci = point["ci95"]
+        lines.append(f"refer when P({'+'.join(scored.get('positive_classes', []))}) >= {point['threshold']:.3f} "
+                     f"(target sensitivity {point['target_sensitivity']:.2f}): sensitivity {point['sensitivity']:.3f} "
+                     f"[{ci['sensitivity'][0]:.3f}, {ci['sensitivity'][1]:.3f}], specificity "
+                     f"{point['specificity']:.3f} [{ci['specificity'][0]:.3f}, {ci['specificity'][1]:.3f}], "
+                     f"referral rate {point['referral_rate']:.3f}")
+    deferral = scored["deferral"]
+    lines.append(f"defer below confidence {deferral['confidence']:.3f} (target balanced accuracy "
+                 f"{deferral['target_balanced_accuracy']:.2f}): coverage {deferral['coverage']:.3f}, balanced "
+                 f"accuracy of the rest {deferral['balanced_accuracy']:.3f}")
+    return "; ".join(lines)

@@ -1,0 +1,104 @@
+"""Decisions: the positive group, referral thresholds chosen on validation for target sensitivities, deferral, and
+their figures on test with lesion-bootstrap intervals; shipped with the model, served and logged by evaluation."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
+from skinml.decisions import (choose, decision_metrics, deferral_confidence, positive_group, referral_figures,
+                              score, threshold_for_sensitivity)
+from skinml.model_store import load_model, model_decisions, request_frame
+
+
+def test_the_positive_group_defaults_to_hams_malignant_three_or_a_binary_models_second_class():
+    assert positive_group(CLASSES) == ("akiec", "bcc", "mel")
+    assert positive_group(("benign", "malignant")) == ("malignant",)
+    assert positive_group(("keratosis", "melanoma", "naevus")) == ()
+    assert positive_group(("keratosis", "melanoma", "naevus"), ["melanoma"]) == ("melanoma",)
+    with pytest.raises(ValueError, match=r"positive class\(es\) \['scc'\] are not classes of the data"):
+        positive_group(CLASSES, ["scc"])
+
+
+def test_a_threshold_is_the_highest_that_reaches_the_target_sensitivity():
+    rng = np.random.default_rng(0)
+    is_positive = rng.random(500) < 0.2
+    scores = np.clip(rng.normal(np.where(is_positive, 0.6, 0.3), 0.15), 0, 1)
+    for target in (0.8, 0.9, 0.95):
+        threshold = threshold_for_sensitivity(scores, is_positive, target)
+        assert referral_figures(scores, is_positive, threshold)["sensitivity"] >= target
+        assert referral_figures(scores, is_positive, threshold + 1e-9)["sensitivity"] < target
+
+
+def test_deferral_keeps_the_images_that_reach_the_target_balanced_accuracy():
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 3, 600)
+    confidence = rng.uniform(0.34, 1.0, 600)
+    y_pred = np.where(rng.random(600) < confidence, y_true, (y_true + 1) % 3)  # surer: more often right
+    threshold = deferral_confidence(confidence, y_true, y_pred, 0.8)
+    kept = confidence >= threshold
+    assert 0.1 < kept.mean() < 0.9
+    assert np.mean([np.mean(y_pred[kept & (y_true == k)] == k) for k in range(3)]) >= 0.8
+    assert deferral_confidence(confidence, y_true, (y_true + 1) % 3, 0.8) == 1.0  # never reached: defer all
+
+
+def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 7, 700)
+    probs = rng.dirichlet(np.ones(7), 700)
+    probs[np.arange(700), y] += 1.0
+    probs /= probs.sum(axis=1, keepdims=True)
+    decisions = choose(probs[:350], y[:350], CLASSES, (), (0.9, 0.95), 0.8)
+    assert decisions["positive_classes"] == ["akiec", "bcc", "mel"]
+    assert [p["target_sensitivity"] for p in decisions["operating_points"]] == [0.9, 0.95]
+    assert decisions["operating_points"][1]["threshold"] <= decisions["operating_points"][0]["threshold"]
+    scored = score(probs[350:], y[350:], CLASSES, decisions, lesions=np.arange(350) // 2, n_resamples=200)
+    for point in scored["operating_points"]:
+        for figure in ("sensitivity", "specificity", "ppv", "npv", "referral_rate"):
+            low, high = point["ci95"][figure]
+            assert low <= point[figure] <= high
+        assert 0.8 < point["sensitivity"] and point["referral_rate"] > 0.3
+    metrics = decision_metrics(scored, "test")
+    assert metrics["test_sens90_sensitivity"] == scored["operating_points"][0]["sensitivity"]
+    assert {"test_sens95_specificity_ci95_low", "test_defer_coverage", "test_defer_balanced_accuracy"} <= set(metrics)
+    json.dumps(scored)  # logged as JSON with the report
+
+
+def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(synthetic_dir, test_weights):
+    from skinml.config import TrainConfig
+    from skinml.evaluate import evaluate
+    from skinml.train import train
+
+    from .conftest import IMAGE_SIZE
+
+    config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=3, batch_size=16,
+                         target_sensitivities=(0.8,), target_balanced_accuracy=0.5)
+    trained = train(config, synthetic_dir)
+    decisions = model_decisions(trained["model_uri"])
+    assert decisions["positive_classes"] == ["akiec", "bcc", "mel"] and len(decisions["operating_points"]) == 1
+    run = mlflow.get_run(trained["run_id"])
+    assert run.data.metrics["val_sens80_threshold"] == decisions["operating_points"][0]["threshold"]
+    assert run.data.params["target_sensitivities"] == "0.8"
+
+    images = sorted(synthetic_dir.rglob("*.jpg"))[:6]
+    answer = load_model(trained["model_uri"]).predict(request_frame([p.read_bytes() for p in images]))
+    assert (answer["refer"] == (answer["p_positive"] >= decisions["operating_points"][0]["threshold"])).all()
+    assert (answer["defer"] == (answer[list(CLASSES)].max(axis=1) < decisions["deferral"]["confidence"])).all()
+
+    tested = evaluate(trained["model_uri"])
+    point = tested["decisions"]["operating_points"][0]
+    metrics = mlflow.get_run(tested["run_id"]).data.metrics
+    assert metrics["test_sens80_sensitivity"] == point["sensitivity"]
+    assert metrics["test_sens80_referral_rate_ci95_high"] == point["ci95"]["referral_rate"][1]
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(tested["run_id"], "plots")}
+    assert {"plots/operating_points.png", "plots/deferral.png"} <= artifacts
+    report = mlflow.artifacts.load_text(f"runs:/{tested['run_id']}/report/classification_report.txt")
+    assert "refer when P(akiec+bcc+mel) >=" in report and "defer below confidence" in report
+
+    from skinml.registry import register
+
+    register(trained["model_uri"], "skinml", tested)
+    description = mlflow.MlflowClient().get_model_version("skinml", "1").description
+    assert f"Decisions, on test: refer when P(akiec+bcc+mel) >= {point['threshold']:.3f}" in description
