@@ -1,5 +1,5 @@
 """The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, promote, predict,
-schedule, sweep, cache)."""
+schedule, sweep, card, cache)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,12 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
                       model_name=args.name, experiment=args.experiment, promotion_margin=args.margin)
 
 
+def cmd_card(args: argparse.Namespace) -> dict:
+    from skinml.model_card import write_card
+
+    return write_card(args.model_uri, args.output)
+
+
 def cmd_cache(args: argparse.Namespace) -> dict:
     from skinml.features import FeatureCache
 
@@ -191,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "--no-retrain: only run trials (extra workers)")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("card", help="write a model's model card (Markdown, its plots, HTML) from what MLflow holds")
+    p.add_argument("model_uri", help="e.g. models:/skinml@champion, models:/skinml/3 or a logged model's URI")
+    p.add_argument("--output", default="model_card", help="folder to write it into")
+    p.set_defaults(func=cmd_card)
+
     p = sub.add_parser("cache", help="feature cache: info | clear")
     p.add_argument("action", choices=["info", "clear"])
     p.set_defaults(func=cmd_cache)
@@ -210,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
                     server, owner)
     mark_owner()  # a temporary server this command starts carries its PID
     try:
-        if args.command not in ("download", "split", "cache", "predict"):  # the commands that log runs
+        if args.command not in ("download", "split", "cache", "predict", "card"):  # the commands that log runs
             for run_id in close_orphaned_runs():
                 log.warning("closed run %s as KILLED: its process had died", run_id)
         result = args.func(args)

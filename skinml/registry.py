@@ -19,12 +19,13 @@ from mlflow.exceptions import MlflowException
 
 from skinml.config import DEFAULT_EXPERIMENT
 from skinml.data.split import lesions_crossing, manifest_digest
+from skinml.decisions import describe as describe_decisions
 from skinml.evaluate import evaluate, training_run_id
 from skinml.evidence import compare, predictions_for
 from skinml.features import FeatureCache
 from skinml.integrity import DIGEST_TAG, model_files_digest
-from skinml.decisions import describe as describe_decisions
 from skinml.labels import model_classes
+from skinml.model_card import CARD_ARTIFACTS, log_card
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
 from skinml.ui_view import CHAMPION_TAG
@@ -71,6 +72,7 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     client = MlflowClient()
     client.update_registered_model(name, description=MODEL_DESCRIPTION.format(
         name=name, n=len(classes), classes=", ".join(classes)))
+    log_card(f"models:/{name}/{version}")  # model_card/ among the training run's artifacts
     describe_version(name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
@@ -103,7 +105,9 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
     text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{tags['run_id']}`); "
             f"split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
             f"{figures or 'not evaluated'}." + (f" Decisions, on test: {tags['decisions']}." if "decisions" in tags
-                                                  else "") + (f" Promotion: {promotion}." if promotion else ""))
+                                                  else "") + (f" Promotion: {promotion}." if promotion else "")
+            + f" Model card: `{CARD_ARTIFACTS}/model_card.html` among the artifacts of run `{tags['run_id']}` "
+            f"(`skinml card models:/{name}/{version}` writes it again).")
     client.update_model_version(name, version, description=text)
 
 

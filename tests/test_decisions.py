@@ -102,3 +102,34 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     register(trained["model_uri"], "skinml", tested)
     description = mlflow.MlflowClient().get_model_version("skinml", "1").description
     assert f"Decisions, on test: refer when P(akiec+bcc+mel) >= {point['threshold']:.3f}" in description
+
+
+def test_every_registered_version_gets_a_model_card_built_from_logged_values(synthetic_dir, test_weights, tmp_path,
+                                                                             capsys):
+    from skinml.cli import main
+    from skinml.config import TrainConfig
+    from skinml.evaluate import evaluate
+    from skinml.registry import register
+    from skinml.train import train
+
+    from .conftest import IMAGE_SIZE
+
+    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=2, batch_size=16), synthetic_dir)
+    tested = evaluate(trained["model_uri"])
+    register(trained["model_uri"], "skinml", tested)
+    run_id = trained["run_id"]
+    card = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card/model_card.md")
+    html = mlflow.artifacts.load_text(f"runs:/{run_id}/model_card/model_card.html")
+    balanced = tested["balanced_accuracy"]
+    assert f"balanced accuracy {balanced:.3f} [" in card and "## Intended use" in card and "## Known limits" in card
+    assert "| akiec | " in card and "Refer when P(akiec+bcc+mel) is at or above" in card
+    assert "<table>" in html and "data:image/png;base64," in html and f"{balanced:.3f}" in html
+    assert "model_card/model_card.html" in mlflow.MlflowClient().get_model_version("skinml", "1").description
+
+    # the card is written from what is logged: change a logged figure and the card follows
+    mlflow.MlflowClient().log_metric(tested["run_id"], "test_balanced_accuracy", 0.123456)
+    assert main(["card", "models:/skinml/1", "--output", str(tmp_path / "card")]) == 0
+    capsys.readouterr()
+    rewritten = (tmp_path / "card" / "model_card.md").read_text()
+    assert "balanced accuracy 0.123 [" in rewritten and f"balanced accuracy {balanced:.3f} [" not in rewritten
+    assert (tmp_path / "card" / "reliability_diagram.png").stat().st_size > 1000

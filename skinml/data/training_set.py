@@ -51,7 +51,8 @@ def warn_if_ungrouped(frame: pd.DataFrame) -> None:
 def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
     """The MLflow tags that say what reading the data found: a split by image (when the split was made from it),
     the images a label map dropped per label, and the reader's notes."""
-    tags = {}
+    tags = {"skinml.data_format": str(frame.attrs.get("data_format", "")),
+            "skinml.grouped_by": frame.attrs.get("grouped_by") or "image"}
     if split_made and frame.attrs.get("grouped_by", "lesion_id") is None:
         tags["skinml.split_grouped_by"] = "image (the data has no group column)"
     dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}

@@ -1,0 +1,199 @@
+"""A model card (Mitchell et al., 2019) for a logged skinml model, written only from what MLflow holds about it: the
+training run's recipe and split, the evaluation runs' figures, slices and plots, the decisions the model ships with.
+The intended use and the fixed limits are text kept in the repository (`model_card_use.md`, `model_card_limits.md`)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from skinml.evaluate import training_run_id
+from skinml.labels import model_classes
+from skinml.manifests import run_manifest
+from skinml.model_store import model_decisions
+from skinml.tracking import download_run_artifact
+
+USE_TEXT = Path(__file__).with_name("model_card_use.md")
+LIMITS_TEXT = Path(__file__).with_name("model_card_limits.md")
+CARD_ARTIFACTS = "model_card"
+PLOTS = ("reliability_diagram.png", "operating_points.png", "deferral.png", "slices.png")
+SMALL = 30  # fewer test images of a class than this: its figures are noted as uncertain
+
+
+def evaluation_runs(model_uri: str) -> list:
+    """The finished evaluation runs of a model, newest first: under the URI given, and under its logged model's
+    own URI when the given one names a registered version."""
+    uris = {model_uri}
+    match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@(\w+))", model_uri)
+    if match and not match[1].startswith("m-"):
+        client = mlflow.MlflowClient()
+        version = (client.get_model_version(match[1], match[2]) if match[2]
+                   else client.get_model_version_by_alias(match[1], match[3]))
+        uris |= {version.source, f"models:/{match[1]}/{version.version}"}
+    runs = []
+    for uri in sorted(uris):
+        runs += mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"],
+                                   filter_string=f"tags.`skinml.stage` = 'evaluate' and attributes.status = "
+                                                 f"'FINISHED' and tags.`skinml.model_uri` = '{uri}'")
+    return sorted(runs, key=lambda run: -run.info.start_time)
+
+
+def interval(metrics: dict, name: str, prefix: str = "test") -> str:
+    """'0.675 [0.613, 0.734]' from a metric and its logged interval; '—' when not logged."""
+    if f"{prefix}_{name}" not in metrics:
+        return "—"
+    figure, stem = metrics[f"{prefix}_{name}"], name.split("/")[0]
+    label = f"/{name.split('/', 1)[1]}" if "/" in name else ""
+    low, high = (metrics.get(f"{prefix}_{stem}_ci95_{end}{label}") for end in ("low", "high"))
+    return f"{figure:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+
+
+def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """The training data's lines, and the classes with fewer than SMALL test images."""
+    manifest = run_manifest(train_run.info.run_id)
+    params, tags = train_run.data.params, train_run.data.tags
+    counts = manifest.groupby(["dx", "split"]).agg(images=("image_id", "size"), groups=("lesion_id", "nunique"))
+    layout = tags.get("skinml.data_format", params.get("data_format", "?"))
+    lines = [f"Source `{params.get('data_dir', '?')}`, layout `{layout}`, "
+             f"label map `{params.get('label_map', 'none')}`; split `{manifest['split'].value_counts().to_dict()}`, "
+             f"grouped by `{tags.get('skinml.grouped_by', 'lesion_id')}` (a group on one side only), seed "
+             f"{params.get('seed', '?')}, manifest sha256 `{tags.get('skinml.manifest_sha256', '?')[:12]}`.", "",
+             "| class | train images (groups) | validation | test |", "|---|---|---|---|"]
+    for name in classes:
+        cells = [f"{counts.loc[(name, part), 'images']} ({counts.loc[(name, part), 'groups']})"
+                 if (name, part) in counts.index else "0" for part in ("train", "val", "test")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    tested = manifest.loc[manifest["split"] == "test", "dx"].value_counts()
+    return lines, [name for name in classes if tested.get(name, 0) < SMALL]
+
+
+def figures_section(test_run, classes: tuple[str, ...]) -> list[str]:
+    metrics = test_run.data.metrics
+    lines = [f"On the test split ({test_run.data.tags.get('skinml.n_images', '?')} images, evaluation run "
+             f"`{test_run.info.run_id}`), 95% intervals from bootstrap resamples of whole lesions:", "",
+             f"- balanced accuracy {interval(metrics, 'balanced_accuracy')}",
+             f"- macro AUC {interval(metrics, 'macro_auc')}",
+             f"- accuracy {metrics.get('test_accuracy', float('nan')):.3f}, macro F1 "
+             f"{metrics.get('test_macro_f1', float('nan')):.3f}", "",
+             "| class | precision | recall [95%] | F1 | AUC |", "|---|---|---|---|---|"]
+    for name in classes:
+        lines.append(f"| {name} | {metrics.get(f'test_precision/{name}', float('nan')):.3f} | "
+                     f"{interval(metrics, f'recall/{name}')} | {metrics.get(f'test_f1/{name}', float('nan')):.3f} | "
+                     f"{metrics.get(f'test_auc/{name}', float('nan')):.3f} |")
+    return lines
+
+
+def decisions_section(test_run, decisions: dict) -> list[str]:
+    metrics, lines = test_run.data.metrics, []
+    if decisions.get("operating_points"):
+        group = "+".join(decisions["positive_classes"])
+        lines += [f"Refer when P({group}) is at or above the threshold chosen on the validation split for each target "
+                  "sensitivity; on test:", "",
+                  "| target sensitivity | threshold | sensitivity | specificity | PPV | NPV | referral rate |",
+                  "|---|---|---|---|---|---|---|"]
+        for point in decisions["operating_points"]:
+            stem = f"sens{round(point['target_sensitivity'] * 100):d}"
+            cells = [interval(metrics, f"{stem}_{figure}") for figure in
+                     ("sensitivity", "specificity", "ppv", "npv", "referral_rate")]
+            lines.append(f"| {point['target_sensitivity']:.2f} | {point['threshold']:.3f} | " + " | ".join(cells)
+                         + " |")
+        lines.append("")
+    if decisions.get("deferral"):
+        deferral = decisions["deferral"]
+        lines.append(f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, chosen "
+                     f"on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} on the "
+                     f"images kept; on test it keeps {metrics.get('test_defer_coverage', float('nan')):.1%} of the "
+                     f"images, at balanced accuracy {metrics.get('test_defer_balanced_accuracy', float('nan')):.3f}.")
+    return lines or ["The model ships no decisions."]
+
+
+def slices_section(test_run) -> list[str]:
+    try:
+        slices = pd.read_csv(download_run_artifact(test_run.info.run_id, "report/slices.csv"))
+    except (mlflow.exceptions.MlflowException, OSError):
+        return ["The data has no metadata to slice by."]
+    lines = ["| by | value | images | accuracy | balanced accuracy |", "|---|---|---|---|---|"]
+    for row in slices.itertuples():
+        note = " (few images)" if row.small else ""
+        lines.append(f"| {row.column} | {row.value} | {row.n}{note} | {row.accuracy:.3f} | "
+                     f"{row.balanced_accuracy:.3f} |")
+    return lines
+
+
+def card_markdown(model_uri: str) -> str:
+    """The model card of a logged (or registered) model, as Markdown whose images are files beside it."""
+    train_run = mlflow.get_run(training_run_id(model_uri))
+    classes, decisions = model_classes(model_uri), model_decisions(model_uri)
+    evaluations = evaluation_runs(model_uri)
+    tests = [run for run in evaluations if run.data.tags.get("skinml.eval_split") == "test"]
+    external = [run for run in evaluations if run.data.tags.get("skinml.eval_split") == "whole folder"]
+    lines = [f"# Model card: `{model_uri}`", "",
+             f"MobileNetV2 pretrained on ImageNet, transfer-learned by skinml: recipe `{train_run.info.run_name}` "
+             f"(training run `{train_run.info.run_id}`), {len(classes)} classes: {', '.join(classes)}.", "",
+             USE_TEXT.read_text().strip(), ""]
+    data_lines, small = data_section(train_run, classes)
+    lines += ["## Training data", "", *data_lines, ""]
+    if tests:
+        test = tests[0]
+        metrics = test.data.metrics
+        lines += ["## Figures", "", *figures_section(test, classes), "", "## Slices", "", *slices_section(test), "",
+                  "## Calibration", "",
+                  f"Expected calibration error on test {metrics.get('test_ece', float('nan')):.3f} "
+                  "(15 bins, top-class confidence).", "", "![Reliability diagram](reliability_diagram.png)", "",
+                  "## Decisions", "", *decisions_section(test, decisions), "",
+                  "![Operating points](operating_points.png)", "", "![Deferral](deferral.png)", ""]
+        if small:
+            lines += [f"Classes with fewer than {SMALL} test images ({', '.join(small)}): their figures are wide "
+                      "guesses.", ""]
+    else:
+        lines += ["## Figures", "", "Not evaluated yet: `skinml evaluate --model-uri URI` logs the figures.", ""]
+    lines += ["## External evaluations", ""]
+    left_out = {run.info.run_id: f", left out: {run.data.tags['skinml.eval_left_out']}"
+                for run in external if "skinml.eval_left_out" in run.data.tags}
+    lines += [f"- `{run.data.tags.get('skinml.eval_data', '?')}` ({run.data.tags.get('skinml.n_images', '?')} images"
+              f"{left_out.get(run.info.run_id, '')}"
+              f"): balanced accuracy {interval(run.data.metrics, 'balanced_accuracy')}, macro AUC "
+              f"{interval(run.data.metrics, 'macro_auc')}" for run in external] or ["None logged."]
+    lines += ["", LIMITS_TEXT.read_text().strip()]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(model_uri: str, dest: str | Path) -> dict[str, str]:
+    """Write `model_card.md`, its plots and `model_card.html` (one self-contained file) into `dest`."""
+    import markdown
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    text = card_markdown(model_uri)
+    (dest / "model_card.md").write_text(text)
+    tests = [run for run in evaluation_runs(model_uri) if run.data.tags.get("skinml.eval_split") == "test"]
+    html_text = text
+    for plot in PLOTS if tests else ():
+        try:
+            image = download_run_artifact(tests[0].info.run_id, f"plots/{plot}")
+        except (mlflow.exceptions.MlflowException, OSError):
+            continue
+        (dest / plot).write_bytes(image.read_bytes())
+        encoded = base64.b64encode(image.read_bytes()).decode()
+        html_text = html_text.replace(f"]({plot})", f"](data:image/png;base64,{encoded})")
+    body = markdown.markdown(html_text, extensions=["tables"])
+    (dest / "model_card.html").write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>Model card</title><style>body{font-family:sans-serif;"
+        "max-width:60em;margin:2em auto;line-height:1.45}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
+        "padding:.2em .6em;text-align:left}img{max-width:100%}code{background:#f4f4f4}</style></head><body>"
+        f"{body}</body></html>\n")
+    return {"markdown": str(dest / "model_card.md"), "html": str(dest / "model_card.html")}
+
+
+def log_card(model_uri: str) -> str:
+    """Write the card and log it among the training run's artifacts (`model_card/`); returns the run id."""
+    run_id = training_run_id(model_uri)
+    with tempfile.TemporaryDirectory(prefix="skinml-card-") as tmp:
+        write_card(model_uri, tmp)
+        mlflow.MlflowClient().log_artifacts(run_id, tmp, CARD_ARTIFACTS)
+    return run_id
