@@ -58,8 +58,9 @@ def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[s
     manifest = run_manifest(train_run.info.run_id)
     params, tags = train_run.data.params, train_run.data.tags
     counts = manifest.groupby(["dx", "split"]).agg(images=("image_id", "size"), groups=("lesion_id", "nunique"))
-    layout = tags.get("skinml.data_format", params.get("data_format", "?"))
-    lines = [f"Source `{params.get('data_dir', '?')}`, layout `{layout}`, "
+    layout = f"`{tags.get('skinml.data_format') or params.get('data_format', 'auto')}`"
+    layout += " (recognised from the folder)" if layout == "`auto`" else ""  # a run from before the tag
+    lines = [f"Source `{params.get('data_dir', '?')}`, layout {layout}, "
              f"label map `{params.get('label_map', 'none')}`; split `{manifest['split'].value_counts().to_dict()}`, "
              f"grouped by `{tags.get('skinml.grouped_by', 'lesion_id')}` (a group on one side only), seed "
              f"{params.get('seed', '?')}, manifest sha256 `{tags.get('skinml.manifest_sha256', '?')[:12]}`.", "",

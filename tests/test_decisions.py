@@ -123,6 +123,7 @@ def test_every_registered_version_gets_a_model_card_built_from_logged_values(syn
     balanced = tested["balanced_accuracy"]
     assert f"balanced accuracy {balanced:.3f} [" in card and "## Intended use" in card and "## Known limits" in card
     assert "| akiec | " in card and "Refer when P(akiec+bcc+mel) is at or above" in card
+    assert "layout `ham10000`" in card and "grouped by `lesion_id`" in card
     assert "<table>" in html and "data:image/png;base64," in html and f"{balanced:.3f}" in html
     assert "model_card/model_card.html" in mlflow.MlflowClient().get_model_version("skinml", "1").description
 
