@@ -53,8 +53,9 @@ def add_training_options(parser: argparse.ArgumentParser, experiment: str = DEFA
     config.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
                         help="fit a temperature on validation (calibrated probabilities)")
     add_data_options(config)
-    config.add_argument("--positive-classes", metavar="CLASSES", help='the classes that mean "refer", comma-separated (default: '
-                        "HAM10000's mel,bcc,akiec, or a binary model's second class)")
+    config.add_argument("--positive-classes", metavar="CLASSES",
+                        help='the classes that mean "refer", comma-separated (default: HAM10000\'s mel,bcc,akiec, '
+                             "or a binary model's malignant class)")
     config.add_argument("--target-sensitivity", dest="target_sensitivities", type=float, nargs="+", metavar="S",
                         help="sensitivities to choose referral thresholds for on validation (default 0.90 0.95)")
     config.add_argument("--target-balanced-accuracy", type=float, metavar="B",

@@ -73,8 +73,8 @@ class TrainConfig:
     data_format: str = "auto"
     label_map: tuple[tuple[str, str], ...] = ()
     # Decisions (skinml.decisions), chosen on validation and shipped with the model: the classes that mean "refer"
-    # (empty: HAM10000's mel, bcc, akiec, or a binary model's second class), the sensitivities to choose referral
-    # thresholds for, and the balanced accuracy the images the model does not defer must reach.
+    # (empty: HAM10000's mel, bcc, akiec, or a binary model's class named malignant or the like), the sensitivities
+    # to choose referral thresholds for, and the balanced accuracy the images the model does not defer must reach.
     positive_classes: tuple[str, ...] = ()
     target_sensitivities: tuple[float, ...] = (0.90, 0.95)
     target_balanced_accuracy: float = 0.80
@@ -152,7 +152,8 @@ class TrainConfig:
         """Every field as plain JSON (augment as a dict, label_map as a list of pairs), what a train run logs as
         `config.json`."""
         return {**dataclasses.asdict(self), "label_map": [list(pair) for pair in self.label_map],
-                "positive_classes": list(self.positive_classes), "target_sensitivities": list(self.target_sensitivities)}
+                "positive_classes": list(self.positive_classes),
+                "target_sensitivities": list(self.target_sensitivities)}
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> TrainConfig:

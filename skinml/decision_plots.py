@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from skinml.decisions import kept_balanced_accuracy
 
 
 def referral_curves(scores: np.ndarray, is_positive: np.ndarray, scored: dict) -> Figure:
@@ -45,7 +47,9 @@ def coverage_curve(probs: np.ndarray, y_true: np.ndarray, deferral: dict) -> Fig
     accuracies = []
     for coverage in coverages:
         kept = order[: max(int(round(coverage * len(order))), 1)]
-        accuracies.append(balanced_accuracy_score(y_true[kept], probs[kept].argmax(axis=1)))
+        mask = np.zeros(len(order), dtype=bool)
+        mask[kept] = True
+        accuracies.append(kept_balanced_accuracy(y_true, probs.argmax(axis=1), mask))
     fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
     ax.plot(coverages, accuracies, marker=".")

@@ -13,15 +13,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import balanced_accuracy_score
 
 HAM10000_POSITIVE = ("akiec", "bcc", "mel")  # the malignant diagnoses of HAM10000
+# A binary model's class that means "refer" by default, when it has one of these names (else --positive-classes).
+POSITIVE_NAMES = ("malignant", "melanoma", "mel", "cancer", "positive", "1")
 FIGURES = ("sensitivity", "specificity", "ppv", "npv", "referral_rate")
 
 
 def positive_group(classes: Sequence[str], given: Sequence[str] = ()) -> tuple[str, ...]:
-    """The classes that mean "refer": `given`, else HAM10000's malignant three, else a binary model's second class
-    (`malignant` of benign/malignant); () when none can be told (then the model has no operating points)."""
+    """The classes that mean "refer": `given`, else HAM10000's malignant three, else a binary model's class named
+    like a positive one (`malignant` of benign/malignant); () when none can be told (no operating points then)."""
     if given:
         unknown = sorted(set(given) - set(classes))
         if unknown:
@@ -29,7 +30,8 @@ def positive_group(classes: Sequence[str], given: Sequence[str] = ()) -> tuple[s
         return tuple(c for c in classes if c in given)
     if set(HAM10000_POSITIVE) <= set(classes) and len(classes) > len(HAM10000_POSITIVE):
         return HAM10000_POSITIVE
-    return (classes[1],) if len(classes) == 2 else ()
+    named = [c for c in classes if c in POSITIVE_NAMES]
+    return (named[0],) if len(classes) == 2 and len(named) == 1 else ()
 
 
 def p_positive(probs: np.ndarray, classes: Sequence[str], positive: Sequence[str]) -> np.ndarray:
@@ -38,19 +40,27 @@ def p_positive(probs: np.ndarray, classes: Sequence[str], positive: Sequence[str
 
 
 def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: float) -> float:
-    """The highest threshold at which at least `target` of the positive images score at or above it."""
-    ranked = np.sort(scores[positive])[::-1]
-    return float(ranked[max(math.ceil(target * len(ranked)), 1) - 1])
+    """The highest threshold at which at least `target` of the positive images score at or above it (there must be
+    some)."""
+    ranked = np.sort(scores[positive & np.isfinite(scores)])[::-1]
+    return float(ranked[max(math.ceil(target * len(ranked) - 1e-9), 1) - 1])  # 1e-9: 0.55 * 100 is 55.000...01
+
+
+def kept_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, kept: np.ndarray) -> float:
+    """Balanced accuracy of the kept images over every class of `y_true`: a class the model defers entirely counts
+    with recall 0 (scikit-learn's would leave it out and flatter the images kept)."""
+    recalls = [float((y_pred[kept & (y_true == k)] == k).mean()) if (kept & (y_true == k)).any() else 0.0
+               for k in np.unique(y_true)]
+    return float(np.mean(recalls))
 
 
 def deferral_confidence(confidence: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, target: float) -> float:
     """The lowest confidence (top-class probability) such that the images at or above it reach `target` balanced
-    accuracy (candidates: the percentiles 0-99 of `confidence`); 1.0 (defer everything) when none does."""
+    accuracy (candidates: the percentiles 0-99 of `confidence`); just above 1 (defer everything) when none does."""
     for candidate in np.unique(np.percentile(confidence, np.arange(100))):
-        kept = confidence >= candidate
-        if len(np.unique(y_true[kept])) > 1 and balanced_accuracy_score(y_true[kept], y_pred[kept]) >= target:
+        if kept_balanced_accuracy(y_true, y_pred, confidence >= candidate) >= target:
             return float(candidate)
-    return 1.0
+    return float(np.nextafter(1.0, 2.0))  # above any probability: every image deferred
 
 
 def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], positive_classes: Sequence[str],
@@ -59,9 +69,9 @@ def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], positi
     threshold on P(positive) per target sensitivity, the deferral confidence."""
     y_true = np.asarray(y_true)
     decisions: dict = {"positive_classes": list(positive_group(classes, positive_classes)), "operating_points": []}
-    if decisions["positive_classes"]:
+    is_positive = np.isin(np.asarray(classes)[y_true], decisions["positive_classes"])
+    if decisions["positive_classes"] and is_positive.any() and not is_positive.all():
         scores = p_positive(probs, classes, decisions["positive_classes"])
-        is_positive = np.isin(np.asarray(classes)[y_true], decisions["positive_classes"])
         decisions["operating_points"] = [
             {"target_sensitivity": float(t), "threshold": threshold_for_sensitivity(scores, is_positive, t)}
             for t in target_sensitivities]
@@ -109,14 +119,14 @@ def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisio
             scored["operating_points"].append({**point, **figures, "ci95": {
                 name: [float(draws[name].quantile(0.025)), float(draws[name].quantile(0.975))] for name in FIGURES}})
     kept = probs.max(axis=1) >= decisions["deferral"]["confidence"]
-    scored["deferral"] = {**decisions["deferral"], "coverage": float(kept.mean()), "balanced_accuracy": float(
-        balanced_accuracy_score(y_true[kept], probs[kept].argmax(axis=1))) if kept.any() else float("nan")}
+    scored["deferral"] = {**decisions["deferral"], "coverage": float(kept.mean()),
+                          "balanced_accuracy": kept_balanced_accuracy(y_true, probs.argmax(axis=1), kept)}
     return scored
 
 
 def point_name(point: dict) -> str:
-    """An operating point's name in metric names: `sens90` for target sensitivity 0.90."""
-    return f"sens{round(point['target_sensitivity'] * 100):d}"
+    """An operating point's name in metric names: `sens90` for target sensitivity 0.90, `sens92.5` for 0.925."""
+    return f"sens{round(point['target_sensitivity'] * 100, 1):g}"
 
 
 def decision_metrics(scored: dict, prefix: str) -> dict[str, float]:

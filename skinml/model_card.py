@@ -76,7 +76,8 @@ def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[s
 def figures_section(test_run, classes: tuple[str, ...]) -> list[str]:
     metrics = test_run.data.metrics
     lines = [f"On the test split ({test_run.data.tags.get('skinml.n_images', '?')} images, evaluation run "
-             f"`{test_run.info.run_id}`), 95% intervals from bootstrap resamples of whole lesions:", "",
+             f"`{test_run.info.run_id}`), 95% intervals from bootstrap resamples of whole groups (lesions or "
+             "patients; images, where the data has no group column):", "",
              f"- balanced accuracy {interval(metrics, 'balanced_accuracy')}",
              f"- macro AUC {interval(metrics, 'macro_auc')}",
              f"- accuracy {metrics.get('test_accuracy', float('nan')):.3f}, macro F1 "
@@ -126,15 +127,38 @@ def slices_section(test_run) -> list[str]:
     return lines
 
 
+def own_test_evaluations(evaluations: list, train_run_id: str) -> list:
+    """The evaluations of the model's own test split (not of a champion's split it was compared on), newest first."""
+    return [run for run in evaluations if run.data.tags.get("skinml.eval_split") == "test"
+            and run.data.tags.get("skinml.manifest_run_id", train_run_id) == train_run_id]
+
+
+def plot_link(run, plot: str) -> list[str]:
+    """The Markdown lines of one of an evaluation run's plots, when it logged it."""
+    logged = {Path(item.path).name for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
+    return [f"![{plot.removesuffix('.png').replace('_', ' ')}]({plot})", ""] if plot in logged else []
+
+
+def referral_at_first_point(run, decisions: dict) -> str:
+    """', at the first operating point: sensitivity ..., specificity ...' of an external evaluation."""
+    if not decisions.get("operating_points"):
+        return ""
+    stem = f"sens{round(decisions['operating_points'][0]['target_sensitivity'] * 100, 1):g}"
+    return (f"; at the first operating point sensitivity {interval(run.data.metrics, f'{stem}_sensitivity')}, "
+            f"specificity {interval(run.data.metrics, f'{stem}_specificity')}")
+
+
 def card_markdown(model_uri: str) -> str:
     """The model card of a logged (or registered) model, as Markdown whose images are files beside it."""
     train_run = mlflow.get_run(training_run_id(model_uri))
     classes, decisions = model_classes(model_uri), model_decisions(model_uri)
     evaluations = evaluation_runs(model_uri)
-    tests = [run for run in evaluations if run.data.tags.get("skinml.eval_split") == "test"]
+    tests = own_test_evaluations(evaluations, train_run.info.run_id)
     external = [run for run in evaluations if run.data.tags.get("skinml.eval_split") == "whole folder"]
+    start = ("pretrained on ImageNet" if train_run.data.params.get("weights", "imagenet") != "none"
+             else "from random weights")
     lines = [f"# Model card: `{model_uri}`", "",
-             f"MobileNetV2 pretrained on ImageNet, transfer-learned by skinml: recipe `{train_run.info.run_name}` "
+             f"MobileNetV2 {start}, transfer-learned by skinml: recipe `{train_run.info.run_name}` "
              f"(training run `{train_run.info.run_id}`), {len(classes)} classes: {', '.join(classes)}.", "",
              USE_TEXT.read_text().strip(), ""]
     data_lines, small = data_section(train_run, classes)
@@ -145,9 +169,9 @@ def card_markdown(model_uri: str) -> str:
         lines += ["## Figures", "", *figures_section(test, classes), "", "## Slices", "", *slices_section(test), "",
                   "## Calibration", "",
                   f"Expected calibration error on test {metrics.get('test_ece', float('nan')):.3f} "
-                  "(15 bins, top-class confidence).", "", "![Reliability diagram](reliability_diagram.png)", "",
+                  "(15 bins, top-class confidence).", "", *plot_link(test, "reliability_diagram.png"),
                   "## Decisions", "", *decisions_section(test, decisions), "",
-                  "![Operating points](operating_points.png)", "", "![Deferral](deferral.png)", ""]
+                  *plot_link(test, "operating_points.png"), *plot_link(test, "deferral.png")]
         if small:
             lines += [f"Classes with fewer than {SMALL} test images ({', '.join(small)}): their figures are wide "
                       "guesses.", ""]
@@ -159,7 +183,8 @@ def card_markdown(model_uri: str) -> str:
     lines += [f"- `{run.data.tags.get('skinml.eval_data', '?')}` ({run.data.tags.get('skinml.n_images', '?')} images"
               f"{left_out.get(run.info.run_id, '')}"
               f"): balanced accuracy {interval(run.data.metrics, 'balanced_accuracy')}, macro AUC "
-              f"{interval(run.data.metrics, 'macro_auc')}" for run in external] or ["None logged."]
+              f"{interval(run.data.metrics, 'macro_auc')}{referral_at_first_point(run, decisions)}"
+              for run in external] or ["None logged."]
     lines += ["", LIMITS_TEXT.read_text().strip()]
     return "\n".join(lines) + "\n"
 
@@ -172,7 +197,7 @@ def write_card(model_uri: str, dest: str | Path) -> dict[str, str]:
     dest.mkdir(parents=True, exist_ok=True)
     text = card_markdown(model_uri)
     (dest / "model_card.md").write_text(text)
-    tests = [run for run in evaluation_runs(model_uri) if run.data.tags.get("skinml.eval_split") == "test"]
+    tests = own_test_evaluations(evaluation_runs(model_uri), training_run_id(model_uri))
     html_text = text
     for plot in PLOTS if tests else ():
         try:

@@ -36,7 +36,8 @@ MODEL_DESCRIPTION = (
     "MobileNetV2 (ImageNet, transfer learning) classifying skin-lesion images into the {n} classes of its training "
     "data: {classes}. Input: a column `image` of base64-encoded JPEG/PNG files, any size; output: "
     "a probability per class (columns named by class) and `label`, the predicted class. Serve the champion with "
-    "`mlflow models serve -m models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest version, `champion` the one "
+    "`mlflow models serve -m models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest "
+    "version, `champion` the one "
     "the promotion rule chose (a gain in balanced accuracy on the champion's lesion-grouped test split whose 95% "
     "paired lesion-bootstrap interval lies above the margin).")
 
@@ -72,7 +73,6 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     client = MlflowClient()
     client.update_registered_model(name, description=MODEL_DESCRIPTION.format(
         name=name, n=len(classes), classes=", ".join(classes)))
-    log_card(f"models:/{name}/{version}")  # model_card/ among the training run's artifacts
     describe_version(name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
@@ -80,6 +80,12 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
         client.set_registered_model_alias(name, CHAMPION, version)
         mark_champion(client.get_model_version(name, version))
         aliases.append(CHAMPION)
+    try:  # model_card/ among the training run's artifacts; a card that fails must not undo the registration
+        log_card(f"models:/{name}/{version}")
+    except Exception as exc:  # noqa: BLE001  any failure: said, and `skinml card` writes it again
+        logging.getLogger(__name__).warning("the model card of %s v%s was not written (%s: %s); `skinml card "
+                                            "models:/%s/%s` writes it", name, version, type(exc).__name__, exc,
+                                            name, version)
     return {"name": name, "version": str(version), "aliases": aliases}
 
 

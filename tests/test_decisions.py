@@ -16,6 +16,8 @@ from skinml.model_store import load_model, model_decisions, request_frame
 def test_the_positive_group_defaults_to_hams_malignant_three_or_a_binary_models_second_class():
     assert positive_group(CLASSES) == ("akiec", "bcc", "mel")
     assert positive_group(("benign", "malignant")) == ("malignant",)
+    assert positive_group(("melanoma", "nevus")) == ("melanoma",)  # not merely the class that sorts second
+    assert positive_group(("lesion", "normal")) == ()  # none named like a positive: --positive-classes says
     assert positive_group(("keratosis", "melanoma", "naevus")) == ()
     assert positive_group(("keratosis", "melanoma", "naevus"), ["melanoma"]) == ("melanoma",)
     with pytest.raises(ValueError, match=r"positive class\(es\) \['scc'\] are not classes of the data"):
@@ -41,7 +43,10 @@ def test_deferral_keeps_the_images_that_reach_the_target_balanced_accuracy():
     kept = confidence >= threshold
     assert 0.1 < kept.mean() < 0.9
     assert np.mean([np.mean(y_pred[kept & (y_true == k)] == k) for k in range(3)]) >= 0.8
-    assert deferral_confidence(confidence, y_true, (y_true + 1) % 3, 0.8) == 1.0  # never reached: defer all
+    assert deferral_confidence(confidence, y_true, (y_true + 1) % 3, 0.8) > 1.0  # never reached: defer all
+    # a class that is always wrong and unsure is not kept by deferring it all: it counts, with recall 0
+    unsure = np.where(y_true == 2, 0.35, 0.99)
+    assert deferral_confidence(unsure, y_true, np.where(y_true == 2, 0, y_true), 0.8) > 1.0
 
 
 def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
