@@ -73,6 +73,11 @@ def test_a_binary_model_through_a_label_map_and_its_evaluation_elsewhere(tmp_pat
     status, tested, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"], "--data-dir", str(other)], capsys)
     assert status == 0 and set(tested["per_class"]) == {"benign", "malignant"} and tested["n_images"] == 21
     assert "left_out" not in tested
+    # the decisions chosen on the training data's validation split, scored on the other folder at the same thresholds
+    chosen = mlflow.get_run(trained["run_id"]).data.metrics["val_sens90_threshold"]
+    point = tested["decisions"]["operating_points"][0]
+    assert tested["decisions"]["positive_classes"] == ["malignant"] and point["threshold"] == chosen
+    assert mlflow.get_run(tested["run_id"]).data.metrics["test_sens90_sensitivity"] == point["sensitivity"]
 
     # a set with a label the model does not know: refused, named, unless a map says what to do with it
     extra = make_synthetic_set(tmp_path / "extra", "csv", ("benign", "malignant", "scc"), n_per_class=4)
