@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from skinml.metrics import lesion_resamples
+
 HAM10000_POSITIVE = ("akiec", "bcc", "mel")  # the malignant diagnoses of HAM10000
 # A binary model's class that means "refer" by default, when it has one of these names (else --positive-classes).
 POSITIVE_NAMES = ("malignant", "melanoma", "mel", "cancer", "positive", "1")
@@ -104,10 +106,7 @@ def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisio
     figures with 95% intervals over bootstrap resamples of whole lesions; the deferral's coverage and the balanced
     accuracy of the images kept."""
     probs, y_true = np.asarray(probs), np.asarray(y_true)
-    images_of = list(pd.Series(np.asarray(lesions)).groupby(np.asarray(lesions)).indices.values())
-    rng = np.random.default_rng(seed)
-    resamples = [np.concatenate([images_of[k] for k in rng.integers(0, len(images_of), len(images_of))])
-                 for _ in range(n_resamples)]
+    resamples = list(lesion_resamples(lesions, n_resamples, seed))
     scored: dict = {"positive_classes": list(decisions.get("positive_classes", [])), "operating_points": []}
     if decisions.get("positive_classes"):
         scores = p_positive(probs, classes, decisions["positive_classes"])

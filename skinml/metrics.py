@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -104,6 +104,15 @@ def rank_auc(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
+def lesion_resamples(lesions, n_resamples: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Row positions of bootstrap resamples that draw whole lesions with replacement, each with all its images."""
+    lesions = np.asarray(lesions)
+    images_of = list(pd.Series(lesions).groupby(lesions).indices.values())  # positions of each lesion's images
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        yield np.concatenate([images_of[k] for k in rng.integers(0, len(images_of), len(images_of))])
+
+
 @quiet
 def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, classes: Sequence[str] = (),
                                n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
@@ -114,13 +123,10 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, c
     Images of one lesion are not independent draws, so a resample draws lesions with replacement and takes all of
     each drawn lesion's images (scipy.stats.bootstrap resamples single observations only).
     """
-    y_true, probs, lesions = np.asarray(y_true), np.asarray(probs), np.asarray(lesions)
-    images_of = list(pd.Series(lesions).groupby(lesions).indices.values())  # positions of each lesion's images
-    rng = np.random.default_rng(seed)
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
     y_pred = probs.argmax(axis=1)
     draws: dict[str, list[float]] = {"balanced_accuracy": [], "macro_auc": []}
-    for _ in range(n_resamples):
-        rows = np.concatenate([images_of[k] for k in rng.integers(0, len(images_of), len(images_of))])
+    for rows in lesion_resamples(lesions, n_resamples, seed):
         draws["balanced_accuracy"].append(balanced_accuracy_score(y_true[rows], y_pred[rows]))
         draws["macro_auc"].append(np.nanmean(rank_auc(y_true[rows], probs[rows])))
         for k, name in enumerate(classes):
