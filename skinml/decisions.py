@@ -41,6 +41,11 @@ def p_positive(probs: np.ndarray, classes: Sequence[str], positive: Sequence[str
     return np.asarray(probs)[:, [list(classes).index(c) for c in positive]].sum(axis=1)
 
 
+def positives(y_true: np.ndarray, classes: Sequence[str], positive: Sequence[str]) -> np.ndarray:
+    """Which images (class indices `y_true`) belong to the positive group."""
+    return np.isin(np.asarray(classes)[np.asarray(y_true)], list(positive))
+
+
 def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: float) -> float:
     """The highest threshold at which at least `target` of the positive images score at or above it (there must be
     some)."""
@@ -71,7 +76,7 @@ def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], positi
     threshold on P(positive) per target sensitivity, the deferral confidence."""
     y_true = np.asarray(y_true)
     decisions: dict = {"positive_classes": list(positive_group(classes, positive_classes)), "operating_points": []}
-    is_positive = np.isin(np.asarray(classes)[y_true], decisions["positive_classes"])
+    is_positive = positives(y_true, classes, decisions["positive_classes"])
     if decisions["positive_classes"] and is_positive.any() and not is_positive.all():
         scores = p_positive(probs, classes, decisions["positive_classes"])
         decisions["operating_points"] = [
@@ -110,7 +115,7 @@ def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisio
     scored: dict = {"positive_classes": list(decisions.get("positive_classes", [])), "operating_points": []}
     if decisions.get("positive_classes"):
         scores = p_positive(probs, classes, decisions["positive_classes"])
-        is_positive = np.isin(np.asarray(classes)[y_true], decisions["positive_classes"])
+        is_positive = positives(y_true, classes, decisions["positive_classes"])
         for point in decisions["operating_points"]:
             draws = pd.DataFrame([referral_figures(scores[rows], is_positive[rows], point["threshold"])
                                   for rows in resamples])

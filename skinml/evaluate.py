@@ -16,7 +16,7 @@ from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.data.training_set import model_labels, recorded_config
 from skinml.explain import fixed_sample, grad_cam
 from skinml.decision_plots import coverage_curve, referral_curves
-from skinml.decisions import decision_metrics, describe, p_positive, score
+from skinml.decisions import decision_metrics, describe, p_positive, positives, score
 from skinml.features import FeatureCache, extract_features
 from skinml.labels import class_indices, model_classes
 from skinml.manifests import run_manifest
@@ -111,8 +111,8 @@ def log_decisions(probs: np.ndarray, y_true: np.ndarray, classes: tuple[str, ...
     scored = score(probs, y_true, classes, decisions, lesions)
     mlflow.log_metrics(decision_metrics(scored, prefix))
     if scored["operating_points"]:
-        is_positive = np.isin(np.asarray(classes)[y_true], scored["positive_classes"])
-        mlflow.log_figure(referral_curves(p_positive(probs, classes, scored["positive_classes"]), is_positive,
+        group = scored["positive_classes"]
+        mlflow.log_figure(referral_curves(p_positive(probs, classes, group), positives(y_true, classes, group),
                                           scored), "plots/operating_points.png")
     mlflow.log_figure(coverage_curve(probs, y_true, scored["deferral"]), "plots/deferral.png")
     return scored

@@ -35,10 +35,14 @@ def evaluations_of(name: str, version: ModelVersion) -> list[str]:
     found = []
     for uri, since in ((version.source, 0), (f"models:/{name}/{version.version}", version.creation_timestamp)):
         found += mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"],
-                                    filter_string=f"tags.`skinml.stage` = 'evaluate' and attributes.status = "
-                                                  f"'FINISHED' and tags.`skinml.model_uri` = '{uri}' and "
-                                                  f"attributes.start_time >= {since}")
+                                    filter_string=evaluations_filter(uri, since))
     return [run.info.run_id for run in found]
+
+
+def evaluations_filter(model_uri: str, since: int = 0) -> str:
+    """MLflow's filter for the finished evaluation runs of a model URI, started at `since` (ms) or later."""
+    return (f"tags.`skinml.stage` = 'evaluate' and attributes.status = 'FINISHED' and "
+            f"tags.`skinml.model_uri` = '{model_uri}' and attributes.start_time >= {since}")
 
 
 def stored_predictions(name: str, version: ModelVersion, images: pd.DataFrame) -> tuple[pd.Series, str] | None:

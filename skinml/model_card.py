@@ -12,7 +12,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from skinml.decisions import point_name
 from skinml.evaluate import training_run_id
+from skinml.evidence import evaluations_filter, evaluations_of
 from skinml.labels import model_classes
 from skinml.manifests import run_manifest
 from skinml.model_store import model_decisions
@@ -21,25 +23,22 @@ from skinml.tracking import download_run_artifact
 USE_TEXT = Path(__file__).with_name("model_card_use.md")
 LIMITS_TEXT = Path(__file__).with_name("model_card_limits.md")
 CARD_ARTIFACTS = "model_card"
-PLOTS = ("reliability_diagram.png", "operating_points.png", "deferral.png", "slices.png")
+PLOTS = ("reliability_diagram.png", "operating_points.png", "deferral.png")
 SMALL = 30  # fewer test images of a class than this: its figures are noted as uncertain
 
 
 def evaluation_runs(model_uri: str) -> list:
     """The finished evaluation runs of a model, newest first: under the URI given, and under its logged model's
     own URI when the given one names a registered version."""
-    uris = {model_uri}
     match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@(\w+))", model_uri)
-    if match and not match[1].startswith("m-"):
+    if match and not match[1].startswith("m-"):  # a registered version: the registry's own lookup
         client = mlflow.MlflowClient()
         version = (client.get_model_version(match[1], match[2]) if match[2]
                    else client.get_model_version_by_alias(match[1], match[3]))
-        uris |= {version.source, f"models:/{match[1]}/{version.version}"}
-    runs = []
-    for uri in sorted(uris):
-        runs += mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"],
-                                   filter_string=f"tags.`skinml.stage` = 'evaluate' and attributes.status = "
-                                                 f"'FINISHED' and tags.`skinml.model_uri` = '{uri}'")
+        runs = [mlflow.get_run(run_id) for run_id in evaluations_of(match[1], version)]
+    else:
+        runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                  filter_string=evaluations_filter(model_uri))
     return sorted(runs, key=lambda run: -run.info.start_time)
 
 
@@ -99,8 +98,7 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
                   "| target sensitivity | threshold | sensitivity | specificity | PPV | NPV | referral rate |",
                   "|---|---|---|---|---|---|---|"]
         for point in decisions["operating_points"]:
-            stem = f"sens{round(point['target_sensitivity'] * 100):d}"
-            cells = [interval(metrics, f"{stem}_{figure}") for figure in
+            cells = [interval(metrics, f"{point_name(point)}_{figure}") for figure in
                      ("sensitivity", "specificity", "ppv", "npv", "referral_rate")]
             lines.append(f"| {point['target_sensitivity']:.2f} | {point['threshold']:.3f} | " + " | ".join(cells)
                          + " |")
@@ -133,9 +131,13 @@ def own_test_evaluations(evaluations: list, train_run_id: str) -> list:
             and run.data.tags.get("skinml.manifest_run_id", train_run_id) == train_run_id]
 
 
-def plot_link(run, plot: str) -> list[str]:
-    """The Markdown lines of one of an evaluation run's plots, when it logged it."""
-    logged = {Path(item.path).name for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
+def logged_plots(run) -> set[str]:
+    """The file names of the plots an evaluation run logged."""
+    return {Path(item.path).name for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "plots")}
+
+
+def plot_link(plot: str, logged: set[str]) -> list[str]:
+    """The Markdown lines of a plot beside the card, when its evaluation run logged it."""
     return [f"![{plot.removesuffix('.png').replace('_', ' ')}]({plot})", ""] if plot in logged else []
 
 
@@ -143,13 +145,14 @@ def referral_at_first_point(run, decisions: dict) -> str:
     """', at the first operating point: sensitivity ..., specificity ...' of an external evaluation."""
     if not decisions.get("operating_points"):
         return ""
-    stem = f"sens{round(decisions['operating_points'][0]['target_sensitivity'] * 100, 1):g}"
+    stem = point_name(decisions["operating_points"][0])
     return (f"; at the first operating point sensitivity {interval(run.data.metrics, f'{stem}_sensitivity')}, "
             f"specificity {interval(run.data.metrics, f'{stem}_specificity')}")
 
 
-def card_markdown(model_uri: str) -> str:
-    """The model card of a logged (or registered) model, as Markdown whose images are files beside it."""
+def card_markdown(model_uri: str) -> tuple[str, str | None]:
+    """The model card of a logged (or registered) model, as Markdown whose images are files beside it (PLOTS of the
+    evaluation run named second: the model's latest of its own test split; None when it has none)."""
     train_run = mlflow.get_run(training_run_id(model_uri))
     classes, decisions = model_classes(model_uri), model_decisions(model_uri)
     evaluations = evaluation_runs(model_uri)
@@ -165,13 +168,13 @@ def card_markdown(model_uri: str) -> str:
     lines += ["## Training data", "", *data_lines, ""]
     if tests:
         test = tests[0]
-        metrics = test.data.metrics
+        metrics, logged = test.data.metrics, logged_plots(test)
         lines += ["## Figures", "", *figures_section(test, classes), "", "## Slices", "", *slices_section(test), "",
                   "## Calibration", "",
                   f"Expected calibration error on test {metrics.get('test_ece', float('nan')):.3f} "
-                  "(15 bins, top-class confidence).", "", *plot_link(test, "reliability_diagram.png"),
+                  "(15 bins, top-class confidence).", "", *plot_link("reliability_diagram.png", logged),
                   "## Decisions", "", *decisions_section(test, decisions), "",
-                  *plot_link(test, "operating_points.png"), *plot_link(test, "deferral.png")]
+                  *plot_link("operating_points.png", logged), *plot_link("deferral.png", logged)]
         if small:
             lines += [f"Classes with fewer than {SMALL} test images ({', '.join(small)}): their figures are wide "
                       "guesses.", ""]
@@ -186,7 +189,7 @@ def card_markdown(model_uri: str) -> str:
               f"{interval(run.data.metrics, 'macro_auc')}{referral_at_first_point(run, decisions)}"
               for run in external] or ["None logged."]
     lines += ["", LIMITS_TEXT.read_text().strip()]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n", tests[0].info.run_id if tests else None
 
 
 def write_card(model_uri: str, dest: str | Path) -> dict[str, str]:
@@ -195,15 +198,11 @@ def write_card(model_uri: str, dest: str | Path) -> dict[str, str]:
 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    text = card_markdown(model_uri)
+    text, test_run_id = card_markdown(model_uri)
     (dest / "model_card.md").write_text(text)
-    tests = own_test_evaluations(evaluation_runs(model_uri), training_run_id(model_uri))
     html_text = text
-    for plot in PLOTS if tests else ():
-        try:
-            image = download_run_artifact(tests[0].info.run_id, f"plots/{plot}")
-        except (mlflow.exceptions.MlflowException, OSError):
-            continue
+    for plot in (plot for plot in PLOTS if f"]({plot})" in text):  # the plots the card links, all logged
+        image = download_run_artifact(test_run_id, f"plots/{plot}")
         (dest / plot).write_bytes(image.read_bytes())
         encoded = base64.b64encode(image.read_bytes()).decode()
         html_text = html_text.replace(f"]({plot})", f"](data:image/png;base64,{encoded})")
