@@ -49,8 +49,8 @@ def test_a_terminated_command_ends_its_runs_killed(synthetic_dir, test_weights, 
         process = start_training(synthetic_dir, test_weights, log)
         run_id = wait_until_training(process)
         os.kill(process.pid, sig)
-        # 120 s: on a loaded 2-core CI run (the team test beside it) one SIGTERM took over 60 s to end the process
-        # (2026-12-06, once in seven full runs; the same commit then passed); the exit status is what is asserted
+        # 120 s: on a loaded 2-core machine (the team test beside it) a SIGTERM once took over 60 s to end the
+        # process; the exit status is what is asserted
         assert process.wait(timeout=120) == 128 + sig
     run = mlflow.get_run(run_id)
     assert run.info.status == "KILLED"
