@@ -1,6 +1,6 @@
 """Where a warm `mlflow run .` spends its time: each stage's wall time (its MLflow run), what the parent run spends
 outside its stages (Prefect, registration, logging), and the whole command, against `skinml train` alone on the same
-images. Runs on a subset of the data folder (the first --images of its metadata, whole lesions) in a store and cache
+images. Runs on a subset of the data folder (--images of its metadata, whole lesions in a fixed random order) in a store and cache
 of its own; each command runs once to warm the feature cache, then --repeats times measured (medians printed).
 
     python benchmarks/bench_pipeline.py --data-dir ../shared/data/ham10000 \
@@ -25,10 +25,11 @@ STAGES = ("split", "train", "evaluate", "promote")
 
 
 def subset(data_dir: Path, n_images: int, dest: Path) -> Path:
-    """A folder with the first `n_images` images of the metadata (whole lesions), the images linked, not copied."""
+    """A folder with about `n_images` images of the metadata, whole lesions drawn in a fixed random order (so every
+    class has lesions for train, validation and test), the images linked, not copied."""
     metadata = next(data_dir.glob("*metadata*.csv"))
     frame = pd.read_csv(metadata)
-    lesions = frame["lesion_id"].drop_duplicates()
+    lesions = frame["lesion_id"].drop_duplicates().sample(frac=1, random_state=42)
     counts = frame.groupby("lesion_id").size().loc[lesions].cumsum()
     kept = frame[frame["lesion_id"].isin(counts[counts <= n_images].index)]
     (dest / "images").mkdir(parents=True, exist_ok=True)

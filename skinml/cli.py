@@ -4,6 +4,7 @@ schedule, sweep, card, cache)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -11,7 +12,8 @@ import sys
 
 from skinml.cli_options import add_data_options, add_promotion_options, add_training_options, explicit_options
 from skinml.config import DEFAULT_EXPERIMENT, SWEEP_EXPERIMENT, TrainConfig, recipe
-from skinml.console import set_up_console, user_errors
+from skinml.console import import_tensorflow_quietly, set_up_console, user_errors
+from skinml.prefect_server import start_temporary_server
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
@@ -208,18 +210,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+FLOW_COMMANDS = ("pipeline", "sweep")  # the commands that run a Prefect flow here (`schedule` serves a deployment)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    set_up_console(args.verbose, tensorflow=args.command not in ("download", "split", "predict"))
+    set_up_console(args.verbose)
     from skinml.orphans import mark_owner, stop_orphaned_servers
-    from skinml.tracking import Terminated, close_orphaned_runs, end_runs_on_signals
 
-    end_runs_on_signals()
     log = logging.getLogger("skinml")
     for server, owner in stop_orphaned_servers().items():
         log.warning("stopped Prefect's temporary server (pid %d): skinml process %d that started it had died",
                     server, owner)
     mark_owner()  # a temporary server this command starts carries its PID
+    server_ready = start_temporary_server() if args.command in FLOW_COMMANDS else None
+    if not args.verbose and args.command not in ("download", "split", "predict"):
+        import_tensorflow_quietly()  # `-v` shows its loading lines: imported where first needed
+    if server_ready:
+        server_ready()
+    # What is loaded by now (TensorFlow, MLflow, Prefect: about a million objects) stays for the process's life; every
+    # full garbage collection walked it, and the interpreter's last ones at exit (2-3 s per command).
+    gc.freeze()
+    from skinml.tracking import Terminated, close_orphaned_runs, end_runs_on_signals
+
+    end_runs_on_signals()
     try:
         if args.command not in ("download", "split", "cache", "predict", "card"):  # the commands that log runs
             for run_id in close_orphaned_runs():

@@ -90,8 +90,8 @@ def import_tensorflow_quietly() -> None:
         import tensorflow  # noqa: F401
 
 
-def set_up_console(verbose: bool, tensorflow: bool) -> None:
-    """Logging and environment for one skinml command; `tensorflow`: the command will need it (imported now)."""
+def set_up_console(verbose: bool) -> None:
+    """Logging and environment for one skinml command."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s")
     prefect_user_errors = PrefectUserErrors()  # one for all handlers: it remembers the failed runs
@@ -105,5 +105,3 @@ def set_up_console(verbose: bool, tensorflow: bool) -> None:
     if not verbose:  # MLflow's notes (creating tables, experiments); its warnings always show
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is first imported
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # in case it already was
-        if tensorflow:
-            import_tensorflow_quietly()

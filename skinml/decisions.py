@@ -12,9 +12,8 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
-from skinml.metrics import lesion_resamples
+from skinml.metrics import lesion_resample_counts, percentile_interval
 
 HAM10000_POSITIVE = ("akiec", "bcc", "mel")  # the malignant diagnoses of HAM10000
 # A binary model's class that means "refer" by default, when it has one of these names (else --positive-classes).
@@ -95,14 +94,22 @@ def chosen_thresholds(decisions: dict) -> dict[str, float]:
     return {**named, "val_defer_confidence": decisions["deferral"]["confidence"]}
 
 
-def referral_figures(scores: np.ndarray, is_positive: np.ndarray, threshold: float) -> dict[str, float]:
-    """Sensitivity, specificity, PPV, NPV and referral rate of "refer when the score is at or above `threshold`"."""
+def referral_counts(weights: np.ndarray, scores: np.ndarray, is_positive: np.ndarray, threshold: float
+                    ) -> dict[str, np.ndarray]:
+    """Sensitivity, specificity, PPV, NPV and referral rate of "refer when the score is at or above `threshold`", one
+    value per row of `weights` (how often each image counts: a bootstrap resample, or ones for the set itself); NaN
+    where a figure has no case."""
     refer = scores >= threshold
-    tp, fn = (refer & is_positive).sum(), (~refer & is_positive).sum()
-    fp, tn = (refer & ~is_positive).sum(), (~refer & ~is_positive).sum()
-    ratio = lambda a, b: float(a / (a + b)) if a + b else float("nan")  # noqa: E731
-    return {"sensitivity": ratio(tp, fn), "specificity": ratio(tn, fp), "ppv": ratio(tp, fp), "npv": ratio(tn, fn),
-            "referral_rate": float(refer.mean())}
+    tp, fn = weights @ (refer & is_positive), weights @ (~refer & is_positive)
+    fp, tn = weights @ (refer & ~is_positive), weights @ (~refer & ~is_positive)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "ppv": tp / (tp + fp),
+                "npv": tn / (tn + fn), "referral_rate": (weights @ refer) / weights.sum(axis=-1)}
+
+
+def referral_figures(scores: np.ndarray, is_positive: np.ndarray, threshold: float) -> dict[str, float]:
+    """The referral figures of the set itself (each image once)."""
+    return {k: float(v) for k, v in referral_counts(np.ones(len(scores)), scores, is_positive, threshold).items()}
 
 
 def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisions: dict, lesions,
@@ -111,17 +118,16 @@ def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisio
     figures with 95% intervals over bootstrap resamples of whole lesions; the deferral's coverage and the balanced
     accuracy of the images kept."""
     probs, y_true = np.asarray(probs), np.asarray(y_true)
-    resamples = list(lesion_resamples(lesions, n_resamples, seed))
     scored: dict = {"positive_classes": list(decisions.get("positive_classes", [])), "operating_points": []}
     if decisions.get("positive_classes"):
         scores = p_positive(probs, classes, decisions["positive_classes"])
         is_positive = positives(y_true, classes, decisions["positive_classes"])
+        resamples = lesion_resample_counts(lesions, n_resamples, seed)
         for point in decisions["operating_points"]:
-            draws = pd.DataFrame([referral_figures(scores[rows], is_positive[rows], point["threshold"])
-                                  for rows in resamples])
+            draws = referral_counts(resamples, scores, is_positive, point["threshold"])
             figures = referral_figures(scores, is_positive, point["threshold"])
             scored["operating_points"].append({**point, **figures, "ci95": {
-                name: [float(draws[name].quantile(0.025)), float(draws[name].quantile(0.975))] for name in FIGURES}})
+                name: percentile_interval(draws[name]) for name in FIGURES}})
     kept = probs.max(axis=1) >= decisions["deferral"]["confidence"]
     scored["deferral"] = {**decisions["deferral"], "coverage": float(kept.mean()),
                           "balanced_accuracy": kept_balanced_accuracy(y_true, probs.argmax(axis=1), kept)}

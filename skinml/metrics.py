@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -104,16 +104,33 @@ def rank_auc(y_true: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
-def lesion_resamples(lesions, n_resamples: int, seed: int = 0) -> Iterator[np.ndarray]:
-    """Row positions of bootstrap resamples that draw whole lesions with replacement, each with all its images."""
-    lesions = np.asarray(lesions)
-    images_of = list(pd.Series(lesions).groupby(lesions).indices.values())  # positions of each lesion's images
+def lesion_resample_counts(lesions, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """(n_resamples, images): how often each image is in each bootstrap resample that draws whole lesions with
+    replacement (an image counts as often as its lesion was drawn). Weighting by a row scores a resample without
+    building it."""
+    lesion_index = np.unique(np.asarray(lesions), return_inverse=True)[1].ravel()
+    n_lesions = int(lesion_index.max()) + 1
     rng = np.random.default_rng(seed)
-    for _ in range(n_resamples):
-        yield np.concatenate([images_of[k] for k in rng.integers(0, len(images_of), len(images_of))])
+    drawn = np.stack([np.bincount(rng.integers(0, n_lesions, n_lesions), minlength=n_lesions)
+                      for _ in range(n_resamples)])
+    return drawn[:, lesion_index]
 
 
-@quiet
+def weighted_recalls(weights: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(resamples, classes) recall of each class in each weighted resample; NaN for a class a resample lacks."""
+    one_hot = np.eye(n_classes)[y_true]
+    counts = weights @ one_hot
+    correct = weights @ (one_hot * (y_pred == y_true)[:, None])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, correct / counts, np.nan)
+
+
+def percentile_interval(draws: np.ndarray, confidence: float = 0.95) -> list[float]:
+    """The percentile interval of bootstrap draws (NaN draws left out)."""
+    tail = (1 - confidence) / 2 * 100
+    return [float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))]
+
+
 def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, classes: Sequence[str] = (),
                                n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
                                ) -> dict[str, list[float]]:
@@ -121,21 +138,19 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, c
     (`recall/<class>`) over bootstrap resamples of whole lesions.
 
     Images of one lesion are not independent draws, so a resample draws lesions with replacement and takes all of
-    each drawn lesion's images (scipy.stats.bootstrap resamples single observations only).
+    each drawn lesion's images (scipy.stats.bootstrap resamples single observations only). Balanced accuracy is
+    scikit-learn's: the mean recall over the classes the resample has.
     """
     y_true, probs = np.asarray(y_true), np.asarray(probs)
-    y_pred = probs.argmax(axis=1)
-    draws: dict[str, list[float]] = {"balanced_accuracy": [], "macro_auc": []}
-    for rows in lesion_resamples(lesions, n_resamples, seed):
-        draws["balanced_accuracy"].append(balanced_accuracy_score(y_true[rows], y_pred[rows]))
-        draws["macro_auc"].append(np.nanmean(rank_auc(y_true[rows], probs[rows])))
-        for k, name in enumerate(classes):
-            of_class = y_true[rows] == k
-            draws.setdefault(f"recall/{name}", []).append(
-                float((y_pred[rows][of_class] == k).mean()) if of_class.any() else np.nan)
-    tail = (1 - confidence) / 2 * 100
-    return {name: [float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))]
-            for name, values in draws.items()}
+    weights = lesion_resample_counts(lesions, n_resamples, seed)
+    recalls = weighted_recalls(weights, y_true, probs.argmax(axis=1), probs.shape[1])
+    images = np.arange(len(y_true))
+    auc = [np.nanmean(rank_auc(y_true[rows], probs[rows])) for rows in (np.repeat(images, w) for w in weights)]
+    intervals = {"balanced_accuracy": percentile_interval(np.nanmean(recalls, axis=1), confidence),
+                 "macro_auc": percentile_interval(np.asarray(auc), confidence)}
+    for k, name in enumerate(classes):
+        intervals[f"recall/{name}"] = percentile_interval(recalls[:, k], confidence)
+    return intervals
 
 
 def interval_metrics(intervals: dict[str, list[float]], prefix: str) -> dict[str, float]:
@@ -158,20 +173,18 @@ def paired_balanced_accuracy_difference(truth: np.ndarray, first: np.ndarray, se
     hashable class names; balanced accuracy is the mean recall over the classes present, as scikit-learn's.
     """
     classes, codes = np.unique(np.asarray(truth), return_inverse=True)
-    lesion_index = np.unique(np.asarray(lesions), return_inverse=True)[1]
+    lesion_index = np.unique(np.asarray(lesions), return_inverse=True)[1].ravel()
     n_lesions = lesion_index.max() + 1
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, n_lesions, (n_resamples, n_lesions)) + n_lesions * np.arange(n_resamples)[:, None]
     draws = np.bincount(drawn.ravel(), minlength=n_resamples * n_lesions).reshape(n_resamples, n_lesions)
     weights = np.vstack([np.ones(len(codes)), draws[:, lesion_index]])  # row 0: the sample itself
-    one_hot = np.eye(len(classes))[codes]  # (images, classes)
-    counts = weights @ one_hot
-    present = counts > 0
 
     def balanced_accuracy(predicted: np.ndarray) -> np.ndarray:
-        correct = weights @ (one_hot * (np.asarray(predicted) == np.asarray(truth))[:, None])
-        recall = np.divide(correct, counts, out=np.zeros_like(correct), where=present)
-        return recall.sum(axis=1) / present.sum(axis=1)
+        predicted = np.asarray(predicted)
+        known = np.isin(predicted, classes)  # a label truth never has is wrong for every image
+        predicted_codes = np.where(known, np.searchsorted(classes, np.where(known, predicted, classes[0])), -1)
+        return np.nanmean(weighted_recalls(weights, codes.ravel(), predicted_codes, len(classes)), axis=1)
 
     first_scores, second_scores = balanced_accuracy(first), balanced_accuracy(second)
     difference = second_scores[1:] - first_scores[1:]
@@ -209,8 +222,6 @@ SMALL_SLICE = 30
 def slice_metrics(frame, y_true: np.ndarray, probs: np.ndarray):
     """Accuracy and balanced accuracy per value of each metadata column present (sex, age band, localization,
     dx_type, source dataset); slices with fewer than SMALL_SLICE images are flagged `small`."""
-    import pandas as pd
-
     frame = frame.reset_index(drop=True)
     if "age" in frame.columns:
         ages = pd.to_numeric(frame["age"], errors="coerce")

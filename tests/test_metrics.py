@@ -8,10 +8,12 @@ from skinml.metrics import (
     expected_calibration_error,
     interval_metrics,
     lesion_bootstrap_intervals,
+    lesion_resample_counts,
     paired_balanced_accuracy_difference,
     per_class_auc,
     rank_auc,
     slice_metrics,
+    weighted_recalls,
 )
 
 
@@ -78,6 +80,23 @@ def test_bootstrap_intervals_resample_whole_lesions():
     perfect = np.eye(len(CLASSES))[y_true]
     assert lesion_bootstrap_intervals(y_true, perfect, np.arange(len(y_true)), n_resamples=50) == {
         "balanced_accuracy": [1.0, 1.0], "macro_auc": [1.0, 1.0]}
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_a_weighted_resample_scores_as_scikit_learn_scores_the_resample_built():
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(5)
+    y_true, y_pred = rng.integers(0, 4, 90), rng.integers(0, 5, 90)  # 4: a class the truth never has
+    lesions = rng.integers(0, 30, 90).astype(str)
+    weights = lesion_resample_counts(lesions, 50, seed=1)
+    assert weights.shape == (50, 90)
+    for image_a, image_b in zip(*np.nonzero(lesions[:, None] == lesions[None, :])):
+        assert (weights[:, image_a] == weights[:, image_b]).all()  # a lesion's images are drawn together
+    recalls = weighted_recalls(weights, y_true, y_pred, 5)
+    for w, row in zip(weights, recalls):
+        rows = np.repeat(np.arange(90), w)
+        assert np.nanmean(row) == pytest.approx(balanced_accuracy_score(y_true[rows], y_pred[rows]), abs=1e-12)
 
 
 def test_paired_difference_matches_scikit_learn_and_is_zero_for_one_model():

@@ -1,0 +1,34 @@
+"""Prefect's temporary API server, started early. A flow run without PREFECT_API_URL needs one, and Prefect starts it
+at the flow's first call: 2-3 s of a subprocess loading Prefect's server. Started before the command imports
+TensorFlow, that subprocess loads on the other core while this process imports."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+def start_temporary_server() -> Callable[[], None]:
+    """Start Prefect's temporary server when no PREFECT_API_URL is set, waiting for it in a thread; returns the
+    function that joins that thread, to call before the first flow (Prefect's client would otherwise take a server
+    that is not answering yet for started). A failed start is left to Prefect's own at the flow's first call, which
+    reports it."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return lambda: None
+    # Imported here, not in the thread: imports hold the interpreter lock and would only slow TensorFlow's down
+    from prefect.server.api.server import SubprocessASGIServer
+
+    def start() -> None:
+        try:
+            SubprocessASGIServer().start()  # the instance Prefect's client takes (one per port; Prefect picks it)
+        except Exception as exc:
+            log.debug("early start of Prefect's temporary server failed: %s", exc)
+
+    thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
+    thread.start()
+    return thread.join
