@@ -7,13 +7,13 @@ import argparse
 import gc
 import json
 import logging
-import os
 import sys
 
 from skinml.cli_options import add_data_options, add_promotion_options, add_training_options, explicit_options
 from skinml.config import DEFAULT_EXPERIMENT, SWEEP_EXPERIMENT, TrainConfig, recipe
 from skinml.console import import_tensorflow_quietly, set_up_console, user_errors
 from skinml.prefect_server import start_temporary_server
+from skinml import settings
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, help="stop this worker after this many seconds")
     p.add_argument("--metric", default="val_balanced_accuracy",
                    choices=["val_balanced_accuracy", "val_macro_auc", "val_accuracy"])
-    p.add_argument("--storage", default=os.environ.get("SKINML_SWEEP_STORAGE") or None,
+    p.add_argument("--storage", default=settings.optional("SKINML_SWEEP_STORAGE"),
                    help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db or postgresql://... "
                         "(default: $SKINML_SWEEP_STORAGE, which deploy/stack prints)")
     p.add_argument("--study-name", default="skinml-sweep")

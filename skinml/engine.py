@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import warnings
 import weakref
 from collections.abc import Callable
@@ -22,10 +21,9 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
-ENGINES = ("auto", "openvino", "tensorflow")
-ENGINE_ENV = "SKINML_ENGINE"
-PRECISIONS = ("f32", "bf16")
-PRECISION_ENV = "SKINML_PRECISION"
+from skinml import settings
+
+ENGINE_ENV, PRECISION_ENV = "SKINML_ENGINE", "SKINML_PRECISION"
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 # model -> {precision: its OpenVINO predictor}
@@ -38,18 +36,9 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def chosen_setting(name: str, requested: str | None, env: str, default: str, choices: tuple[str, ...]) -> str:
-    """`requested`, else $env, else `default`; a value outside `choices` is an error naming where it came from."""
-    value = requested or os.environ.get(env) or default
-    if value not in choices:
-        raise ValueError(f"{name} {value!r} (from the {name} option or ${env}) is unknown; "
-                         f"use one of {', '.join(choices)}")
-    return value
-
-
 def pick_engine(requested: str | None = None) -> str:
     """The engine to use: `requested`, else $SKINML_ENGINE, else auto (GPU -> tensorflow, CPU -> openvino)."""
-    requested = chosen_setting("engine", requested, ENGINE_ENV, "auto", ENGINES)
+    requested = settings.choice(ENGINE_ENV, requested)
     has_openvino = importlib.util.find_spec("openvino") is not None
     if requested == "openvino" and not has_openvino:
         raise RuntimeError("engine 'openvino' was asked for but the openvino package is not installed "
@@ -62,7 +51,7 @@ def pick_engine(requested: str | None = None) -> str:
 def effective_precision(engine: str | None = None, precision: str | None = None) -> str:
     """The precision the backbone will really run at: `precision`, else $SKINML_PRECISION, else f32; bf16 only on
     OpenVINO with a CPU that computes bf16 natively (elsewhere it falls back to f32, with a warning)."""
-    precision = chosen_setting("precision", precision, PRECISION_ENV, "f32", PRECISIONS)
+    precision = settings.choice(PRECISION_ENV, precision)
     if precision == "bf16" and not (pick_engine(engine) == "openvino" and cpu_has_bf16()):
         warnings.warn("bf16 was asked for, but only OpenVINO on a CPU with native bfloat16 (AVX-512 BF16 or AMX) "
                       "runs it; the backbone runs in f32", stacklevel=2)

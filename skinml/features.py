@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from skinml.config import AugmentConfig
+from skinml import settings
 
 CACHE_VERSION = 3  # part of every key: bump it when what an entry means changes, and older entries are left unused
 # (3: JPEGs decoded with the accurate IDCT, skinml.data.loader)
@@ -33,10 +34,7 @@ log = logging.getLogger(__name__)
 
 def default_cache_dir() -> Path:
     """$SKINML_CACHE_DIR, else the user's cache folder (~/.cache/skinml/features)."""
-    if os.environ.get("SKINML_CACHE_DIR"):
-        return Path(os.environ["SKINML_CACHE_DIR"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "skinml" / "features"
+    return settings.user_cache("SKINML_CACHE_DIR", "features")
 
 
 def file_digest(path: str | Path) -> str:

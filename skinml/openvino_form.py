@@ -7,11 +7,12 @@ training uses; images are decoded with Pillow, which gives the pixels training's
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from skinml import settings
 
 FILE_NAME = "classifier.xml"  # with classifier.bin beside it
 
@@ -46,7 +47,7 @@ def load(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
 
     core = ov.Core()
     native_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    precision = "bf16" if os.environ.get("SKINML_PRECISION") == "bf16" and native_bf16 else "f32"
+    precision = "bf16" if settings.choice("SKINML_PRECISION") == "bf16" and native_bf16 else "f32"
     compiled = core.compile_model(str(Path(folder) / FILE_NAME), "CPU", {
         "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision})
     return lambda images: compiled(np.ascontiguousarray(images, dtype=np.uint8))[0]

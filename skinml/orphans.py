@@ -9,7 +9,9 @@ import signal
 import time
 from pathlib import Path
 
-OWNER_VARIABLE = "SKINML_OWNER_PID"
+from skinml.settings import OWNER_PID
+
+OWNER_VARIABLE = OWNER_PID
 EPHEMERAL_MARK = "PREFECT__SERVER_EPHEMERAL=1"  # set by Prefect on the temporary server it starts
 
 

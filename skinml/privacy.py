@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import os
 
-OPT_IN_VARIABLE = "SKINML_TELEMETRY"
+from skinml.settings import telemetry_opted_in
+
 
 OPT_OUTS: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",  # MLflow's client, and the UI telemetry its servers hand to browsers
@@ -19,11 +20,6 @@ OPT_OUTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",  # the Prefect server's start-up heartbeat
 }
 """Each dependency's environment switch and its 'off' value. OpenVINO has none: see decline_openvino_telemetry."""
-
-
-def telemetry_opted_in() -> bool:
-    """True when the user asked for the dependencies' own telemetry defaults (`SKINML_TELEMETRY=on`)."""
-    return os.environ.get(OPT_IN_VARIABLE, "off").strip().lower() in ("on", "true", "1", "yes")
 
 
 def opt_out_exports() -> dict[str, str]:

@@ -11,7 +11,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
 from pathlib import Path
 
 import mlflow
@@ -28,35 +27,34 @@ from skinml.request_form import (
     image_values,
 )
 
+from skinml import settings
+
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
-# Request bounds, sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may change them.
-MAX_ROWS_VARIABLE, MAX_ROWS = "SKINML_SERVE_MAX_ROWS", 64
-MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES = "SKINML_SERVE_MAX_IMAGE_BYTES", 8_000_000
-MAX_REQUEST_VARIABLE, MAX_REQUEST_BYTES = "SKINML_SERVE_MAX_REQUEST_BYTES", 32_000_000  # all images, base64
+# Request bounds (skinml.settings), sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may
+# change them.
+MAX_ROWS_VARIABLE = "SKINML_SERVE_MAX_ROWS"
+MAX_BYTES_VARIABLE = "SKINML_SERVE_MAX_IMAGE_BYTES"
+MAX_REQUEST_VARIABLE = "SKINML_SERVE_MAX_REQUEST_BYTES"  # all images, base64
 CHUNK_ROWS = 16  # images decoded and run together: memory does not grow with the request
 
 
 def serving_engine() -> str:
     """How a loaded model runs: its OpenVINO form when OpenVINO is installed, unless $SKINML_ENGINE is
     `tensorflow` (set it on a host with a GPU: telling needs TensorFlow, which this choice avoids importing)."""
-    requested = os.environ.get("SKINML_ENGINE") or "auto"
+    requested = settings.choice("SKINML_ENGINE")
     if requested == "tensorflow" or importlib.util.find_spec("openvino") is None:
         return "tensorflow"
     return "openvino"
 
 
-def limit(variable: str, default: int) -> int:
-    return int(os.environ.get(variable) or default)
-
-
 def check_request_size(values: list) -> None:
     """Refuse a request with more rows or more image text than the server's limits, before any image is decoded."""
-    max_rows = limit(MAX_ROWS_VARIABLE, MAX_ROWS)
+    max_rows = settings.positive_int(MAX_ROWS_VARIABLE)
     if len(values) > max_rows:
         raise RequestTooLargeError(f"{len(values)} images in one request; the limit is {max_rows} "
                                    f"({MAX_ROWS_VARIABLE})")
     size = sum(len(value) for value in values if isinstance(value, (str, bytes, bytearray)))
-    max_size = limit(MAX_REQUEST_VARIABLE, MAX_REQUEST_BYTES)
+    max_size = settings.positive_int(MAX_REQUEST_VARIABLE)
     if size > max_size:
         raise RequestTooLargeError(f"{size} bytes of images in one request; the limit is {max_size} "
                                    f"({MAX_REQUEST_VARIABLE})")
@@ -70,7 +68,7 @@ def image_bytes(value: object, where: str) -> bytes:
     if isinstance(value, (bytes, bytearray)):
         data = bytes(value)
     elif isinstance(value, str):
-        max_bytes = limit(MAX_BYTES_VARIABLE, MAX_IMAGE_BYTES)
+        max_bytes = settings.positive_int(MAX_BYTES_VARIABLE)
         if len(value) * 3 // 4 > max_bytes:  # refused before decoding the base64
             raise RequestTooLargeError(f"{where}: image of about {len(value) * 3 // 4} bytes is over the limit of "
                                     f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})")

@@ -30,6 +30,7 @@ from skinml.features import FeatureCache
 from skinml.manifests import log_manifest
 from skinml.tracking import dump_json, log_params_once, stage_run
 from skinml.train import cached_features, train_head
+from skinml import settings
 
 log = logging.getLogger(__name__)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -74,7 +75,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     once. Several workers may create a new database at once: the losers of that race retry."""
     if url is None:
         return None
-    interval = int(os.environ.get("SKINML_SWEEP_HEARTBEAT_SECONDS", "30"))
+    interval = settings.positive_int("SKINML_SWEEP_HEARTBEAT_SECONDS")
     # heartbeats and their retry callback are Optuna features marked experimental since 2.8: their warnings say
     # nothing a user can act on
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-KERAS_WEIGHTS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+from skinml import settings
+
 # sha256 of the official no-top files, as published with Keras (1.0 and 0.35 checked here; others are not pinned).
 KNOWN_WEIGHT_HASHES = {
     "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5":
@@ -40,7 +41,7 @@ def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
             raise WeightsError(f"weights file {path} does not exist (use --weights imagenet|none|PATH)")
         return str(path)
     fname = imagenet_weights_filename(alpha)
-    base = os.environ.get("SKINML_WEIGHTS_URL", KERAS_WEIGHTS_URL)
+    base = settings.raw("SKINML_WEIGHTS_URL")
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     keras_home.mkdir(parents=True, exist_ok=True)  # else get_file falls back to /tmp/.keras
     import keras

@@ -79,9 +79,9 @@ def test_a_registered_model_whose_files_changed_is_refused_at_load(synthetic_dir
 
     # someone with write access to the artifact store changes one byte of the code bundled with the model
     store = Path(urlparse(mlflow.get_logged_model(trained["model_uri"].split("/")[-1]).artifact_location).path)
-    bundled = store / "code" / "skinml" / "serving.py"
+    bundled = store / "code" / "skinml" / "settings.py"
     source = bundled.read_bytes()
-    tampered = source.replace(b'"SKINML_SERVE_MAX_ROWS", 64', b'"SKINML_SERVE_MAX_ROWS", 65', 1)
+    tampered = source.replace(b'"SKINML_SERVE_MAX_ROWS", "64"', b'"SKINML_SERVE_MAX_ROWS", "65"', 1)
     assert len(tampered) == len(source) and tampered != source
     bundled.write_bytes(tampered)
     message = f"model skinml version {version}: its files no longer match the digest recorded when it was registered"

@@ -24,7 +24,9 @@ TELLTALES = ("CI", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_W
              "BITBUCKET_BUILD_NUMBER", "BITBUCKET_COMMIT", "CODEBUILD_BUILD_ARN", "CODEBUILD_BUILD_ID",
              "CLOUD_RUN_EXECUTION", "DRONE", "SEMAPHORE", "APPVEYOR", "BUDDY", "CI_NAME", "RUNBOT_HOST_URL",
              "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID", "SKINML_TELEMETRY",
-             "DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "PREFECT_SERVER_ANALYTICS_ENABLED")
+             "DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "PREFECT_SERVER_ANALYTICS_ENABLED",
+             # set in this process by mlflow.set_experiment/start_run of an earlier test; a shell has neither
+             "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 
 IPV4 = re.compile(r'sin_port=htons\((\d+)\), sin_addr=inet_addr\("([^"]+)"\)')
 IPV6 = re.compile(r'sin6_port=htons\((\d+)\).*?inet_pton\(AF_INET6, "([^"]+)"')

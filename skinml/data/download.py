@@ -20,9 +20,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from skinml import settings
+
 log = logging.getLogger(__name__)
 
-DATAVERSE_URL = "https://dataverse.harvard.edu"
 HAM10000_DOI = "doi:10.7910/DVN/DBW86T"
 WANTED_FILES = ("HAM10000_images_part_1.zip", "HAM10000_images_part_2.zip", "HAM10000_metadata")
 COMPLETE_MARKER = ".skinml-download-complete.json"
@@ -44,10 +45,7 @@ class RemoteFile:
 
 def default_data_dir() -> Path:
     """$SKINML_DATA_DIR, else ~/.cache/skinml/ham10000."""
-    if os.environ.get("SKINML_DATA_DIR"):
-        return Path(os.environ["SKINML_DATA_DIR"]).expanduser()
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "skinml" / "ham10000"
+    return settings.user_cache("SKINML_DATA_DIR", "ham10000")
 
 
 def _open(url: str, headers: dict[str, str] | None = None, timeout: float = 60):
@@ -157,7 +155,7 @@ def safe_extract(archive: Path, target: Path) -> None:
 def download_ham10000(dest: str | Path | None = None, server: str | None = None, doi: str = HAM10000_DOI) -> Path:
     """Download and extract HAM10000 into `dest` (official layout) and return it; cached after the first call."""
     dest = Path(dest) if dest else default_data_dir()
-    server = server or os.environ.get("SKINML_DATAVERSE_URL", DATAVERSE_URL)
+    server = server or settings.raw("SKINML_DATAVERSE_URL")
     marker = dest / COMPLETE_MARKER
     if marker.exists():
         return dest
