@@ -1,7 +1,8 @@
 """Where a warm `mlflow run .` spends its time: each stage's wall time (its MLflow run), what the parent run spends
 outside its stages (Prefect, registration, logging), and the whole command, against `skinml train` alone on the same
-images. Runs on a subset of the data folder (--images of its metadata, whole lesions in a fixed random order) in a store and cache
-of its own; each command runs once to warm the feature cache, then --repeats times measured (medians printed).
+images. Runs on a subset of the data folder (--images of its metadata, whole lesions in a fixed random order) in a
+store and cache of its own; each command runs once to warm the feature cache, then --repeats times measured (medians
+printed).
 
     python benchmarks/bench_pipeline.py --data-dir ../shared/data/ham10000 \
         --weights ../shared/weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5 [--images 700]

@@ -9,8 +9,7 @@ from prefect import flow, get_run_logger
 
 from flows.names import challenger_run_name
 from flows.tasks import evaluate_model, promote_challenger, register_model, train_model
-from skinml.config import DEFAULT_EXPERIMENT, recipe
-from skinml.registry import DEFAULT_MODEL_NAME
+from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
 from skinml.summary import summarize_parent
 
 

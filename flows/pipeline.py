@@ -13,8 +13,7 @@ from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
 from flows.names import pipeline_run_name
 from flows.tasks import download, split
-from skinml.config import DEFAULT_EXPERIMENT, recipe
-from skinml.registry import DEFAULT_MODEL_NAME
+from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
 from skinml.tracking import dump_json, log_params_once, stage_run
 from skinml.ui_view import view_url
 

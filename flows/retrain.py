@@ -17,8 +17,8 @@ from prefect import flow, get_run_logger
 from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
 from flows.tasks import download, split
-from skinml.config import DEFAULT_EXPERIMENT, TrainConfig, recipe
-from skinml.registry import CHAMPION, DEFAULT_MODEL_NAME, version_by_alias
+from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, TrainConfig, recipe
+from skinml.registry import CHAMPION, version_by_alias
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 from skinml.ui_view import view_url
 

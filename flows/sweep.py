@@ -11,8 +11,7 @@ from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
 from flows.names import sweep_run_name
 from flows.tasks import download
-from skinml.config import SWEEP_EXPERIMENT, recipe
-from skinml.registry import DEFAULT_MODEL_NAME
+from skinml.config import DEFAULT_MODEL_NAME, SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TRIALS, recipe
 from skinml.tune import sweep
 from skinml.ui_view import view_url
 
@@ -26,7 +25,7 @@ def run_sweep(data_dir: str, preset_name: str, overrides: dict, n_trials: int, m
 
 @flow(name="sweep", flow_run_name=sweep_run_name, log_prints=True)
 def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overrides: dict | None = None,
-               n_trials: int = 30, metric: str = "val_balanced_accuracy", study_name: str = "skinml-sweep",
+               n_trials: int = SWEEP_TRIALS, metric: str = SWEEP_METRICS[0], study_name: str = SWEEP_STUDY,
                storage: str | None = None, timeout: float | None = None, retrain_best: bool = True,
                model_name: str = DEFAULT_MODEL_NAME, experiment: str = SWEEP_EXPERIMENT,
                promotion_margin: float = 0.0) -> dict:

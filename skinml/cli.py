@@ -10,7 +10,15 @@ import logging
 import sys
 
 from skinml.cli_options import add_data_options, add_promotion_options, add_training_options, explicit_options
-from skinml.config import DEFAULT_EXPERIMENT, SWEEP_EXPERIMENT, TrainConfig, recipe
+from skinml.config import (
+    DEFAULT_EXPERIMENT,
+    SWEEP_EXPERIMENT,
+    SWEEP_METRICS,
+    SWEEP_STUDY,
+    SWEEP_TRIALS,
+    TrainConfig,
+    recipe,
+)
 from skinml.console import import_tensorflow_quietly, set_up_console, user_errors
 from skinml.prefect_server import start_temporary_server
 from skinml import settings
@@ -186,14 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="Optuna sweep over dropout and learning rate (Prefect flow)")
     add_training_options(p, experiment=SWEEP_EXPERIMENT)
     add_promotion_options(p)
-    p.add_argument("--n-trials", type=int, default=30, help="trials in the whole study (all workers together)")
+    p.add_argument("--n-trials", type=int, default=SWEEP_TRIALS,
+                   help="trials in the whole study (all workers together)")
     p.add_argument("--timeout", type=float, help="stop this worker after this many seconds")
-    p.add_argument("--metric", default="val_balanced_accuracy",
-                   choices=["val_balanced_accuracy", "val_macro_auc", "val_accuracy"])
+    p.add_argument("--metric", default=SWEEP_METRICS[0], choices=SWEEP_METRICS)
     p.add_argument("--storage", default=settings.optional("SKINML_SWEEP_STORAGE"),
                    help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db or postgresql://... "
                         "(default: $SKINML_SWEEP_STORAGE, which deploy/stack prints)")
-    p.add_argument("--study-name", default="skinml-sweep")
+    p.add_argument("--study-name", default=SWEEP_STUDY)
     p.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True,
                    help="retrain, evaluate and register the best configuration after the trials (default); "
                         "--no-retrain: only run trials (extra workers)")

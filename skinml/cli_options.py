@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from skinml.config import DEFAULT_EXPERIMENT, LOSSES, PRESETS, TrainConfig
+from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, LOSSES, PRESETS, TrainConfig
 
 
 def weights_option(text: str) -> str:
@@ -74,7 +74,7 @@ def add_data_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
 
 def add_promotion_options(parser: argparse.ArgumentParser) -> None:
     """The registered model and the promotion rule's margin, for the commands that end with a challenger."""
-    parser.add_argument("--name", default="skinml", help="registered model name")
+    parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help="registered model name")
     parser.add_argument("--margin", type=float, default=0.0,
                         help="the challenger becomes champion when the lower end of the 95%% interval of its "
                              "balanced-accuracy gain is above this (default 0: a gain beyond the noise)")

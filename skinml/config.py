@@ -8,6 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_EXPERIMENT = "skinml"
+DEFAULT_MODEL_NAME = "skinml"  # the registered model every command and flow uses unless given another
+# The sweep's defaults (the CLI, the flows and, by tests/test_prefect_yaml.py, MLproject use these)
+SWEEP_STUDY = "skinml-sweep"
+SWEEP_TRIALS = 30
+SWEEP_METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
 # How run names spell the recipe's fields (TrainConfig.label); the others keep their own names.
 SHORT_NAMES = {"learning_rate": "lr", "fine_tune_learning_rate": "ft_lr", "fine_tune_from": "ft_from",
                "fine_tune_epochs": "ft_epochs", "cached_views": "views", "image_size": "size", "batch_size": "batch",

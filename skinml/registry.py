@@ -17,7 +17,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from skinml.config import DEFAULT_EXPERIMENT
+from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME
 from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.decisions import describe as describe_decisions
 from skinml.evaluate import evaluate, training_run_id
@@ -30,7 +30,6 @@ from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
 from skinml.ui_view import CHAMPION_TAG
 
-DEFAULT_MODEL_NAME = "skinml"
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_DESCRIPTION = (
     "MobileNetV2 (ImageNet, transfer learning) classifying skin-lesion images into the {n} classes of its training "

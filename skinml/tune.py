@@ -23,7 +23,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
-from skinml.config import SWEEP_EXPERIMENT, TrainConfig
+from skinml.config import SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TRIALS, TrainConfig
 from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
 from skinml.features import FeatureCache
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 PARENT_WAIT_SECONDS = 60  # how long a joining worker waits for the creating worker to record the parent run
 TRIAL_RUN_ATTR = "mlflow_run_id"
-METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
 DROPOUT_RANGE = (0.0, 0.7)
 LEARNING_RATE_RANGE = (1e-5, 1e-2)
 
@@ -177,14 +176,14 @@ def run_trials(study: optuna.Study, objective, n_trials: int, timeout: float | N
         study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
 
 
-def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = 30, metric: str = "val_balanced_accuracy",
-          study_name: str = "skinml-sweep", storage: str | None = None, timeout: float | None = None,
+def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = SWEEP_TRIALS, metric: str = SWEEP_METRICS[0],
+          study_name: str = SWEEP_STUDY, storage: str | None = None, timeout: float | None = None,
           manifest_path: str | Path | None = None, experiment: str = SWEEP_EXPERIMENT,
           cache: FeatureCache | None = None, output: str | Path | None = None,
           pruner: optuna.pruners.BasePruner | None = None) -> dict:
     """Run (this worker's share of) a sweep; returns the study summary."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    if metric not in SWEEP_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {SWEEP_METRICS}")
     if not base.feature_cache:
         raise ValueError("sweeps train heads on cached features: feature_cache must be on")
     study, created = open_study(study_name, storage, base.seed, base, pruner)

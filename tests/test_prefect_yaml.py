@@ -19,3 +19,11 @@ def test_prefect_yaml_deployment_is_loadable():
     assert flow.name == "retrain"
     assert set(deployment["parameters"]) <= set(flow.parameters.properties)
     CronSchedule(cron=deployment["schedules"][0]["cron"])  # raises on an invalid expression
+
+
+def test_mlproject_sweep_defaults_are_the_librarys():
+    from skinml.config import SWEEP_STUDY, SWEEP_TRIALS
+
+    parameters = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]["sweep"]["parameters"]
+    assert parameters["n_trials"]["default"] == str(SWEEP_TRIALS)
+    assert parameters["study_name"]["default"] == SWEEP_STUDY
