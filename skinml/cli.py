@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 
+from skinml import settings
 from skinml.cli_options import add_data_options, add_promotion_options, add_training_options, explicit_options
 from skinml.config import (
     DEFAULT_EXPERIMENT,
@@ -21,7 +22,6 @@ from skinml.config import (
 )
 from skinml.console import import_tensorflow_quietly, set_up_console, user_errors
 from skinml.prefect_server import start_temporary_server
-from skinml import settings
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
@@ -85,7 +85,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from skinml.predict import predict_files
-    from skinml.serving import InvalidImageError
+    from skinml.request_form import InvalidImageError
 
     table, problems = predict_files(args.model_uri, args.images)
     if len(table) and args.json:

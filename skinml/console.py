@@ -17,7 +17,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 
     from skinml.data.dataset import DataValidationError
     from skinml.data.download import DownloadError
-    from skinml.serving import InvalidImageError
+    from skinml.request_form import InvalidImageError
     from skinml.weights import WeightsError
 
     return (DataValidationError, DownloadError, WeightsError, InvalidImageError, MlflowException, ValueError,

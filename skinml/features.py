@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skinml.config import AugmentConfig
 from skinml import settings
+from skinml.config import AugmentConfig
 
 CACHE_VERSION = 3  # part of every key: bump it when what an entry means changes, and older entries are left unused
 # (3: JPEGs decoded with the accurate IDCT, skinml.data.loader)

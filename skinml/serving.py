@@ -17,6 +17,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from skinml import settings
 from skinml.labels import LEGACY_CLASSES
 from skinml.request_form import (
     IMAGE_COLUMN,
@@ -26,8 +27,6 @@ from skinml.request_form import (
     ServingError,
     image_values,
 )
-
-from skinml import settings
 
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 # Request bounds (skinml.settings), sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may

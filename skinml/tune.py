@@ -23,6 +23,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import TrialState
 
+from skinml import settings
 from skinml.config import SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TRIALS, TrainConfig
 from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
@@ -30,7 +31,6 @@ from skinml.features import FeatureCache
 from skinml.manifests import log_manifest
 from skinml.tracking import dump_json, log_params_once, stage_run
 from skinml.train import cached_features, train_head
-from skinml import settings
 
 log = logging.getLogger(__name__)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
