@@ -3,9 +3,9 @@ a model's classes come from its training data (skinml.labels)."""
 
 __version__ = "0.1.0"
 
-# Before any dependency starts: none of them sends usage data unless the user opts in (skinml/privacy.py). MLflow's
-# telemetry thread, when it cannot send, also removed a variable from os.environ that requests to a tracking server
-# read: a sweep worker against deploy/stack died of KeyError '_MLFLOW_TELEMETRY_SESSION_ID'.
+# Before any dependency starts: none of them sends usage data unless the user opts in (skinml/privacy.py). Also,
+# MLflow's telemetry thread, when it cannot send, removes a variable from os.environ that requests to a tracking
+# server read (KeyError '_MLFLOW_TELEMETRY_SESSION_ID' in a process that talks to one).
 from skinml.privacy import turn_off_telemetry  # noqa: E402
 
 turn_off_telemetry()
