@@ -68,7 +68,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
 def cmd_pipeline(args: argparse.Namespace) -> dict:
     from flows.pipeline import pipeline_flow
 
-    training_config(args)  # a bad recipe is refused here, before Prefect starts
+    training_config(args)  # a bad recipe is refused here, before any flow or MLflow run starts
     return pipeline_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
                          split_strategy=args.split_strategy, experiment=args.experiment, output=args.output,
                          model_name=args.name, promotion_margin=args.margin)
