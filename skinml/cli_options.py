@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
-from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, LOSSES, PRESETS, TrainConfig
-
-
-def weights_option(text: str) -> str:
-    """imagenet | none | a weights file, made absolute: the logged config is retrained from other folders too."""
-    return text if text in ("imagenet", "none") else str(Path(text).resolve())
+from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, PRESETS, TrainConfig
 
 
-def block_option(text: str) -> str | None:
-    """A MobileNetV2 block to fine-tune from, or None for "none" (the whole backbone frozen)."""
-    return None if text == "none" else text
+def add_recipe_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                       config_class: type[TrainConfig] = TrainConfig) -> None:
+    """One option per recipe field that has one, as its `recipe_field` describes it (skinml.config): `--field-name`,
+    stored under the field's name; a bool field is a --name/--no-name flag."""
+    for f in dataclasses.fields(config_class):
+        meta = f.metadata
+        if not meta.get("option", True):
+            continue
+        kwargs = {"dest": f.name, "help": meta.get("help"), **meta.get("argparse", {})}
+        flags = kwargs.pop("flags", ("--" + f.name.replace("_", "-"),))
+        kind = f.type if isinstance(f.type, str) else f.type.__name__  # a string under postponed annotations
+        if kind == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = meta.get("parse") or {"int": int, "float": float}.get(kind, str)
+        parser.add_argument(*flags, **kwargs)
 
 
 def add_training_options(parser: argparse.ArgumentParser, experiment: str = DEFAULT_EXPERIMENT) -> None:
@@ -33,33 +40,8 @@ def add_training_options(parser: argparse.ArgumentParser, experiment: str = DEFA
     # argument_default: an option not given stays out of the namespace, so explicit_options sees only given ones
     config = parser.add_argument_group("recipe (default: the preset's; see docs/ablation.md for what was measured)",
                                        argument_default=argparse.SUPPRESS)
-    config.add_argument("--epochs", type=int)
-    config.add_argument("--batch-size", type=int)
-    config.add_argument("--learning-rate", type=float)
-    config.add_argument("--dropout", type=float)
-    config.add_argument("--image-size", type=int)
-    config.add_argument("--weights", type=weights_option, help="imagenet | none | PATH to a weights file")
-    config.add_argument("--seed", type=int, help="training seed; also the seed of a split made on the way")
-    config.add_argument("--cached-views", type=int, help="augmented views cached per training image")
-    config.add_argument("--feature-cache", action=argparse.BooleanOptionalAction,
-                        help="train on cached features of the frozen part of the backbone (the default); "
-                             "--no-feature-cache: the plain Keras way, backbone in the loop (e.g. on a GPU)")
-    config.add_argument("--fine-tune-from", type=block_option,
-                        help='fine-tune the backbone from this block on, e.g. "block_4" ("none": keep it all frozen)')
-    config.add_argument("--fine-tune-epochs", type=int, help="epochs with the backbone top unfrozen")
-    config.add_argument("--fine-tune-learning-rate", type=float)
-    config.add_argument("--loss", choices=LOSSES,
-                        help="logit_adjusted: balanced-softmax cross-entropy, for balanced accuracy")
-    config.add_argument("--temperature-scaling", action=argparse.BooleanOptionalAction,
-                        help="fit a temperature on validation (calibrated probabilities)")
+    add_recipe_options(config)
     add_data_options(config)
-    config.add_argument("--positive-classes", metavar="CLASSES",
-                        help='the classes that mean "refer", comma-separated (default: HAM10000\'s mel,bcc,akiec, '
-                             "or a binary model's malignant class)")
-    config.add_argument("--target-sensitivity", dest="target_sensitivities", type=float, nargs="+", metavar="S",
-                        help="sensitivities to choose referral thresholds for on validation (default 0.90 0.95)")
-    config.add_argument("--target-balanced-accuracy", type=float, metavar="B",
-                        help="balanced accuracy the images the model does not defer must reach (default 0.80)")
 
 
 def add_data_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

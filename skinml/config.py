@@ -4,7 +4,9 @@ is a preset name plus the fields that differ from it (how the CLI, `mlflow run` 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DEFAULT_EXPERIMENT = "skinml"
@@ -13,10 +15,6 @@ DEFAULT_MODEL_NAME = "skinml"  # the registered model every command and flow use
 SWEEP_STUDY = "skinml-sweep"
 SWEEP_TRIALS = 30
 SWEEP_METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
-# How run names spell the recipe's fields (TrainConfig.label); the others keep their own names.
-SHORT_NAMES = {"learning_rate": "lr", "fine_tune_learning_rate": "ft_lr", "fine_tune_from": "ft_from",
-               "fine_tune_epochs": "ft_epochs", "cached_views": "views", "image_size": "size", "batch_size": "batch",
-               "temperature_scaling": "temperature", "feature_cache": "cache"}
 SWEEP_EXPERIMENT = "skinml-sweeps"
 LOSSES = ("crossentropy", "logit_adjusted")
 
@@ -44,75 +42,108 @@ DATA_AND_DECISIONS = ("data_format", "label_map", "positive_classes", "target_se
                       "target_balanced_accuracy")
 
 
+def weights_path(text: str) -> str:
+    """imagenet | none | a weights file, made absolute: the logged config is retrained from other folders too."""
+    return text if text in ("imagenet", "none") else str(Path(text).resolve())
+
+
+def block_or_none(text: str) -> str | None:
+    """A MobileNetV2 block to fine-tune from, or None for "none" (the whole backbone frozen)."""
+    return None if text == "none" else text
+
+
+def recipe_field(default: Any = None, help: str | None = None, *, short: str | None = None, option: bool = True,
+            parse: Callable[[str], Any] | None = None, param: Callable[[Any], Any] | None = None,
+            param_name: str | None = None, default_factory: Callable[[], Any] | None = None,
+            **argparse_kwargs: Any) -> Any:
+    """A recipe field and everything said about it in one place: its default, its `skinml` option (`--field-name`,
+    with `help`, `parse` as the option's type and any other argparse keyword; `option=False`: none), its short name
+    in run names, and its MLflow parameter (`param_name`, default the field's; `param(config)`, default the value)."""
+    metadata = {"help": help, "short": short, "option": option, "parse": parse, "param": param,
+                "param_name": param_name, "argparse": argparse_kwargs}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def joined(values: tuple) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run. Defaults reproduce the baseline."""
+    """Everything that defines a training run. Defaults reproduce the baseline. Each field says its option, short
+    name and MLflow parameter (`recipe_field`): the CLI (skinml.cli_options), params() and label() are made of them."""
 
-    preset: str = "baseline"
-    image_size: int = 224
-    weights: str = "imagenet"  # "imagenet" | "none" | path to an .h5/.weights.h5 file
-    alpha: float = 1.0
-    dropout: float = 0.2
-    learning_rate: float = 1e-3
-    epochs: int = 10
-    batch_size: int = 32
-    seed: int = 42
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    preset: str = recipe_field("baseline", option=False)  # its option lists the presets: skinml.cli_options
+    image_size: int = recipe_field(224, short="size")
+    weights: str = recipe_field("imagenet", "imagenet | none | PATH to a weights file", parse=weights_path)
+    alpha: float = recipe_field(1.0, "MobileNetV2's width multiplier (1.0: the ImageNet weights' own)")
+    dropout: float = recipe_field(0.2)
+    learning_rate: float = recipe_field(1e-3, short="lr")
+    epochs: int = recipe_field(10)
+    batch_size: int = recipe_field(32, short="batch")
+    seed: int = recipe_field(42, "training seed; also the seed of a split made on the way")
+    augment: AugmentConfig = recipe_field(
+        default_factory=AugmentConfig, option=False, param_name="augmentation",
+        param=lambda c: c.augment.describe() if c.augment.enabled else "none")
     # Frozen backbone: train the head on cached backbone features, each epoch drawing one of
     # `cached_views` augmented views per training image (0 = the plain image only).
-    feature_cache: bool = True
-    cached_views: int = 2
+    feature_cache: bool = recipe_field(
+        True, "train on cached features of the frozen part of the backbone (the default); --no-feature-cache: the "
+        "plain Keras way, backbone in the loop (e.g. on a GPU)", short="cache")
+    cached_views: int = recipe_field(
+        2, "augmented views cached per training image", short="views",
+        param=lambda c: c.cached_views if c.feature_cache else 0)
     # Fine-tuning the top of the backbone: the layers before block `fine_tune_from` stay frozen (with feature_cache,
     # their output is what the cache holds); the head (from that block on) first warms up frozen for `epochs`, then
     # trains unfrozen, BatchNorm kept in inference mode, for `fine_tune_epochs` at `fine_tune_learning_rate`.
-    fine_tune_from: str | None = None  # e.g. "block_14"; None keeps the whole backbone frozen
-    fine_tune_epochs: int = 0
-    fine_tune_learning_rate: float = 1e-4
+    fine_tune_from: str | None = recipe_field(
+        None, 'fine-tune the backbone from this block on, e.g. "block_4" ("none": keep it all frozen)',
+        short="ft_from", parse=block_or_none, param=lambda c: c.fine_tune_from or "none")
+    fine_tune_epochs: int = recipe_field(
+        0, "epochs with the backbone top unfrozen", short="ft_epochs",
+        param=lambda c: c.fine_tune_epochs if c.fine_tune_from else 0)
+    fine_tune_learning_rate: float = recipe_field(
+        1e-4, short="ft_lr", param=lambda c: c.fine_tune_learning_rate if c.fine_tune_from else 0)
     # "logit_adjusted": cross-entropy of softmax(logits + log(train prior)) (Menon et al., 2021; "balanced softmax"):
     # the model's own output then estimates class probabilities under a uniform prior. The one way to balance the
     # classes (docs/ablation.md: it beat class weights and class-balanced sampling).
-    loss: str = "crossentropy"
-    temperature_scaling: bool = False  # one temperature fitted on the validation log-loss, kept in the model
+    loss: str = recipe_field(
+        "crossentropy", "logit_adjusted: balanced-softmax cross-entropy, for balanced accuracy", choices=LOSSES,
+        param=lambda c: "categorical_crossentropy" if c.loss == "crossentropy" else "logit_adjusted_crossentropy")
+    temperature_scaling: bool = recipe_field(
+        False, "fit a temperature on validation (calibrated probabilities)", short="temperature")
     # The data: the folder's layout (skinml.data.layouts; "auto" recognises it) and the label map, (from, to)
-    # pairs that merge, rename or drop (to "") classes. Part of the recipe: retraining reads them back.
-    data_format: str = "auto"
-    label_map: tuple[tuple[str, str], ...] = ()
+    # pairs that merge, rename or drop (to "") classes. Part of the recipe: retraining reads them back. Their options
+    # are every data command's: skinml.cli_options.add_data_options.
+    data_format: str = recipe_field("auto", option=False)
+    label_map: tuple[tuple[str, str], ...] = recipe_field(
+        (), option=False, param=lambda c: ",".join(f"{old}>{new or '(drop)'}" for old, new in c.label_map) or "none")
     # Decisions (skinml.decisions), chosen on validation and shipped with the model: the classes that mean "refer"
     # (empty: HAM10000's mel, bcc, akiec, or a binary model's class named malignant or the like), the sensitivities
     # to choose referral thresholds for, and the balanced accuracy the images the model does not defer must reach.
-    positive_classes: tuple[str, ...] = ()
-    target_sensitivities: tuple[float, ...] = (0.90, 0.95)
-    target_balanced_accuracy: float = 0.80
+    positive_classes: tuple[str, ...] = recipe_field(
+        (), "the classes that mean \"refer\", comma-separated (default: HAM10000's mel,bcc,akiec, or a binary "
+        "model's malignant class)", metavar="CLASSES", param=lambda c: joined(c.positive_classes) or "default")
+    target_sensitivities: tuple[float, ...] = recipe_field(
+        (0.90, 0.95), "sensitivities to choose referral thresholds for on validation (default 0.90 0.95)",
+        parse=float, flags=("--target-sensitivity",), nargs="+", metavar="S",
+        param=lambda c: joined(c.target_sensitivities))
+    target_balanced_accuracy: float = recipe_field(
+        0.80, "balanced accuracy the images the model does not defer must reach (default 0.80)", metavar="B")
 
     def params(self) -> dict[str, Any]:
-        """Flat, stable parameter names for MLflow (docs/mlflow.md)."""
-        return {
-            "preset": self.preset,
-            "image_size": self.image_size,
-            "weights": self.weights,
-            "alpha": self.alpha,
-            "dropout": self.dropout,
-            "learning_rate": self.learning_rate,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "seed": self.seed,
-            "augmentation": self.augment.describe() if self.augment.enabled else "none",
-            "feature_cache": self.feature_cache,
-            "cached_views": self.cached_views if self.feature_cache else 0,
-            "backbone": f"MobileNetV2(alpha={self.alpha}, " + (
-                f"frozen before {self.fine_tune_from})" if self.fine_tune_from else "frozen)"),
-            "fine_tune_from": self.fine_tune_from or "none",
-            "fine_tune_epochs": self.fine_tune_epochs if self.fine_tune_from else 0,
-            "fine_tune_learning_rate": self.fine_tune_learning_rate if self.fine_tune_from else 0,
-            "temperature_scaling": self.temperature_scaling,
-            "optimizer": "adam",
-            "loss": "categorical_crossentropy" if self.loss == "crossentropy" else "logit_adjusted_crossentropy",
-            "data_format": self.data_format,
-            "label_map": ",".join(f"{old}>{new or '(drop)'}" for old, new in self.label_map) or "none",
-            "positive_classes": ",".join(self.positive_classes) or "default",
-            "target_sensitivities": ",".join(f"{t:g}" for t in self.target_sensitivities),
-            "target_balanced_accuracy": self.target_balanced_accuracy,
-        }
+        """Flat, stable parameter names for MLflow (docs/mlflow.md): one per field (its `recipe_field` says how), and
+        the backbone and optimizer they imply."""
+        named = {}
+        for f in dataclasses.fields(self):
+            to_param = f.metadata.get("param")
+            named[f.metadata.get("param_name") or f.name] = to_param(self) if to_param else getattr(self, f.name)
+        named["backbone"] = f"MobileNetV2(alpha={self.alpha}, " + (
+            f"frozen before {self.fine_tune_from})" if self.fine_tune_from else "frozen)")
+        named["optimizer"] = "adam"
+        return named
 
     def validate(self) -> TrainConfig:
         """Self, after checking every field with a fixed set or range of values; raises ValueError naming it."""
@@ -137,7 +168,7 @@ class TrainConfig:
 
         `augment` may be a dict of AugmentConfig fields (as flow parameters carry it), changing only those.
         """
-        check_field_names(TrainConfig, changes)
+        check_field_names(type(self), changes)
         if "label_map" in changes:  # JSON and flow parameters carry it as a dict or a list of pairs
             pairs = changes["label_map"]
             pairs = pairs.items() if isinstance(pairs, dict) else (pairs or ())
@@ -174,13 +205,15 @@ class TrainConfig:
                 continue  # the data's options are parameters, not part of a run's name
             if name == "augment":
                 value = self.augment.describe()
-            parts.append(f"{SHORT_NAMES.get(name, name)}={value:g}" if isinstance(value, float)
-                         else f"{SHORT_NAMES.get(name, name)}={value}")
+            short = self.__dataclass_fields__[name].metadata.get("short") or name
+            parts.append(f"{short}={value:g}" if isinstance(value, float) else f"{short}={value}")
         return " ".join(parts)
 
     def preset_overrides(self) -> dict[str, Any]:
         """The fields that differ from this config's preset, as plain JSON (a recipe's overrides)."""
-        base, mine = preset(self.preset).to_dict(), self.to_dict()
+        chosen = preset(self.preset)  # in this config's class, whose fields may be more than TrainConfig's
+        base = type(self)(**{f.name: getattr(chosen, f.name) for f in dataclasses.fields(chosen)}).to_dict()
+        mine = self.to_dict()
         return {name: value for name, value in mine.items() if name != "preset" and value != base[name]}
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -53,10 +54,11 @@ class EpochMetrics(keras.callbacks.Callback):
     """Validation loss/accuracy/balanced accuracy at each epoch end, logged with the train metrics to MLflow."""
 
     def __init__(self, val_inputs, val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]],
-                 predictor: keras.Model | None = None):
+                 predictor: keras.Model | None = None, stop_when: Callable[[int, dict], bool] | None = None):
         super().__init__()
         self.val_inputs, self.val_labels, self.classes, self.history = val_inputs, val_labels, classes, history
         self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
+        self.stop_when = stop_when  # given the epoch and its metrics, whether to stop (a sweep's pruner)
         self.probs: np.ndarray | None = None  # the last epoch's validation probabilities
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
@@ -77,6 +79,8 @@ class EpochMetrics(keras.callbacks.Callback):
             self.history.setdefault(name, []).append(float(value))
         mlflow.log_metrics(metrics, step=epoch + 1)
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
+        if self.stop_when and self.stop_when(epoch, metrics):
+            self.model.stop_training = True
 
 
 def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: np.ndarray, n_classes: int,
@@ -95,8 +99,7 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
                          learning_rate: LearningRate | None = None) -> None:
     """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, ...)).
 
-    Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering). A callback can
-    end training early by setting `model.stop_training` (e.g. an Optuna pruner).
+    Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering).
     """
     compile_for_training(head, config, train_labels, int(head.output_shape[-1]), learning_rate)
     rng = np.random.default_rng(config.seed + first_epoch)
@@ -134,7 +137,7 @@ def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache
 
 def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarray, val_x: np.ndarray,
                val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]],
-               callbacks: list[keras.callbacks.Callback] = ()) -> tuple[keras.Model, np.ndarray]:
+               stop_when: Callable[[int, dict], bool] | None = None) -> tuple[keras.Model, np.ndarray]:
     """A new head trained on features, validated and logged (to the active MLflow run) at every epoch; returns it
     with its validation probabilities.
 
@@ -144,19 +147,18 @@ def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarra
     """
     top = build_top(config)
     head = build_head(train_x.shape[2:], len(classes), config.dropout, config.seed, top)
-    validation = EpochMetrics(val_x, val_labels, classes, history)
-    callbacks = [validation, *callbacks]
+    validation = EpochMetrics(val_x, val_labels, classes, history, stop_when=stop_when)
     if top is None:
-        fit_head_on_features(head, train_x, train_labels, config, callbacks)
+        fit_head_on_features(head, train_x, train_labels, config, [validation])
         return head, validation.probs
     warm_up = warm_up_head(head)  # the frozen top's pooled output is computed once, not once per epoch
     pooled_train, pooled_val = pooled_top_features(top, train_x), pooled_top_features(top, val_x[:, None])[:, 0]
     validation.val_inputs = pooled_val
-    fit_head_on_features(warm_up, pooled_train, train_labels, config, callbacks)
+    fit_head_on_features(warm_up, pooled_train, train_labels, config, [validation])
     validation.val_inputs = val_x
     if config.fine_tune_epochs and not warm_up.stop_training:
         set_top_trainable(head, True)
-        fit_head_on_features(head, train_x, train_labels, config, callbacks, epochs=config.fine_tune_epochs,
+        fit_head_on_features(head, train_x, train_labels, config, [validation], epochs=config.fine_tune_epochs,
                              first_epoch=config.epochs, learning_rate=fine_tune_schedule(config, len(train_x)))
         set_top_trainable(head, False)  # saved frozen: nothing trains it further by accident
     return head, validation.probs

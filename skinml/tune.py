@@ -40,20 +40,17 @@ DROPOUT_RANGE = (0.0, 0.7)
 LEARNING_RATE_RANGE = (1e-5, 1e-2)
 
 
-class PruneOnEpoch(keras.callbacks.Callback):
-    """Reports the objective to Optuna after each epoch (EpochMetrics has put it in `history`) and stops a trial
-    the pruner gives up on."""
+class Pruning:
+    """Reports an epoch's objective to Optuna and says whether its pruner gives the trial up; training's validation
+    callback (skinml.train.EpochMetrics) calls it with the figures it has just computed, and stops when it says so."""
 
-    def __init__(self, trial: optuna.Trial, history: dict[str, list[float]], metric: str):
-        super().__init__()
-        self.trial, self.history, self.metric = trial, history, metric
-        self.pruned = False
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric, self.pruned = trial, metric, False
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.trial.report(self.history[self.metric][-1], step=epoch + 1)
-        if self.trial.should_prune():
-            self.pruned = True
-            self.model.stop_training = True
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> bool:
+        self.trial.report(metrics[self.metric], step=epoch + 1)
+        self.pruned = self.trial.should_prune()
+        return self.pruned
 
 
 class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
@@ -210,8 +207,8 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = SWEEP_TRIALS,
             trial.set_user_attr(TRIAL_RUN_ATTR, run.info.run_id)
             mlflow.log_params({"dropout": config.dropout, "learning_rate": config.learning_rate,
                                "trial_number": trial.number})
-            pruner = PruneOnEpoch(trial, history, metric)
-            train_head(config, train_x, labels["train"], val_x, labels["val"], classes, history, [pruner])
+            pruner = Pruning(trial, metric)
+            train_head(config, train_x, labels["train"], val_x, labels["val"], classes, history, stop_when=pruner)
             mlflow.set_tag("optuna.state", "PRUNED" if pruner.pruned else "COMPLETE")
         if pruner.pruned:  # raised after its run ended: a pruned trial's run is FINISHED, its state in the tag
             raise optuna.TrialPruned()
