@@ -29,6 +29,17 @@ from skinml.metrics import (
     report_text,
     slice_metrics,
 )
+from skinml.mlflow_names import (
+    EVAL_DATA_FORMAT_TAG,
+    EVAL_DATA_TAG,
+    EVAL_LEFT_OUT_TAG,
+    EVAL_SPLIT_TAG,
+    LESIONS_CROSSING_SPLITS_TAG,
+    MANIFEST_RUN_ID_TAG,
+    MANIFEST_SHA256_TAG,
+    MODEL_URI_TAG,
+    N_IMAGES_TAG,
+)
 from skinml.model import PREDICT_BATCH_SIZE, split_classifier
 from skinml.model_store import load_keras_model, model_decisions
 from skinml.plots import (
@@ -97,10 +108,10 @@ def external_set(model_uri: str, data_dir: str | Path, data_format: str, label_m
     frame, left_out = model_labels(frame, model_classes(model_uri), label_map)
     left_out.update({f"{label} (dropped by the label map)": count
                      for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count})
-    tags = {"skinml.eval_data": str(Path(data_dir).resolve()), "skinml.eval_split": "whole folder",
-            "skinml.eval_data_format": str(frame.attrs.get("data_format", data_format))}
+    tags = {EVAL_DATA_TAG: str(Path(data_dir).resolve()), EVAL_SPLIT_TAG: "whole folder",
+            EVAL_DATA_FORMAT_TAG: str(frame.attrs.get("data_format", data_format))}
     if left_out:
-        tags["skinml.eval_left_out"] = ", ".join(f"{label}: {count}" for label, count in sorted(left_out.items()))
+        tags[EVAL_LEFT_OUT_TAG] = ", ".join(f"{label}: {count}" for label, count in sorted(left_out.items()))
     return frame, tags, left_out
 
 
@@ -128,9 +139,9 @@ def evaluation_set(model_uri: str, split: str, manifest_run_id: str | None = Non
     frame = load_dataset(train_data_dir, data_format=recorded_config(run_id).data_format)
     metadata = [c for c in frame.columns if c not in ("lesion_id", "dx")]
     part = manifest[manifest["split"] == split].merge(frame[metadata], on="image_id")
-    tags = {"skinml.eval_data": train_data_dir, "skinml.eval_split": split,
-            "skinml.manifest_sha256": manifest_digest(manifest), "skinml.manifest_run_id": run_id,
-            "skinml.lesions_crossing_splits": str(lesions_crossing(manifest))}
+    tags = {EVAL_DATA_TAG: train_data_dir, EVAL_SPLIT_TAG: split,
+            MANIFEST_SHA256_TAG: manifest_digest(manifest), MANIFEST_RUN_ID_TAG: run_id,
+            LESIONS_CROSSING_SPLITS_TAG: str(lesions_crossing(manifest))}
     return part, tags
 
 
@@ -158,7 +169,7 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
     if data.empty:
         where = data_dir if data_dir is not None else f"the {split} split of {model_uri}'s run"
         raise ValueError(f"nothing to evaluate: {where} has no image of the model's classes {list(classes)}")
-    with stage_run("evaluate", experiment, parent_run_id, tags={"skinml.model_uri": model_uri},
+    with stage_run("evaluate", experiment, parent_run_id, tags={MODEL_URI_TAG: model_uri},
                    name=evaluation_name(model_uri, prefix if data_dir is None else "external")) as run:
         mlflow.set_tags(tags)
         classifier = load_keras_model(model_uri)
@@ -168,7 +179,7 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         if left_out:
             metrics["left_out"] = left_out
         mlflow.log_metrics(flat_metrics(metrics, prefix))
-        mlflow.set_tag("skinml.n_images", str(metrics["n_images"]))  # a count: a tag, not a model figure
+        mlflow.set_tag(N_IMAGES_TAG, str(metrics["n_images"]))  # a count: a tag, not a model figure
         metrics["ci95"] = lesion_bootstrap_intervals(y_true, probs, data["lesion_id"].to_numpy(), classes)
         mlflow.log_metrics(interval_metrics(metrics["ci95"], prefix))
         mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1), classes), "plots/confusion_matrix.png")

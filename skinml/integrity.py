@@ -15,7 +15,8 @@ import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-DIGEST_TAG = "skinml.files_sha256"
+from skinml.mlflow_names import DIGEST_TAG
+
 MODEL_META = "registered_model_meta"  # written by MLflow into a registered version it downloads; not a model file
 REGISTERED_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 logger = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from skinml.data.split import (
     split_summary,
 )
 from skinml.data.training_set import data_tags, warn_if_ungrouped
+from skinml.mlflow_names import MANIFEST_SHA256_TAG, SPLIT_TAG_PREFIX, TEST_SPLIT_FROM_RUN_TAG
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
 MANIFEST_ARTIFACT = "split/manifest.csv"
@@ -32,8 +33,8 @@ def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "t
         dataset = mlflow.data.from_pandas(manifest, source=Path(data_dir).resolve().as_uri(), targets="dx",
                                           name=f"{Path(data_dir).resolve().name}-{manifest_digest(manifest)[:12]}")
     mlflow.log_input(dataset, context=context)
-    mlflow.set_tags({"skinml.manifest_sha256": manifest_digest(manifest),
-                     **{f"skinml.split_{k}": str(v) for k, v in summary.items()}})  # bookkeeping: tags, not metrics
+    mlflow.set_tags({MANIFEST_SHA256_TAG: manifest_digest(manifest),
+                     **{SPLIT_TAG_PREFIX + k: str(v) for k, v in summary.items()}})  # bookkeeping: tags, not metrics
     return summary
 
 
@@ -67,7 +68,7 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
                            "grouped_by": frame.attrs.get("grouped_by") or "image"})
         mlflow.set_tags(data_tags(frame, split_made=True))
         if keep_test_of:
-            mlflow.set_tag("skinml.test_split_from_run", keep_test_of)
+            mlflow.set_tag(TEST_SPLIT_FROM_RUN_TAG, keep_test_of)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(output, index=False)
         summary = log_manifest(manifest, data_dir)

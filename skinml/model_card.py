@@ -17,6 +17,16 @@ from skinml.evaluate import training_run_id
 from skinml.evidence import evaluations_filter, evaluations_of
 from skinml.labels import model_classes
 from skinml.manifests import run_manifest
+from skinml.mlflow_names import (
+    DATA_FORMAT_TAG,
+    EVAL_DATA_TAG,
+    EVAL_LEFT_OUT_TAG,
+    EVAL_SPLIT_TAG,
+    GROUPED_BY_TAG,
+    MANIFEST_RUN_ID_TAG,
+    MANIFEST_SHA256_TAG,
+    N_IMAGES_TAG,
+)
 from skinml.model_store import model_decisions
 from skinml.tracking import download_run_artifact
 
@@ -57,12 +67,12 @@ def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[s
     manifest = run_manifest(train_run.info.run_id)
     params, tags = train_run.data.params, train_run.data.tags
     counts = manifest.groupby(["dx", "split"]).agg(images=("image_id", "size"), groups=("lesion_id", "nunique"))
-    layout = f"`{tags.get('skinml.data_format') or params.get('data_format', 'auto')}`"
+    layout = f"`{tags.get(DATA_FORMAT_TAG) or params.get('data_format', 'auto')}`"
     layout += " (recognised from the folder)" if layout == "`auto`" else ""  # a run from before the tag
     lines = [f"Source `{params.get('data_dir', '?')}`, layout {layout}, "
              f"label map `{params.get('label_map', 'none')}`; split `{manifest['split'].value_counts().to_dict()}`, "
-             f"grouped by `{tags.get('skinml.grouped_by', 'lesion_id')}` (a group on one side only), seed "
-             f"{params.get('seed', '?')}, manifest sha256 `{tags.get('skinml.manifest_sha256', '?')[:12]}`.", "",
+             f"grouped by `{tags.get(GROUPED_BY_TAG, 'lesion_id')}` (a group on one side only), seed "
+             f"{params.get('seed', '?')}, manifest sha256 `{tags.get(MANIFEST_SHA256_TAG, '?')[:12]}`.", "",
              "| class | train images (groups) | validation | test |", "|---|---|---|---|"]
     for name in classes:
         cells = [f"{counts.loc[(name, part), 'images']} ({counts.loc[(name, part), 'groups']})"
@@ -74,7 +84,7 @@ def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[s
 
 def figures_section(test_run, classes: tuple[str, ...]) -> list[str]:
     metrics = test_run.data.metrics
-    lines = [f"On the test split ({test_run.data.tags.get('skinml.n_images', '?')} images, evaluation run "
+    lines = [f"On the test split ({test_run.data.tags.get(N_IMAGES_TAG, '?')} images, evaluation run "
              f"`{test_run.info.run_id}`), 95% intervals from bootstrap resamples of whole groups (lesions or "
              "patients; images, where the data has no group column):", "",
              f"- balanced accuracy {interval(metrics, 'balanced_accuracy')}",
@@ -127,8 +137,8 @@ def slices_section(test_run) -> list[str]:
 
 def own_test_evaluations(evaluations: list, train_run_id: str) -> list:
     """The evaluations of the model's own test split (not of a champion's split it was compared on), newest first."""
-    return [run for run in evaluations if run.data.tags.get("skinml.eval_split") == "test"
-            and run.data.tags.get("skinml.manifest_run_id", train_run_id) == train_run_id]
+    return [run for run in evaluations if run.data.tags.get(EVAL_SPLIT_TAG) == "test"
+            and run.data.tags.get(MANIFEST_RUN_ID_TAG, train_run_id) == train_run_id]
 
 
 def logged_plots(run) -> set[str]:
@@ -157,7 +167,7 @@ def card_markdown(model_uri: str) -> tuple[str, str | None]:
     classes, decisions = model_classes(model_uri), model_decisions(model_uri)
     evaluations = evaluation_runs(model_uri)
     tests = own_test_evaluations(evaluations, train_run.info.run_id)
-    external = [run for run in evaluations if run.data.tags.get("skinml.eval_split") == "whole folder"]
+    external = [run for run in evaluations if run.data.tags.get(EVAL_SPLIT_TAG) == "whole folder"]
     start = ("pretrained on ImageNet" if train_run.data.params.get("weights", "imagenet") != "none"
              else "from random weights")
     lines = [f"# Model card: `{model_uri}`", "",
@@ -181,9 +191,9 @@ def card_markdown(model_uri: str) -> tuple[str, str | None]:
     else:
         lines += ["## Figures", "", "Not evaluated yet: `skinml evaluate --model-uri URI` logs the figures.", ""]
     lines += ["## External evaluations", ""]
-    left_out = {run.info.run_id: f", left out: {run.data.tags['skinml.eval_left_out']}"
-                for run in external if "skinml.eval_left_out" in run.data.tags}
-    lines += [f"- `{run.data.tags.get('skinml.eval_data', '?')}` ({run.data.tags.get('skinml.n_images', '?')} images"
+    left_out = {run.info.run_id: f", left out: {run.data.tags[EVAL_LEFT_OUT_TAG]}"
+                for run in external if EVAL_LEFT_OUT_TAG in run.data.tags}
+    lines += [f"- `{run.data.tags.get(EVAL_DATA_TAG, '?')}` ({run.data.tags.get(N_IMAGES_TAG, '?')} images"
               f"{left_out.get(run.info.run_id, '')}"
               f"): balanced accuracy {interval(run.data.metrics, 'balanced_accuracy')}, macro AUC "
               f"{interval(run.data.metrics, 'macro_auc')}{referral_at_first_point(run, decisions)}"

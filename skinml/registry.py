@@ -25,6 +25,7 @@ from skinml.evidence import compare, predictions_for
 from skinml.features import FeatureCache
 from skinml.integrity import DIGEST_TAG, model_files_digest
 from skinml.labels import model_classes
+from skinml.mlflow_names import PROMOTED_TAG
 from skinml.model_card import CARD_ARTIFACTS, log_card
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
@@ -196,7 +197,7 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
                                 "balanced_accuracy_gain": evidence["difference"],
                                 "balanced_accuracy_gain_ci95_low": low, "balanced_accuracy_gain_ci95_high": high})
         mlflow.log_dict(decision, "promotion.json")
-        mlflow.set_tag("skinml.promoted", str(decision["promoted"]))
+        mlflow.set_tag(PROMOTED_TAG, str(decision["promoted"]))
         for version in {champion.version, challenger.version}:
             client.set_model_version_tag(name, version, "promotion_decision",
                                          f"{'promoted' if decision['promoted'] else 'kept champion'} "

@@ -13,6 +13,7 @@ from mlflow.entities import Metric, RunTag
 
 from skinml.config import TrainConfig
 from skinml.metrics import headline_metrics
+from skinml.mlflow_names import MODEL_URI_TAG, TRAIN_RUN_ID_TAG
 from skinml.ui_view import FIGURES_TAG
 
 # Recipe fields that may name a file: a description shows them as the run's parameter of that name does
@@ -83,7 +84,7 @@ def summarize_parent(parent_run_id: str, config: TrainConfig, trained: dict, tes
     now = int(time.time() * 1000)
     params = client.get_run(parent_run_id).data.params
     tags = {"mlflow.note.content": describe(config, trained, tested, registry, promotion, params),
-            "skinml.train_run_id": trained["run_id"], "skinml.model_uri": trained["model_uri"],
+            TRAIN_RUN_ID_TAG: trained["run_id"], MODEL_URI_TAG: trained["model_uri"],
             FIGURES_TAG: figures_text(tested)}
     client.log_batch(  # one call, not one per figure
         parent_run_id, metrics=[Metric(k, v, now, 0) for k, v in headline_metrics(tested, trained["metrics"]).items()],

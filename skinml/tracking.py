@@ -20,6 +20,7 @@ from typing import Any
 import mlflow
 
 from skinml.config import DEFAULT_EXPERIMENT
+from skinml.mlflow_names import CLOSED_BECAUSE_TAG, HOST_TAG, PID_TAG, STAGE_TAG
 from skinml.orphans import process_exists
 from skinml.ui_view import VIEW_TAG, view_json
 
@@ -34,7 +35,7 @@ def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: s
               tags: dict[str, str] | None = None, name: str | None = None) -> Iterator[mlflow.ActiveRun]:
     """Start (or resume, under `mlflow run`) the MLflow run of one stage, named `name` (default: the stage), nested
     under `parent_run_id` if given."""
-    tags = {"skinml.stage": stage, "skinml.host": socket.gethostname(), "skinml.pid": str(os.getpid()),
+    tags = {STAGE_TAG: stage, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
             **(tags or {})}
     name = name or stage
     active = mlflow.active_run()
@@ -119,7 +120,7 @@ def killed_on_termination(run: mlflow.ActiveRun) -> Iterator[mlflow.ActiveRun]:
     except Terminated as stop:
         active = mlflow.active_run()
         if active is not None and active.info.run_id == run.info.run_id:
-            mlflow.set_tag("skinml.closed_because", f"its process received {stop}")
+            mlflow.set_tag(CLOSED_BECAUSE_TAG, f"its process received {stop}")
             mlflow.end_run("KILLED")
         raise
 
@@ -135,9 +136,9 @@ def close_orphaned_runs() -> list[str]:
                                            f"'{socket.gethostname()}'", max_results=1000)
     closed = []
     for run in runs:
-        pid = int(run.data.tags.get("skinml.pid", "0"))
+        pid = int(run.data.tags.get(PID_TAG, "0"))
         if pid and pid != os.getpid() and not process_exists(pid):
-            client.set_tag(run.info.run_id, "skinml.closed_because",
+            client.set_tag(run.info.run_id, CLOSED_BECAUSE_TAG,
                            f"process {pid} on {socket.gethostname()} ended without closing it")
             client.set_terminated(run.info.run_id, "KILLED")
             closed.append(run.info.run_id)

@@ -28,9 +28,11 @@ from skinml.config import SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TR
 from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
 from skinml.features import FeatureCache
+from skinml.head_training import train_head
 from skinml.manifests import log_manifest
+from skinml.mlflow_names import CLOSED_BECAUSE_TAG, N_COMPLETE_TRIALS_TAG, N_PRUNED_TRIALS_TAG, STUDY_TAG
 from skinml.tracking import dump_json, log_params_once, stage_run
-from skinml.train import cached_features, train_head
+from skinml.train import cached_features
 
 log = logging.getLogger(__name__)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -42,7 +44,8 @@ LEARNING_RATE_RANGE = (1e-5, 1e-2)
 
 class Pruning:
     """Reports an epoch's objective to Optuna and says whether its pruner gives the trial up; training's validation
-    callback (skinml.train.EpochMetrics) calls it with the figures it has just computed, and stops when it says so."""
+    callback (skinml.head_training.EpochMetrics) calls it with the figures it has just computed, and stops when it
+    says so."""
 
     def __init__(self, trial: optuna.Trial, metric: str):
         self.trial, self.metric, self.pruned = trial, metric, False
@@ -61,7 +64,7 @@ class RetryStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
         run_id = trial.user_attrs.get(TRIAL_RUN_ATTR)
         if run_id:
             client = mlflow.MlflowClient()
-            client.set_tag(run_id, "skinml.closed_because", "its worker stopped sending Optuna heartbeats")
+            client.set_tag(run_id, CLOSED_BECAUSE_TAG, "its worker stopped sending Optuna heartbeats")
             client.set_terminated(run_id, "KILLED")
 
 
@@ -103,7 +106,7 @@ def open_study(study_name: str, storage: str | None, seed: int, base: TrainConfi
 def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: str, name: str) -> str:
     """The sweep's parent MLflow run: made by the process that created the study, found by the others."""
     if created:  # under `mlflow run`, its run (in the experiment it was given) becomes the parent
-        with stage_run("sweep", experiment, tags={"skinml.study": study.study_name}, name=name) as run:
+        with stage_run("sweep", experiment, tags={STUDY_TAG: study.study_name}, name=name) as run:
             log_params_once(params)
         study.set_user_attr(PARENT_RUN_ATTR, run.info.run_id)
         return run.info.run_id
@@ -135,8 +138,8 @@ def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
     client.log_batch(parent_id, metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0) for k, v in
                                          {"best_value": best.value, "best_dropout": best.params["dropout"],
                                           "best_learning_rate": best.params["learning_rate"]}.items()],
-                     tags=[mlflow.entities.RunTag("skinml.n_complete_trials", str(summary["n_complete"])),
-                           mlflow.entities.RunTag("skinml.n_pruned_trials", str(summary["n_pruned"]))])
+                     tags=[mlflow.entities.RunTag(N_COMPLETE_TRIALS_TAG, str(summary["n_complete"])),
+                           mlflow.entities.RunTag(N_PRUNED_TRIALS_TAG, str(summary["n_pruned"]))])
     client.log_dict(parent_id, summary, "sweep/summary.json")
     plots = {"optimization_history": lambda: optuna_plots.plot_optimization_history(study),
              "contour_dropout_learning_rate": lambda: optuna_plots.plot_contour(study,

@@ -5,7 +5,7 @@ from scipy.special import softmax
 
 from skinml.calibration import fit_temperature, logit_adjusted_crossentropy
 from skinml.config import TrainConfig, preset
-from skinml.train import compile_for_training
+from skinml.head_training import compile_for_training
 
 
 def test_temperature_recovers_the_temperature_that_generated_the_labels():

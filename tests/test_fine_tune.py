@@ -25,7 +25,8 @@ from skinml.model import (
     split_classifier,
 )
 from skinml.model_store import load_keras_model
-from skinml.train import pooled_top_features, train, warm_up_head
+from skinml.head_training import pooled_top_features, warm_up_head
+from skinml.train import train
 
 from .conftest import IMAGE_SIZE
 from .test_train_evaluate import b64_images, tiny_config

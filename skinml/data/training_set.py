@@ -13,6 +13,13 @@ from skinml.config import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
 from skinml.labels import class_indices, classes_of
+from skinml.mlflow_names import (
+    DATA_FORMAT_TAG,
+    DATA_NOTES_TAG,
+    GROUPED_BY_TAG,
+    LABEL_MAP_DROPPED_TAG,
+    SPLIT_GROUPED_BY_TAG,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +58,15 @@ def warn_if_ungrouped(frame: pd.DataFrame) -> None:
 def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
     """The MLflow tags that say what reading the data found: a split by image (when the split was made from it),
     the images a label map dropped per label, and the reader's notes."""
-    tags = {"skinml.data_format": str(frame.attrs.get("data_format", "")),
-            "skinml.grouped_by": frame.attrs.get("grouped_by") or "image"}
+    tags = {DATA_FORMAT_TAG: str(frame.attrs.get("data_format", "")),
+            GROUPED_BY_TAG: frame.attrs.get("grouped_by") or "image"}
     if split_made and frame.attrs.get("grouped_by", "lesion_id") is None:
-        tags["skinml.split_grouped_by"] = "image (the data has no group column)"
+        tags[SPLIT_GROUPED_BY_TAG] = "image (the data has no group column)"
     dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
     if dropped:
-        tags["skinml.label_map_dropped"] = ", ".join(f"{label}: {count}" for label, count in sorted(dropped.items()))
+        tags[LABEL_MAP_DROPPED_TAG] = ", ".join(f"{label}: {count}" for label, count in sorted(dropped.items()))
     if frame.attrs.get("notes"):
-        tags["skinml.data_notes"] = "; ".join(frame.attrs["notes"])
+        tags[DATA_NOTES_TAG] = "; ".join(frame.attrs["notes"])
     return tags
 
 

@@ -1,0 +1,58 @@
+"""The tags skinml writes on MLflow runs and registered versions (`skinml.*`), named once for every writer and reader.
+
+docs/mlflow.md says what each means; tests/test_mlflow_names.py holds the two to each other. Tags carry what is not a
+model figure: bookkeeping, timings, counts, where the data came from.
+"""
+
+# Every run: which stage it is, the process that opened it, and why it was closed if its process died
+STAGE_TAG = "skinml.stage"
+HOST_TAG = "skinml.host"
+PID_TAG = "skinml.pid"
+CLOSED_BECAUSE_TAG = "skinml.closed_because"
+
+# The data and its split (train and split runs)
+CLASSES_TAG = "skinml.classes"
+DATA_FORMAT_TAG = "skinml.data_format"
+GROUPED_BY_TAG = "skinml.grouped_by"
+SPLIT_GROUPED_BY_TAG = "skinml.split_grouped_by"
+LABEL_MAP_DROPPED_TAG = "skinml.label_map_dropped"
+DATA_NOTES_TAG = "skinml.data_notes"
+MANIFEST_SHA256_TAG = "skinml.manifest_sha256"
+SPLIT_TAG_PREFIX = "skinml.split_"  # + n_train, n_val, n_test, lesions_crossing_splits
+SPLIT_COUNTS = ("n_train", "n_val", "n_test", "lesions_crossing_splits")
+TEST_SPLIT_FROM_RUN_TAG = "skinml.test_split_from_run"
+
+# Training: where the frozen backbone ran, timings and memory
+BACKBONE_ENGINE_TAG = "skinml.backbone_engine"
+BACKBONE_PRECISION_TAG = "skinml.backbone_precision"
+FEATURE_SECONDS_TAG = "skinml.feature_seconds"
+TRAIN_SECONDS_TAG = "skinml.train_seconds"
+PEAK_RSS_MB_TAG = "skinml.peak_rss_mb"
+
+# Evaluation: the model, the set it was scored on, and what was left out
+MODEL_URI_TAG = "skinml.model_uri"
+N_IMAGES_TAG = "skinml.n_images"
+EVAL_DATA_TAG = "skinml.eval_data"
+EVAL_SPLIT_TAG = "skinml.eval_split"
+EVAL_DATA_FORMAT_TAG = "skinml.eval_data_format"
+EVAL_LEFT_OUT_TAG = "skinml.eval_left_out"
+MANIFEST_RUN_ID_TAG = "skinml.manifest_run_id"
+LESIONS_CROSSING_SPLITS_TAG = "skinml.lesions_crossing_splits"
+
+# Registry, parent runs and the compare view
+PROMOTED_TAG = "skinml.promoted"
+TRAIN_RUN_ID_TAG = "skinml.train_run_id"
+CHAMPION_TAG = "skinml.champion"  # "yes" on the runs of the version holding the champion alias
+FIGURES_TAG = "skinml.test_figures"  # the test figures to 3 decimals (the compare view shows 2)
+DIGEST_TAG = "skinml.files_sha256"  # on a registered version: the digest of its files (skinml.integrity)
+
+# Sweeps
+STUDY_TAG = "skinml.study"
+N_COMPLETE_TRIALS_TAG = "skinml.n_complete_trials"
+N_PRUNED_TRIALS_TAG = "skinml.n_pruned_trials"
+
+
+def all_tags() -> set[str]:
+    """Every tag name above, the split counts spelled out."""
+    names = {value for key, value in globals().items() if key.endswith("_TAG") and isinstance(value, str)}
+    return names | {SPLIT_TAG_PREFIX + count for count in SPLIT_COUNTS}
