@@ -18,6 +18,7 @@ from sklearn.metrics import (
 )
 
 from skinml.labels import metric_key
+from skinml.mlflow_names import HEADLINE_TEST, HEADLINE_VAL
 
 
 def per_class_auc(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
@@ -82,13 +83,12 @@ def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
 
 
 def headline_metrics(test: dict, last_epoch: dict[str, float]) -> dict[str, float]:
-    """What a parent run shows first: `test/balanced_accuracy`, `test/macro_auc`, `test/ece`, `test/macro_f1` (the
-    first group of MLflow's chart view, and the compare view's first metric), per-class test recall
-    (`test_recall/<class>`), and the last epoch's `val/balanced_accuracy` and `val/macro_auc`."""
-    figures = {f"test/{k}": test[k] for k in ("balanced_accuracy", "macro_auc", "ece", "macro_f1") if k in test}
+    """What a parent run shows first (skinml.mlflow_names): the test figures `test_balanced_accuracy`,
+    `test_macro_auc`, `test_ece`, `test_macro_f1` (the compare view's), per-class test recall (`test_recall/<class>`)
+    and the last epoch's `val_balanced_accuracy` and `val_macro_auc`: each under the name its own run gives it."""
+    figures = {name: test[name.removeprefix("test_")] for name in HEADLINE_TEST if name.removeprefix("test_") in test}
     figures.update({f"test_recall/{metric_key(name)}": values["recall"] for name, values in test["per_class"].items()})
-    figures.update({f"val/{k}": last_epoch[f"val_{k}"] for k in ("balanced_accuracy", "macro_auc")
-                    if f"val_{k}" in last_epoch})
+    figures.update({name: last_epoch[name] for name in HEADLINE_VAL if name in last_epoch})
     return {k: float(v) for k, v in figures.items() if v == v}
 
 

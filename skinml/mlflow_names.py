@@ -1,8 +1,14 @@
-"""The tags skinml writes on MLflow runs and registered versions (`skinml.*`), named once for every writer and reader.
+"""Names skinml gives in MLflow, once for every writer and reader: the headline figures of a parent run and the tags
+on runs and registered versions (`skinml.*`).
 
 docs/mlflow.md says what each means; tests/test_mlflow_names.py holds the two to each other. Tags carry what is not a
 model figure: bookkeeping, timings, counts, where the data came from.
 """
+
+# The headline figures: what a parent run (pipeline, retrain, sweep) carries of its challenger, with the names its
+# evaluate and train runs give them (one name per figure), and per-class test recall `test_recall/<class>`
+HEADLINE_TEST = ("test_balanced_accuracy", "test_macro_auc", "test_ece", "test_macro_f1")
+HEADLINE_VAL = ("val_balanced_accuracy", "val_macro_auc")  # the last epoch's
 
 # Every run: which stage it is, the process that opened it, and why it was closed if its process died
 STAGE_TAG = "skinml.stage"

@@ -14,15 +14,12 @@ import urllib.parse
 
 import mlflow
 
-from skinml.mlflow_names import CHAMPION_TAG, FIGURES_TAG
+from skinml.mlflow_names import CHAMPION_TAG, FIGURES_TAG, HEADLINE_TEST
 
 VIEW_KEY = "skinml"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-HEADLINE = ("test/balanced_accuracy", "test/macro_auc", "test/ece", "test/macro_f1")
+HEADLINE = HEADLINE_TEST
 COLUMN_PARAMS = ("preset", "learning_rate", "dropout", "seed")
-# The run tag `yes` on the training run and the parent run of the version holding the `champion` alias (set by the
-# promotion, skinml/registry.py); a column of the run list.
-# A parent run's test figures to 3 decimals, as text (the UI rounds metrics to 2 decimals in its compare view)
 DEFAULT_UI = "http://127.0.0.1:5000"
 # MLflow 3.17's UI shows every page, run pages included, in its model-training mode when the route's query says so;
 # otherwise in the mode the browser last picked (GenAI at first).

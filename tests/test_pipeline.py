@@ -56,7 +56,7 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
     parent = mlflow.get_run(result["parent_run_id"])
     assert parent.info.status == "FINISHED"
     assert parent.data.params["epochs"] == "3" and parent.data.params["image_size"] == "32"
-    assert "test/balanced_accuracy" in parent.data.metrics and "test/macro_auc" in parent.data.metrics
+    assert "test_balanced_accuracy" in parent.data.metrics and "test_macro_auc" in parent.data.metrics
     stages = children(parent.info.run_id)
     assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
     assert set(stages["status"]) == {"FINISHED"}
@@ -78,10 +78,10 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
     assert parent.info.run_name == label
     assert sorted(stages["tags.mlflow.runName"]) == [f"evaluate test {label}", "promote v1 vs v1",
                                                      "split grouped seed=7", f"train {label}"]
-    assert sorted(parent.data.metrics)[0] == "test/balanced_accuracy"  # the compare view's first metric
+    assert sorted(parent.data.metrics)[0] == "test_balanced_accuracy"  # the compare view's first metric
     assert set(parent.data.metrics) == {f"test_recall/{name}" for name in CLASSES} | {
-        "test/balanced_accuracy", "test/macro_auc", "test/ece", "test/macro_f1", "val/balanced_accuracy",
-        "val/macro_auc"}
+        "test_balanced_accuracy", "test_macro_auc", "test_ece", "test_macro_f1", "val_balanced_accuracy",
+        "val_macro_auc"}
     assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
     # the shared compare view: its columns and charts name metrics, params and tags the parent run has
     view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.skinml"])

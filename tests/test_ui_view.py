@@ -26,7 +26,7 @@ def test_the_shared_view_has_the_champion_mark_as_a_column():
     assert published == view_state()
     columns = published["selectedColumns"]
     assert "tags.`skinml.champion`" in columns and CHAMPION_TAG == "skinml.champion"
-    assert "metrics.`test/balanced_accuracy`" in columns and "params.`learning_rate`" in columns
+    assert "metrics.`test_balanced_accuracy`" in columns and "params.`learning_rate`" in columns
 
 
 def test_links_open_in_the_model_training_mode():
@@ -86,7 +86,7 @@ def test_a_parent_run_shows_its_challengers_dataset_model_and_version(tmp_path):
     assert ("skinml", str(version)) in {(entry["name"], str(entry["version"])) for entry in registered}
     note = run.data.tags["mlflow.note.content"]
     assert "changed: weights=weights/mobilenet.weights.h5, learning_rate=0.0003." in note
-    assert run.data.metrics["test/balanced_accuracy"] == pytest.approx(0.3947)
+    assert run.data.metrics["test_balanced_accuracy"] == pytest.approx(0.3947)
 
 
 def test_a_description_keeps_the_configs_path_unless_the_parameter_names_the_same_file(tmp_path):
