@@ -13,6 +13,8 @@ from skinml import settings
 from skinml.cli_options import add_data_options, add_promotion_options, add_training_options, explicit_options
 from skinml.config import (
     DEFAULT_EXPERIMENT,
+    SPLIT_STRATEGIES,
+    SPLITS,
     SWEEP_EXPERIMENT,
     SWEEP_METRICS,
     SWEEP_STUDY,
@@ -143,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("split", help="lesion-grouped (or random) train/val/test split manifest")
     p.add_argument("--data-dir")
-    p.add_argument("--strategy", default="grouped", choices=["grouped", "random"])
+    p.add_argument("--strategy", default=SPLIT_STRATEGIES[0], choices=SPLIT_STRATEGIES)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--test-fraction", type=float, default=0.15)
@@ -162,14 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-uri", required=True)
     p.add_argument("--data-dir", help="a labelled folder in any layout (default: the model's own test split)")
     add_data_options(p)
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.add_argument("--output", help="write the metrics JSON here")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("pipeline", help="download -> split -> train -> evaluate -> register -> promote (Prefect)")
     add_training_options(p)
-    p.add_argument("--split-strategy", default="grouped", choices=["grouped", "random"])
+    p.add_argument("--split-strategy", default=SPLIT_STRATEGIES[0], choices=SPLIT_STRATEGIES)
     add_promotion_options(p)
     p.add_argument("--output", help="write the pipeline summary JSON here")
     p.set_defaults(func=cmd_pipeline)

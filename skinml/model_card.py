@@ -12,6 +12,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from skinml.config import SPLITS
 from skinml.decisions import point_name
 from skinml.evaluate import training_run_id
 from skinml.evidence import evaluations_filter, evaluations_of
@@ -76,7 +77,7 @@ def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[s
              "| class | train images (groups) | validation | test |", "|---|---|---|---|"]
     for name in classes:
         cells = [f"{counts.loc[(name, part), 'images']} ({counts.loc[(name, part), 'groups']})"
-                 if (name, part) in counts.index else "0" for part in ("train", "val", "test")]
+                 if (name, part) in counts.index else "0" for part in SPLITS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     tested = manifest.loc[manifest["split"] == "test", "dx"].value_counts()
     return lines, [name for name in classes if tested.get(name, 0) < SMALL]

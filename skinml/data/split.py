@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+from skinml.config import SPLIT_STRATEGIES, SPLITS
+
 MANIFEST_COLUMNS = ["image_id", "lesion_id", "dx", "split"]
-SPLITS = ("train", "val", "test")
-STRATEGIES = ("grouped", "random")
 
 
 def _grouped_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
@@ -52,8 +52,8 @@ def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: flo
     `grouped` keeps all images of a lesion on one side (StratifiedGroupKFold); `random` splits images independently,
     as the original baseline did (images of one lesion leak across splits).
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown split strategy {strategy!r}; choose one of {STRATEGIES}")
+    if strategy not in SPLIT_STRATEGIES:
+        raise ValueError(f"unknown split strategy {strategy!r}; choose one of {SPLIT_STRATEGIES}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
                          "and sum to less than 1")
