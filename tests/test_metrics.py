@@ -61,7 +61,8 @@ def test_bootstrap_intervals_resample_whole_lesions():
     probs[np.arange(len(y_true)), y_true] += rng.uniform(0, 1, len(y_true))  # informative, not perfect
     probs /= probs.sum(axis=1, keepdims=True)
     point = classification_metrics(y_true, probs, CLASSES)
-    np.testing.assert_allclose(rank_auc(y_true, probs), list(per_class_auc(y_true, probs, CLASSES).values()), atol=1e-12)
+    by_class = list(per_class_auc(y_true, probs, CLASSES).values())
+    np.testing.assert_allclose(rank_auc(y_true, probs), by_class, atol=1e-12)
     intervals = lesion_bootstrap_intervals(y_true, probs, lesions=np.arange(len(y_true)), classes=CLASSES,
                                            n_resamples=200)
     for name in ("balanced_accuracy", "macro_auc"):

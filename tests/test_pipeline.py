@@ -48,107 +48,115 @@ def children(parent_run_id: str, experiment: str = "skinml") -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_weights, tmp_path):
+def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_weights, tmp_path, subtests):
     recipe = {"weights": test_weights, "image_size": IMAGE_SIZE, "epochs": 3, "cached_views": 2, "seed": 7}
     result = pipeline_flow(str(synthetic_dir), "baseline", recipe, output=str(tmp_path / "pipeline.json"))
     assert (tmp_path / "pipeline.json").exists()
 
     parent = mlflow.get_run(result["parent_run_id"])
-    assert parent.info.status == "FINISHED"
-    assert parent.data.params["epochs"] == "3" and parent.data.params["image_size"] == "32"
-    assert "test_balanced_accuracy" in parent.data.metrics and "test_macro_auc" in parent.data.metrics
-    stages = children(parent.info.run_id)
-    assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
-    assert set(stages["status"]) == {"FINISHED"}
-    assert stages[stages["tags.skinml.stage"] == "split"].iloc[0]["params.seed"] == "7"  # the recipe's seed
+    stages, train_run = children(parent.info.run_id), result["train"]["run_id"]
+    label, client = "baseline size=32 epochs=3 seed=7", mlflow.MlflowClient()
+    with subtests.test("the pipeline's runs, stages and result"):
+        assert parent.info.status == "FINISHED"
+        assert parent.data.params["epochs"] == "3" and parent.data.params["image_size"] == "32"
+        assert "test_balanced_accuracy" in parent.data.metrics and "test_macro_auc" in parent.data.metrics
+        assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
+        assert set(stages["status"]) == {"FINISHED"}
+        assert stages[stages["tags.skinml.stage"] == "split"].iloc[0]["params.seed"] == "7"  # the recipe's seed
 
-    train_run = result["train"]["run_id"]
-    history = mlflow.MlflowClient().get_metric_history(train_run, "val_loss")
-    assert [m.step for m in history] == [1, 2, 3]
-    assert result["evaluate"]["n_images"] == result["split"]["n_test"]
-    assert result["split"]["lesions_crossing_splits"] == 0
-    assert result["registry"] == {"name": "skinml", "version": "1", "aliases": ["challenger", "champion"]}
-    assert result["promotion"]["promoted"] is False  # the first version already is the champion
+        history = mlflow.MlflowClient().get_metric_history(train_run, "val_loss")
+        assert [m.step for m in history] == [1, 2, 3]
+        assert result["evaluate"]["n_images"] == result["split"]["n_test"]
+        assert result["split"]["lesions_crossing_splits"] == 0
+        assert result["registry"] == {"name": "skinml", "version": "1", "aliases": ["challenger", "champion"]}
+        assert result["promotion"]["promoted"] is False  # the first version already is the champion
 
     # What the MLflow UI shows: the experiment as model training, runs named after their stage and recipe, the
     # headline figures first on the parent with no bookkeeping among them, a description, registry descriptions.
-    label = "baseline size=32 epochs=3 seed=7"
-    client = mlflow.MlflowClient()
-    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
-    assert parent.info.run_name == label
-    assert sorted(stages["tags.mlflow.runName"]) == [f"evaluate test {label}", "promote v1 vs v1",
-                                                     "split grouped seed=7", f"train {label}"]
-    assert sorted(parent.data.metrics)[0] == "test_balanced_accuracy"  # the compare view's first metric
-    assert set(parent.data.metrics) == {f"test_recall/{name}" for name in CLASSES} | {
-        "test_balanced_accuracy", "test_macro_auc", "test_ece", "test_macro_f1", "val_balanced_accuracy",
-        "val_macro_auc"}
-    assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
-    # the shared compare view: its columns and charts name metrics, params and tags the parent run has
-    view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.skinml"])
-    columns = [c for c in view["selectedColumns"] if not c.startswith("attributes.")]
-    assert {c.split(".", 1)[1].strip("`") for c in columns} <= (set(parent.data.metrics) | set(parent.data.params)
-                                                                | set(parent.data.tags))  # the champion mark
-    assert {c["metricKey"] for c in view["compareRunCharts"] if c["type"] == "BAR"} <= set(parent.data.metrics)
-    assert result["mlflow_ui"].endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey=skinml"
-                                        "&compareRunsMode=CHART&workflowType=machine_learning")
-    note = parent.data.tags["mlflow.note.content"]
-    assert f"`{label}`" in note and "**Test** balanced accuracy" in note and "v1" in note
-    registered = client.get_registered_model("skinml")
-    assert "mlflow models serve" in registered.description and "base64" in registered.description
-    version = client.get_model_version("skinml", "1")
-    assert f"`{label}`" in version.description and "Promotion: v1 is the champion already" in version.description
-    train_history = client.get_metric_history(train_run, "train_balanced_accuracy")
-    assert [m.step for m in train_history] == [1, 2, 3]
-    # and Prefect's side: flow and task runs named after the recipe and the stage
-    from prefect.client.orchestration import get_client
+    with subtests.test("what the MLflow UI shows"):
+        experiment_tags = client.get_experiment(parent.info.experiment_id).tags
+        assert experiment_tags["mlflow.experimentKind"] == "custom_model_development"
+        assert parent.info.run_name == label
+        assert sorted(stages["tags.mlflow.runName"]) == [f"evaluate test {label}", "promote v1 vs v1",
+                                                         "split grouped seed=7", f"train {label}"]
+        assert sorted(parent.data.metrics)[0] == "test_balanced_accuracy"  # the compare view's first metric
+        assert set(parent.data.metrics) == {f"test_recall/{name}" for name in CLASSES} | {
+            "test_balanced_accuracy", "test_macro_auc", "test_ece", "test_macro_f1", "val_balanced_accuracy",
+            "val_macro_auc"}
+        assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
+        # the shared compare view: its columns and charts name metrics, params and tags the parent run has
+        view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.skinml"])
+        columns = [c for c in view["selectedColumns"] if not c.startswith("attributes.")]
+        assert {c.split(".", 1)[1].strip("`") for c in columns} <= (set(parent.data.metrics) | set(parent.data.params)
+                                                                    | set(parent.data.tags))  # the champion mark
+        assert {c["metricKey"] for c in view["compareRunCharts"] if c["type"] == "BAR"} <= set(parent.data.metrics)
+        assert result["mlflow_ui"].endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey=skinml"
+                                            "&compareRunsMode=CHART&workflowType=machine_learning")
+        note = parent.data.tags["mlflow.note.content"]
+        assert f"`{label}`" in note and "**Test** balanced accuracy" in note and "v1" in note
+        registered = client.get_registered_model("skinml")
+        assert "mlflow models serve" in registered.description and "base64" in registered.description
+        version = client.get_model_version("skinml", "1")
+        assert f"`{label}`" in version.description and "Promotion: v1 is the champion already" in version.description
+        train_history = client.get_metric_history(train_run, "train_balanced_accuracy")
+        assert [m.step for m in train_history] == [1, 2, 3]
 
-    with get_client(sync_client=True) as prefect:
-        flows = {run.name for run in prefect.read_flow_runs()}
-        tasks = {run.name for run in prefect.read_task_runs()}
-    assert {f"pipeline {label}", f"challenger {label}"} <= flows
-    assert {"download", "split grouped seed=7", f"train {label}", "evaluate", "register skinml",
-            "promote skinml"} <= tasks
+    # and Prefect's side: flow and task runs named after the recipe and the stage
+    with subtests.test("Prefect's flow and task runs are named after the recipe and stage"):
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as prefect:
+            flows = {run.name for run in prefect.read_flow_runs()}
+            tasks = {run.name for run in prefect.read_task_runs()}
+        assert {f"pipeline {label}", f"challenger {label}"} <= flows
+        assert {"download", "split grouped seed=7", f"train {label}", "evaluate", "register skinml",
+                "promote skinml"} <= tasks
 
     # Prefect's Artifacts tab of the pipeline's flow run: the figures, the promotion decision, links to MLflow
-    name, artifacts = flow_run_artifacts("pipeline-result", result["parent_run_id"])
-    assert name == f"pipeline {label}" and set(artifacts) == {"pipeline-result", "pipeline-figures"}
-    summary, tested = artifacts["pipeline-result"], result["evaluate"]
-    low, high = tested["ci95"]["balanced_accuracy"]
-    assert f"balanced accuracy {tested['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in summary
-    assert f"macro AUC {tested['macro_auc']:.4f}" in summary
-    assert result["promotion"]["reason"] in summary and "not promoted" in summary
-    ui = "http://127.0.0.1:5000/#"  # a sqlite tracking URI: `mlflow ui`'s address
-    for run_id in (result["parent_run_id"], train_run, tested["run_id"], result["promotion"]["promotion_run_id"]):
-        assert f"({ui}/experiments/{parent.info.experiment_id}/runs/{run_id}?workflowType=machine_learning)" in summary
-    assert f"({ui}/models/skinml/versions/1?workflowType=machine_learning)" in summary
-    figures = {row["figure"]: row for row in json.loads(artifacts["pipeline-figures"])}
-    assert figures["test balanced accuracy"] == {"figure": "test balanced accuracy",
-                                                 "value": round(tested["balanced_accuracy"], 4),
-                                                 "ci95_low": round(low, 4), "ci95_high": round(high, 4)}
+    with subtests.test("Prefect's Artifacts tab of the pipeline"):
+        name, artifacts = flow_run_artifacts("pipeline-result", result["parent_run_id"])
+        assert name == f"pipeline {label}" and set(artifacts) == {"pipeline-result", "pipeline-figures"}
+        summary, tested = artifacts["pipeline-result"], result["evaluate"]
+        low, high = tested["ci95"]["balanced_accuracy"]
+        assert f"balanced accuracy {tested['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in summary
+        assert f"macro AUC {tested['macro_auc']:.4f}" in summary
+        assert result["promotion"]["reason"] in summary and "not promoted" in summary
+        ui = "http://127.0.0.1:5000/#"  # a sqlite tracking URI: `mlflow ui`'s address
+        for run_id in (result["parent_run_id"], train_run, tested["run_id"], result["promotion"]["promotion_run_id"]):
+            assert (f"({ui}/experiments/{parent.info.experiment_id}/runs/{run_id}?workflowType=machine_learning)"
+                    in summary)
+        assert f"({ui}/models/skinml/versions/1?workflowType=machine_learning)" in summary
+        figures = {row["figure"]: row for row in json.loads(artifacts["pipeline-figures"])}
+        assert figures["test balanced accuracy"] == {"figure": "test balanced accuracy",
+                                                     "value": round(tested["balanced_accuracy"], 4),
+                                                     "ci95_low": round(low, 4), "ci95_high": round(high, 4)}
 
-    model = mlflow.pyfunc.load_model(result["train"]["model_uri"])
-    path = load_dataset(synthetic_dir)["path"][0]
-    answer = model.predict(pd.DataFrame({"image": [base64.b64encode(Path(path).read_bytes()).decode()]}))
-    assert answer["label"][0] in CLASSES
+    with subtests.test("the trained model predicts"):
+        model = mlflow.pyfunc.load_model(result["train"]["model_uri"])
+        path = load_dataset(synthetic_dir)["path"][0]
+        answer = model.predict(pd.DataFrame({"image": [base64.b64encode(Path(path).read_bytes()).decode()]}))
+        assert answer["label"][0] in CLASSES
 
     # Retraining: the champion's recipe, its test split kept, the margin honoured, in the experiment asked for.
-    retrained = retrain_flow(str(synthetic_dir), experiment="retraining", promotion_margin=1.0)
-    assert retrained["registry"]["version"] == "2" and retrained["promotion"]["margin"] == 1.0
-    assert retrained["promotion"]["promoted"] is False  # no model gains 1.0 of balanced accuracy
-    stages = children(retrained["parent_run_id"], "retraining")
-    assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
-    assert mlflow.get_run(retrained["parent_run_id"]).info.run_name == f"retrain {date.today()} {label}"
-    assert "did not become champion" in retrained["promotion"]["reason"]
-    name, artifacts = flow_run_artifacts("retrain-result", retrained["parent_run_id"])
-    assert name == "retrain skinml" and retrained["promotion"]["reason"] in artifacts["retrain-result"]
-    assert "/models/skinml/versions/2?workflowType=machine_learning)" in artifacts["retrain-result"]
-    assert "Challenger v2 minus champion v1 balanced accuracy: " in artifacts["retrain-result"]
-    for run_id in retrained["promotion"]["evaluation_run_ids"].values():  # each in its own experiment
-        assert f"/experiments/{mlflow.get_run(run_id).info.experiment_id}/runs/{run_id}?" in artifacts["retrain-result"]
-    new_train = mlflow.get_run(retrained["train"]["run_id"])
-    assert new_train.data.params["seed"] == "7" and new_train.data.params["epochs"] == "3"
-    old, new = run_manifest(train_run), run_manifest(retrained["train"]["run_id"])
-    assert set(old.loc[old["split"] == "test", "image_id"]) == set(new.loc[new["split"] == "test", "image_id"])
+    with subtests.test("retraining keeps the champion's recipe, test split and margin"):
+        retrained = retrain_flow(str(synthetic_dir), experiment="retraining", promotion_margin=1.0)
+        assert retrained["registry"]["version"] == "2" and retrained["promotion"]["margin"] == 1.0
+        assert retrained["promotion"]["promoted"] is False  # no model gains 1.0 of balanced accuracy
+        stages = children(retrained["parent_run_id"], "retraining")
+        assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
+        assert mlflow.get_run(retrained["parent_run_id"]).info.run_name == f"retrain {date.today()} {label}"
+        assert "did not become champion" in retrained["promotion"]["reason"]
+        name, artifacts = flow_run_artifacts("retrain-result", retrained["parent_run_id"])
+        assert name == "retrain skinml" and retrained["promotion"]["reason"] in artifacts["retrain-result"]
+        assert "/models/skinml/versions/2?workflowType=machine_learning)" in artifacts["retrain-result"]
+        assert "Challenger v2 minus champion v1 balanced accuracy: " in artifacts["retrain-result"]
+        for run_id in retrained["promotion"]["evaluation_run_ids"].values():  # each in its own experiment
+            experiment_id = mlflow.get_run(run_id).info.experiment_id
+            assert f"/experiments/{experiment_id}/runs/{run_id}?" in artifacts["retrain-result"]
+        new_train = mlflow.get_run(retrained["train"]["run_id"])
+        assert new_train.data.params["seed"] == "7" and new_train.data.params["epochs"] == "3"
+        old, new = run_manifest(train_run), run_manifest(retrained["train"]["run_id"])
+        assert set(old.loc[old["split"] == "test", "image_id"]) == set(new.loc[new["split"] == "test", "image_id"])
 
 
 @pytest.mark.slow

@@ -86,7 +86,7 @@ def server(synthetic_dir, test_weights, tmp_path):
 
 
 @pytest.mark.slow
-def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthetic_dir):
+def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthetic_dir, subtests):
     paths = load_dataset(synthetic_dir)["path"].tolist()[:3]
     images = [base64.b64encode(Path(p).read_bytes()).decode() for p in paths]
     png = io.BytesIO()
@@ -97,78 +97,89 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         "dataframe_split": {"dataframe_split": {"columns": ["image"], "data": [[b] for b in images]}},
         "inputs": {"inputs": {"image": images}},
     }
-    answers = {}
-    for form, payload in forms.items():
-        status, body = post(f"{server}/invocations", payload)
-        assert status == 200, (form, body)
-        rows = body["predictions"]
-        assert len(rows) == 4, form
-        for row in rows:
-            assert set(row) == {*CLASSES, "label", "p_positive", "refer", "defer"} and row["label"] in CLASSES
-            assert row["refer"] in (True, False) and row["defer"] in (True, False)
-            assert abs(row["p_positive"] - row["akiec"] - row["bcc"] - row["mel"]) < 1e-6
-            assert abs(sum(row[c] for c in CLASSES) - 1) < 1e-4
-        answers[form] = np.array([[row[c] for c in CLASSES] for row in rows])
-    np.testing.assert_allclose(answers["dataframe_split"], answers["dataframe_records"], rtol=1e-5)
-    np.testing.assert_allclose(answers["inputs"], answers["dataframe_records"], rtol=1e-5)
+    with subtests.test("every JSON form is answered alike"):
+        answers = {}
+        for form, payload in forms.items():
+            status, body = post(f"{server}/invocations", payload)
+            assert status == 200, (form, body)
+            rows = body["predictions"]
+            assert len(rows) == 4, form
+            for row in rows:
+                assert set(row) == {*CLASSES, "label", "p_positive", "refer", "defer"} and row["label"] in CLASSES
+                assert row["refer"] in (True, False) and row["defer"] in (True, False)
+                assert abs(row["p_positive"] - row["akiec"] - row["bcc"] - row["mel"]) < 1e-6
+                assert abs(sum(row[c] for c in CLASSES) - 1) < 1e-4
+            answers[form] = np.array([[row[c] for c in CLASSES] for row in rows])
+        np.testing.assert_allclose(answers["dataframe_split"], answers["dataframe_records"], rtol=1e-5)
+        np.testing.assert_allclose(answers["inputs"], answers["dataframe_records"], rtol=1e-5)
+
     # The server (OpenVINO on a CPU) answers what the registered Keras model (run by TensorFlow) computes.
-    keras_model = load_keras_model("models:/skinml@champion")
-    pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
-    np.testing.assert_allclose(answers["inputs"][:3], keras_model.predict_on_batch(pixels), atol=1e-4)
+    with subtests.test("the server answers what the Keras model computes"):
+        keras_model = load_keras_model("models:/skinml@champion")
+        pixels = np.concatenate([batch.numpy() for batch in image_dataset(paths, IMAGE_SIZE, 8)])
+        np.testing.assert_allclose(answers["inputs"][:3], keras_model.predict_on_batch(pixels), atol=1e-4)
+
     # the request that MLflow stored beside the model, for users to copy, is answered too
-    model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/skinml@champion"))
-    status, body = post(f"{server}/invocations", (model_dir / "serving_input_example.json").read_bytes())
-    assert status == 200 and len(body["predictions"]) == 1 and body["predictions"][0]["label"] in CLASSES
+    with subtests.test("the stored serving example is answered"):
+        model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri="models:/skinml@champion"))
+        status, body = post(f"{server}/invocations", (model_dir / "serving_input_example.json").read_bytes())
+        assert status == 200 and len(body["predictions"]) == 1 and body["predictions"][0]["label"] in CLASSES
 
     # more rows than one chunk (16) are answered chunk by chunk, the same as alone; more than the limit are refused
-    status, body = post(f"{server}/invocations", {"inputs": {"image": images * 5}})
-    assert status == 200 and len(body["predictions"]) == 20
-    chunked = np.array([[row[c] for c in CLASSES] for row in body["predictions"]])
-    np.testing.assert_allclose(chunked[16:20], answers["inputs"], atol=1e-5)
-    status, body = post(f"{server}/invocations", {"inputs": {"image": images * 7}})
-    assert status == 413 and "28 images in one request; the limit is 24 (SKINML_SERVE_MAX_ROWS)" in body["message"]
-    status, body = post(f"{server}/invocations", {"inputs": {"image": ["A" * 7_000_000] * 7}})  # a 49 MB body
-    assert status == 413 and "the limit is 32000000 (SKINML_SERVE_MAX_REQUEST_BYTES)" in body["message"]
+    with subtests.test("chunks, and requests over the limits"):
+        status, body = post(f"{server}/invocations", {"inputs": {"image": images * 5}})
+        assert status == 200 and len(body["predictions"]) == 20
+        chunked = np.array([[row[c] for c in CLASSES] for row in body["predictions"]])
+        np.testing.assert_allclose(chunked[16:20], answers["inputs"], atol=1e-5)
+        status, body = post(f"{server}/invocations", {"inputs": {"image": images * 7}})
+        assert status == 413 and "28 images in one request; the limit is 24 (SKINML_SERVE_MAX_ROWS)" in body["message"]
+        status, body = post(f"{server}/invocations", {"inputs": {"image": ["A" * 7_000_000] * 7}})  # a 49 MB body
+        assert status == 413 and "the limit is 32000000 (SKINML_SERVE_MAX_REQUEST_BYTES)" in body["message"]
 
-    huge = io.BytesIO()
-    Image.new("L", (8000, 6000)).save(huge, format="PNG")  # 48 MP: refused before decoding
-    garbage = {
-        "is not valid base64": "%%% definitely not base64 %%%",
-        "not a JPEG/PNG image": base64.b64encode(b"just some text").decode(),
-        "is empty": "",
-        "too large": base64.b64encode(huge.getvalue()).decode(),
-        "over the limit of 8000000 bytes": "A" * 12_000_000,  # refused before its base64 is decoded
-    }
-    for problem, value in garbage.items():
-        status, body = post(f"{server}/invocations", {"dataframe_records": [{"image": images[0]}, {"image": value}]})
-        assert 400 <= status < 500, (problem, status, body)
-        assert problem in body.get("message", ""), (problem, body)
-        assert len(body["message"]) < 200  # the request is not echoed back
-    status, _ = post(f"{server}/invocations", b"{this is not json")
-    assert 400 <= status < 500
+    with subtests.test("bad images get a short 4xx naming the problem"):
+        huge = io.BytesIO()
+        Image.new("L", (8000, 6000)).save(huge, format="PNG")  # 48 MP: refused before decoding
+        garbage = {
+            "is not valid base64": "%%% definitely not base64 %%%",
+            "not a JPEG/PNG image": base64.b64encode(b"just some text").decode(),
+            "is empty": "",
+            "too large": base64.b64encode(huge.getvalue()).decode(),
+            "over the limit of 8000000 bytes": "A" * 12_000_000,  # refused before its base64 is decoded
+        }
+        for problem, value in garbage.items():
+            request = {"dataframe_records": [{"image": images[0]}, {"image": value}]}
+            status, body = post(f"{server}/invocations", request)
+            assert 400 <= status < 500, (problem, status, body)
+            assert problem in body.get("message", ""), (problem, body)
+            assert len(body["message"]) < 200  # the request is not echoed back
+        status, _ = post(f"{server}/invocations", b"{this is not json")
+        assert 400 <= status < 500
 
     # requests that MLflow's own schema checks answered with the whole request: short answers naming the problem
-    record = json.dumps({"dataframe_records": [{"image": images[0]}]})
-    wrong_forms = [
-        ("the request is JSON sent as text/csv", record, "text/csv"),
-        ("no images in the request", json.dumps({"dataframe_records": []}), "application/json"),
-        ("no column 'image' in the request", json.dumps({"dataframe_records": [{"img": images[0]}]}),
-         "application/json"),
-        ("no column 'image' in the request", f"img\n{images[0]}\n", "text/csv"),
-        ("no column 'image' in the request", json.dumps({"inputs": {"img": images[:2]}}), "application/json"),
-    ]
-    pieces = {images[0][i:i + 40] for i in range(0, len(images[0]) - 40, 40)}
-    for problem, body, content_type in wrong_forms:
-        status, answer = send(f"{server}/invocations", body.encode(), content_type)
-        assert status == 400 and len(answer) < 1000, (problem, status, answer[:300])
-        assert problem in json.loads(answer)["message"] and "Traceback" not in answer.decode()
-        assert not any(piece.encode() in answer for piece in pieces), problem  # no part of the image comes back
-    status, body = post(f"{server}/invocations", {"inputs": {"image": images[:2], "other": images[:1]}})
-    assert status == 200 and len(body["predictions"]) == 2  # another column is ignored, whatever its length
-    status, answer = send(f"{server}/invocations", f"image\n{images[0]}\n".encode(), "text/csv")
-    assert status == 200 and json.loads(answer)["predictions"][0]["label"] in CLASSES
+    with subtests.test("MLflow's schema errors do not carry the request"):
+        record = json.dumps({"dataframe_records": [{"image": images[0]}]})
+        wrong_forms = [
+            ("the request is JSON sent as text/csv", record, "text/csv"),
+            ("no images in the request", json.dumps({"dataframe_records": []}), "application/json"),
+            ("no column 'image' in the request", json.dumps({"dataframe_records": [{"img": images[0]}]}),
+             "application/json"),
+            ("no column 'image' in the request", f"img\n{images[0]}\n", "text/csv"),
+            ("no column 'image' in the request", json.dumps({"inputs": {"img": images[:2]}}), "application/json"),
+        ]
+        pieces = {images[0][i:i + 40] for i in range(0, len(images[0]) - 40, 40)}
+        for problem, body, content_type in wrong_forms:
+            status, answer = send(f"{server}/invocations", body.encode(), content_type)
+            assert status == 400 and len(answer) < 1000, (problem, status, answer[:300])
+            assert problem in json.loads(answer)["message"] and "Traceback" not in answer.decode()
+            assert not any(piece.encode() in answer for piece in pieces), problem  # no part of the image comes back
+        status, body = post(f"{server}/invocations", {"inputs": {"image": images[:2], "other": images[:1]}})
+        assert status == 200 and len(body["predictions"]) == 2  # another column is ignored, whatever its length
+        status, answer = send(f"{server}/invocations", f"image\n{images[0]}\n".encode(), "text/csv")
+        assert status == 200 and json.loads(answer)["predictions"][0]["label"] in CLASSES
+
     # the worker survived all of that
-    assert post(f"{server}/invocations", forms["inputs"])[0] == 200
+    with subtests.test("the worker survives"):
+        assert post(f"{server}/invocations", forms["inputs"])[0] == 200
 
 
 def png_header_only(width: int, height: int) -> bytes:
