@@ -18,6 +18,7 @@ from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, TrainConfig, recipe
+from skinml.mlflow_names import CONFIG_ARTIFACT
 from skinml.registry import CHAMPION, version_by_alias
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 from skinml.ui_view import view_url
@@ -36,7 +37,7 @@ def champion_recipe(model_name: str, fallback_preset: str = "baseline") -> tuple
     if champion is None:
         return fallback_preset, {}, None
     try:
-        config = TrainConfig.from_dict(json.loads(download_run_artifact(champion.run_id, "config.json").read_text()))
+        config = TrainConfig.from_dict(json.loads(download_run_artifact(champion.run_id, CONFIG_ARTIFACT).read_text()))
     except (MlflowException, OSError, ValueError, TypeError) as exc:
         raise ValueError(f"the champion {model_name} v{champion.version} (run {champion.run_id}) has no config.json "
                          f"that this skinml can read ({exc}); retrain it once (`skinml pipeline` with the options "

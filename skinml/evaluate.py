@@ -30,15 +30,26 @@ from skinml.metrics import (
     slice_metrics,
 )
 from skinml.mlflow_names import (
+    CONFUSION_MATRIX_ARTIFACT,
+    DEFERRAL_ARTIFACT,
     EVAL_DATA_FORMAT_TAG,
     EVAL_DATA_TAG,
     EVAL_LEFT_OUT_TAG,
     EVAL_SPLIT_TAG,
+    GRAD_CAM_ARTIFACT,
     LESIONS_CROSSING_SPLITS_TAG,
     MANIFEST_RUN_ID_TAG,
     MANIFEST_SHA256_TAG,
+    METRICS_ARTIFACT,
     MODEL_URI_TAG,
     N_IMAGES_TAG,
+    OPERATING_POINTS_ARTIFACT,
+    PREDICTIONS_ARTIFACT,
+    RELIABILITY_ARTIFACT,
+    REPORT_ARTIFACT,
+    ROC_CURVES_ARTIFACT,
+    SLICES_ARTIFACT,
+    SLICES_PLOT_ARTIFACT,
 )
 from skinml.model import PREDICT_BATCH_SIZE, split_classifier
 from skinml.model_store import load_keras_model, model_decisions
@@ -124,8 +135,8 @@ def log_decisions(probs: np.ndarray, y_true: np.ndarray, classes: tuple[str, ...
     if scored["operating_points"]:
         group = scored["positive_classes"]
         mlflow.log_figure(referral_curves(p_positive(probs, classes, group), positives(y_true, classes, group),
-                                          scored), "plots/operating_points.png")
-    mlflow.log_figure(coverage_curve(probs, y_true, scored["deferral"]), "plots/deferral.png")
+                                          scored), OPERATING_POINTS_ARTIFACT)
+    mlflow.log_figure(coverage_curve(probs, y_true, scored["deferral"]), DEFERRAL_ARTIFACT)
     return scored
 
 
@@ -182,30 +193,30 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         mlflow.set_tag(N_IMAGES_TAG, str(metrics["n_images"]))  # a count: a tag, not a model figure
         metrics["ci95"] = lesion_bootstrap_intervals(y_true, probs, data["lesion_id"].to_numpy(), classes)
         mlflow.log_metrics(interval_metrics(metrics["ci95"], prefix))
-        mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1), classes), "plots/confusion_matrix.png")
+        mlflow.log_figure(confusion_matrices(y_true, probs.argmax(axis=1), classes), CONFUSION_MATRIX_ARTIFACT)
         mlflow.log_figure(roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
-                          "plots/roc_curves.png")
+                          ROC_CURVES_ARTIFACT)
         ece, bins = expected_calibration_error(y_true, probs)
         metrics["ece"] = ece
         mlflow.log_metric(f"{prefix}_ece", ece)
-        mlflow.log_figure(reliability_diagram(bins, ece), "plots/reliability_diagram.png")
+        mlflow.log_figure(reliability_diagram(bins, ece), RELIABILITY_ARTIFACT)
         slices = slice_metrics(data, y_true, probs)
         if not slices.empty:
-            mlflow.log_text(slices.to_csv(index=False), "report/slices.csv")
-            mlflow.log_figure(slice_chart(slices), "plots/slices.png")
-        mlflow.log_figure(explanations(classifier, data, probs, classes), "plots/grad_cam.png")
+            mlflow.log_text(slices.to_csv(index=False), SLICES_ARTIFACT)
+            mlflow.log_figure(slice_chart(slices), SLICES_PLOT_ARTIFACT)
+        mlflow.log_figure(explanations(classifier, data, probs, classes), GRAD_CAM_ARTIFACT)
         decisions = model_decisions(model_uri)
         if decisions:
             metrics["decisions"] = log_decisions(probs, y_true, classes, decisions, data["lesion_id"].to_numpy(),
                                                  prefix)
         mlflow.log_text(report_text(y_true, probs, classes) + left_out_text(left_out)
                         + (f"\nDecisions: {describe(metrics['decisions'])}.\n" if decisions else ""),
-                        "report/classification_report.txt")
-        mlflow.log_dict(metrics, "report/metrics.json")
+                        REPORT_ARTIFACT)
+        mlflow.log_dict(metrics, METRICS_ARTIFACT)
         predictions = pd.DataFrame(probs, columns=list(classes)).assign(
             image_id=data["image_id"].to_numpy(), dx=data["dx"].to_numpy(),
             predicted=[classes[k] for k in probs.argmax(axis=1)])
-        mlflow.log_text(predictions.to_csv(index=False), "report/predictions.csv")
+        mlflow.log_text(predictions.to_csv(index=False), PREDICTIONS_ARTIFACT)
         result = {**metrics, "run_id": run.info.run_id, "model_uri": model_uri, **{k.split(".", 1)[1]: v
                                                                                  for k, v in tags.items()}}
         dump_json(result, output)

@@ -11,9 +11,9 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 
 from skinml.metrics import paired_balanced_accuracy_difference
+from skinml.mlflow_names import PREDICTIONS_ARTIFACT
 from skinml.tracking import download_run_artifact
 
-PREDICTIONS_ARTIFACT = "report/predictions.csv"
 
 
 def logged_predictions(evaluation_run_id: str, images: pd.DataFrame) -> pd.Series | None:

@@ -18,10 +18,9 @@ from skinml.data.split import (
     split_summary,
 )
 from skinml.data.training_set import data_tags, warn_if_ungrouped
-from skinml.mlflow_names import MANIFEST_SHA256_TAG, SPLIT_TAG_PREFIX, TEST_SPLIT_FROM_RUN_TAG
+from skinml.mlflow_names import MANIFEST_ARTIFACT, MANIFEST_SHA256_TAG, SPLIT_TAG_PREFIX, TEST_SPLIT_FROM_RUN_TAG
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
-MANIFEST_ARTIFACT = "split/manifest.csv"
 
 
 def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training") -> dict[str, int]:

@@ -1,5 +1,5 @@
-"""Names skinml gives in MLflow, once for every writer and reader: the headline figures of a parent run and the tags
-on runs and registered versions (`skinml.*`).
+"""Names skinml gives in MLflow, once for every writer and reader: the headline figures of a parent run, the tags on
+runs and registered versions (`skinml.*`) and the artifacts runs carry.
 
 docs/mlflow.md says what each means; tests/test_mlflow_names.py holds the two to each other. Tags carry what is not a
 model figure: bookkeeping, timings, counts, where the data came from.
@@ -58,7 +58,31 @@ N_COMPLETE_TRIALS_TAG = "skinml.n_complete_trials"
 N_PRUNED_TRIALS_TAG = "skinml.n_pruned_trials"
 
 
+# Artifacts: the train run's, the evaluate run's, the promote and sweep runs'
+CONFIG_ARTIFACT = "config.json"  # the whole recipe (TrainConfig.to_dict): what retraining reads back
+MANIFEST_ARTIFACT = "split/manifest.csv"
+TRAINING_CURVES_ARTIFACT = "plots/training_curves.png"
+CONFUSION_MATRIX_ARTIFACT = "plots/confusion_matrix.png"
+ROC_CURVES_ARTIFACT = "plots/roc_curves.png"
+RELIABILITY_ARTIFACT = "plots/reliability_diagram.png"
+SLICES_PLOT_ARTIFACT = "plots/slices.png"
+GRAD_CAM_ARTIFACT = "plots/grad_cam.png"
+OPERATING_POINTS_ARTIFACT = "plots/operating_points.png"
+DEFERRAL_ARTIFACT = "plots/deferral.png"
+SLICES_ARTIFACT = "report/slices.csv"
+REPORT_ARTIFACT = "report/classification_report.txt"
+METRICS_ARTIFACT = "report/metrics.json"
+PREDICTIONS_ARTIFACT = "report/predictions.csv"  # each image's probabilities: what promotion compares
+PROMOTION_ARTIFACT = "promotion.json"
+SWEEP_SUMMARY_ARTIFACT = "sweep/summary.json"
+
+
 def all_tags() -> set[str]:
     """Every tag name above, the split counts spelled out."""
     names = {value for key, value in globals().items() if key.endswith("_TAG") and isinstance(value, str)}
     return names | {SPLIT_TAG_PREFIX + count for count in SPLIT_COUNTS}
+
+
+def all_artifacts() -> set[str]:
+    """Every artifact path above."""
+    return {value for key, value in globals().items() if key.endswith("_ARTIFACT") and isinstance(value, str)}

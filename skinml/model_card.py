@@ -27,6 +27,7 @@ from skinml.mlflow_names import (
     MANIFEST_RUN_ID_TAG,
     MANIFEST_SHA256_TAG,
     N_IMAGES_TAG,
+    SLICES_ARTIFACT,
 )
 from skinml.model_store import model_decisions
 from skinml.tracking import download_run_artifact
@@ -125,7 +126,7 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
 
 def slices_section(test_run) -> list[str]:
     try:
-        slices = pd.read_csv(download_run_artifact(test_run.info.run_id, "report/slices.csv"))
+        slices = pd.read_csv(download_run_artifact(test_run.info.run_id, SLICES_ARTIFACT))
     except (mlflow.exceptions.MlflowException, OSError):
         return ["The data has no metadata to slice by."]
     lines = ["| by | value | images | accuracy | balanced accuracy |", "|---|---|---|---|---|"]

@@ -25,7 +25,7 @@ from skinml.evidence import compare, predictions_for
 from skinml.features import FeatureCache
 from skinml.integrity import DIGEST_TAG, model_files_digest
 from skinml.labels import model_classes
-from skinml.mlflow_names import PROMOTED_TAG
+from skinml.mlflow_names import PROMOTED_TAG, PROMOTION_ARTIFACT
 from skinml.model_card import CARD_ARTIFACTS, log_card
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
@@ -196,7 +196,7 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
                                 "challenger_balanced_accuracy": evidence["challenger_balanced_accuracy"],
                                 "balanced_accuracy_gain": evidence["difference"],
                                 "balanced_accuracy_gain_ci95_low": low, "balanced_accuracy_gain_ci95_high": high})
-        mlflow.log_dict(decision, "promotion.json")
+        mlflow.log_dict(decision, PROMOTION_ARTIFACT)
         mlflow.set_tag(PROMOTED_TAG, str(decision["promoted"]))
         for version in {champion.version, challenger.version}:
             client.set_model_version_tag(name, version, "promotion_decision",

@@ -37,8 +37,10 @@ from skinml.mlflow_names import (
     BACKBONE_ENGINE_TAG,
     BACKBONE_PRECISION_TAG,
     CLASSES_TAG,
+    CONFIG_ARTIFACT,
     FEATURE_SECONDS_TAG,
     PEAK_RSS_MB_TAG,
+    TRAINING_CURVES_ARTIFACT,
     TRAIN_SECONDS_TAG,
 )
 from skinml.model import (
@@ -150,7 +152,7 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
     positive_group(classes, config.positive_classes)  # a positive class the data lacks: refused before the run
     with stage_run("train", experiment, parent_run_id, name=f"train {config.label()}") as run:
         log_params_once({**config.params(), "data_dir": str(Path(data_dir).resolve())})
-        mlflow.log_dict(config.to_dict(), "config.json")  # the whole recipe: what retraining reads back
+        mlflow.log_dict(config.to_dict(), CONFIG_ARTIFACT)  # the whole recipe: what retraining reads back
         mlflow.set_tags({BACKBONE_ENGINE_TAG: pick_engine() if config.feature_cache else "tensorflow",
                          BACKBONE_PRECISION_TAG: effective_precision() if config.feature_cache else "f32",
                          CLASSES_TAG: ",".join(classes), **data.attrs.get("data_tags", {})})
@@ -160,7 +162,7 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
             classifier, val_probs = train_with_cache(config, data, classes, cache, history)
         else:
             classifier, val_probs = train_end_to_end(config, data, classes, history)
-        mlflow.log_figure(training_curves(history), "plots/training_curves.png")
+        mlflow.log_figure(training_curves(history), TRAINING_CURVES_ARTIFACT)
         decisions = choose(val_probs, data.loc[data["split"] == "val", "label"].to_numpy(), classes,
                            config.positive_classes, config.target_sensitivities, config.target_balanced_accuracy)
         mlflow.log_metrics(chosen_thresholds(decisions))

@@ -30,7 +30,13 @@ from skinml.data.training_set import labelled_split
 from skinml.features import FeatureCache
 from skinml.head_training import train_head
 from skinml.manifests import log_manifest
-from skinml.mlflow_names import CLOSED_BECAUSE_TAG, N_COMPLETE_TRIALS_TAG, N_PRUNED_TRIALS_TAG, STUDY_TAG
+from skinml.mlflow_names import (
+    CLOSED_BECAUSE_TAG,
+    N_COMPLETE_TRIALS_TAG,
+    N_PRUNED_TRIALS_TAG,
+    STUDY_TAG,
+    SWEEP_SUMMARY_ARTIFACT,
+)
 from skinml.tracking import dump_json, log_params_once, stage_run
 from skinml.train import cached_features
 
@@ -140,7 +146,7 @@ def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
                                           "best_learning_rate": best.params["learning_rate"]}.items()],
                      tags=[mlflow.entities.RunTag(N_COMPLETE_TRIALS_TAG, str(summary["n_complete"])),
                            mlflow.entities.RunTag(N_PRUNED_TRIALS_TAG, str(summary["n_pruned"]))])
-    client.log_dict(parent_id, summary, "sweep/summary.json")
+    client.log_dict(parent_id, summary, SWEEP_SUMMARY_ARTIFACT)
     plots = {"optimization_history": lambda: optuna_plots.plot_optimization_history(study),
              "contour_dropout_learning_rate": lambda: optuna_plots.plot_contour(study,
                                                                                 params=["dropout", "learning_rate"])}

@@ -1,10 +1,11 @@
-"""skinml/mlflow_names.py names every skinml.* tag that skinml writes, and docs/mlflow.md describes each of them."""
+"""skinml/mlflow_names.py names every skinml.* tag and every artifact skinml writes, and docs/mlflow.md describes each
+of them."""
 
 import itertools
 import re
 from pathlib import Path
 
-from skinml.mlflow_names import all_tags
+from skinml.mlflow_names import all_artifacts, all_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,4 +31,14 @@ def test_no_module_spells_a_tag_itself():
     spelled = {f"{p.relative_to(ROOT)}: {m}" for p in sources
                for m in re.findall(r"""["'](skinml\.[a-z0-9_]+)["']""", p.read_text())
                if m.split(".", 1)[1] not in {q.stem for q in (ROOT / "skinml").rglob("*.py")} | {"data"}}
+    assert spelled == set()
+
+
+def test_docs_name_every_artifact_and_no_module_spells_one_itself():
+    text = (ROOT / "docs/mlflow.md").read_text()
+    assert [path for path in sorted(all_artifacts()) if f"`{path}`" not in text and f"{path}`" not in text] == []
+    sources = [p for folder in ("skinml", "flows") for p in (ROOT / folder).rglob("*.py")
+               if p.name != "mlflow_names.py"]
+    spelled = {f"{p.relative_to(ROOT)}: {path}" for p in sources for path in all_artifacts()
+               if f'"{path}"' in p.read_text()}
     assert spelled == set()

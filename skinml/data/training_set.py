@@ -14,6 +14,7 @@ from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
 from skinml.labels import class_indices, classes_of
 from skinml.mlflow_names import (
+    CONFIG_ARTIFACT,
     DATA_FORMAT_TAG,
     DATA_NOTES_TAG,
     GROUPED_BY_TAG,
@@ -77,7 +78,7 @@ def recorded_config(run_id: str) -> TrainConfig:
     from skinml.tracking import download_run_artifact
 
     try:
-        return TrainConfig.from_dict(json.loads(download_run_artifact(run_id, "config.json").read_text()))
+        return TrainConfig.from_dict(json.loads(download_run_artifact(run_id, CONFIG_ARTIFACT).read_text()))
     except (MlflowException, OSError):
         return TrainConfig()
 
