@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -101,11 +102,25 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+def inside_store_call(frame: FrameType | None) -> bool:
+    """Whether the main thread is inside MLflow's client or its database layer."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(("mlflow.", "sqlalchemy.")):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def end_runs_on_signals() -> None:
     """Turn SIGTERM and SIGINT into Terminated. The handler only raises: the runs are closed where the exception
-    passes, outside the handler, so no MLflow call is cut into by another."""
+    passes, outside the handler. Not inside an MLflow call, though: raised there, the exception would leave that
+    call's database transaction open, its lock held, and ending the run KILLED would wait on it and fail; the
+    signal is sent again 50 ms later instead, until it lands outside."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if inside_store_call(frame):
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
         raise Terminated(signum)
 
     signal.signal(signal.SIGTERM, handler)
