@@ -18,6 +18,9 @@ def test_prefect_yaml_deployment_is_loadable():
     flow = getattr(module, flow_name)
     assert flow.name == "retrain"
     assert set(deployment["parameters"]) <= set(flow.parameters.properties)
+    from skinml.config import DEFAULT_MODEL_NAME
+
+    assert deployment["parameters"]["model_name"] == DEFAULT_MODEL_NAME  # the library's default, spelled out
     CronSchedule(cron=deployment["schedules"][0]["cron"])  # raises on an invalid expression
 
 
