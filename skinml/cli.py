@@ -136,12 +136,14 @@ def cmd_cache(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skinml", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
+    # what a command needs, unless its own defaults say otherwise: TensorFlow, MLflow runs, no Prefect flow here
+    parser.set_defaults(tensorflow=True, logs_runs=True, runs_flow=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("download", help="download HAM10000 from Harvard Dataverse (cached)")
     p.add_argument("--dest", help="target folder (default $SKINML_DATA_DIR or ~/.cache/skinml/ham10000)")
     p.add_argument("--server", help="Dataverse base URL (default https://dataverse.harvard.edu)")
-    p.set_defaults(func=cmd_download)
+    p.set_defaults(func=cmd_download, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("split", help="lesion-grouped (or random) train/val/test split manifest")
     p.add_argument("--data-dir")
@@ -152,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs/manifest.csv", help="manifest CSV to write")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     add_data_options(p)
-    p.set_defaults(func=cmd_split)
+    p.set_defaults(func=cmd_split, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("train", help="train a classifier, logged to MLflow")
     add_training_options(p)
@@ -174,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-strategy", default=SPLIT_STRATEGIES[0], choices=SPLIT_STRATEGIES)
     add_promotion_options(p)
     p.add_argument("--output", help="write the pipeline summary JSON here")
-    p.set_defaults(func=cmd_pipeline)
+    p.set_defaults(func=cmd_pipeline, runs_flow=True)
 
     p = sub.add_parser("promote", help="evaluate challenger vs champion on the champion's test split; promote")
     add_promotion_options(p)
@@ -185,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="JPEG/PNG files (each unreadable one is named; exit status 2 if any)")
     p.add_argument("--model-uri", default="models:/skinml@champion")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")
     p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
@@ -207,20 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True,
                    help="retrain, evaluate and register the best configuration after the trials (default); "
                         "--no-retrain: only run trials (extra workers)")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_sweep, runs_flow=True)
 
     p = sub.add_parser("card", help="write a model's model card (Markdown, its plots, HTML) from what MLflow holds")
     p.add_argument("model_uri", help="e.g. models:/skinml@champion, models:/skinml/3 or a logged model's URI")
     p.add_argument("--output", default="model_card", help="folder to write it into")
-    p.set_defaults(func=cmd_card)
+    p.set_defaults(func=cmd_card, logs_runs=False)
 
     p = sub.add_parser("cache", help="feature cache: info | clear")
     p.add_argument("action", choices=["info", "clear"])
-    p.set_defaults(func=cmd_cache)
+    p.set_defaults(func=cmd_cache, logs_runs=False)
     return parser
-
-
-FLOW_COMMANDS = ("pipeline", "sweep")  # the commands that run a Prefect flow here (`schedule` serves a deployment)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("stopped Prefect's temporary server (pid %d): skinml process %d that started it had died",
                     server, owner)
     mark_owner()  # a temporary server this command starts carries its PID
-    server_ready = start_temporary_server() if args.command in FLOW_COMMANDS else None
-    if not args.verbose and args.command not in ("download", "split", "predict"):
+    server_ready = start_temporary_server() if args.runs_flow else None  # `schedule` serves a deployment instead
+    if not args.verbose and args.tensorflow:
         import_tensorflow_quietly()  # `-v` shows its loading lines: imported where first needed
     if server_ready:
         server_ready()
@@ -245,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     end_runs_on_signals()
     try:
-        if args.command not in ("download", "split", "cache", "predict", "card"):  # the commands that log runs
+        if args.logs_runs:
             for run_id in close_orphaned_runs():
                 log.warning("closed run %s as KILLED: its process had died", run_id)
         result = args.func(args)
