@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 import time
 
-from arguments import benchmark_parser, isolated_store, weights_argument  # benchmarks/ is on sys.path when a script in it runs
+# benchmarks/ is on sys.path when a script in it runs
+from arguments import benchmark_parser, isolated_store, weights_argument
 
 
 def table(baseline: dict, best: dict) -> str:

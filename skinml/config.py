@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skinml.mlflow_names import VAL, metric_name
+
 DEFAULT_EXPERIMENT = "skinml"
 DEFAULT_MODEL_NAME = "skinml"  # the registered model every command and flow uses unless given another
 SPLITS = ("train", "val", "test")  # the parts of a split manifest, in order
@@ -16,7 +18,7 @@ SPLIT_STRATEGIES = ("grouped", "random")  # grouped: no lesion on two sides (the
 # The sweep's defaults (the CLI, the flows and, by tests/test_prefect_yaml.py, MLproject use these)
 SWEEP_STUDY = "skinml-sweep"
 SWEEP_TRIALS = 30
-SWEEP_METRICS = ("val_balanced_accuracy", "val_macro_auc", "val_accuracy")
+SWEEP_METRICS = tuple(metric_name(VAL, figure) for figure in ("balanced_accuracy", "macro_auc", "accuracy"))
 SWEEP_EXPERIMENT = "skinml-sweeps"
 LOSSES = ("crossentropy", "logit_adjusted")
 

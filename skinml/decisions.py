@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from skinml.metrics import lesion_resample_counts, percentile_interval
+from skinml.mlflow_names import DEFER, VAL, decision_name, interval_name, point_name
 
 HAM10000_POSITIVE = ("akiec", "bcc", "mel")  # the malignant diagnoses of HAM10000
 # A binary model's class that means "refer" by default, when it has one of these names (else --positive-classes).
@@ -90,8 +91,9 @@ def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], positi
 
 def chosen_thresholds(decisions: dict) -> dict[str, float]:
     """What training chose on validation, as MLflow metrics: `val_sens90_threshold`, ..., `val_defer_confidence`."""
-    named = {f"val_{point_name(point)}_threshold": point["threshold"] for point in decisions["operating_points"]}
-    return {**named, "val_defer_confidence": decisions["deferral"]["confidence"]}
+    named = {decision_name(VAL, point_name(point["target_sensitivity"]), "threshold"): point["threshold"]
+             for point in decisions["operating_points"]}
+    return {**named, decision_name(VAL, DEFER, "confidence"): decisions["deferral"]["confidence"]}
 
 
 def referral_counts(weights: np.ndarray, scores: np.ndarray, is_positive: np.ndarray, threshold: float
@@ -134,24 +136,20 @@ def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisio
     return scored
 
 
-def point_name(point: dict) -> str:
-    """An operating point's name in metric names: `sens90` for target sensitivity 0.90, `sens92.5` for 0.925."""
-    return f"sens{round(point['target_sensitivity'] * 100, 1):g}"
-
-
 def decision_metrics(scored: dict, prefix: str) -> dict[str, float]:
     """MLflow names: `<prefix>_sens90_threshold`, `<prefix>_sens90_{sensitivity,...}` and their `_ci95_low/high`;
     `<prefix>_defer_confidence`, `<prefix>_defer_coverage`, `<prefix>_defer_balanced_accuracy`."""
     named: dict[str, float] = {}
     for point in scored["operating_points"]:
-        stem = f"{prefix}_{point_name(point)}"
-        named[f"{stem}_threshold"] = point["threshold"]
+        name = point_name(point["target_sensitivity"])
+        named[decision_name(prefix, name, "threshold")] = point["threshold"]
         for figure in FIGURES:
-            named[f"{stem}_{figure}"] = point[figure]
-            named[f"{stem}_{figure}_ci95_low"], named[f"{stem}_{figure}_ci95_high"] = point["ci95"][figure]
+            named[decision_name(prefix, name, figure)] = point[figure]
+            for end, bound in zip(("low", "high"), point["ci95"][figure]):
+                named[interval_name(prefix, f"{name}_{figure}", end)] = bound
     deferral = scored["deferral"]
-    named.update({f"{prefix}_defer_confidence": deferral["confidence"], f"{prefix}_defer_coverage":
-                  deferral["coverage"], f"{prefix}_defer_balanced_accuracy": deferral["balanced_accuracy"]})
+    named.update({decision_name(prefix, DEFER, figure): deferral[figure]
+                  for figure in ("confidence", "coverage", "balanced_accuracy")})
     return {k: float(v) for k, v in named.items() if v == v}
 
 

@@ -50,6 +50,8 @@ from skinml.mlflow_names import (
     ROC_CURVES_ARTIFACT,
     SLICES_ARTIFACT,
     SLICES_PLOT_ARTIFACT,
+    TEST,
+    metric_name,
 )
 from skinml.model import PREDICT_BATCH_SIZE, split_classifier
 from skinml.model_store import load_keras_model, model_decisions
@@ -168,7 +170,7 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
     (`data_dir`, any layout) has its labels mapped by `label_map` (default: the model's own training map); images
     the map drops or whose class the model lacks are counted and named in the report, not scored.
     """
-    prefix = "test" if data_dir is not None else split
+    prefix = TEST if data_dir is not None else split
     if data_dir is None and (data_format != "auto" or label_map):
         raise ValueError("--data-format and --label-map apply to an external folder: give it with --data-dir")
     classes = model_classes(model_uri)
@@ -198,7 +200,7 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
                           ROC_CURVES_ARTIFACT)
         ece, bins = expected_calibration_error(y_true, probs)
         metrics["ece"] = ece
-        mlflow.log_metric(f"{prefix}_ece", ece)
+        mlflow.log_metric(metric_name(prefix, "ece"), ece)
         mlflow.log_figure(reliability_diagram(bins, ece), RELIABILITY_ARTIFACT)
         slices = slice_metrics(data, y_true, probs)
         if not slices.empty:

@@ -15,6 +15,7 @@ from skinml.calibration import logit_adjusted_crossentropy
 from skinml.config import TrainConfig
 from skinml.engine import predictor
 from skinml.metrics import classification_metrics
+from skinml.mlflow_names import TRAIN, VAL, metric_name
 from skinml.model import PREDICT_BATCH_SIZE, build_backbone_top, build_head, set_top_trainable
 
 log = logging.getLogger("skinml.train")  # the epoch lines keep the logger users know
@@ -39,13 +40,13 @@ class EpochMetrics(keras.callbacks.Callback):
                                                                   verbose=0))
         self.probs = probs
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
-        val = classification_metrics(self.val_labels, probs, self.classes)
+        scored = classification_metrics(self.val_labels, probs, self.classes)
         # on the training batches, as Keras computes them
         train_recalls = [logs[f"recall_{k}"] for k in range(len(self.classes))]
-        metrics = {"train_loss": logs["loss"], "train_accuracy": logs["accuracy"],
-                   "train_balanced_accuracy": float(np.mean(train_recalls)),
-                   "val_loss": float(-np.log(picked).mean()), "val_accuracy": val["accuracy"],
-                   "val_balanced_accuracy": val["balanced_accuracy"], "val_macro_auc": val["macro_auc"]}
+        train = {"loss": logs["loss"], "accuracy": logs["accuracy"], "balanced_accuracy": np.mean(train_recalls)}
+        val = {"loss": -np.log(picked).mean(), **{k: scored[k] for k in ("accuracy", "balanced_accuracy", "macro_auc")}}
+        metrics = {metric_name(split, k): float(v) for split, figures in ((TRAIN, train), (VAL, val))
+                   for k, v in figures.items()}
         for name, value in metrics.items():
             self.history.setdefault(name, []).append(float(value))
         mlflow.log_metrics(metrics, step=epoch + 1)

@@ -7,7 +7,6 @@ MLmodel metadata, its signature's output columns and `classes.json` among its ar
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -32,11 +31,6 @@ def class_indices(labels: Iterable[str], classes: Sequence[str]) -> np.ndarray:
     if unknown:
         raise ValueError(f"label(s) {unknown} are not among the model's classes {list(classes)}")
     return np.array([position[label] for label in labels], dtype=np.int64)
-
-
-def metric_key(name: str) -> str:
-    """A class name as MLflow accepts it in a metric name (letters, digits, _ - . / and spaces; others become _)."""
-    return re.sub(r"[^0-9A-Za-z_\-. ]", "_", name)
 
 
 def model_classes(model_uri: str) -> tuple[str, ...]:

@@ -17,8 +17,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from skinml.labels import metric_key
-from skinml.mlflow_names import HEADLINE_TEST, HEADLINE_VAL
+from skinml.mlflow_names import HEADLINE_RECALL, HEADLINE_TEST, HEADLINE_VAL, TEST, interval_name, metric_name
 
 
 def per_class_auc(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
@@ -76,9 +75,9 @@ def report_text(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -
 def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
     """MLflow metric names: `<prefix>_accuracy`, ..., and per class `<prefix>_recall/<class>`, ..., so that MLflow's
     chart view groups each per-class figure under one prefix (NaNs left out)."""
-    flat = {f"{prefix}_{k}": v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n_images"}
+    flat = {metric_name(prefix, k): v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "n_images"}
     for name, values in metrics.get("per_class", {}).items():
-        flat.update({f"{prefix}_{k}/{metric_key(name)}": v for k, v in values.items() if k != "support"})
+        flat.update({metric_name(prefix, k, name): v for k, v in values.items() if k != "support"})
     return {k: float(v) for k, v in flat.items() if v == v}
 
 
@@ -86,8 +85,10 @@ def headline_metrics(test: dict, last_epoch: dict[str, float]) -> dict[str, floa
     """What a parent run shows first (skinml.mlflow_names): the test figures `test_balanced_accuracy`,
     `test_macro_auc`, `test_ece`, `test_macro_f1` (the compare view's), per-class test recall (`test_recall/<class>`)
     and the last epoch's `val_balanced_accuracy` and `val_macro_auc`: each under the name its own run gives it."""
-    figures = {name: test[name.removeprefix("test_")] for name in HEADLINE_TEST if name.removeprefix("test_") in test}
-    figures.update({f"test_recall/{metric_key(name)}": values["recall"] for name, values in test["per_class"].items()})
+    figures = {metric_name(TEST, figure): value for figure, value in test.items()
+               if metric_name(TEST, figure) in HEADLINE_TEST}
+    figures.update({metric_name(TEST, HEADLINE_RECALL, name): values[HEADLINE_RECALL]
+                    for name, values in test["per_class"].items()})
     figures.update({name: last_epoch[name] for name in HEADLINE_VAL if name in last_epoch})
     return {k: float(v) for k, v in figures.items() if v == v}
 
@@ -159,7 +160,7 @@ def interval_metrics(intervals: dict[str, list[float]], prefix: str) -> dict[str
     for name, bounds in intervals.items():
         figure, _, label = name.partition("/")
         for end, bound in zip(("low", "high"), bounds):
-            named[f"{prefix}_{figure}_ci95_{end}" + (f"/{metric_key(label)}" if label else "")] = bound
+            named[interval_name(prefix, figure, end, label)] = bound
     return {k: v for k, v in named.items() if v == v}
 
 

@@ -13,13 +13,14 @@ import mlflow
 import pandas as pd
 
 from skinml.config import SPLITS
-from skinml.decisions import point_name
+from skinml.decisions import FIGURES
 from skinml.evaluate import training_run_id
 from skinml.evidence import evaluations_filter, evaluations_of
 from skinml.labels import model_classes
 from skinml.manifests import run_manifest
 from skinml.mlflow_names import (
     DATA_FORMAT_TAG,
+    DEFER,
     EVAL_DATA_TAG,
     EVAL_LEFT_OUT_TAG,
     EVAL_SPLIT_TAG,
@@ -28,6 +29,10 @@ from skinml.mlflow_names import (
     MANIFEST_SHA256_TAG,
     N_IMAGES_TAG,
     SLICES_ARTIFACT,
+    TEST,
+    interval_name,
+    metric_name,
+    point_name,
 )
 from skinml.model_store import model_decisions
 from skinml.tracking import download_run_artifact
@@ -54,14 +59,18 @@ def evaluation_runs(model_uri: str) -> list:
     return sorted(runs, key=lambda run: -run.info.start_time)
 
 
-def interval(metrics: dict, name: str, prefix: str = "test") -> str:
-    """'0.675 [0.613, 0.734]' from a metric and its logged interval; '—' when not logged."""
-    if f"{prefix}_{name}" not in metrics:
+def interval(metrics: dict, figure: str, label: str = "") -> str:
+    """'0.675 [0.613, 0.734]' from a test metric and its logged interval; '—' when not logged."""
+    if metric_name(TEST, figure, label) not in metrics:
         return "—"
-    figure, stem = metrics[f"{prefix}_{name}"], name.split("/")[0]
-    label = f"/{name.split('/', 1)[1]}" if "/" in name else ""
-    low, high = (metrics.get(f"{prefix}_{stem}_ci95_{end}{label}") for end in ("low", "high"))
-    return f"{figure:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+    low, high = (metrics.get(interval_name(TEST, figure, end, label)) for end in ("low", "high"))
+    return f"{metrics[metric_name(TEST, figure, label)]:.3f}" + (
+        f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+
+
+def logged_figure(metrics: dict, name: str, label: str = "") -> float:
+    """A test metric; NaN when not logged."""
+    return metrics.get(metric_name(TEST, name, label), float("nan"))
 
 
 def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -91,13 +100,13 @@ def figures_section(test_run, classes: tuple[str, ...]) -> list[str]:
              "patients; images, where the data has no group column):", "",
              f"- balanced accuracy {interval(metrics, 'balanced_accuracy')}",
              f"- macro AUC {interval(metrics, 'macro_auc')}",
-             f"- accuracy {metrics.get('test_accuracy', float('nan')):.3f}, macro F1 "
-             f"{metrics.get('test_macro_f1', float('nan')):.3f}", "",
+             f"- accuracy {logged_figure(metrics, 'accuracy'):.3f}, "
+             f"macro F1 {logged_figure(metrics, 'macro_f1'):.3f}", "",
              "| class | precision | recall [95%] | F1 | AUC |", "|---|---|---|---|---|"]
     for name in classes:
-        lines.append(f"| {name} | {metrics.get(f'test_precision/{name}', float('nan')):.3f} | "
-                     f"{interval(metrics, f'recall/{name}')} | {metrics.get(f'test_f1/{name}', float('nan')):.3f} | "
-                     f"{metrics.get(f'test_auc/{name}', float('nan')):.3f} |")
+        lines.append(f"| {name} | {logged_figure(metrics, 'precision', name):.3f} | "
+                     f"{interval(metrics, 'recall', name)} | {logged_figure(metrics, 'f1', name):.3f} | "
+                     f"{logged_figure(metrics, 'auc', name):.3f} |")
     return lines
 
 
@@ -110,8 +119,7 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
                   "| target sensitivity | threshold | sensitivity | specificity | PPV | NPV | referral rate |",
                   "|---|---|---|---|---|---|---|"]
         for point in decisions["operating_points"]:
-            cells = [interval(metrics, f"{point_name(point)}_{figure}") for figure in
-                     ("sensitivity", "specificity", "ppv", "npv", "referral_rate")]
+            cells = [interval(metrics, f"{point_name(point['target_sensitivity'])}_{name}") for name in FIGURES]
             lines.append(f"| {point['target_sensitivity']:.2f} | {point['threshold']:.3f} | " + " | ".join(cells)
                          + " |")
         lines.append("")
@@ -119,8 +127,8 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
         deferral = decisions["deferral"]
         lines.append(f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, chosen "
                      f"on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} on the "
-                     f"images kept; on test it keeps {metrics.get('test_defer_coverage', float('nan')):.1%} of the "
-                     f"images, at balanced accuracy {metrics.get('test_defer_balanced_accuracy', float('nan')):.3f}.")
+                     f"images kept; on test it keeps {logged_figure(metrics, f'{DEFER}_coverage'):.1%} of the images, "
+                     f"at balanced accuracy {logged_figure(metrics, f'{DEFER}_balanced_accuracy'):.3f}.")
     return lines or ["The model ships no decisions."]
 
 
@@ -157,7 +165,7 @@ def referral_at_first_point(run, decisions: dict) -> str:
     """', at the first operating point: sensitivity ..., specificity ...' of an external evaluation."""
     if not decisions.get("operating_points"):
         return ""
-    stem = point_name(decisions["operating_points"][0])
+    stem = point_name(decisions["operating_points"][0]["target_sensitivity"])
     return (f"; at the first operating point sensitivity {interval(run.data.metrics, f'{stem}_sensitivity')}, "
             f"specificity {interval(run.data.metrics, f'{stem}_specificity')}")
 
@@ -183,7 +191,7 @@ def card_markdown(model_uri: str) -> tuple[str, str | None]:
         metrics, logged = test.data.metrics, logged_plots(test)
         lines += ["## Figures", "", *figures_section(test, classes), "", "## Slices", "", *slices_section(test), "",
                   "## Calibration", "",
-                  f"Expected calibration error on test {metrics.get('test_ece', float('nan')):.3f} "
+                  f"Expected calibration error on test {logged_figure(metrics, 'ece'):.3f} "
                   "(15 bins, top-class confidence).", "", *plot_link("reliability_diagram.png", logged),
                   "## Decisions", "", *decisions_section(test, decisions), "",
                   *plot_link("operating_points.png", logged), *plot_link("deferral.png", logged)]

@@ -12,14 +12,16 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import confusion_matrix, roc_curve
 
+from skinml.mlflow_names import EPOCH_FIGURES, TRAIN, VAL, metric_name
+
 
 def training_curves(history: dict[str, list[float]]) -> Figure:
     """Loss, accuracy and balanced accuracy per epoch, train vs validation (whole-number epochs)."""
     fig = Figure(figsize=(15, 4))
     axes = fig.subplots(1, 3)
-    for ax, metric in zip(axes, ("loss", "accuracy", "balanced_accuracy")):
-        for split in ("train", "val"):
-            values = history.get(f"{split}_{metric}")
+    for ax, metric in zip(axes, EPOCH_FIGURES):
+        for split in (TRAIN, VAL):
+            values = history.get(metric_name(split, metric))
             if values:
                 ax.plot(range(1, len(values) + 1), values, marker="o", label=split)
         ax.set(title=f"{metric.replace('_', ' ')} per epoch", xlabel="epoch", ylabel=metric.replace("_", " "))

@@ -23,13 +23,27 @@ from skinml.decisions import describe as describe_decisions
 from skinml.evaluate import evaluate, training_run_id
 from skinml.evidence import compare, predictions_for
 from skinml.features import FeatureCache
-from skinml.integrity import DIGEST_TAG, model_files_digest
+from skinml.integrity import model_files_digest
 from skinml.labels import model_classes
-from skinml.mlflow_names import PROMOTED_TAG, PROMOTION_ARTIFACT
+from skinml.mlflow_names import (
+    CHAMPION_TAG,
+    DIGEST_TAG,
+    PROMOTE_METRICS,
+    PROMOTED_TAG,
+    PROMOTION_ARTIFACT,
+    TEST,
+    VERSION_CLASSES,
+    VERSION_DATA_DIR,
+    VERSION_DATA_FINGERPRINT,
+    VERSION_DECISIONS,
+    VERSION_MANIFEST_SHA256,
+    VERSION_PROMOTION,
+    VERSION_RUN_ID,
+    metric_name,
+)
 from skinml.model_card import CARD_ARTIFACTS, log_card
 from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
-from skinml.ui_view import CHAMPION_TAG
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_DESCRIPTION = (
@@ -62,12 +76,12 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     manifest = run_manifest(run_id)
     classes = model_classes(model_uri)
     check_same_classes(name, classes)
-    tags = {"run_id": run_id, "data_dir": run.data.params.get("data_dir", ""), "classes": ",".join(classes),
-            "manifest_sha256": manifest_digest(manifest),
-            "data_fingerprint": manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
-    tags.update({f"test_{k}": f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
+    tags = {VERSION_RUN_ID: run_id, VERSION_DATA_DIR: run.data.params.get("data_dir", ""),
+            VERSION_CLASSES: ",".join(classes), VERSION_MANIFEST_SHA256: manifest_digest(manifest),
+            VERSION_DATA_FINGERPRINT: manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
+    tags.update({metric_name(TEST, k): f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
     if (metrics or {}).get("decisions"):  # chosen on validation, scored on test (skinml.decisions)
-        tags["decisions"] = describe_decisions(metrics["decisions"])
+        tags[VERSION_DECISIONS] = describe_decisions(metrics["decisions"])
     tags[DIGEST_TAG] = model_files_digest(model_uri)  # checked before the version is loaded (skinml.integrity)
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
@@ -105,14 +119,17 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
     digest, test figures, and the promotion rule's last decision when given."""
     client = MlflowClient()
     tags = client.get_model_version(name, version).tags
-    recipe = mlflow.get_run(tags["run_id"]).info.run_name.removeprefix("train ")
-    figures = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in tags.items() if k.startswith("test_"))
-    classes = tags.get("classes", "").replace(",", ", ")
-    text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{tags['run_id']}`); "
-            f"split manifest sha256 `{tags['manifest_sha256'][:12]}`; "
-            f"{figures or 'not evaluated'}." + (f" Decisions, on test: {tags['decisions']}." if "decisions" in tags
+    run_id = tags[VERSION_RUN_ID]
+    recipe = mlflow.get_run(run_id).info.run_name.removeprefix("train ")
+    figures = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in tags.items()
+                        if k.startswith(metric_name(TEST, "")))
+    classes = tags.get(VERSION_CLASSES, "").replace(",", ", ")
+    decisions = tags.get(VERSION_DECISIONS)
+    text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{run_id}`); "
+            f"split manifest sha256 `{tags[VERSION_MANIFEST_SHA256][:12]}`; "
+            f"{figures or 'not evaluated'}." + (f" Decisions, on test: {decisions}." if decisions
                                                   else "") + (f" Promotion: {promotion}." if promotion else "")
-            + f" Model card: `{CARD_ARTIFACTS}/model_card.html` among the artifacts of run `{tags['run_id']}` "
+            + f" Model card: `{CARD_ARTIFACTS}/model_card.html` among the artifacts of run `{run_id}` "
             f"(`skinml card models:/{name}/{version}` writes it again).")
     client.update_model_version(name, version, description=text)
 
@@ -192,14 +209,13 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, experiment: str
             if promoted:
                 client.set_registered_model_alias(name, CHAMPION, challenger.version)
                 mark_champion(client.get_model_version(name, challenger.version), champion)
-            mlflow.log_metrics({"champion_balanced_accuracy": evidence["champion_balanced_accuracy"],
-                                "challenger_balanced_accuracy": evidence["challenger_balanced_accuracy"],
-                                "balanced_accuracy_gain": evidence["difference"],
-                                "balanced_accuracy_gain_ci95_low": low, "balanced_accuracy_gain_ci95_high": high})
+            mlflow.log_metrics(dict(zip(PROMOTE_METRICS, (evidence["champion_balanced_accuracy"],
+                                                          evidence["challenger_balanced_accuracy"],
+                                                          evidence["difference"], low, high))))
         mlflow.log_dict(decision, PROMOTION_ARTIFACT)
         mlflow.set_tag(PROMOTED_TAG, str(decision["promoted"]))
         for version in {champion.version, challenger.version}:
-            client.set_model_version_tag(name, version, "promotion_decision",
+            client.set_model_version_tag(name, version, VERSION_PROMOTION,
                                          f"{'promoted' if decision['promoted'] else 'kept champion'} "
                                          f"(run {run.info.run_id}): {decision['reason']}")
         describe_version(name, challenger.version, decision["reason"])

@@ -34,14 +34,18 @@ from skinml.manifests import log_manifest
 from skinml.memory import peak_rss_mb
 from skinml.metrics import classification_metrics, expected_calibration_error
 from skinml.mlflow_names import (
+    ADJUSTED,
     BACKBONE_ENGINE_TAG,
     BACKBONE_PRECISION_TAG,
     CLASSES_TAG,
     CONFIG_ARTIFACT,
     FEATURE_SECONDS_TAG,
     PEAK_RSS_MB_TAG,
+    TEMPERATURE_METRIC,
     TRAINING_CURVES_ARTIFACT,
     TRAIN_SECONDS_TAG,
+    VAL,
+    metric_name,
 )
 from skinml.model import (
     TemperatureScaling,
@@ -78,16 +82,15 @@ def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np
     """The temperature layer fitted on the trained model's validation probabilities (when the config asks for it),
     logged to MLflow with the validation ECE before and after, and the validation probabilities of the model as it
     ships (with the layer)."""
-    mlflow.log_metric("val_ece", expected_calibration_error(val_labels, probs)[0])
+    mlflow.log_metric(metric_name(VAL, "ece"), expected_calibration_error(val_labels, probs)[0])
     if not config.temperature_scaling:
         return None, probs
     layer = TemperatureScaling(fit_temperature(probs, val_labels), name="temperature")
     scaled = keras.ops.convert_to_numpy(layer(probs))  # the figures of the layer the model ships with
     metrics = classification_metrics(val_labels, scaled, classes)
     ece = expected_calibration_error(val_labels, scaled)[0]
-    mlflow.log_metrics({"temperature": layer.temperature, "val_adjusted_ece": ece,
-                        "val_adjusted_balanced_accuracy": metrics["balanced_accuracy"],
-                        "val_adjusted_macro_auc": metrics["macro_auc"]})
+    mlflow.log_metrics({TEMPERATURE_METRIC: layer.temperature, metric_name(VAL, ADJUSTED + "ece"): ece,
+                        **{metric_name(VAL, ADJUSTED + k): metrics[k] for k in ("balanced_accuracy", "macro_auc")}})
     log.info("temperature %.3f, val ECE %.4f", layer.temperature, ece)
     return layer, scaled
 

@@ -31,6 +31,8 @@ from skinml.features import FeatureCache
 from skinml.head_training import train_head
 from skinml.manifests import log_manifest
 from skinml.mlflow_names import (
+    BEST_PARAMETER_PREFIX,
+    BEST_VALUE_METRIC,
     CLOSED_BECAUSE_TAG,
     N_COMPLETE_TRIALS_TAG,
     N_PRUNED_TRIALS_TAG,
@@ -142,8 +144,8 @@ def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
                "baseline_value": study.trials[0].value}
     client = mlflow.MlflowClient()
     client.log_batch(parent_id, metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0) for k, v in
-                                         {"best_value": best.value, "best_dropout": best.params["dropout"],
-                                          "best_learning_rate": best.params["learning_rate"]}.items()],
+                                         {BEST_VALUE_METRIC: best.value, **{BEST_PARAMETER_PREFIX + k: v for k, v
+                                                                            in best.params.items()}}.items()],
                      tags=[mlflow.entities.RunTag(N_COMPLETE_TRIALS_TAG, str(summary["n_complete"])),
                            mlflow.entities.RunTag(N_PRUNED_TRIALS_TAG, str(summary["n_pruned"]))])
     client.log_dict(parent_id, summary, SWEEP_SUMMARY_ARTIFACT)
