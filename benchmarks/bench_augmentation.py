@@ -59,8 +59,8 @@ def main() -> None:
     extractor = build_feature_extractor(config.image_size, config.weights)
     started = time.perf_counter()
     views = list(range(0, max(ks) + 1))
-    train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed)
-    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed)[:, 0]
+    train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed).load()
+    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed).load()[:, 0]
     print(f"features ready in {time.perf_counter() - started:.0f} s", flush=True)
     train_y, val_y = train["dx"].map(CLASSES.index).to_numpy(), val["dx"].map(CLASSES.index).to_numpy()
 

@@ -42,7 +42,8 @@ def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict
     from skinml.config import AugmentConfig
     from skinml.data.dataset import load_dataset
     from skinml.engine import cpu_has_bf16, predictor
-    from skinml.features import FeatureCache, extract_features
+    from skinml.feature_cache import FeatureCache
+    from skinml.features import extract_features
     from skinml.model import build_feature_extractor
 
     extractor = build_feature_extractor(224, weights)

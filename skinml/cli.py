@@ -127,7 +127,7 @@ def cmd_card(args: argparse.Namespace) -> dict:
 
 
 def cmd_cache(args: argparse.Namespace) -> dict:
-    from skinml.features import FeatureCache
+    from skinml.feature_cache import FeatureCache
 
     cache = FeatureCache.default()
     return cache.info() if args.action == "info" else {"path": str(cache.root), "removed_entries": cache.clear()}

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+from skinml.batches import PredictionBatches
 from skinml.config import DEFAULT_EXPERIMENT, AugmentConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
@@ -17,7 +18,8 @@ from skinml.data.training_set import model_labels, recorded_config
 from skinml.explain import fixed_sample, grad_cam
 from skinml.decision_plots import coverage_curve, referral_curves
 from skinml.decisions import decision_metrics, describe, p_positive, positives, score
-from skinml.features import FeatureCache, extract_features
+from skinml.feature_cache import FeatureCache
+from skinml.features import extract_features
 from skinml.labels import class_indices, model_classes
 from skinml.manifests import run_manifest
 from skinml.metrics import (
@@ -66,10 +68,11 @@ from skinml.tracking import dump_json, stage_run
 
 
 def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = None) -> np.ndarray:
-    """Class probabilities for image files; the frozen extractor's features come from the feature cache."""
+    """Class probabilities for image files; the frozen extractor's features come from the feature cache, read a
+    batch at a time."""
     extractor, head, temperature = split_classifier(classifier)
-    features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)[:, 0]
-    probs = np.asarray(head.predict(features, verbose=0, batch_size=PREDICT_BATCH_SIZE))
+    features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)
+    probs = np.asarray(head.predict(PredictionBatches(features, PREDICT_BATCH_SIZE), verbose=0))
     return probs if temperature is None else keras.ops.convert_to_numpy(temperature(probs))
 
 

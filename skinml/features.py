@@ -1,9 +1,9 @@
-"""Content-addressed cache of frozen-backbone features.
+"""Frozen-backbone features through the content-addressed cache (skinml.feature_cache stores them).
 
 An entry's key covers the cache version, the image bytes, the feature extractor (architecture, where it is cut,
 input size, the settings of its other layers, every weight) and the view (plain, or augmented view k of a given
-augmentation and seed). Any change of an ingredient gives a new key; entries are written atomically and carry a
-checksum, so a half-written or corrupted entry is never used: it is recomputed.
+augmentation and seed). Any change of an ingredient gives a new key; an absent, half-written or corrupted entry is
+recomputed.
 """
 
 from __future__ import annotations
@@ -11,30 +11,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import struct
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from skinml import settings
 from skinml.config import AugmentConfig
+from skinml.feature_cache import FeatureCache
 
 CACHE_VERSION = 3  # part of every key: bump it when what an entry means changes, and older entries are left unused
-# (3: JPEGs decoded with the accurate IDCT, skinml.data.loader)
-MAGIC = b"SKF1"
-HEADER = struct.Struct("<4sI")
-CHECKSUM_BYTES = 32
 log = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    """$SKINML_CACHE_DIR, else the user's cache folder (~/.cache/skinml/features)."""
-    return settings.user_cache("SKINML_CACHE_DIR", "features")
 
 
 def file_digest(path: str | Path) -> str:
@@ -68,72 +54,60 @@ def extractor_fingerprint(extractor) -> str:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class FeatureCache:
-    """Feature vectors on disk, one file per (image, extractor, view) key."""
+class CachedFeatures:
+    """Features of images x views held in the cache, read a batch of rows at a time: training streams from it, so
+    memory does not grow with the number of images."""
 
-    root: Path
+    def __init__(self, cache: FeatureCache, keys: np.ndarray, feature_shape: tuple[int, ...]):
+        self.cache, self.keys, self.feature_shape = cache, keys, feature_shape
 
-    @classmethod
-    def default(cls) -> FeatureCache:
-        return cls(default_cache_dir())
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (*self.keys.shape, *self.feature_shape)
 
-    @staticmethod
-    def key(image_digest: str, extractor_fingerprint: str, view: str) -> str:
-        return hashlib.sha256(f"{image_digest}|{extractor_fingerprint}|{view}".encode()).hexdigest()
+    def __len__(self) -> int:
+        return len(self.keys)
 
-    def path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.feat"
+    def view(self, j: int) -> CachedFeatures:
+        """The features of view `j` only, shape (n, 1, ...)."""
+        return CachedFeatures(self.cache, self.keys[:, [j]], self.feature_shape)
 
-    def get(self, key: str) -> np.ndarray | None:
-        """The cached vector, or None when absent, truncated or corrupted (a bad entry is removed)."""
-        path = self.path(key)
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        if len(blob) >= HEADER.size + CHECKSUM_BYTES:
-            magic, dim = HEADER.unpack_from(blob)
-            payload, checksum = blob[:-CHECKSUM_BYTES], blob[-CHECKSUM_BYTES:]
-            if (magic == MAGIC and len(payload) == HEADER.size + 4 * dim
-                    and hashlib.sha256(payload).digest() == checksum):
-                return np.frombuffer(payload, dtype="<f4", offset=HEADER.size)
-        path.unlink(missing_ok=True)
-        return None
+    def read(self, rows: np.ndarray, views: np.ndarray | int = 0) -> np.ndarray:
+        """(len(rows), *feature_shape): the feature of view views[k] of image rows[k]."""
+        keys = self.keys[np.asarray(rows), np.broadcast_to(views, np.shape(rows))]
+        found = self.cache.get_many(keys.tolist())
+        if len(found) < len(set(keys)):
+            lost = next(key for key in keys if key not in found)
+            raise RuntimeError(f"feature cache entry {lost} in {self.cache.root} vanished or was corrupted while "
+                               "in use (was the cache cleared?): run the command again to recompute it")
+        return np.stack([found[key] for key in keys]).reshape(len(keys), *self.feature_shape)
 
-    def put(self, key: str, vector: np.ndarray) -> None:
-        """Write an entry atomically (temp file + rename): readers see the whole entry or none."""
-        vector = np.ascontiguousarray(vector, dtype="<f4")
-        payload = HEADER.pack(MAGIC, vector.size) + vector.tobytes()
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(payload + hashlib.sha256(payload).digest())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    def load(self) -> np.ndarray:
+        """All of it in memory, shape (n, views, *feature_shape): for small sets and tests."""
+        rows, views = np.indices(self.keys.shape)
+        return self.read(rows.ravel(), views.ravel()).reshape(self.shape)
 
-    def info(self) -> dict[str, int | str]:
-        """Where the cache is, how many entries it holds and their total size."""
-        files = list(self.root.glob("*/*.feat")) if self.root.exists() else []
-        return {"path": str(self.root), "entries": len(files), "bytes": sum(f.stat().st_size for f in files)}
 
-    def clear(self) -> int:
-        """Delete every entry; returns how many there were."""
-        count = int(self.info()["entries"])
-        if self.root.exists():
-            shutil.rmtree(self.root)
-        return count
+def missing_entries(cache: FeatureCache, keys: np.ndarray, dim: int, chunk: int = 256) -> dict[int, list[int]]:
+    """image index -> indices of its views whose entry is absent, corrupted or of another size (read in chunks:
+    checked, not kept)."""
+    flat = keys.ravel().tolist()
+    missing: dict[int, list[int]] = {}
+    for start in range(0, len(flat), chunk):
+        found = cache.get_many(flat[start:start + chunk])
+        for position in range(start, min(start + chunk, len(flat))):
+            vector = found.get(flat[position])
+            if vector is None or vector.size != dim:
+                missing.setdefault(position // keys.shape[1], []).append(position % keys.shape[1])
+    return missing
 
 
 def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
                      cache: FeatureCache | None = None, batch_size: int = 64, engine: str | None = None,
-                     precision: str | None = None) -> np.ndarray:
+                     precision: str | None = None) -> CachedFeatures:
     """Features of each image for each view, shape (len(paths), len(views), *feature_shape), computed only where not
-    cached (the feature shape is the extractor's output: (1280,) pooled, or a feature map such as (7, 7, 160)).
+    cached (the feature shape is the extractor's output: (1280,) pooled, or a feature map such as (7, 7, 160)), and
+    returned as a handle on the cache.
 
     Each image with a missing view is decoded and resized once; only its missing views go through the backbone, on
     `engine` at `precision` (skinml.engine: OpenVINO on a CPU, TensorFlow on a GPU, f32, by default).
@@ -149,20 +123,14 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     digests = [file_digest(p) for p in paths]
     feature_shape = tuple(int(d) for d in extractor.output_shape[1:])
     dim = int(np.prod(feature_shape))
-    out = np.zeros((len(paths), len(views), dim), dtype=np.float32)
-    keys = [[cache.key(d, fingerprint, view_name(v, augment, seed)) for v in views] for d in digests]
-    missing: dict[int, list[int]] = {}  # image index -> indices (into `views`) of its missing views
-    for i, image_keys in enumerate(keys):
-        for j, key in enumerate(image_keys):
-            vector = cache.get(key)
-            if vector is None or vector.size != dim:
-                missing.setdefault(i, []).append(j)
-            else:
-                out[i, j] = vector
+    keys = np.array([[cache.key(d, fingerprint, view_name(v, augment, seed)) for v in views] for d in digests],
+                    dtype=object).reshape(len(paths), len(views))
+    features = CachedFeatures(cache, keys, feature_shape)
+    missing = missing_entries(cache, keys, dim)  # image index -> indices (into `views`) of its missing views
     todo = sorted(missing)
     log.info("features: %d of %d images need the backbone", len(todo), len(paths))
     if not todo:
-        return out.reshape(len(paths), len(views), *feature_shape)
+        return features
     image_size = int(extractor.input_shape[1])
     run_backbone = predictor(extractor, engine, precision)
     done = 0
@@ -177,10 +145,8 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
             if view:
                 batch = augmented_views(batch, [digests[rows[k]] for k in picked], augment, seed, view)
             computed = run_backbone(batch).reshape(len(picked), dim)
-            for k, vector in zip(picked, computed):
-                out[rows[k], j] = vector
-                cache.put(keys[rows[k]][j], vector)
+            cache.put_many({keys[rows[k], j]: vector for k, vector in zip(picked, computed)})
         done += len(rows)
         if batch_number % 20 == 19 or done == len(todo):
             log.info("features: %d/%d images computed", done, len(todo))
-    return out.reshape(len(paths), len(views), *feature_shape)
+    return features

@@ -5,12 +5,15 @@ up frozen on its pooled output, then fine-tuned with a rising-then-cosine learni
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import keras
 import mlflow
 import numpy as np
 
+from skinml.batches import PredictionBatches, RowFile, Rows, TrainingBatches, keras_fit_order, read_rows
 from skinml.calibration import logit_adjusted_crossentropy
 from skinml.config import TrainConfig
 from skinml.engine import predictor
@@ -34,10 +37,11 @@ class EpochMetrics(keras.callbacks.Callback):
         self.probs: np.ndarray | None = None  # the last epoch's validation probabilities
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        # datasets come batched; arrays are cached features
-        batch_size = PREDICT_BATCH_SIZE if isinstance(self.val_inputs, np.ndarray) else None
-        probs = np.asarray((self.predictor or self.model).predict(self.val_inputs, batch_size=batch_size,
-                                                                  verbose=0))
+        # datasets come batched; cached features (n, 1, ...) are read a batch at a time
+        inputs = self.val_inputs
+        if isinstance(inputs, np.ndarray) or hasattr(inputs, "read"):
+            inputs = PredictionBatches(inputs, PREDICT_BATCH_SIZE)
+        probs = np.asarray((self.predictor or self.model).predict(inputs, verbose=0))
         self.probs = probs
         picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-7, 1.0)
         scored = classification_metrics(self.val_labels, probs, self.classes)
@@ -66,10 +70,11 @@ def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: 
                   metrics=["accuracy", *per_class_recall])
 
 
-def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_labels: np.ndarray, config: TrainConfig,
-                         callbacks: list[keras.callbacks.Callback], epochs: int | None = None, first_epoch: int = 0,
-                         learning_rate: LearningRate | None = None) -> None:
-    """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, ...)).
+def fit_head_on_features(head: keras.Model, train_views: Rows | np.ndarray, train_labels: np.ndarray,
+                         config: TrainConfig, callbacks: list[keras.callbacks.Callback], epochs: int | None = None,
+                         first_epoch: int = 0, learning_rate: LearningRate | None = None) -> None:
+    """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, ...)) and
+    reads the batches from disk in the order Keras gives arrays in memory.
 
     Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering).
     """
@@ -78,9 +83,9 @@ def fit_head_on_features(head: keras.Model, train_views: np.ndarray, train_label
     targets = keras.utils.to_categorical(train_labels, int(head.output_shape[-1]))
     n, n_views = train_views.shape[:2]
     for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
-        x = train_views[np.arange(n), rng.integers(n_views, size=n)]
-        head.fit(x, targets, batch_size=config.batch_size, shuffle=True, epochs=epoch + 1, initial_epoch=epoch,
-                 verbose=0, callbacks=callbacks)
+        batches = TrainingBatches(train_views, targets, rng.integers(n_views, size=n), keras_fit_order(n),
+                                  config.batch_size)
+        head.fit(batches, shuffle=False, epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks)
         if head.stop_training:
             break
 
@@ -92,11 +97,11 @@ def build_top(config: TrainConfig) -> keras.Model | None:
     return build_backbone_top(config.image_size, config.weights, config.alpha, config.fine_tune_from)
 
 
-def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarray, val_x: np.ndarray,
+def train_head(config: TrainConfig, train_x: Rows | np.ndarray, train_labels: np.ndarray, val_x: Rows | np.ndarray,
                val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]],
                stop_when: Callable[[int, dict], bool] | None = None) -> tuple[keras.Model, np.ndarray]:
-    """A new head trained on features, validated and logged (to the active MLflow run) at every epoch; returns it
-    with its validation probabilities.
+    """A new head trained on features (train_x: (n, views, ...); val_x: (n, 1, ...)), validated and logged (to the
+    active MLflow run) at every epoch; returns it with its validation probabilities.
 
     With `fine_tune_from`, the head holds the backbone's top: `epochs` with it frozen (trained on the top's pooled
     output, computed once per view), then `fine_tune_epochs` with it trainable, the learning rate rising to
@@ -109,27 +114,34 @@ def train_head(config: TrainConfig, train_x: np.ndarray, train_labels: np.ndarra
         fit_head_on_features(head, train_x, train_labels, config, [validation])
         return head, validation.probs
     warm_up = warm_up_head(head)  # the frozen top's pooled output is computed once, not once per epoch
-    pooled_train, pooled_val = pooled_top_features(top, train_x), pooled_top_features(top, val_x[:, None])[:, 0]
-    validation.val_inputs = pooled_val
-    fit_head_on_features(warm_up, pooled_train, train_labels, config, [validation])
+    with tempfile.TemporaryDirectory(prefix="skinml-pooled-") as scratch:
+        pooled_train = pooled_top_features(top, train_x, Path(scratch) / "train.f32")
+        validation.val_inputs = pooled_top_features(top, val_x, Path(scratch) / "val.f32")
+        fit_head_on_features(warm_up, pooled_train, train_labels, config, [validation])
+        pooled_train.close()
+        validation.val_inputs.close()
     validation.val_inputs = val_x
     if config.fine_tune_epochs and not warm_up.stop_training:
         set_top_trainable(head, True)
         fit_head_on_features(head, train_x, train_labels, config, [validation], epochs=config.fine_tune_epochs,
-                             first_epoch=config.epochs, learning_rate=fine_tune_schedule(config, len(train_x)))
+                             first_epoch=config.epochs, learning_rate=fine_tune_schedule(config, train_x.shape[0]))
         set_top_trainable(head, False)  # saved frozen: nothing trains it further by accident
     return head, validation.probs
 
 
-def pooled_top_features(top: keras.Model, maps: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The frozen backbone top's pooled output for every map of `maps` (n, views, *map_shape) -> (n, views, pooled),
-    run where the extractor runs (skinml.engine: OpenVINO on a CPU, ~3x TensorFlow's speed here)."""
+def pooled_top_features(top: keras.Model, maps: Rows | np.ndarray, path: Path, batch_size: int = 64) -> RowFile:
+    """The frozen backbone top's pooled output for every map of `maps` (n, views, *map_shape), written to `path` as
+    rows (n, views, pooled); run where the extractor runs (skinml.engine: OpenVINO on a CPU, ~3x TensorFlow's speed
+    here)."""
     inputs = keras.Input(maps.shape[2:], name="features")
     pooled = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="pool")(top(inputs)), name="top_pooled")
     run = predictor(pooled)
-    flat = maps.reshape(-1, *maps.shape[2:])
-    out = np.concatenate([run(flat[i:i + batch_size]) for i in range(0, len(flat), batch_size)])
-    return out.reshape(*maps.shape[:2], -1)
+    n, n_views = maps.shape[:2]
+    out = RowFile(path, (n, n_views, int(pooled.output_shape[-1])))
+    rows, views = np.divmod(np.arange(n * n_views), n_views)
+    for start in range(0, n * n_views, batch_size):
+        out.append(run(read_rows(maps, rows[start:start + batch_size], views[start:start + batch_size])))
+    return out
 
 
 def warm_up_head(head: keras.Model) -> keras.Model:

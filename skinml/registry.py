@@ -22,7 +22,7 @@ from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.decisions import describe as describe_decisions
 from skinml.evaluate import evaluate, training_run_id
 from skinml.evidence import compare, predictions_for
-from skinml.features import FeatureCache
+from skinml.feature_cache import FeatureCache
 from skinml.integrity import model_files_digest
 from skinml.labels import model_classes
 from skinml.mlflow_names import (

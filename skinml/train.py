@@ -28,7 +28,8 @@ from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
 from skinml.decisions import choose, chosen_thresholds, positive_group
 from skinml.engine import effective_precision, pick_engine
-from skinml.features import FeatureCache, extract_features
+from skinml.feature_cache import FeatureCache
+from skinml.features import CachedFeatures, extract_features
 from skinml.head_training import EpochMetrics, build_top, compile_for_training, fine_tune_schedule, train_head
 from skinml.manifests import log_manifest
 from skinml.memory import peak_rss_mb
@@ -67,13 +68,13 @@ def build_extractor(config: TrainConfig) -> keras.Model:
 
 
 def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None = None
-                    ) -> tuple[keras.Model, np.ndarray, np.ndarray]:
-    """(extractor, train features (n, views, ...), val features (n, ...)) from the cache, computed where missing."""
+                    ) -> tuple[keras.Model, CachedFeatures, CachedFeatures]:
+    """(extractor, train features (n, views, ...), val features (n, 1, ...)) in the cache, computed where missing."""
     extractor = build_extractor(config)
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
     views = list(range(1, config.cached_views + 1)) if config.augment.enabled and config.cached_views else [0]
     train_x = extract_features(extractor, train["path"].tolist(), views, config.augment, config.seed, cache)
-    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed, cache)[:, 0]
+    val_x = extract_features(extractor, val["path"].tolist(), [0], config.augment, config.seed, cache)
     return extractor, train_x, val_x
 
 

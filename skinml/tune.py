@@ -27,7 +27,7 @@ from skinml import settings
 from skinml.config import SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TRIALS, TrainConfig
 from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
-from skinml.features import FeatureCache
+from skinml.feature_cache import FeatureCache
 from skinml.head_training import train_head
 from skinml.manifests import log_manifest
 from skinml.mlflow_names import (

@@ -7,7 +7,8 @@ from skinml.config import AugmentConfig
 from skinml.data.dataset import load_dataset
 from skinml.engine import (ENGINE_ENV, PRECISION_ENV, cpu_has_bf16, effective_precision, has_gpu, pick_engine,
                            predictor)
-from skinml.features import FeatureCache, extract_features
+from skinml.feature_cache import FeatureCache
+from skinml.features import extract_features
 from skinml.model import build_feature_extractor
 
 from .conftest import IMAGE_SIZE
@@ -54,7 +55,7 @@ def test_cache_filled_by_either_engine_holds_the_same_features(test_weights, syn
     extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
     paths = load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:6]
     by_engine = {engine: extract_features(extractor, paths, [0, 1], AugmentConfig(), 0,
-                                          FeatureCache(tmp_path / engine), engine=engine)
+                                          FeatureCache(tmp_path / engine), engine=engine).load()
                  for engine in ("tensorflow", "openvino")}
     scale = np.abs(by_engine["tensorflow"]).max()
     np.testing.assert_allclose(by_engine["openvino"], by_engine["tensorflow"], atol=1e-4 * scale, rtol=1e-4)
@@ -76,11 +77,11 @@ def test_bf16_features_are_close_to_f32_but_cached_apart(test_weights, synthetic
     extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
     paths = load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:6]
     cache = FeatureCache(tmp_path)
-    bf16 = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache, engine="openvino", precision="bf16")
-    f32 = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache, engine="openvino", precision="f32")
+    bf16, f32 = (extract_features(extractor, paths, [0], AugmentConfig(), 0, cache, engine="openvino",
+                                  precision=precision).load() for precision in ("bf16", "f32"))
     assert cache.info()["entries"] == 12  # one entry per image and precision: f32 did not read bf16's
     reference = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "tf"),
-                                 engine="tensorflow")
+                                 engine="tensorflow").load()
     scale = np.abs(reference).max()
     np.testing.assert_allclose(f32, reference, atol=1e-4 * scale, rtol=1e-4)
     assert np.abs(bf16 - f32).max() > 1e-3 * scale  # a different function...

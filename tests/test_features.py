@@ -1,3 +1,5 @@
+import sqlite3
+
 import keras
 import numpy as np
 import pytest
@@ -5,8 +7,8 @@ import pytest
 from skinml import engine, features
 from skinml.config import AugmentConfig
 from skinml.data.dataset import load_dataset
+from skinml.feature_cache import FeatureCache
 from skinml.features import (
-    FeatureCache,
     extract_features,
     extractor_fingerprint,
     file_digest,
@@ -56,25 +58,28 @@ def test_key_changes_with_every_ingredient_and_only_then(extractor, test_weights
 
 def test_second_extraction_is_served_from_cache(extractor, paths, tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path / "c")
-    first = extract_features(extractor, paths, [0, 1, 2], AugmentConfig(), 0, cache)
+    first = extract_features(extractor, paths, [0, 1, 2], AugmentConfig(), 0, cache).load()
     assert first.shape == (10, 3, 1280)
     assert cache.info()["entries"] == 30
     assert not np.allclose(first[:, 0], first[:, 1])  # augmented views differ from the plain image
     monkeypatch.setattr(engine, "predictor", lambda *_: pytest.fail("backbone ran on a warm cache"))
-    np.testing.assert_array_equal(extract_features(extractor, paths, [0, 1, 2], AugmentConfig(), 0, cache), first)
+    np.testing.assert_array_equal(extract_features(extractor, paths, [0, 1, 2], AugmentConfig(), 0, cache).load(),
+                                  first)
 
 
 def test_corrupted_and_half_written_entries_are_recomputed(extractor, paths, tmp_path):
     cache = FeatureCache(tmp_path / "c")
-    first = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache)
-    entries = sorted(cache.root.glob("*/*.feat"))
-    flipped = bytearray(entries[0].read_bytes())
-    flipped[100] ^= 0xFF
-    entries[0].write_bytes(bytes(flipped))  # corrupted
-    entries[1].write_bytes(entries[1].read_bytes()[:57])  # half-written
-    (entries[2].parent / "junk.tmp").write_bytes(b"left by a crashed writer")
-    assert cache.get(entries[0].stem) is None and cache.get(entries[1].stem) is None
-    again = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache)
+    handle = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache)
+    first = handle.load()
+    corrupted, truncated = handle.keys[0, 0], handle.keys[1, 0]
+    for key, change in ((corrupted, lambda blob: blob[:100] + bytes([blob[100] ^ 0xFF]) + blob[101:]),
+                        (truncated, lambda blob: blob[:57])):
+        with sqlite3.connect(cache.shard_path(key[0])) as shard:
+            blob = shard.execute("SELECT value FROM entries WHERE key = ?", (key,)).fetchone()[0]
+            shard.execute("UPDATE entries SET value = ? WHERE key = ?", (change(blob), key))
+    assert cache.get(corrupted) is None and cache.get(truncated) is None
+    assert cache.info()["entries"] == 8  # both dropped when read
+    again = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache).load()
     np.testing.assert_allclose(again, first, rtol=1e-3, atol=1e-4)  # batch size differs: float noise only
     assert cache.info()["entries"] == 10
 
@@ -93,7 +98,7 @@ def test_training_from_cache_equals_training_through_the_backbone(extractor, pat
 
     labels = keras.utils.to_categorical(np.arange(10) % 7, 7)
     features = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "c"),
-                                engine="tensorflow")[:, 0]  # the engines agree to 1e-5: test_engine.py
+                                engine="tensorflow").load()[:, 0]  # the engines agree to 1e-5: test_engine.py
     head_a = build_head(1280, 7, dropout=0.0, seed=7)
     head_a.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy")
     head_a.fit(features, labels, batch_size=5, epochs=3, shuffle=False, verbose=0)
@@ -109,7 +114,7 @@ def test_training_from_cache_equals_training_through_the_backbone(extractor, pat
 
 def test_only_missing_views_go_through_the_backbone(extractor, paths, tmp_path, monkeypatch):
     cache = FeatureCache(tmp_path / "c")
-    plain = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache)
+    plain = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache).load()
     seen = []
     original = engine.predictor
 
@@ -118,6 +123,6 @@ def test_only_missing_views_go_through_the_backbone(extractor, paths, tmp_path, 
         return lambda batch: seen.append(len(batch)) or run(batch)
 
     monkeypatch.setattr(engine, "predictor", counting_predictor)
-    both = extract_features(extractor, paths, [0, 1], AugmentConfig(), 0, cache)
+    both = extract_features(extractor, paths, [0, 1], AugmentConfig(), 0, cache).load()
     assert sum(seen) == len(paths)  # view 1 only; view 0 came from the cache
     np.testing.assert_array_equal(both[:, 0], plain[:, 0])

@@ -61,12 +61,13 @@ def test_unfrozen_top_trains_its_convolutions_but_batchnorm_stays_in_inference_m
     assert all(np.array_equal(a, b) for a, b in zip(moving_mean, after))
 
 
-def test_warm_up_trains_the_heads_own_dense_layer_on_the_tops_pooled_output(test_weights):
+def test_warm_up_trains_the_heads_own_dense_layer_on_the_tops_pooled_output(test_weights, tmp_path):
     top = build_backbone_top(IMAGE_SIZE, test_weights, 1.0, "block_15")
     head = build_head((1, 1, 160), 7, dropout=0.0, seed=1, top=top)
     maps = np.random.default_rng(0).normal(size=(5, 2, 1, 1, 160)).astype("float32")  # 5 images, 2 views
-    pooled = pooled_top_features(top, maps, batch_size=4)
-    assert pooled.shape == (5, 2, 1280)
+    rows = pooled_top_features(top, maps, tmp_path / "pooled.f32", batch_size=4)  # written to a file, read by row
+    assert rows.shape == (5, 2, 1280)
+    pooled = rows.read(np.repeat(np.arange(5), 2), np.tile([0, 1], 5)).reshape(5, 2, 1280)
     expected = keras.layers.GlobalAveragePooling2D()(top(maps.reshape(10, 1, 1, 160)))
     np.testing.assert_allclose(pooled.reshape(10, -1), np.asarray(expected), rtol=1e-4, atol=1e-5)
 
