@@ -9,6 +9,7 @@ and the time of `cache info`. Prints a table, writes scale.json and scale.png in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -16,11 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from PIL import Image
 
 from arguments import benchmark_parser, isolated_store, weights_argument
 from bench_pipeline import subset
+
+from skinml.feature_cache import FeatureCache
 
 COPIES = (Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
 RECIPES = {"baseline": ["--preset", "baseline"], "best": ["--preset", "best", "--fine-tune-epochs", "1"]}
@@ -79,11 +83,29 @@ def phases(run_id: str, env: dict) -> dict[str, float]:
     return result
 
 
+def many_entries(n: int, root: Path) -> dict[str, float]:
+    """Seconds to write `n` entries of 64 values (10,000 per call), then of `info` and `clear` on them."""
+    cache = FeatureCache(root)
+    started = time.perf_counter()
+    for start in range(0, n, 10_000):
+        cache.put_many({hashlib.sha256(str(k).encode()).hexdigest(): np.full(64, k, dtype=np.float32)
+                        for k in range(start, min(n, start + 10_000))})
+    written = time.perf_counter() - started
+    started = time.perf_counter()
+    entries = FeatureCache(root).info()["entries"]
+    counted = time.perf_counter() - started
+    started = time.perf_counter()
+    FeatureCache(root).clear()
+    return {"entries": entries, "write_s": written, "info_s": counted, "clear_s": time.perf_counter() - started}
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--images", type=int, default=None, help="a subset of the data (whole lesions) as x1")
     parser.add_argument("--scales", default="1,2,4")
     parser.add_argument("--recipes", default="baseline,best")
+    parser.add_argument("--entries", type=int, default=0, help="also time `cache info` and `cache clear` on a "
+                        "cache of this many small entries (e.g. 1000000)")
     parser.add_argument("--workdir", default=None, help="where the data, stores and caches go (default: temp)")
     args = parser.parse_args()
     weights = weights_argument(args.weights)
@@ -103,17 +125,20 @@ def main() -> None:
                 trained, wall, peak = measured(["train", *RECIPES[recipe], "--data-dir", str(data), "--weights",
                                                 weights, "--manifest", str(manifest), "--seed", "42"], env)
                 evaluated, eval_wall, eval_peak = measured(["evaluate", "--model-uri", trained["model_uri"]], env)
+                info, info_wall, _ = measured(["cache", "info"], env)
                 started = time.perf_counter()
-                info, _, _ = measured(["cache", "info"], env)
+                FeatureCache(info["path"]).info()
                 row = {"scale": scale, "images": images, "recipe": recipe, "cache": cache, "train_s": wall,
                        "train_peak_mb": peak, **phases(trained["run_id"], env), "evaluate_s": eval_wall,
                        "evaluate_peak_mb": eval_peak,
                        "cache_entries": info["entries"], "cache_files": info["files"],
-                       "cache_info_s": time.perf_counter() - started,
+                       "cache_info_call_s": time.perf_counter() - started, "cache_info_command_s": info_wall,
                        "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
                        "test_balanced_accuracy": evaluated["balanced_accuracy"]}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    if args.entries:
+        print(json.dumps(many_entries(args.entries, workdir / "many")), flush=True)
     table = pd.DataFrame(rows)
     (workdir / "scale.json").write_text(table.to_json(orient="records", indent=1))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 1 else f"{v:.1f}"))

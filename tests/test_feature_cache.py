@@ -1,5 +1,6 @@
 """The feature cache's store with real processes: two writers at once, and a writer killed with SIGKILL mid-way."""
 
+import hashlib
 import multiprocessing
 import signal
 import subprocess
@@ -18,11 +19,15 @@ from skinml.model import build_feature_extractor
 from .conftest import IMAGE_SIZE, stop_process, wait_for
 
 
+def key(k: int) -> str:
+    return hashlib.sha256(str(k).encode()).hexdigest()  # as the cache's keys: spread over the shards
+
+
 def write_entries(root: str, first: int, count: int) -> None:
     """Entries `first` ... `first + count - 1`, 50 per transaction (run in another process)."""
     cache = FeatureCache(root)
     for start in range(first, first + count, 50):
-        cache.put_many({f"{k:064x}": np.full(64, k, dtype=np.float32) for k in range(start, start + 50)})
+        cache.put_many({key(k): np.full(64, k, dtype=np.float32) for k in range(start, start + 50)})
 
 
 def test_two_processes_write_at_once_and_every_entry_is_whole(tmp_path):
@@ -35,8 +40,8 @@ def test_two_processes_write_at_once_and_every_entry_is_whole(tmp_path):
         assert writer.exitcode == 0
     cache = FeatureCache(tmp_path / "c")
     assert cache.info()["entries"] == 3000  # 0..2999, the overlap written twice
-    found = cache.get_many([f"{k:064x}" for k in range(3000)])
-    assert len(found) == 3000 and all(vector[0] == int(key, 16) for key, vector in found.items())
+    found = cache.get_many([key(k) for k in range(3000)])
+    assert len(found) == 3000 and all(found[key(k)][0] == k for k in range(3000))
     assert cache.info()["files"] <= 3 * 16  # a shard, its write-ahead log and index: not a file per entry
     assert cache.clear() == 3000 and not (tmp_path / "c").exists()
 
