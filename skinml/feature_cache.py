@@ -154,13 +154,11 @@ class FeatureCache:
             by_shard.setdefault(key[0], []).append((key, encode(vector)))
         with self._lock:
             for shard, rows in by_shard.items():
-                with self._dropped_if_damaged(shard):
-                    self._connection(shard)  # a damaged file is dropped here, then written anew
-                with self._connection(shard) as connection:
-                    connection.executemany("INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)", rows)
-
-    def put(self, key: str, vector: np.ndarray) -> None:
-        self.put_many({key: vector})
+                for _ in range(2):  # a damaged file is dropped on the first try, then written anew
+                    with self._dropped_if_damaged(shard):
+                        with self._connection(shard) as connection:
+                            connection.executemany("INSERT OR REPLACE INTO entries (key, value) VALUES (?, ?)", rows)
+                        break
 
     def info(self) -> dict[str, int | str]:
         """Where the cache is, how many entries it holds and the size of its files."""
@@ -170,7 +168,7 @@ class FeatureCache:
             for shard in shards:
                 with self._dropped_if_damaged(shard):
                     entries += self._connection(shard).execute("SELECT count(*) FROM entries").fetchone()[0]
-        files = [path for path in self.root.glob("features-*.sqlite*")] if self.root.exists() else []
+        files = list(self.root.glob("features-*.sqlite*")) if self.root.exists() else []
         return {"path": str(self.root), "entries": entries, "files": len(files),
                 "bytes": sum(path.stat().st_size for path in files)}
 

@@ -65,13 +65,6 @@ class CachedFeatures:
     def shape(self) -> tuple[int, ...]:
         return (*self.keys.shape, *self.feature_shape)
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def view(self, j: int) -> CachedFeatures:
-        """The features of view `j` only, shape (n, 1, ...)."""
-        return CachedFeatures(self.cache, self.keys[:, [j]], self.feature_shape)
-
     def read(self, rows: np.ndarray, views: np.ndarray | int = 0) -> np.ndarray:
         """(len(rows), *feature_shape): the feature of view views[k] of image rows[k]."""
         keys = self.keys[np.asarray(rows), np.broadcast_to(views, np.shape(rows))]

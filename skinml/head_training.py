@@ -26,7 +26,10 @@ LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
 
 
 class EpochMetrics(keras.callbacks.Callback):
-    """Validation loss/accuracy/balanced accuracy at each epoch end, logged with the train metrics to MLflow."""
+    """Validation loss/accuracy/balanced accuracy at each epoch end, logged with the train metrics to MLflow.
+
+    `val_inputs`: a batched dataset of images, or features (n, 1, ...): cached (Rows) or an array.
+    """
 
     def __init__(self, val_inputs, val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]],
                  predictor: keras.Model | None = None, stop_when: Callable[[int, dict], bool] | None = None):
@@ -37,7 +40,6 @@ class EpochMetrics(keras.callbacks.Callback):
         self.probs: np.ndarray | None = None  # the last epoch's validation probabilities
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        # datasets come batched; cached features (n, 1, ...) are read a batch at a time
         inputs = self.val_inputs
         if isinstance(inputs, np.ndarray) or hasattr(inputs, "read"):
             inputs = PredictionBatches(inputs, PREDICT_BATCH_SIZE)
