@@ -132,7 +132,8 @@ def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisio
                 name: percentile_interval(draws[name]) for name in FIGURES}})
     kept = probs.max(axis=1) >= decisions["deferral"]["confidence"]
     scored["deferral"] = {**decisions["deferral"], "coverage": float(kept.mean()),
-                          "balanced_accuracy": kept_balanced_accuracy(y_true, probs.argmax(axis=1), kept)}
+                          "balanced_accuracy": kept_balanced_accuracy(y_true, probs.argmax(axis=1), kept)
+                          if kept.any() else float("nan")}  # no image kept: no figure (NaN is not logged)
     return scored
 
 
@@ -166,5 +167,7 @@ def describe(scored: dict) -> str:
     deferral = scored["deferral"]
     lines.append(f"defer below confidence {deferral['confidence']:.3f} (target balanced accuracy "
                  f"{deferral['target_balanced_accuracy']:.2f}): coverage {deferral['coverage']:.3f}, balanced "
-                 f"accuracy of the rest {deferral['balanced_accuracy']:.3f}")
+                 f"accuracy of the rest {deferral['balanced_accuracy']:.3f}" if deferral["confidence"] <= 1 else
+                 "defer every image (no confidence reached balanced accuracy "
+                 f"{deferral['target_balanced_accuracy']:.2f} on validation)")
     return "; ".join(lines)

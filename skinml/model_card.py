@@ -124,11 +124,16 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
                          + " |")
         lines.append("")
     if decisions.get("deferral"):
-        deferral = decisions["deferral"]
-        lines.append(f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, chosen "
-                     f"on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} on the "
-                     f"images kept; on test it keeps {logged_figure(metrics, f'{DEFER}_coverage'):.1%} of the images, "
-                     f"at balanced accuracy {logged_figure(metrics, f'{DEFER}_balanced_accuracy'):.3f}.")
+        deferral, kept = decisions["deferral"], logged_figure(metrics, f"{DEFER}_balanced_accuracy")
+        if deferral["confidence"] > 1:
+            lines.append(f"Defer (look again): no confidence level kept validation images at a balanced accuracy of "
+                         f"{deferral['target_balanced_accuracy']:.2f}, so the model defers every image (`defer` is "
+                         "true in every answer); a lower `--target-balanced-accuracy` sets a usable level.")
+        else:
+            lines.append(f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, "
+                         f"chosen on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} "
+                         f"on the images kept; on test it keeps {logged_figure(metrics, f'{DEFER}_coverage'):.1%} of "
+                         f"the images, at balanced accuracy {'n/a' if kept != kept else f'{kept:.3f}'}.")
     return lines or ["The model ships no decisions."]
 
 

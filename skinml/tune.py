@@ -80,12 +80,12 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     """Optuna's RDB storage for `url` (None: in memory), with heartbeats so that the trial of a killed worker is
     marked failed after a grace period (4 heartbeats, SKINML_SWEEP_HEARTBEAT_SECONDS apart, default 30) and retried
     once. Several workers may create a new database at once: the losers of that race retry."""
+    # heartbeats, their retry callback and fail_stale_trials are Optuna features marked experimental: their warnings
+    # say nothing a user can act on (they printed at every sweep, in-memory studies included)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if url is None:
         return None
     interval = settings.positive_int("SKINML_SWEEP_HEARTBEAT_SECONDS")
-    # heartbeats and their retry callback are Optuna features marked experimental since 2.8: their warnings say
-    # nothing a user can act on
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for attempt in range(5):
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=4 * interval,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
-from skinml.decisions import (choose, decision_metrics, deferral_confidence, positive_group, referral_figures,
+from skinml.decisions import (choose, decision_metrics, deferral_confidence, describe, positive_group, referral_figures,
                               score, threshold_for_sensitivity)
 from skinml.model_store import load_model, model_decisions, request_frame
 
@@ -70,6 +70,12 @@ def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
     assert {"test_sens95_specificity_ci95_low", "test_defer_coverage", "test_defer_balanced_accuracy"} <= set(metrics)
     json.dumps(scored)  # logged as JSON with the report
 
+    never = choose(probs[:350], y[:350], CLASSES, (), (0.9,), 1.01)  # a target no confidence reaches
+    scored = score(probs[350:], y[350:], CLASSES, never, lesions=np.arange(350) // 2, n_resamples=50)
+    assert scored["deferral"]["coverage"] == 0.0 and np.isnan(scored["deferral"]["balanced_accuracy"])
+    assert "test_defer_balanced_accuracy" not in decision_metrics(scored, "test")  # no image kept: no figure
+    assert describe(scored).endswith("defer every image (no confidence reached balanced accuracy 1.01 on validation)")
+
 
 def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(synthetic_dir, test_weights):
     from skinml.config import TrainConfig
@@ -100,7 +106,8 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(tested["run_id"], "plots")}
     assert {"plots/operating_points.png", "plots/deferral.png"} <= artifacts
     report = mlflow.artifacts.load_text(f"runs:/{tested['run_id']}/report/classification_report.txt")
-    assert "refer when P(akiec+bcc+mel) >=" in report and "defer below confidence" in report
+    deferral = "defer below confidence" if decisions["deferral"]["confidence"] <= 1 else "defer every image (no"
+    assert "refer when P(akiec+bcc+mel) >=" in report and deferral in report
 
     from skinml.registry import register
 
