@@ -25,6 +25,7 @@ from arguments import benchmark_parser, isolated_store, weights_argument
 from bench_pipeline import subset
 
 from skinml.feature_cache import FeatureCache
+from skinml.mlflow_names import FEATURE_SECONDS_TAG, VAL, metric_name
 
 COPIES = (Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
 RECIPES = {"baseline": ["--preset", "baseline"], "best": ["--preset", "best", "--fine-tune-epochs", "1"]}
@@ -73,8 +74,8 @@ def phases(run_id: str, env: dict) -> dict[str, float]:
 
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
-    extraction = float(run.data.tags["skinml.feature_seconds"])
-    stamps = {m.step: m.timestamp / 1000 for m in client.get_metric_history(run_id, "val_loss")}
+    extraction = float(run.data.tags[FEATURE_SECONDS_TAG])
+    stamps = {m.step: m.timestamp / 1000 for m in client.get_metric_history(run_id, metric_name(VAL, "loss"))}
     epochs = int(run.data.params["epochs"])
     result = {"extraction": extraction,
               "warm-up": stamps[epochs] - run.info.start_time / 1000 - extraction if stamps else float("nan")}

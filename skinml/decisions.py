@@ -70,6 +70,11 @@ def deferral_confidence(confidence: np.ndarray, y_true: np.ndarray, y_pred: np.n
     return float(np.nextafter(1.0, 2.0))  # above any probability: every image deferred
 
 
+def defers_everything(deferral: dict) -> bool:
+    """Whether a deferral's confidence is above any probability: no level reached the target on validation."""
+    return deferral["confidence"] > 1
+
+
 def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], positive_classes: Sequence[str],
            target_sensitivities: Sequence[float], target_balanced_accuracy: float) -> dict:
     """The decisions chosen on validation (`probs`, `y_true`: the validation split): the positive group, a
@@ -165,9 +170,11 @@ def describe(scored: dict) -> str:
                      f"{point['specificity']:.3f} [{ci['specificity'][0]:.3f}, {ci['specificity'][1]:.3f}], "
                      f"referral rate {point['referral_rate']:.3f}")
     deferral = scored["deferral"]
-    lines.append(f"defer below confidence {deferral['confidence']:.3f} (target balanced accuracy "
-                 f"{deferral['target_balanced_accuracy']:.2f}): coverage {deferral['coverage']:.3f}, balanced "
-                 f"accuracy of the rest {deferral['balanced_accuracy']:.3f}" if deferral["confidence"] <= 1 else
-                 "defer every image (no confidence reached balanced accuracy "
-                 f"{deferral['target_balanced_accuracy']:.2f} on validation)")
+    target = f"{deferral['target_balanced_accuracy']:.2f}"
+    if defers_everything(deferral):
+        lines.append(f"defer every image (no confidence reached balanced accuracy {target} on validation)")
+    else:
+        lines.append(f"defer below confidence {deferral['confidence']:.3f} (target balanced accuracy {target}): "
+                     f"coverage {deferral['coverage']:.3f}, balanced accuracy of the rest "
+                     f"{deferral['balanced_accuracy']:.3f}")
     return "; ".join(lines)

@@ -13,7 +13,7 @@ import mlflow
 import pandas as pd
 
 from skinml.config import SPLITS
-from skinml.decisions import FIGURES
+from skinml.decisions import FIGURES, defers_everything
 from skinml.evaluate import training_run_id
 from skinml.evidence import evaluations_filter, evaluations_of
 from skinml.labels import model_classes
@@ -125,7 +125,7 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
         lines.append("")
     if decisions.get("deferral"):
         deferral, kept = decisions["deferral"], logged_figure(metrics, f"{DEFER}_balanced_accuracy")
-        if deferral["confidence"] > 1:
+        if defers_everything(deferral):
             lines.append(f"Defer (look again): no confidence level kept validation images at a balanced accuracy of "
                          f"{deferral['target_balanced_accuracy']:.2f}, so the model defers every image (`defer` is "
                          "true in every answer); a lower `--target-balanced-accuracy` sets a usable level.")
