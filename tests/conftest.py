@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -11,6 +12,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 # The tiny 32-px test models gain nothing from OpenVINO and each conversion costs seconds; the engines' agreement is
 # tested in test_engine.py, and the model server in test_serving.py runs on the default (auto) engine.
 os.environ.setdefault("SKINML_ENGINE", "tensorflow")
+# Prefect's database of flow and task runs: the tests' own (one per test process), not the user's ~/.prefect, whose
+# thousands of runs would also push the tests' runs out of the pages they read back.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="skinml-tests-prefect-"))
 
 import base64  # noqa: E402
 import signal  # noqa: E402
