@@ -4,6 +4,7 @@ schedule, sweep, card, cache)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -23,7 +24,7 @@ from skinml.config import (
     recipe,
 )
 from skinml.console import import_tensorflow_quietly, set_up_console, user_errors
-from skinml.prefect_server import start_temporary_server
+from skinml.prefect_server import start_temporary_server, temporary_server_settings
 
 
 def training_config(args: argparse.Namespace) -> TrainConfig:
@@ -247,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.logs_runs:
             for run_id in close_orphaned_runs():
                 log.warning("closed run %s as KILLED: its process had died", run_id)
-        result = args.func(args)
+        with temporary_server_settings() if args.runs_flow else contextlib.nullcontext():
+            result = args.func(args)
     except Terminated as stop:  # its runs already ended KILLED
         return 128 + stop.signum
     except user_errors() as exc:

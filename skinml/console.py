@@ -40,6 +40,12 @@ def no_traceback_for_user_errors(record: logging.LogRecord) -> bool:
     return True
 
 
+def no_exit_flush_notes(record: logging.LogRecord) -> bool:
+    """Leaves out Prefect's 'Still processing items: N items remaining...': its event and log workers' note that they
+    are sending a run's last events as the command exits (a failed flow ends before they caught up)."""
+    return not record.getMessage().startswith("Still processing items")
+
+
 class PrefectUserErrors(logging.Filter):
     """Leaves out Prefect's lines about a task or flow run that failed with a user error: its 'Task run failed with
     exception' / 'Encountered exception' line and its 'Finished in state Failed(...)' line, once per run of the
@@ -100,6 +106,7 @@ def set_up_console(verbose: bool) -> None:
         if not verbose:
             handler.addFilter(prefect_user_errors)  # before the next one, which clears exc_info
             handler.addFilter(no_traceback_for_user_errors)
+            handler.addFilter(no_exit_flush_notes)
     logging.getLogger("skinml").setLevel(logging.INFO)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not verbose:  # MLflow's notes (creating tables, experiments); its warnings always show

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +33,17 @@ def start_temporary_server() -> Callable[[], None]:
     thread = threading.Thread(target=start, name="prefect-temporary-server", daemon=True)
     thread.start()
     return thread.join
+
+
+@contextmanager
+def temporary_server_settings() -> Iterator[None]:
+    """Prefect's settings for the flows of one command: on the temporary server (no PREFECT_API_URL), no flow-run
+    heartbeats. They let a server mark a crashed flow run, but this server lives and dies with the command, and each
+    flow's end waited up to a second for the heartbeat thread. Against a real server, Prefect's own settings hold."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if PREFECT_API_URL.value():
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
