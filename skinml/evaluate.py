@@ -15,7 +15,7 @@ from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.data.training_set import model_labels, recorded_config
-from skinml.explain import fixed_sample, grad_cam
+from skinml.explain import feature_maps, fixed_sample, grad_cam
 from skinml.decision_plots import coverage_curve, referral_curves
 from skinml.decisions import decision_metrics, describe, p_positive, positives, score
 from skinml.feature_cache import FeatureCache
@@ -76,15 +76,16 @@ def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = Non
     return probs if temperature is None else keras.ops.convert_to_numpy(temperature(probs))
 
 
-def explanations(classifier, data: pd.DataFrame, probs: np.ndarray, classes: tuple[str, ...], per_class: int = 3):
+def explanations(classifier, data: pd.DataFrame, probs: np.ndarray, classes: tuple[str, ...], per_class: int = 3,
+                 cache: FeatureCache | None = None):
     """Grad-CAM grid for a fixed sample of `per_class` images per class (rows: classes)."""
     data = data.reset_index(drop=True)
     sample = fixed_sample(data, per_class, classes)
     rows = sample.index.to_numpy()
-    images = np.concatenate([batch.numpy() for batch in image_dataset(
-        sample["path"].tolist(), int(classifier.input_shape[1]), batch_size=64)])
+    paths = sample["path"].tolist()
+    images = np.concatenate([batch.numpy() for batch in image_dataset(paths, int(classifier.input_shape[1]), 64)])
     truth = class_indices(sample["dx"], classes)
-    cams = grad_cam(classifier, images, truth)
+    cams = grad_cam(classifier, feature_maps(classifier, paths, cache), truth)
     titles = [f"{classes[t]} -> {classes[p.argmax()]} ({p.max():.2f})" for t, p in zip(truth, probs[rows])]
     return grad_cam_grid(images, cams, titles, columns=per_class)
 
@@ -209,7 +210,8 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         if not slices.empty:
             mlflow.log_text(slices.to_csv(index=False), SLICES_ARTIFACT)
             mlflow.log_figure(slice_chart(slices), SLICES_PLOT_ARTIFACT)
-        mlflow.log_figure(explanations(classifier, data, probs, classes), GRAD_CAM_ARTIFACT)
+        mlflow.log_figure(explanations(classifier, data, probs, classes, cache=cache), GRAD_CAM_ARTIFACT,
+                          save_kwargs={"pil_kwargs": {"quality": 90}})
         decisions = model_decisions(model_uri)
         if decisions:
             metrics["decisions"] = log_decisions(probs, y_true, classes, decisions, data["lesion_id"].to_numpy(),

@@ -6,39 +6,47 @@ the spatial mean of d(score)/dA_k, upsampled to the input size and scaled to [0,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from skinml.config import AugmentConfig
+from skinml.feature_cache import FeatureCache
+from skinml.features import extract_features
 from skinml.model import split_classifier
 
 POOL = "pool"  # the GlobalAveragePooling2D after the last feature map, in the extractor or in the head
 
 
-def feature_map_model(classifier: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    """images -> the last convolutional feature map (n, h, w, 1280), wherever the backbone was cut."""
+def feature_maps(classifier: keras.Model, paths: Sequence[str], cache: FeatureCache | None = None) -> np.ndarray:
+    """The last convolutional feature map (n, h, w, 1280) of each image. Its frozen part comes from the feature cache
+    (computed there when absent, like any feature): the whole backbone's map when the backbone is frozen, else the
+    map at the cut, the entries prediction uses, then the fine-tuned top."""
     extractor, head, _ = split_classifier(classifier)
     if any(layer.name == POOL for layer in extractor.layers):  # the whole backbone is frozen
-        return keras.Model(extractor.input, extractor.get_layer(POOL).input)
-    head_map = keras.Model(head.input, head.get_layer(POOL).input)  # fine-tuned top: the map is in the head
-    return lambda images: head_map(extractor(images))
+        extractor = keras.Model(extractor.input, extractor.get_layer(POOL).input)
+        head_map = None
+    else:
+        head_map = keras.Model(head.input, head.get_layer(POOL).input)
+    maps = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache).load()[:, 0]
+    return maps if head_map is None else keras.ops.convert_to_numpy(head_map(maps))
 
 
-def grad_cam(classifier: keras.Model, images: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Heat-maps (n, height, width) in [0, 1] of `classes[i]` for each image (float, [0, 255], model input size)."""
-    to_map = feature_map_model(classifier)
+def grad_cam(classifier: keras.Model, maps: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Heat-maps (n, height, width) in [0, 1], at the model's input size, of `classes[i]` for each image, from its
+    last convolutional feature map (feature_maps)."""
     dense = classifier.get_layer("head").get_layer("probs")
-    maps = tf.convert_to_tensor(to_map(images))
+    maps = tf.convert_to_tensor(maps)
     with tf.GradientTape() as tape:
         tape.watch(maps)
         logits = tf.matmul(tf.reduce_mean(maps, axis=(1, 2)), dense.kernel) + dense.bias
         scores = tf.gather(logits, tf.convert_to_tensor(classes, dtype=tf.int32), axis=1, batch_dims=1)
     alphas = tf.reduce_mean(tape.gradient(scores, maps), axis=(1, 2), keepdims=True)
     cams = tf.nn.relu(tf.reduce_sum(alphas * maps, axis=-1))[..., None]
-    cams = tf.image.resize(cams, images.shape[1:3], method="bilinear")[..., 0].numpy()
+    cams = tf.image.resize(cams, classifier.input_shape[1:3], method="bilinear")[..., 0].numpy()
     peak = cams.reshape(len(cams), -1).max(axis=1)[:, None, None]
     return np.divide(cams, peak, out=np.zeros_like(cams), where=peak > 0)
 

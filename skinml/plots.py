@@ -99,16 +99,20 @@ def slice_chart(slices) -> Figure:
 
 
 def grad_cam_grid(images: np.ndarray, cams: np.ndarray, titles: list[str], columns: int) -> Figure:
-    """Images with their Grad-CAM heat-maps overlaid, `columns` per row."""
+    """Images with their Grad-CAM heat-maps overlaid, `columns` per row. Each image's place is set in inches (side,
+    room for its title, the figure's title), not by a layout engine: tight_layout measured every text (0.3 s)."""
+    side, gap, title_room, head = 2.24, 0.1, 0.3, 0.5  # side: a 224-pixel input at 100 dpi, one pixel each
     rows = max(1, -(-len(images) // columns))
-    fig = Figure(figsize=(2.6 * columns, 2.8 * rows))
-    axes = fig.subplots(rows, columns, squeeze=False)
-    for ax in axes.flat:
+    width, height = columns * (side + gap), rows * (side + title_room) + head + gap
+    fig = Figure(figsize=(width, height))
+    for i, (image, cam, title) in enumerate(zip(images, cams, titles)):
+        row, column = divmod(i, columns)
+        bottom = height - head - (row + 1) * (side + title_room)
+        ax = fig.add_axes((((side + gap) * column + gap / 2) / width, bottom / height, side / width, side / height))
         ax.axis("off")
-    for ax, image, cam, title in zip(axes.flat, images, cams, titles):
         ax.imshow(image.astype(np.uint8))
         ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
-    fig.suptitle("Grad-CAM (last conv layer) for the true class; title: true -> predicted (p)")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # leave room for the title
+    fig.suptitle("Grad-CAM (last conv layer) for the true class; title: true -> predicted (p)",
+                 y=1 - 0.15 / height, va="top")
     return fig

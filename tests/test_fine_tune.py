@@ -13,7 +13,8 @@ from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.data.training_set import labelled_split
 from skinml.evaluate import evaluate
-from skinml.explain import fixed_sample, grad_cam
+from skinml.explain import feature_maps, fixed_sample, grad_cam
+from skinml.feature_cache import FeatureCache
 from skinml.features import extractor_fingerprint
 from skinml.model import (
     TemperatureScaling,
@@ -142,7 +143,7 @@ def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir,
                                atol=1e-6)
     report = evaluate(result["model_uri"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(report["run_id"], "plots")}
-    assert "plots/grad_cam.png" in artifacts and "plots/reliability_diagram.png" in artifacts
+    assert "plots/grad_cam.jpg" in artifacts and "plots/reliability_diagram.png" in artifacts
 
 
 def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthetic_dir, test_weights):
@@ -173,16 +174,21 @@ def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthet
     np.testing.assert_allclose(served[list(CLASSES)].sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_grad_cam_is_the_class_weighted_feature_map(test_weights, synthetic_dir):
+def test_grad_cam_is_the_class_weighted_feature_map(test_weights, synthetic_dir, tmp_path):
     extractor = build_feature_extractor(48, test_weights)  # 48 px: a 2x2 final feature map
     head = build_head(1280, 7, dropout=0.0, seed=5)
     model = build_classifier(extractor, head)
-    images = np.random.default_rng(2).uniform(0, 255, (3, 48, 48, 3)).astype("float32")
+    paths = load_dataset(synthetic_dir)["path"].tolist()[:3]
+    images = np.concatenate([batch.numpy() for batch in image_dataset(paths, 48, 8)])
+    maps = np.asarray(keras.Model(extractor.input, extractor.get_layer("pool").input)(images))
+    cache = FeatureCache(tmp_path / "cache")
+    np.testing.assert_allclose(feature_maps(model, paths, cache), maps, atol=1e-3)  # computed into the cache
+    assert cache.info()["entries"] == 3
+    np.testing.assert_allclose(feature_maps(model, paths, cache), maps, atol=1e-3)  # read back from it
     classes = np.array([0, 3, 6])
-    cams = grad_cam(model, images, classes)
+    cams = grad_cam(model, maps, classes)
     assert cams.shape == (3, 48, 48) and cams.min() >= 0 and cams.max() <= 1
 
-    maps = np.asarray(keras.Model(extractor.input, extractor.get_layer("pool").input)(images))
     kernel = np.asarray(head.get_layer("probs").kernel)
     for cam, feature_map, c in zip(cams, maps, classes):
         expected = np.maximum(feature_map @ kernel[:, c], 0)  # for GAP -> Dense, Grad-CAM is CAM
