@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from skinml.privacy import opt_out_exports
+
 
 def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:
     """An argument parser with the benchmark's docstring as help and the required --data-dir and --weights."""
@@ -24,10 +26,11 @@ def weights_argument(text: str) -> str:
 
 def isolated_store(workdir: str | None, prefix: str) -> tuple[Path, dict[str, str]]:
     """A work folder (`workdir`, else a new temporary one) and the environment for `skinml` processes that keeps
-    their MLflow store and feature cache in it."""
+    their MLflow store and feature cache in it, as a user who followed the README has it."""
     folder = Path(workdir or tempfile.mkdtemp(prefix=prefix)).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    return folder, {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+    # the README's install step exports the telemetry switches for MLflow's and Prefect's own commands (`mlflow run`)
+    return folder, {**os.environ, **opt_out_exports(), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
                     "SKINML_CACHE_DIR": str(folder / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3",
                     # `mlflow run` starts `python`: this Python's, with skinml, even from an unactivated shell
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
