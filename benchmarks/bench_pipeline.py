@@ -73,7 +73,7 @@ def stage_seconds(env: dict) -> dict[str, float]:
 def main() -> None:
     parser = benchmark_parser(__doc__)
     parser.add_argument("--images", type=int, default=700)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--workdir")
     args = parser.parse_args()
     folder, env = isolated_store(args.workdir, "skinml-pipeline-")
