@@ -101,7 +101,8 @@ def slice_chart(slices) -> Figure:
 def grad_cam_grid(images: np.ndarray, cams: np.ndarray, titles: list[str], columns: int) -> Figure:
     """Images with their Grad-CAM heat-maps overlaid, `columns` per row. Each image's place is set in inches (side,
     room for its title, the figure's title), not by a layout engine: tight_layout measured every text (0.3 s)."""
-    side, gap, title_room, head = 2.24, 0.1, 0.3, 0.5  # side: a 224-pixel input at 100 dpi, one pixel each
+    side = images.shape[2] / 100  # inches: one figure pixel per image pixel at matplotlib's 100 dpi
+    gap, title_room, head = 0.1, 0.3, 0.5
     rows = max(1, -(-len(images) // columns))
     width, height = columns * (side + gap), rows * (side + title_room) + head + gap
     fig = Figure(figsize=(width, height))
