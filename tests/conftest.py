@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -14,7 +16,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("SKINML_ENGINE", "tensorflow")
 # Prefect's database of flow and task runs: the tests' own (one per test process), not the user's ~/.prefect, whose
 # thousands of runs would also push the tests' runs out of the pages they read back.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="skinml-tests-prefect-"))
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="skinml-tests-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 import base64  # noqa: E402
 import signal  # noqa: E402
