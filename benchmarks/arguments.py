@@ -29,7 +29,7 @@ def isolated_store(workdir: str | None, prefix: str) -> tuple[Path, dict[str, st
     their MLflow store and feature cache in it, as a user who followed the README has it."""
     folder = Path(workdir or tempfile.mkdtemp(prefix=prefix)).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    # the README's install step exports the telemetry switches for MLflow's and Prefect's own commands (`mlflow run`)
+    # the telemetry switches a README user exports for MLflow's and Prefect's own commands (`mlflow run`)
     return folder, {**os.environ, **opt_out_exports(), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
                     "SKINML_CACHE_DIR": str(folder / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3",
                     # `mlflow run` starts `python`: this Python's, with skinml, even from an unactivated shell

@@ -5,6 +5,7 @@ The intended use and the fixed limits are text kept in the repository (`model_ca
 from __future__ import annotations
 
 import base64
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -133,7 +134,7 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
             lines.append(f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, "
                          f"chosen on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} "
                          f"on the images kept; on test it keeps {logged_figure(metrics, f'{DEFER}_coverage'):.1%} of "
-                         f"the images, at balanced accuracy {'n/a' if kept != kept else f'{kept:.3f}'}.")
+                         f"the images, at balanced accuracy {'n/a' if math.isnan(kept) else f'{kept:.3f}'}.")
     return lines or ["The model ships no decisions."]
 
 
