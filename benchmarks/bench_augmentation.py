@@ -24,9 +24,9 @@ from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
 from skinml.features import extract_features
+from skinml.head_training import fit_head_on_features
 from skinml.metrics import classification_metrics
 from skinml.model import build_feature_extractor, build_head
-from skinml.head_training import fit_head_on_features
 
 
 def head_quality(train_views: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,

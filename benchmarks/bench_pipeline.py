@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pandas as pd
-
 from arguments import benchmark_parser, isolated_store, weights_argument
 
 BIN = Path(sys.executable).parent

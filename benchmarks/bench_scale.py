@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
-
 from arguments import benchmark_parser, isolated_store, weights_argument
 from bench_pipeline import subset
+from PIL import Image
 
 from skinml.feature_cache import FeatureCache
 from skinml.mlflow_names import FEATURE_SECONDS_TAG, VAL, metric_name

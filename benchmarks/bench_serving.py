@@ -39,14 +39,14 @@ def post(url: str, images: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def start_server(model_uri: str, probe_image: str) -> tuple[subprocess.Popen, str]:
+def start_server(model_uri: str, probe_image: str, workers: int = 1) -> tuple[subprocess.Popen, str]:
     """`mlflow models serve` of the model on a free port, once it has answered one image; returns it and its URL."""
     port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                                "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+                               "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/invocations"
     deadline = time.time() + 300
     while True:

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from skinml import settings
+from skinml.infer_pool import InferPool
 
 ENGINE_ENV, PRECISION_ENV = "SKINML_ENGINE", "SKINML_PRECISION"
 Predictor = Callable[[np.ndarray], np.ndarray]
@@ -99,4 +100,5 @@ def openvino_predictor(converted, precision: str = "f32") -> Predictor:
     # The precision is always set: left out, OpenVINO picks bf16 by itself on CPUs that have it.
     compiled = ov.Core().compile_model(converted, "CPU", {"PERFORMANCE_HINT": "LATENCY",
                                                           "INFERENCE_PRECISION_HINT": precision})
-    return lambda batch: compiled(np.ascontiguousarray(batch, dtype=np.float32))[0]
+    pool = InferPool(compiled)  # one request under LATENCY: callers from several threads take turns
+    return lambda batch: pool(np.ascontiguousarray(batch, dtype=np.float32))

@@ -15,9 +15,9 @@ from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.data.training_set import model_labels, recorded_config
-from skinml.explain import feature_maps, fixed_sample, grad_cam
 from skinml.decision_plots import coverage_curve, referral_curves
 from skinml.decisions import decision_metrics, describe, p_positive, positives, score
+from skinml.explain import feature_maps, fixed_sample, grad_cam
 from skinml.feature_cache import FeatureCache
 from skinml.features import extract_features
 from skinml.labels import class_indices, model_classes

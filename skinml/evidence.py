@@ -15,7 +15,6 @@ from skinml.mlflow_names import PREDICTIONS_ARTIFACT
 from skinml.tracking import download_run_artifact
 
 
-
 def logged_predictions(evaluation_run_id: str, images: pd.DataFrame) -> pd.Series | None:
     """The predicted class of each of `images` (in their order) from an evaluation run's predictions table, or None
     when that run scored other images or other labels."""

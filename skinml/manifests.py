@@ -22,7 +22,6 @@ from skinml.mlflow_names import MANIFEST_ARTIFACT, MANIFEST_SHA256_TAG, SPLIT_TA
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
 
-
 def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training") -> dict[str, int]:
     """Log the split to the active MLflow run: manifest CSV artifact, dataset input, counts and lesion overlap."""
     summary = split_summary(manifest)

@@ -35,8 +35,8 @@ def first_layer_of(backbone: keras.Model, block: str) -> keras.layers.Layer:
     for layer in backbone.layers:
         if layer.name == block or layer.name.startswith(block + "_"):
             return layer
-    blocks = sorted({name.split("_")[1] for name in (l.name for l in backbone.layers) if name.startswith("block_")},
-                    key=int)
+    names = [each.name for each in backbone.layers]
+    blocks = sorted({name.split("_")[1] for name in names if name.startswith("block_")}, key=int)
     raise ValueError(f"fine_tune_from: no block {block!r} in MobileNetV2; use block_1 .. block_{blocks[-1]} or Conv_1")
 
 

@@ -17,9 +17,9 @@ from mlflow.types import ColSpec, Schema
 
 import skinml
 from skinml.labels import METADATA_KEY
+from skinml.request_form import IMAGE_COLUMN
 
 DECISIONS_KEY = "skinml_decisions"
-from skinml.request_form import IMAGE_COLUMN
 
 
 def signature(classes: tuple[str, ...], decisions: dict | None = None) -> ModelSignature:

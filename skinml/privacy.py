@@ -13,7 +13,6 @@ import os
 
 from skinml.settings import telemetry_opted_in
 
-
 OPT_OUTS: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",  # MLflow's client, and the UI telemetry its servers hand to browsers
     "DO_NOT_TRACK": "true",  # Prefect's client analytics (MLflow reads it too)

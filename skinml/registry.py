@@ -25,6 +25,7 @@ from skinml.evidence import compare, predictions_for
 from skinml.feature_cache import FeatureCache
 from skinml.integrity import model_files_digest
 from skinml.labels import model_classes
+from skinml.manifests import run_manifest
 from skinml.mlflow_names import (
     CHAMPION_TAG,
     DIGEST_TAG,
@@ -42,7 +43,6 @@ from skinml.mlflow_names import (
     metric_name,
 )
 from skinml.model_card import CARD_ARTIFACTS, log_card
-from skinml.manifests import run_manifest
 from skinml.tracking import stage_run
 
 CHAMPION, CHALLENGER = "champion", "challenger"

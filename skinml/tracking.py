@@ -25,7 +25,6 @@ from skinml.mlflow_names import CLOSED_BECAUSE_TAG, HOST_TAG, PID_TAG, STAGE_TAG
 from skinml.orphans import process_exists
 from skinml.ui_view import VIEW_TAG, view_json
 
-
 # What MLflow 3 records for a model-training experiment (its UI picks the experiment's default tab from it; the
 # GenAI / model-training switch itself is a browser setting, docs/mlflow.md)
 EXPERIMENT_KIND = "custom_model_development"

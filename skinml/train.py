@@ -43,8 +43,8 @@ from skinml.mlflow_names import (
     FEATURE_SECONDS_TAG,
     PEAK_RSS_MB_TAG,
     TEMPERATURE_METRIC,
-    TRAINING_CURVES_ARTIFACT,
     TRAIN_SECONDS_TAG,
+    TRAINING_CURVES_ARTIFACT,
     VAL,
     metric_name,
 )

@@ -8,8 +8,17 @@ import numpy as np
 import pytest
 
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
-from skinml.decisions import (choose, decision_metrics, deferral_confidence, defers_everything, describe,
-                              positive_group, referral_figures, score, threshold_for_sensitivity)
+from skinml.decisions import (
+    choose,
+    decision_metrics,
+    deferral_confidence,
+    defers_everything,
+    describe,
+    positive_group,
+    referral_figures,
+    score,
+    threshold_for_sensitivity,
+)
 from skinml.model_store import load_model, model_decisions, request_frame
 
 

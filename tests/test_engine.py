@@ -5,8 +5,7 @@ import pytest
 
 from skinml.config import AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml.engine import (ENGINE_ENV, PRECISION_ENV, cpu_has_bf16, effective_precision, has_gpu, pick_engine,
-                           predictor)
+from skinml.engine import ENGINE_ENV, PRECISION_ENV, cpu_has_bf16, effective_precision, has_gpu, pick_engine, predictor
 from skinml.feature_cache import FeatureCache
 from skinml.features import extract_features
 from skinml.model import build_feature_extractor

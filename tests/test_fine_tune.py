@@ -16,6 +16,7 @@ from skinml.evaluate import evaluate
 from skinml.explain import feature_maps, fixed_sample, grad_cam
 from skinml.feature_cache import FeatureCache
 from skinml.features import extractor_fingerprint
+from skinml.head_training import pooled_top_features, warm_up_head
 from skinml.model import (
     TemperatureScaling,
     build_backbone_top,
@@ -26,7 +27,6 @@ from skinml.model import (
     split_classifier,
 )
 from skinml.model_store import load_keras_model
-from skinml.head_training import pooled_top_features, warm_up_head
 from skinml.train import train
 
 from .conftest import IMAGE_SIZE

@@ -1,6 +1,7 @@
 """A real `mlflow models serve` process on 127.0.0.1, asked in each of MLflow's JSON forms."""
 
 import base64
+import concurrent.futures
 import io
 import json
 import os
@@ -23,7 +24,7 @@ from skinml.config import TrainConfig
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
-from skinml.model_store import load_keras_model, request_frame
+from skinml.model_store import load_keras_model, load_model, request_frame
 from skinml.predict import predict_files
 from skinml.registry import register
 from skinml.serving import (
@@ -177,6 +178,17 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         status, answer = send(f"{server}/invocations", f"image\n{images[0]}\n".encode(), "text/csv")
         assert status == 200 and json.loads(answer)["predictions"][0]["label"] in CLASSES
 
+    # MLflow's server runs predictions in a thread pool: clients at once each get their own answer, as alone
+    with subtests.test("concurrent clients get their own answers"):
+        alone = [post(f"{server}/invocations", {"inputs": {"image": [image]}}) for image in images]
+        with concurrent.futures.ThreadPoolExecutor(8) as clients:
+            at_once = list(clients.map(
+                lambda k: (k, post(f"{server}/invocations", {"inputs": {"image": [images[k % 4]]}})), range(48)))
+        for k, (status, body) in at_once:
+            assert status == 200, body
+            np.testing.assert_allclose([body["predictions"][0][c] for c in CLASSES],
+                                       [alone[k % 4][1]["predictions"][0][c] for c in CLASSES], atol=1e-6)
+
     # the worker survived all of that
     with subtests.test("the worker survives"):
         assert post(f"{server}/invocations", forms["inputs"])[0] == 200
@@ -274,3 +286,19 @@ def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synt
     assert problems == []
     assert table["file"].tolist() == paths
     np.testing.assert_allclose(table[list(CLASSES)].to_numpy(), answer["probabilities"], atol=1e-6)
+
+
+def test_each_serving_form_answers_threads_at_once_as_alone(synthetic_dir, test_weights, monkeypatch, subtests):
+    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1), synthetic_dir)
+    paths = load_dataset(synthetic_dir)["path"].tolist()[:6]
+    requests = [request_frame([Path(p).read_bytes()]) for p in paths]
+    for engine in ("openvino", "tensorflow"):
+        with subtests.test(engine):
+            monkeypatch.setenv("SKINML_ENGINE", engine)
+            model = load_model(trained["model_uri"], check_requirements=False)
+            alone = [model.predict(frame)[list(CLASSES)].to_numpy() for frame in requests]
+            with concurrent.futures.ThreadPoolExecutor(6) as threads:
+                at_once = list(threads.map(lambda k: (k, model.predict(requests[k % 6])[list(CLASSES)].to_numpy()),
+                                           range(36)))
+            for k, answer in at_once:
+                np.testing.assert_allclose(answer, alone[k % 6], atol=1e-6)

@@ -11,8 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from skinml.config import TrainConfig
 from skinml import tune
+from skinml.config import TrainConfig
 from skinml.tune import SWEEP_EXPERIMENT, open_storage, sweep
 
 from .conftest import IMAGE_SIZE
