@@ -73,6 +73,9 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
             user = f"{env_vars['MLFLOW_TRACKING_USERNAME']}:{env_vars['MLFLOW_TRACKING_PASSWORD']}"
             assert http_status(search) == 401 and http_status(search, "admin:wrong") == 401
             assert http_status(search, user) == 200
+            # the server remembers a verified password for a while (docs/team.md), never a wrong one
+            assert http_status(search, "admin:wrong") == 401 and http_status(search, user) == 200
+            assert "auth_cache_ttl_seconds = 60" in (stack_dir / "mlflow_auth.ini").read_text()
             flows = f"{api}/flows/filter"
             assert http_status(flows, data=b"{}") == 401
             assert http_status(flows, env_vars["PREFECT_API_AUTH_STRING"], data=b"{}") == 200
