@@ -33,7 +33,9 @@ def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "bas
     if model_name:
         result["registry"] = register_model(trained["model_uri"], model_name,
                                             {k: evaluated[k] for k in ("balanced_accuracy", "macro_auc")})
-        result["promotion"] = promote_challenger(model_name, promotion_margin, experiment, parent_run_id)
+        # the name the registry chose: another when the data's classes differ from the champion's (skinml.registry)
+        result["promotion"] = promote_challenger(result["registry"]["name"], promotion_margin, experiment,
+                                                 parent_run_id)
         logger.info("registered %s, promotion: %s", result["registry"], result["promotion"]["reason"])
     if parent_run_id:
         summarize_parent(parent_run_id, recipe(preset_name, overrides), trained, evaluated, result.get("registry"),

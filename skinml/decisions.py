@@ -16,24 +16,28 @@ import numpy as np
 from skinml.metrics import lesion_resample_counts, percentile_interval
 from skinml.mlflow_names import DEFER, VAL, decision_name, interval_name, point_name
 
-HAM10000_POSITIVE = ("akiec", "bcc", "mel")  # the malignant diagnoses of HAM10000
-# A binary model's class that means "refer" by default, when it has one of these names (else --positive-classes).
-POSITIVE_NAMES = ("malignant", "melanoma", "mel", "cancer", "positive", "1")
+# Class names that mean a malignant lesion in the public sets (HAM10000's akiec/bcc/mel, ISIC 2019's AK/BCC/MEL/SCC,
+# PAD-UFES-20's BCC/MEL/SCC, ISIC 2020's melanoma target) and in sets users name themselves; case does not matter.
+MALIGNANT_NAMES = frozenset({"akiec", "ak", "bcc", "mel", "scc", "melanoma", "malignant", "cancer", "carcinoma",
+                             "basal cell carcinoma", "squamous cell carcinoma", "actinic keratosis"})
+# A binary model's class that means "refer" by default when it is named so (else --positive-classes).
+BINARY_POSITIVE_NAMES = frozenset({"positive", "1"})
 FIGURES = ("sensitivity", "specificity", "ppv", "npv", "referral_rate")
 
 
 def positive_group(classes: Sequence[str], given: Sequence[str] = ()) -> tuple[str, ...]:
-    """The classes that mean "refer": `given`, else HAM10000's malignant three, else a binary model's class named
-    like a positive one (`malignant` of benign/malignant); () when none can be told (no operating points then)."""
+    """The classes that mean "refer": `given`, else the malignant classes present (MALIGNANT_NAMES), else a binary
+    model's class named `positive` or `1`; () when none can be told, or when every class would be one (no operating
+    points then: say --positive-classes)."""
     if given:
         unknown = sorted(set(given) - set(classes))
         if unknown:
             raise ValueError(f"positive class(es) {unknown} are not classes of the data {list(classes)}")
         return tuple(c for c in classes if c in given)
-    if set(HAM10000_POSITIVE) <= set(classes) and len(classes) > len(HAM10000_POSITIVE):
-        return HAM10000_POSITIVE
-    named = [c for c in classes if c in POSITIVE_NAMES]
-    return (named[0],) if len(classes) == 2 and len(named) == 1 else ()
+    malignant = tuple(c for c in classes if c.lower() in MALIGNANT_NAMES)
+    if not malignant and len(classes) == 2:
+        malignant = tuple(c for c in classes if c.lower() in BINARY_POSITIVE_NAMES)
+    return malignant if 0 < len(malignant) < len(classes) else ()
 
 
 def p_positive(probs: np.ndarray, classes: Sequence[str], positive: Sequence[str]) -> np.ndarray:
@@ -172,7 +176,8 @@ def describe(scored: dict) -> str:
     deferral = scored["deferral"]
     target = f"{deferral['target_balanced_accuracy']:.2f}"
     if defers_everything(deferral):
-        lines.append(f"defer every image (no confidence reached balanced accuracy {target} on validation)")
+        lines.append(f"no deferral (no confidence reached balanced accuracy {target} on validation; the answers carry "
+                     "no `defer`)")
     else:
         lines.append(f"defer below confidence {deferral['confidence']:.3f} (target balanced accuracy {target}): "
                      f"coverage {deferral['coverage']:.3f}, balanced accuracy of the rest "

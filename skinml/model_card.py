@@ -128,8 +128,8 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
         deferral, kept = decisions["deferral"], logged_figure(metrics, f"{DEFER}_balanced_accuracy")
         if defers_everything(deferral):
             lines.append(f"Defer (look again): no confidence level kept validation images at a balanced accuracy of "
-                         f"{deferral['target_balanced_accuracy']:.2f}, so the model defers every image (`defer` is "
-                         "true in every answer); a lower `--target-balanced-accuracy` sets a usable level.")
+                         f"{deferral['target_balanced_accuracy']:.2f}, so the model ships no deferral (its answers "
+                         "carry no `defer`); a lower `--target-balanced-accuracy` sets a usable level.")
         else:
             lines.append(f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, "
                          f"chosen on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} "

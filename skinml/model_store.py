@@ -34,7 +34,7 @@ def signature(classes: tuple[str, ...], decisions: dict | None = None) -> ModelS
         columns.append(ColSpec("double", "p_positive"))
         if decisions.get("operating_points"):
             columns.append(ColSpec("boolean", "refer"))
-    if decisions.get("deferral"):
+    if decisions.get("deferral") and decisions["deferral"]["confidence"] <= 1:  # as skinml.serving.answer_frame
         columns.append(ColSpec("boolean", "defer"))
     return ModelSignature(outputs=Schema(columns))
 

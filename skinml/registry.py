@@ -10,7 +10,9 @@ challenger saw in training.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 
 import mlflow
 import pandas as pd
@@ -75,7 +77,7 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     run = mlflow.get_run(run_id)
     manifest = run_manifest(run_id)
     classes = model_classes(model_uri)
-    check_same_classes(name, classes)
+    name = name_for_classes(name, classes)
     tags = {VERSION_RUN_ID: run_id, VERSION_DATA_DIR: run.data.params.get("data_dir", ""),
             VERSION_CLASSES: ",".join(classes), VERSION_MANIFEST_SHA256: manifest_digest(manifest),
             VERSION_DATA_FINGERPRINT: manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
@@ -103,15 +105,19 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     return {"name": name, "version": str(version), "aliases": aliases}
 
 
-def check_same_classes(name: str, classes: tuple[str, ...]) -> None:
-    """ValueError when the champion of `name` answers with other classes: promotion compares models of one task."""
+def name_for_classes(name: str, classes: tuple[str, ...]) -> str:
+    """The registered name for a model of `classes`: `name`, unless its champion answers with other classes (promotion
+    compares models of one task); then `name` followed by the classes (`skinml-bkl-mel-nv`; with more than four, their
+    number and a digest), said in the log."""
     champion = version_by_alias(name, CHAMPION)
-    if champion is None:
-        return
-    theirs = model_classes(f"models:/{name}/{champion.version}")
-    if theirs != classes:
-        raise ValueError(f"this model's classes {list(classes)} differ from those of {name}'s champion "
-                         f"v{champion.version} {list(theirs)}: register it under a name of its own (--name)")
+    if champion is None or model_classes(f"models:/{name}/{champion.version}") == classes:
+        return name
+    digest = hashlib.sha256(",".join(classes).encode()).hexdigest()[:6]
+    own = f"{name}-{'-'.join(classes)}" if len(classes) <= 4 else f"{name}-{len(classes)}classes-{digest}"
+    own = re.sub(r"[^A-Za-z0-9_.-]+", "_", own)
+    logging.getLogger(__name__).warning("%s's champion answers with other classes than this model's %s: registered "
+                                        "as %s instead", name, list(classes), own)
+    return own
 
 
 def describe_version(name: str, version: str, promotion: str | None = None) -> None:

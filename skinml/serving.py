@@ -185,7 +185,8 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
 def answer_frame(probs: np.ndarray, classes: tuple[str, ...], decisions: dict | None = None) -> pd.DataFrame:
     """The model's answer: one row per image, a probability per class (columns named by class) and `label`; with
     the model's decisions (skinml.decisions) also `p_positive` (P of the positive group), `refer` (at the first
-    operating point) and `defer` (confidence below the deferral threshold)."""
+    operating point) and `defer` (confidence below the deferral threshold; left out for a model whose deferral no
+    confidence reached on validation, skinml.decisions.defers_everything)."""
     result = pd.DataFrame(probs.astype(np.float64), columns=list(classes))
     result["label"] = [classes[k] for k in probs.argmax(axis=1)]
     decisions = decisions or {}
@@ -194,6 +195,6 @@ def answer_frame(probs: np.ndarray, classes: tuple[str, ...], decisions: dict | 
         result["p_positive"] = probs[:, columns].sum(axis=1).astype(np.float64)
         if decisions.get("operating_points"):
             result["refer"] = result["p_positive"] >= decisions["operating_points"][0]["threshold"]
-    if decisions.get("deferral"):
-        result["defer"] = probs.max(axis=1) < decisions["deferral"]["confidence"]
+    if decisions.get("deferral") and decisions["deferral"]["confidence"] <= 1:  # above 1: it would defer every image,
+        result["defer"] = probs.max(axis=1) < decisions["deferral"]["confidence"]  # an answer that says nothing
     return result

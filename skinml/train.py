@@ -153,7 +153,10 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
     started = time.perf_counter()
     manifest = read_manifest(manifest_path) if manifest_path else None
     data, manifest, classes = labelled_split(data_dir, manifest, config)  # bad data: no run at all
-    positive_group(classes, config.positive_classes)  # a positive class the data lacks: refused before the run
+    if not positive_group(classes, config.positive_classes):  # a positive class the data lacks: refused here
+        logging.getLogger(__name__).warning(
+            "no class of %s is a malignant one: no referral threshold is chosen (name the classes that mean refer "
+            "with --positive-classes A,B)", list(classes))
     with stage_run("train", experiment, parent_run_id, name=f"train {config.label()}") as run:
         log_params_once({**config.params(), "data_dir": str(Path(data_dir).resolve())})
         mlflow.log_dict(config.to_dict(), CONFIG_ARTIFACT)  # the whole recipe: what retraining reads back

@@ -19,15 +19,20 @@ from skinml.decisions import (
     score,
     threshold_for_sensitivity,
 )
-from skinml.model_store import load_model, model_decisions, request_frame
+from skinml.model_store import load_model, model_decisions, request_frame, signature
+from skinml.serving import answer_frame
 
 
-def test_the_positive_group_defaults_to_hams_malignant_three_or_a_binary_models_second_class():
+def test_the_positive_group_defaults_to_the_malignant_classes_present():
     assert positive_group(CLASSES) == ("akiec", "bcc", "mel")
+    assert positive_group(("bkl", "mel", "nv")) == ("mel",)  # an own-data subset of HAM10000
+    assert positive_group(("AK", "BCC", "BKL", "DF", "MEL", "NV", "SCC", "VASC")) == ("AK", "BCC", "MEL", "SCC")
     assert positive_group(("benign", "malignant")) == ("malignant",)
+    assert positive_group(("0", "1")) == ("1",)
     assert positive_group(("melanoma", "nevus")) == ("melanoma",)  # not merely the class that sorts second
     assert positive_group(("lesion", "normal")) == ()  # none named like a positive: --positive-classes says
-    assert positive_group(("keratosis", "melanoma", "naevus")) == ()
+    assert positive_group(("bcc", "mel")) == ()  # every class malignant: nothing to refer against
+    assert positive_group(("keratosis", "melanoma", "naevus")) == ("melanoma",)
     assert positive_group(("keratosis", "melanoma", "naevus"), ["melanoma"]) == ("melanoma",)
     with pytest.raises(ValueError, match=r"positive class\(es\) \['scc'\] are not classes of the data"):
         positive_group(CLASSES, ["scc"])
@@ -83,7 +88,8 @@ def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
     scored = score(probs[350:], y[350:], CLASSES, never, lesions=np.arange(350) // 2, n_resamples=50)
     assert scored["deferral"]["coverage"] == 0.0 and np.isnan(scored["deferral"]["balanced_accuracy"])
     assert "test_defer_balanced_accuracy" not in decision_metrics(scored, "test")  # no image kept: no figure
-    assert describe(scored).endswith("defer every image (no confidence reached balanced accuracy 1.01 on validation)")
+    assert describe(scored).endswith("no deferral (no confidence reached balanced accuracy 1.01 on validation; the "
+                                     "answers carry no `defer`)")
 
 
 def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(synthetic_dir, test_weights):
@@ -94,7 +100,7 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     from .conftest import IMAGE_SIZE
 
     config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=3, batch_size=16,
-                         target_sensitivities=(0.8,), target_balanced_accuracy=0.5)
+                         target_sensitivities=(0.8,), target_balanced_accuracy=0.05)
     trained = train(config, synthetic_dir)
     decisions = model_decisions(trained["model_uri"])
     assert decisions["positive_classes"] == ["akiec", "bcc", "mel"] and len(decisions["operating_points"]) == 1
@@ -106,6 +112,9 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     answer = load_model(trained["model_uri"]).predict(request_frame([p.read_bytes() for p in images]))
     assert (answer["refer"] == (answer["p_positive"] >= decisions["operating_points"][0]["threshold"])).all()
     assert (answer["defer"] == (answer[list(CLASSES)].max(axis=1) < decisions["deferral"]["confidence"])).all()
+    unreachable = {**decisions, "deferral": {**decisions["deferral"], "confidence": float(np.nextafter(1.0, 2.0))}}
+    assert "defer" not in answer_frame(np.full((2, 7), 1 / 7), CLASSES, unreachable).columns  # no constant answer
+    assert "defer" not in [c.name for c in signature(CLASSES, unreachable).outputs.inputs]
 
     tested = evaluate(trained["model_uri"])
     point = tested["decisions"]["operating_points"][0]
@@ -115,7 +124,7 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(tested["run_id"], "plots")}
     assert {"plots/operating_points.png", "plots/deferral.png"} <= artifacts
     report = mlflow.artifacts.load_text(f"runs:/{tested['run_id']}/report/classification_report.txt")
-    deferral = "defer every image (no" if defers_everything(decisions["deferral"]) else "defer below confidence"
+    deferral = "no deferral (no" if defers_everything(decisions["deferral"]) else "defer below confidence"
     assert "refer when P(akiec+bcc+mel) >=" in report and deferral in report
 
     from skinml.registry import register
