@@ -256,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skinml {args.command}: error: {exc}", file=sys.stderr)
         return 2
     if result is not None:
-        print(json.dumps(result, indent=2, default=str))
+        from skinml.tracking import strict_json
+
+        print(strict_json(result, indent=2))
     return 0
 
 

@@ -22,9 +22,13 @@ from skinml.mlflow_names import MANIFEST_ARTIFACT, MANIFEST_SHA256_TAG, SPLIT_TA
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
 
 
-def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training") -> dict[str, int]:
-    """Log the split to the active MLflow run: manifest CSV artifact, dataset input, counts and lesion overlap."""
-    summary = split_summary(manifest)
+def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training", *, grouped: bool = True
+                 ) -> dict[str, int | str]:
+    """Log the split to the active MLflow run: manifest CSV artifact, dataset input, counts and lesion overlap
+    (`unknown` for data that names no group: nobody can count lesions it does not name)."""
+    summary: dict[str, int | str] = {**split_summary(manifest)}
+    if not grouped:
+        summary["lesions_crossing_splits"] = "unknown"
     mlflow.log_text(manifest.to_csv(index=False), MANIFEST_ARTIFACT)
     with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
         warnings.simplefilter("ignore", UserWarning)
@@ -69,7 +73,10 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
             mlflow.set_tag(TEST_SPLIT_FROM_RUN_TAG, keep_test_of)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(output, index=False)
-        summary = log_manifest(manifest, data_dir)
+        grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
+        summary = log_manifest(manifest, data_dir, grouped=grouped)
+        if not grouped:  # say what was done
+            strategy = "by image (the data names no lesion or patient)"
         dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
         return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary,
                 "classes": sorted(set(manifest["dx"])), **({"dropped_by_label_map": dropped} if dropped else {})}

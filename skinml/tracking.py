@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import socket
@@ -86,11 +87,26 @@ def download_run_artifact(run_id: str, artifact_path: str) -> Path:
                                                     dst_path=tempfile.mkdtemp(prefix="skinml-")))
 
 
+def strict_json(data: Any, **options: Any) -> str:
+    """`data` as JSON that strict parsers read: a figure that is not a number (NaN, infinite) becomes null; objects
+    JSON has no form for are written as text."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: clean(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(item) for item in value]
+        return value
+
+    return json.dumps(clean(json.loads(json.dumps(data, default=str))), allow_nan=False, **options)
+
+
 def dump_json(data: Any, path: str | Path | None) -> None:
-    """Write JSON to `path` (no-op when None)."""
+    """Write `data` as strict JSON to `path` (no-op when None)."""
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(data, indent=2, sort_keys=True))
+        Path(path).write_text(strict_json(data, indent=2, sort_keys=True))
 
 
 class Terminated(BaseException):

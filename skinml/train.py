@@ -163,7 +163,7 @@ def train(config: TrainConfig, data_dir: str | Path, manifest_path: str | Path |
         mlflow.set_tags({BACKBONE_ENGINE_TAG: pick_engine() if config.feature_cache else "tensorflow",
                          BACKBONE_PRECISION_TAG: effective_precision() if config.feature_cache else "f32",
                          CLASSES_TAG: ",".join(classes), **data.attrs.get("data_tags", {})})
-        log_manifest(manifest, data_dir)
+        log_manifest(manifest, data_dir, grouped=data.attrs.get("grouped_by", "lesion_id") is not None)
         history: dict[str, list[float]] = {}
         if config.feature_cache:
             classifier, val_probs = train_with_cache(config, data, classes, cache, history)

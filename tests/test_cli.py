@@ -43,6 +43,18 @@ def test_split_command_writes_manifest(synthetic_dir, capsys):
     assert Path("m.csv").exists() and summary["lesions_crossing_splits"] > 0
 
 
+def test_a_split_by_image_says_so_and_counts_no_lesions_it_cannot_see(tmp_path, capsys):
+    from skinml.data.synthetic import make_synthetic_set
+
+    data = make_synthetic_set(tmp_path / "tree", "folder", ("bkl", "mel", "nv"), n_per_class=10)
+    assert main(["split", "--data-dir", str(data), "--output", str(tmp_path / "m.csv")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["strategy"] == "by image (the data names no lesion or patient)"
+    assert summary["lesions_crossing_splits"] == "unknown"
+    tags = mlflow.get_run(summary["run_id"]).data.tags
+    assert tags["skinml.split_lesions_crossing_splits"] == "unknown"
+
+
 def test_bad_data_gives_exit_code_2_and_names_the_problem(tmp_path, capsys):
     (tmp_path / "nothing").mkdir()
     assert main(["train", "--data-dir", str(tmp_path / "nothing"), "--weights", "none"]) == 2
@@ -273,3 +285,14 @@ def test_a_model_that_is_not_registered_is_one_line(tmp_path, capsys):
     assert main(["predict", str(image), "--model-uri", "models:/no-such-model@champion"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and error[0].startswith("skinml predict: error: ") and "no-such-model" in error[0]
+
+
+def test_results_are_strict_json_with_null_for_a_missing_figure(tmp_path):
+    from skinml.tracking import dump_json, strict_json
+
+    result = {"balanced_accuracy": float("nan"), "ci95": [float("inf"), 0.5], "n": 3, "path": tmp_path}
+    text = strict_json(result)
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON")) == {
+        "balanced_accuracy": None, "ci95": [None, 0.5], "n": 3, "path": str(tmp_path)}
+    dump_json(result, tmp_path / "out.json")
+    assert "NaN" not in (tmp_path / "out.json").read_text()

@@ -82,7 +82,8 @@ def test_a_plain_csv_may_name_images_by_stem_in_any_sub_folder(tmp_path):
     ("no label column", "labels.csv: missing required column(s) ['label']"),
     ("image absent", "labels.csv row 3: image images/IMG_00000001.jpg not found"),
     ("empty label", "labels.csv row 4: empty label"),
-    ("forced layout", "no layout matches what the folder holds (images/, labels.csv); tried ham10000"),
+    ("forced layout", "no layout matches what the folder holds (labels.csv (columns image, label, group), images/); "
+                      "tried ham10000 (a CSV with image_id, dx, lesion_id: no image_id, dx, lesion_id)"),
     ("label map", "map.csv row 3: 'a' is mapped twice"),
     ("not one-hot", "GroundTruth.csv row 2: MELANOMA='x' is not 0 or 1"),
 ])
@@ -149,7 +150,9 @@ def test_several_problems_are_one_line(tmp_path):
 def test_a_csv_that_matches_no_layout_is_not_taken_for_a_folder_tree(tmp_path):
     data = make_synthetic_set(tmp_path / "tree", "folder", THREE, n_per_class=3)
     pd.DataFrame({"imageid": ["x"], "dx": ["mel"]}).to_csv(data / "metadata.csv", index=False)  # a header typo
-    with pytest.raises(DataValidationError, match=r"no layout matches what the folder holds \(keratosis/, "):
+    with pytest.raises(DataValidationError, match=r"no layout matches what the folder holds \(metadata.csv \(columns "
+                                                  r"imageid, dx\), keratosis/, .*ham10000 \(a CSV with image_id, dx, "
+                                                  r"lesion_id: no image_id, lesion_id\)"):
         load_dataset(data)
     assert load_dataset(data, data_format="folder").attrs["data_format"] == "folder"
     pd.DataFrame({"image": ["x"], "diagnosis": ["mel"]}).to_csv(data / "metadata.csv", index=False)

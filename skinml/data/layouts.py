@@ -25,6 +25,10 @@ DESCRIPTIONS = {"ham10000": "a CSV with image_id, dx, lesion_id",
                 "pad-ufes-20": "metadata.csv with img_id, patient_id, diagnostic",
                 "csv": "a CSV with image, label[, group]",
                 "folder": "sub-folders of images named by their class"}
+# The columns each CSV layout needs, named in the error for a folder that matches none.
+REQUIRED_COLUMNS = {"ham10000": ("image_id", "dx", "lesion_id"), "isic": ("image",),
+                    "isic2020": ("image_name", "patient_id"), "pad-ufes-20": ("img_id", "patient_id", "diagnostic"),
+                    "csv": ("image", "label")}
 ISIC_METADATA = ("lesion_id", "patient_id", "age_approx", "sex", "anatom_site_general",
                  "anatom_site_general_challenge")
 
@@ -238,9 +242,25 @@ def label_table(data_dir: Path, data_format: str = "auto") -> tuple[str, Path | 
         tables = [csv for csv, matched in found.items() if matched == layout]
         if tables:
             return layout, max(tables, key=lambda csv: label_columns(heads[csv], layout))
-    entries = sorted(data_dir.iterdir())
-    listed = ", ".join(p.name + ("/" if p.is_dir() else "") for p in entries[:10]) or "nothing"
-    listed += f" and {len(entries) - 10} more" if len(entries) > 10 else ""
-    tried = "; ".join(f"{name} ({DESCRIPTIONS[name]})" for name in wanted)
-    raise DataValidationError(data_dir, [f"{data_dir}: no layout matches what the folder holds ({listed}); "
-                                         f"tried {tried}"])
+    raise DataValidationError(data_dir, [f"{data_dir}: no layout matches what the folder holds "
+                                         f"({folder_listing(data_dir, heads)}); tried "
+                                         f"{'; '.join(layout_misses(name, heads) for name in wanted)}"])
+
+
+def folder_listing(data_dir: Path, heads: dict[Path, pd.DataFrame]) -> str:
+    """What a folder holds, for an error: its CSV files first, each with its columns, then up to ten other entries."""
+    tables = [f"{csv.name} (columns {', '.join(map(str, head.columns)) or 'none'})" for csv, head in heads.items()]
+    others = sorted(p for p in data_dir.iterdir() if p not in heads)
+    names = [p.name + ("/" if p.is_dir() else "") for p in others[:10]]
+    names += [f"and {len(others) - 10} more"] if len(others) > 10 else []
+    return ", ".join(tables + names) or "nothing"
+
+
+def layout_misses(layout: str, heads: dict[Path, pd.DataFrame]) -> str:
+    """A layout as tried, with the columns its table needs that the folder's closest CSV lacks."""
+    needed = REQUIRED_COLUMNS.get(layout)
+    if not needed or not heads:
+        return f"{layout} ({DESCRIPTIONS[layout]})"
+    lacking = min(([c for c in needed if c not in head.columns] for head in heads.values()), key=len)
+    return f"{layout} ({DESCRIPTIONS[layout]}: no {', '.join(lacking)})" if lacking else \
+        f"{layout} ({DESCRIPTIONS[layout]})"
