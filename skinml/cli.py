@@ -9,6 +9,7 @@ import gc
 import json
 import logging
 import sys
+from pathlib import Path
 
 from skinml import settings
 from skinml.cli_options import add_data_options, add_promotion_options, add_training_options, explicit_options
@@ -107,7 +108,8 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     from flows.retrain import serve_retraining
 
     training_config(args)
-    serve_retraining(args.cron, args.data_dir, args.name, explicit_options(args), args.experiment, args.margin,
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None  # the worker may start elsewhere
+    serve_retraining(args.cron, data_dir, args.name, explicit_options(args), args.experiment, args.margin,
                      args.preset)
 
 

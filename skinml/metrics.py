@@ -51,7 +51,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Seque
     result = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "macro_auc": float(np.nanmean(list(aucs.values()))),
+        "macro_auc": float(mean_of_known(list(aucs.values()))),
         "n_images": int(len(y_true)),
     }
     for average in ("macro", "weighted"):
@@ -126,10 +126,23 @@ def weighted_recalls(weights: np.ndarray, y_true: np.ndarray, y_pred: np.ndarray
         return np.where(counts > 0, correct / counts, np.nan)
 
 
+def mean_of_known(values, axis: int | None = None):
+    """np.nanmean without its warning: the mean of the values that are numbers, NaN where none is (a figure that no
+    class or resample could compute)."""
+    values = np.asarray(values, dtype=float)
+    known = ~np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(known, values, 0.0).sum(axis=axis) / known.sum(axis=axis)
+
+
 def percentile_interval(draws: np.ndarray, confidence: float = 0.95) -> list[float]:
-    """The percentile interval of bootstrap draws (NaN draws left out)."""
+    """The percentile interval of bootstrap draws (NaN draws left out; NaN when every draw is)."""
+    draws = np.asarray(draws, dtype=float)
+    draws = draws[~np.isnan(draws)]
+    if not draws.size:
+        return [float("nan"), float("nan")]
     tail = (1 - confidence) / 2 * 100
-    return [float(np.nanpercentile(draws, tail)), float(np.nanpercentile(draws, 100 - tail))]
+    return [float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))]
 
 
 def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, classes: Sequence[str] = (),
@@ -146,8 +159,8 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, c
     weights = lesion_resample_counts(lesions, n_resamples, seed)
     recalls = weighted_recalls(weights, y_true, probs.argmax(axis=1), probs.shape[1])
     images = np.arange(len(y_true))
-    auc = [np.nanmean(rank_auc(y_true[rows], probs[rows])) for rows in (np.repeat(images, w) for w in weights)]
-    intervals = {"balanced_accuracy": percentile_interval(np.nanmean(recalls, axis=1), confidence),
+    auc = [mean_of_known(rank_auc(y_true[rows], probs[rows])) for rows in (np.repeat(images, w) for w in weights)]
+    intervals = {"balanced_accuracy": percentile_interval(mean_of_known(recalls, axis=1), confidence),
                  "macro_auc": percentile_interval(np.asarray(auc), confidence)}
     for k, name in enumerate(classes):
         intervals[f"recall/{name}"] = percentile_interval(recalls[:, k], confidence)
@@ -185,7 +198,7 @@ def paired_balanced_accuracy_difference(truth: np.ndarray, first: np.ndarray, se
         predicted = np.asarray(predicted)
         known = np.isin(predicted, classes)  # a label truth never has is wrong for every image
         predicted_codes = np.where(known, np.searchsorted(classes, np.where(known, predicted, classes[0])), -1)
-        return np.nanmean(weighted_recalls(weights, codes.ravel(), predicted_codes, len(classes)), axis=1)
+        return mean_of_known(weighted_recalls(weights, codes.ravel(), predicted_codes, len(classes)), axis=1)
 
     first_scores, second_scores = balanced_accuracy(first), balanced_accuracy(second)
     difference = second_scores[1:] - first_scores[1:]

@@ -112,6 +112,19 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
         assert {"download", "split grouped seed=7", f"train {label}", "evaluate", "register skinml",
                 "promote skinml"} <= tasks
 
+    # skinml's progress in the Prefect UI: the train task run's own logs hold each epoch's line
+    with subtests.test("the train task's logs in Prefect hold each epoch"):
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()  # send what is queued
+        with get_client(sync_client=True) as prefect:
+            train_task = next(run for run in prefect.read_task_runs() if run.name == f"train {label}")
+            logs = prefect.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[train_task.id])))
+        lines = [log.message for log in logs if log.name.startswith("skinml")]
+        assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1", "epoch 2", "epoch 3"]
+
     # Prefect's Artifacts tab of the pipeline's flow run: the figures, the promotion decision, links to MLflow
     with subtests.test("Prefect's Artifacts tab of the pipeline"):
         name, artifacts = flow_run_artifacts("pipeline-result", result["parent_run_id"])

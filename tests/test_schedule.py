@@ -35,10 +35,10 @@ def test_scheduled_retraining_registers_and_keeps_the_champion_on_unchanged_data
     try:
         wait_for(lambda: http_status(f"{api}/health") == 200, 120, "the Prefect server", [server])
         scheduler = subprocess.Popen(
-            [str(BIN / "skinml"), "schedule", "--cron", "0 3 * * 0", "--data-dir", str(synthetic_dir),
+            [str(BIN / "skinml"), "schedule", "--cron", "0 3 * * 0", "--data-dir", synthetic_dir.name,
              "--weights", test_weights, "--image-size", str(IMAGE_SIZE), "--epochs", "2", "--cached-views", "1"],
             env=client_env, stdout=open(logs / "schedule.log", "w"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+            start_new_session=True, cwd=synthetic_dir.parent)  # a relative data folder, as typed
 
         def deployment() -> str:
             done = subprocess.run([str(BIN / "prefect"), "deployment", "inspect", "retrain/skinml-retrain"],
@@ -47,6 +47,7 @@ def test_scheduled_retraining_registers_and_keeps_the_champion_on_unchanged_data
 
         wait_for(deployment, 120, "deployment retrain/skinml-retrain", [server, scheduler])
         assert "0 3 * * 0" in deployment()
+        assert f"'data_dir': '{synthetic_dir}'" in deployment()  # kept absolute: a worker may start anywhere
         def run_now() -> None:
             """`prefect deployment run`, then wait for that flow run to complete."""
             triggered = subprocess.run([str(BIN / "prefect"), "deployment", "run", "retrain/skinml-retrain"],
