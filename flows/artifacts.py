@@ -77,12 +77,14 @@ def _with_interval(value: float, interval: object, sign: str = "") -> str:
 
 
 def promotion_lines(promotion: dict) -> list[str]:
+    """The promotion's decision: its reason, which states the gain and its interval once (skinml.registry.promote);
+    the figures alone where a result has no reason."""
     if not promotion:
         return []
     decision = "promoted" if promotion.get("promoted") else "not promoted"
     lines = [f"**Promotion**: {decision}. {promotion.get('reason', '')}".rstrip()]
     difference = _number(promotion.get("difference"))
-    if difference is not None:
+    if difference is not None and not promotion.get("reason"):
         margin = promotion.get("margin")
         sample = (f" over {promotion['n_images']} images, {promotion['n_lesions']} lesions"
                   if "n_images" in promotion and "n_lesions" in promotion else "")

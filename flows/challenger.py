@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from flows.names import challenger_run_name
 from flows.tasks import evaluate_model, promote_challenger, register_model, train_model
 from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
+from skinml.registry import version_aliases
 from skinml.summary import summarize_parent
 
 
@@ -36,7 +37,11 @@ def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "bas
         # the name the registry chose: another when the data's classes differ from the champion's (skinml.registry)
         result["promotion"] = promote_challenger(result["registry"]["name"], promotion_margin, experiment,
                                                  parent_run_id)
-        logger.info("registered %s, promotion: %s", result["registry"], result["promotion"]["reason"])
+        # the registry as it is after the promotion, for the result, the artifacts and the parent's description
+        result["registry"]["aliases"] = version_aliases(result["registry"]["name"], result["registry"]["version"])
+        registry = result["registry"]
+        logger.info("registered %s v%s (%s); promotion: %s", registry["name"], registry["version"],
+                    ", ".join(registry["aliases"]), result["promotion"]["reason"])
     if parent_run_id:
         summarize_parent(parent_run_id, recipe(preset_name, overrides), trained, evaluated, result.get("registry"),
                          result.get("promotion"))

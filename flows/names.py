@@ -3,6 +3,8 @@ which stage of which recipe ran (`pipeline best seed=1`, `train best seed=1`).""
 
 from __future__ import annotations
 
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from prefect.runtime import flow_run, task_run
@@ -31,6 +33,18 @@ def challenger_run_name() -> str:
 def sweep_run_name() -> str:
     parameters = flow_run.parameters
     return f"sweep {parameters.get('study_name')} {parameters.get('n_trials')} trials {recipe_label(parameters)}"
+
+
+def retrain_run_name() -> str:
+    """`retrain skinml 2026-12-07`: a scheduled run's date, as its MLflow run has it (the recipe is the champion's,
+    known once the run reads it)."""
+    return f"retrain {flow_run.parameters.get('model_name')} {date.today()}"
+
+
+def read_run_name() -> str:
+    """`read <folder>` for a local data folder, `download HAM10000` without one."""
+    data_dir = task_run.parameters.get("data_dir")
+    return f"read {Path(data_dir).name}" if data_dir else "download HAM10000"
 
 
 def train_run_name() -> str:

@@ -34,7 +34,9 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         log_params_once({"data_dir": str(Path(folder).resolve())})
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-split-")) / "manifest.csv")
         split_summary = split(folder, manifest, split_strategy, config, experiment, parent_id)
-        get_run_logger().info("split: %s", split_summary)
+        get_run_logger().info("split %s: %d train / %d val / %d test images, %s lesions on two sides",
+                              split_summary["strategy"], split_summary["n_train"], split_summary["n_val"],
+                              split_summary["n_test"], split_summary["lesions_crossing_splits"])
         result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                  promotion_margin)
         result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result,

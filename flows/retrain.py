@@ -7,15 +7,19 @@ keeping the champion's test split fixed, then the challenger sub-flow (evaluate,
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from datetime import date
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger
+from prefect.deployments.runner import EntrypointType
+from prefect.schedules import Cron
 
 from flows.artifacts import publish_result
 from flows.challenger import challenger_flow
+from flows.names import retrain_run_name
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, TrainConfig, recipe
 from skinml.mlflow_names import CONFIG_ARTIFACT
@@ -45,7 +49,7 @@ def champion_recipe(model_name: str, fallback_preset: str = "baseline") -> tuple
     return config.preset, config.preset_overrides(), champion.run_id
 
 
-@flow(name="retrain", flow_run_name="retrain {model_name}", log_prints=True)
+@flow(name="retrain", flow_run_name=retrain_run_name, log_prints=True)
 def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NAME,
                  experiment: str = DEFAULT_EXPERIMENT, promotion_margin: float = 0.0,
                  overrides: dict | None = None, preset_name: str = "baseline") -> dict:
@@ -65,18 +69,31 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
         split(folder, manifest, "grouped", config, experiment, parent_id, keep_test_of=champion_run_id)
         result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                  promotion_margin)
-        get_run_logger().info("retrained %s v%s: %s", model_name, result["registry"]["version"],
+        get_run_logger().info("retrained %s v%s: %s", result["registry"]["name"], result["registry"]["version"],
                               result["promotion"]["reason"])
         result = {"parent_run_id": parent_id, **result, "mlflow_ui": view_url(parent.info.experiment_id)}
         publish_result(result, "retrain")
         return result
 
 
+def local_timezone() -> str:
+    """This machine's time zone, as an IANA name ($TZ, else where /etc/localtime points; UTC when neither says)."""
+    if os.environ.get("TZ", "").strip(":"):
+        return os.environ["TZ"].strip(":")
+    target = os.path.realpath("/etc/localtime")
+    return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "UTC"
+
+
 def serve_retraining(cron: str, data_dir: str | None, model_name: str = DEFAULT_MODEL_NAME,
                      overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                     promotion_margin: float = 0.0, preset_name: str = "baseline") -> None:
-    """Serve the retrain flow as deployment `retrain/skinml-retrain` on a cron schedule (blocks, like flow.serve)."""
-    retrain_flow.serve(name=DEPLOYMENT_NAME, cron=cron,
+                     promotion_margin: float = 0.0, preset_name: str = "baseline", *,
+                     timezone: str | None = None) -> None:
+    """Serve the retrain flow as deployment `retrain/skinml-retrain` on a cron schedule in `timezone` (default this
+    machine's), blocking like flow.serve."""
+    retrain_flow.serve(name=DEPLOYMENT_NAME, schedules=[Cron(cron, timezone=timezone or local_timezone())],
+                       description="Retrain the champion's recipe on the data folder, keep its test split, register "
+                                   "the challenger and apply the promotion rule.",
+                       entrypoint_type=EntrypointType.MODULE_PATH,  # flows.retrain: the same from any folder
                        parameters={"data_dir": data_dir, "model_name": model_name, "experiment": experiment,
                                    "promotion_margin": promotion_margin, "overrides": overrides or {},
                                    "preset_name": preset_name})

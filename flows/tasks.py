@@ -6,7 +6,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.names import train_run_name
+from flows.names import read_run_name, train_run_name
 from skinml.config import TrainConfig, recipe
 from skinml.data.download import download_ham10000
 from skinml.evaluate import evaluate
@@ -15,7 +15,7 @@ from skinml.registry import promote, register
 from skinml.train import train
 
 
-@task(retries=3, retry_delay_seconds=[10, 60, 300], cache_policy=NO_CACHE, task_run_name="download")
+@task(retries=3, retry_delay_seconds=[10, 60, 300], cache_policy=NO_CACHE, task_run_name=read_run_name)
 def download(data_dir: str | None) -> str:
     """The data folder: the given one, or HAM10000 downloaded (and cached) from Dataverse."""
     return data_dir if data_dir else str(download_ham10000())

@@ -110,7 +110,7 @@ def cmd_schedule(args: argparse.Namespace) -> None:
     training_config(args)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None  # the worker may start elsewhere
     serve_retraining(args.cron, data_dir, args.name, explicit_options(args), args.experiment, args.margin,
-                     args.preset)
+                     args.preset, timezone=args.timezone)
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:
@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")
     p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
+    p.add_argument("--timezone", help="IANA time zone of the cron expression, e.g. Europe/Vienna (default: this "
+                                      "machine's, $TZ or /etc/localtime)")
     add_training_options(p)
     add_promotion_options(p)
     p.set_defaults(func=cmd_schedule)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import keras
@@ -162,6 +163,19 @@ def evaluation_set(model_uri: str, split: str, manifest_run_id: str | None = Non
     return part, tags
 
 
+def log_evaluated_data(data: pd.DataFrame, model_uri: str, evaluated: str, tags: dict[str, str]) -> None:
+    """What an evaluation run scored, where the MLflow UI shows it: parameters (the model, the part, the folder) and
+    the images as a dataset input (context `evaluation`)."""
+    folder = tags.get(EVAL_DATA_TAG, "")
+    mlflow.log_params({"model_uri": model_uri, "evaluated": evaluated, "data_dir": folder})
+    frame = data[["image_id", "lesion_id", "dx"]].reset_index(drop=True)
+    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=Path(folder).resolve().as_uri() if folder else None,
+                                          targets="dx", name=f"{Path(folder).name or 'data'}-{evaluated}")
+    mlflow.log_input(dataset, context="evaluation")
+
+
 def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "test",
              experiment: str = DEFAULT_EXPERIMENT, parent_run_id: str | None = None,
              cache: FeatureCache | None = None, output: str | Path | None = None,
@@ -189,6 +203,7 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
     with stage_run("evaluate", experiment, parent_run_id, tags={MODEL_URI_TAG: model_uri},
                    name=evaluation_name(model_uri, prefix if data_dir is None else "external")) as run:
         mlflow.set_tags(tags)
+        log_evaluated_data(data, model_uri, prefix if data_dir is None else "external", tags)
         classifier = load_keras_model(model_uri)
         probs = predict_paths(classifier, data["path"].tolist(), cache)
         y_true = class_indices(data["dx"], classes)

@@ -105,6 +105,11 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     return {"name": name, "version": str(version), "aliases": aliases}
 
 
+def version_aliases(name: str, version: str) -> list[str]:
+    """The aliases a registered version holds now (after a promotion moved `champion`), sorted."""
+    return sorted(MlflowClient().get_model_version(name, version).aliases)
+
+
 def name_for_classes(name: str, classes: tuple[str, ...]) -> str:
     """The registered name for a model of `classes`: `name`, unless its champion answers with other classes (promotion
     compares models of one task); then `name` followed by the classes (`skinml-bkl-mel-nv`; with more than four, their

@@ -109,7 +109,7 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
             flows = {run.name for run in prefect.read_flow_runs()}
             tasks = {run.name for run in prefect.read_task_runs()}
         assert {f"pipeline {label}", f"challenger {label}"} <= flows
-        assert {"download", "split grouped seed=7", f"train {label}", "evaluate", "register skinml",
+        assert {f"read {synthetic_dir.name}", "split grouped seed=7", f"train {label}", "evaluate", "register skinml",
                 "promote skinml"} <= tasks
 
     # skinml's progress in the Prefect UI: the train task run's own logs hold each epoch's line
@@ -160,9 +160,11 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
         assert mlflow.get_run(retrained["parent_run_id"]).info.run_name == f"retrain {date.today()} {label}"
         assert "did not become champion" in retrained["promotion"]["reason"]
         name, artifacts = flow_run_artifacts("retrain-result", retrained["parent_run_id"])
-        assert name == "retrain skinml" and retrained["promotion"]["reason"] in artifacts["retrain-result"]
+        assert name == f"retrain skinml {date.today()}"
+        assert retrained["promotion"]["reason"] in artifacts["retrain-result"]
         assert "/models/skinml/versions/2?workflowType=machine_learning)" in artifacts["retrain-result"]
-        assert "Challenger v2 minus champion v1 balanced accuracy: " in artifacts["retrain-result"]
+        assert artifacts["retrain-result"].count("gain ") == 1 and "minus champion" not in artifacts["retrain-result"]
+        assert "[registered skinml v2 (challenger)]" in artifacts["retrain-result"]  # the registry after promotion
         for run_id in retrained["promotion"]["evaluation_run_ids"].values():  # each in its own experiment
             experiment_id = mlflow.get_run(run_id).info.experiment_id
             assert f"/experiments/{experiment_id}/runs/{run_id}?" in artifacts["retrain-result"]
@@ -170,6 +172,16 @@ def test_pipeline_then_retraining_share_one_challenger_flow(synthetic_dir, test_
         assert new_train.data.params["seed"] == "7" and new_train.data.params["epochs"] == "3"
         old, new = run_manifest(train_run), run_manifest(retrained["train"]["run_id"])
         assert set(old.loc[old["split"] == "test", "image_id"]) == set(new.loc[new["split"] == "test", "image_id"])
+        # unchanged data: every image on its old side, so every feature is in the cache already
+        assert old.sort_values("image_id")["split"].tolist() == new.sort_values("image_id")["split"].tolist()
+
+    with subtests.test("a promotion's artifact shows the registry after it"):
+        promoted = retrain_flow(str(synthetic_dir), experiment="retraining", promotion_margin=-1.0)
+        assert promoted["promotion"]["promoted"] is True and promoted["registry"]["aliases"] == ["challenger",
+                                                                                                "champion"]
+        _, artifacts = flow_run_artifacts("retrain-result", promoted["parent_run_id"])
+        assert "promoted. v3 became champion" in artifacts["retrain-result"]
+        assert "[registered skinml v3 (challenger, champion)]" in artifacts["retrain-result"]
 
 
 @pytest.mark.slow

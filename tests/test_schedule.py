@@ -35,7 +35,8 @@ def test_scheduled_retraining_registers_and_keeps_the_champion_on_unchanged_data
     try:
         wait_for(lambda: http_status(f"{api}/health") == 200, 120, "the Prefect server", [server])
         scheduler = subprocess.Popen(
-            [str(BIN / "skinml"), "schedule", "--cron", "0 3 * * 0", "--data-dir", synthetic_dir.name,
+            [str(BIN / "skinml"), "schedule", "--cron", "0 3 * * 0", "--timezone", "Europe/Vienna",
+             "--data-dir", synthetic_dir.name,
              "--weights", test_weights, "--image-size", str(IMAGE_SIZE), "--epochs", "2", "--cached-views", "1"],
             env=client_env, stdout=open(logs / "schedule.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True, cwd=synthetic_dir.parent)  # a relative data folder, as typed
@@ -46,8 +47,9 @@ def test_scheduled_retraining_registers_and_keeps_the_champion_on_unchanged_data
             return done.stdout if done.returncode == 0 else ""
 
         wait_for(deployment, 120, "deployment retrain/skinml-retrain", [server, scheduler])
-        assert "0 3 * * 0" in deployment()
+        assert "0 3 * * 0" in deployment() and "Europe/Vienna" in deployment()
         assert f"'data_dir': '{synthetic_dir}'" in deployment()  # kept absolute: a worker may start anywhere
+        assert "'entrypoint': 'flows.retrain.retrain_flow'" in deployment()  # the module: the same from any folder
         def run_now() -> None:
             """`prefect deployment run`, then wait for that flow run to complete."""
             triggered = subprocess.run([str(BIN / "prefect"), "deployment", "run", "retrain/skinml-retrain"],

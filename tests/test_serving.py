@@ -55,8 +55,8 @@ def post(url: str, payload) -> tuple[int, dict]:
 
 @pytest.fixture
 def server(synthetic_dir, test_weights, tmp_path):
-    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=2, cached_views=1),
-                    synthetic_dir)
+    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=2, cached_views=1,
+                                target_balanced_accuracy=0.05), synthetic_dir)  # a deferral even a tiny model reaches
     register(trained["model_uri"])
     port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -227,7 +227,8 @@ def test_predict_names_the_file_of_a_decompression_bomb(tmp_path, capsys):
 
 
 def test_predict_answers_the_readable_files_and_names_the_others(synthetic_dir, test_weights, tmp_path, capsys):
-    model_uri = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1),
+    model_uri = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1,
+                                  target_balanced_accuracy=0.05),
                       synthetic_dir)["model_uri"]
     capsys.readouterr()  # training's lines
     real = load_dataset(synthetic_dir)["path"].tolist()[0]

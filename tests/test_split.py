@@ -8,6 +8,7 @@ from skinml.data.split import (
     make_split,
     manifest_digest,
     read_manifest,
+    split_keeping_test,
     split_summary,
 )
 from skinml.data.synthetic import make_synthetic_ham
@@ -61,3 +62,19 @@ def test_bad_strategy_and_fractions(frame):
         make_split(frame, "by-vibes")
     with pytest.raises(ValueError, match="sum to less than 1"):
         make_split(frame, val_fraction=0.5, test_fraction=0.5)
+
+
+def test_retraining_keeps_every_lesion_on_its_side_and_splits_only_new_ones(frame):
+    fixed = make_split(frame, "grouped", 0.15, 0.15, 42)
+    assert split_keeping_test(frame, fixed).equals(fixed.sort_values("image_id").reset_index(drop=True))  # unchanged
+    old = frame.iloc[::2]  # the champion saw half of the images; the folder has grown since
+    fixed = make_split(old, "grouped", 0.15, 0.15, 42)
+    grown = split_keeping_test(frame, fixed).set_index("image_id")["split"]
+    before = fixed.set_index("image_id")["split"]
+    assert (grown[before.index] == before).all()  # every image it had keeps its side
+    by_lesion = fixed.drop_duplicates("lesion_id").set_index("lesion_id")["split"]
+    lesions = frame.set_index("image_id")["lesion_id"]
+    for image in set(frame["image_id"]) - set(old["image_id"]):  # a new image of a known lesion joins it
+        if lesions[image] in by_lesion.index:
+            assert grown[image] == by_lesion[lesions[image]]
+    assert lesions_crossing(split_keeping_test(frame, fixed)) == 0

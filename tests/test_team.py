@@ -84,6 +84,10 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
             with pytest.raises(psycopg.OperationalError):
                 psycopg.connect(env_vars["SKINML_SWEEP_STORAGE"].replace("://skinml:", "://skinml:wrong"))
 
+        with subtests.test("the Prefect UI points at the stack's own API"):
+            with urllib.request.urlopen(f"{api.removesuffix('/api')}/ui-settings", timeout=10) as answer:
+                assert json.loads(answer.read())["api_url"] == api  # on the stack's port, not Prefect's 4200
+
         with subtests.test("`up` again starts no second copy; a port in use is named"):
             again = subprocess.run(up, capture_output=True, text=True, timeout=60)
             assert again.returncode == 0 and "already runs" in again.stderr

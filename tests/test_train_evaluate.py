@@ -12,7 +12,9 @@ from skinml.config import TrainConfig
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import DataValidationError, load_dataset
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_isic
+from skinml.decisions import defers_everything
 from skinml.evaluate import evaluate
+from skinml.model_store import model_decisions
 from skinml.serving import InvalidImageError
 from skinml.train import train
 
@@ -65,7 +67,8 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
         model = mlflow.pyfunc.load_model(result["model_uri"])
         paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
         predictions = model.predict(b64_images(paths))
-        assert list(predictions.columns) == [*CLASSES, "label", "p_positive", "refer", "defer"]
+        deferral = [] if defers_everything(model_decisions(result["model_uri"])["deferral"]) else ["defer"]
+        assert list(predictions.columns) == [*CLASSES, "label", "p_positive", "refer", *deferral]
         np.testing.assert_allclose(predictions[list(CLASSES)].sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(predictions["p_positive"], predictions[["akiec", "bcc", "mel"]].sum(axis=1))
         assert set(predictions["label"]) <= set(CLASSES)

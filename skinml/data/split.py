@@ -78,21 +78,25 @@ def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: flo
 
 def split_keeping_test(frame: pd.DataFrame, fixed: pd.DataFrame, val_fraction: float = 0.15,
                        seed: int = 42) -> pd.DataFrame:
-    """A manifest over a (possibly grown) data folder whose test split is the one of `fixed`, kept as it was.
+    """A manifest over a (possibly grown) data folder whose splits are those of `fixed`, kept as they were.
 
-    Images of test lesions (old or new) go to test; every other lesion is split into train/val, grouped and
-    stratified. Used by retraining, so that models stay comparable on one fixed test set.
+    A lesion `fixed` knows stays on its side (new images of it join it): the test split stays the same, so that
+    models stay comparable, and so do train and validation, so that unchanged data retrains on the features already
+    cached for it. New lesions are split into train/val, grouped and stratified (all to train when too few for a
+    holdout). Used by retraining.
     """
     frame = frame.sort_values("image_id").reset_index(drop=True)
-    test_lesions = set(fixed.loc[fixed["split"] == "test", "lesion_id"])
     missing = set(fixed.loc[fixed["split"] == "test", "image_id"]) - set(frame["image_id"])
     if missing:
         raise ValueError(f"{len(missing)} test image(s) of the fixed split are gone from the data: "
                          f"{sorted(missing)[:5]}")
-    is_test = frame["lesion_id"].isin(test_lesions).to_numpy()
-    split = np.where(is_test, "test", "train").astype(object)
-    rest = np.flatnonzero(~is_test)
-    split[rest[_grouped_holdout(frame.iloc[rest], val_fraction, seed + 1)]] = "val"
+    known = fixed.drop_duplicates("lesion_id").set_index("lesion_id")["split"]
+    split = frame["lesion_id"].map(known).to_numpy(dtype=object)
+    split[frame["lesion_id"].isin(fixed.loc[fixed["split"] == "test", "lesion_id"]).to_numpy()] = "test"
+    new = np.flatnonzero(pd.isna(split))
+    split[new] = "train"
+    if len(new) and frame.iloc[new]["dx"].value_counts().iloc[0] >= max(2, round(1 / val_fraction)):
+        split[new[_grouped_holdout(frame.iloc[new], val_fraction, seed + 1)]] = "val"
     return frame.assign(split=split)[MANIFEST_COLUMNS]
 
 
