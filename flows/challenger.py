@@ -1,24 +1,23 @@
-"""The challenger sub-flow: train a recipe -> evaluate on the test split -> register -> apply the promotion rule.
+"""The challenger's stages: train a recipe -> evaluate on the test split -> register -> apply the promotion rule.
 
-The pipeline, scheduled retraining and the sweep's final retraining all end with it, under their own parent run.
+The pipeline, scheduled retraining and the sweep's final retraining all end with them, under their own parent MLflow
+run, as task runs of their own flow run: the flow run's page in Prefect's UI lists every stage.
 """
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 
-from flows.names import challenger_run_name
 from flows.tasks import evaluate_model, promote_challenger, register_model, train_model
 from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
 from skinml.registry import version_aliases
 from skinml.summary import summarize_parent
 
 
-@flow(name="challenger", flow_run_name=challenger_run_name, log_prints=True)
-def challenger_flow(data_dir: str, manifest: str | None, preset_name: str = "baseline",
-                    overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                    parent_run_id: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
-                    promotion_margin: float = 0.0) -> dict:
+def run_challenger(data_dir: str, manifest: str | None, preset_name: str = "baseline",
+                   overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                   parent_run_id: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
+                   promotion_margin: float = 0.0) -> dict:
     """Returns {train, evaluate[, registry, promotion]}. `manifest` None: a lesion-grouped split by the recipe's seed.
 
     With a `model_name` (the default), the model becomes the registry's new `challenger` and the promotion rule runs

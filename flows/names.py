@@ -26,10 +26,6 @@ def pipeline_run_name() -> str:
     return f"pipeline {recipe_label(flow_run.parameters)}"
 
 
-def challenger_run_name() -> str:
-    return f"challenger {recipe_label(flow_run.parameters)}"
-
-
 def sweep_run_name() -> str:
     parameters = flow_run.parameters
     return f"sweep {parameters.get('study_name')} {parameters.get('n_trials')} trials {recipe_label(parameters)}"

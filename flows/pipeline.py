@@ -10,7 +10,7 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 
 from flows.artifacts import publish_result
-from flows.challenger import challenger_flow
+from flows.challenger import run_challenger
 from flows.names import pipeline_run_name
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
@@ -37,8 +37,8 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         get_run_logger().info("split %s: %d train / %d val / %d test images, %s lesions on two sides",
                               split_summary["strategy"], split_summary["n_train"], split_summary["n_val"],
                               split_summary["n_test"], split_summary["lesions_crossing_splits"])
-        result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
-                                 promotion_margin)
+        result = run_challenger(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
+                                promotion_margin)
         result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result,
                   "mlflow_ui": view_url(parent.info.experiment_id)}
         dump_json(result, output)

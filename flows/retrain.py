@@ -1,5 +1,5 @@
 """The retrain flow: re-read the (possibly grown) data folder, retrain with the champion's recipe (or the baseline),
-keeping the champion's test split fixed, then the challenger sub-flow (evaluate, register, promote).
+keeping the champion's test split fixed, then the challenger's stages (evaluate, register, promote).
 
 `skinml schedule --cron EXPR` serves it as deployment `retrain/skinml-retrain`; prefect.yaml has the work-pool route.
 """
@@ -18,7 +18,7 @@ from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
 
 from flows.artifacts import publish_result
-from flows.challenger import challenger_flow
+from flows.challenger import run_challenger
 from flows.names import retrain_run_name
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, TrainConfig, recipe
@@ -67,8 +67,8 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
         folder = download(data_dir)
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-retrain-")) / "manifest.csv")
         split(folder, manifest, "grouped", config, experiment, parent_id, keep_test_of=champion_run_id)
-        result = challenger_flow(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
-                                 promotion_margin)
+        result = run_challenger(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
+                                promotion_margin)
         get_run_logger().info("retrained %s v%s: %s", result["registry"]["name"], result["registry"]["version"],
                               result["promotion"]["reason"])
         result = {"parent_run_id": parent_id, **result, "mlflow_ui": view_url(parent.info.experiment_id)}

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.artifacts import publish_result
-from flows.challenger import challenger_flow
+from flows.challenger import run_challenger
 from flows.names import sweep_run_name
 from flows.tasks import download
 from skinml.config import DEFAULT_MODEL_NAME, SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TRIALS, recipe
@@ -39,8 +39,8 @@ def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overr
     if not retrain_best:
         publish_result(summary, "sweep")
         return summary
-    best = challenger_flow(folder, None, preset_name, {**overrides, **summary["best_params"]}, experiment,
-                           summary["parent_run_id"], model_name, promotion_margin)
+    best = run_challenger(folder, None, preset_name, {**overrides, **summary["best_params"]}, experiment,
+                          summary["parent_run_id"], model_name, promotion_margin)
     result = {**summary, "best_model_uri": best["train"]["model_uri"], "best_train_run_id": best["train"]["run_id"],
               "best_evaluate_run_id": best["evaluate"]["run_id"],
               "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],

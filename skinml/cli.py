@@ -260,9 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skinml {args.command}: error: {exc}", file=sys.stderr)
         return 2
     if result is not None:
+        from skinml.result_text import summary
         from skinml.tracking import strict_json
 
-        print(strict_json(result, indent=2))
+        text = summary(result, getattr(args, "output", None)) if sys.stdout.isatty() else None
+        print(text or strict_json(result, indent=2))  # a person reads a summary; a pipe or a file gets the JSON
     return 0
 
 

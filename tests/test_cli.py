@@ -296,3 +296,23 @@ def test_results_are_strict_json_with_null_for_a_missing_figure(tmp_path):
         "balanced_accuracy": None, "ci95": [None, 0.5], "n": 3, "path": str(tmp_path)}
     dump_json(result, tmp_path / "out.json")
     assert "NaN" not in (tmp_path / "out.json").read_text()
+
+
+def test_a_person_reads_the_headline_figures_and_where_to_look():
+    from skinml.result_text import summary
+
+    tested = {"eval_split": "test", "n_images": 1431, "balanced_accuracy": 0.404, "macro_auc": 0.906,
+              "accuracy": 0.737, "macro_f1": 0.465, "ece": float("nan"),
+              "ci95": {"balanced_accuracy": [0.347, 0.466], "macro_auc": [None, None]},
+              "per_class": {"df": {"recall": 0.24}, "mel": {"recall": 0.16}}}
+    result = {"train": {"model_uri": "models:/m-1", "run_id": "r1", "metrics": {"val_balanced_accuracy": 0.41}},
+              "evaluate": tested, "registry": {"name": "skinml", "version": "2", "aliases": ["challenger"]},
+              "promotion": {"reason": "v2 did not become champion: gain +0.010"}, "mlflow_ui": "http://ui/#/x"}
+    lines = summary(result, "out.json").splitlines()
+    assert lines == [
+        "trained models:/m-1 (run r1): validation balanced accuracy 0.410",
+        "test (1431 images): balanced accuracy 0.404 [0.347, 0.466], macro AUC 0.906, accuracy 0.737, macro F1 0.465, "
+        "ECE n/a", "recall df 0.240, mel 0.160", "registered skinml v2 (challenger)",
+        "promotion: v2 did not become champion: gain +0.010", "MLflow UI (run `mlflow ui` in this folder): http://ui/#/x",
+        "the whole result: out.json"]
+    assert summary({"entries": 3, "path": "/c"}) is None  # no figures: the JSON is printed
