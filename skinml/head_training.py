@@ -20,6 +20,7 @@ from skinml.engine import predictor
 from skinml.metrics import classification_metrics
 from skinml.mlflow_names import TRAIN, VAL, metric_name
 from skinml.model import PREDICT_BATCH_SIZE, build_backbone_top, build_head, set_top_trainable
+from skinml.tracking import raise_if_terminated
 
 log = logging.getLogger("skinml.train")  # the epoch lines keep the logger users know
 LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
@@ -56,6 +57,7 @@ class EpochMetrics(keras.callbacks.Callback):
         for name, value in metrics.items():
             self.history.setdefault(name, []).append(float(value))
         mlflow.log_metrics(metrics, step=epoch + 1)
+        raise_if_terminated()  # a SIGTERM that arrived during the logging stops here
         log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
         if self.stop_when and self.stop_when(epoch, metrics):
             self.model.stop_training = True

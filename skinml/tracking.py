@@ -14,6 +14,7 @@ import signal
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -126,17 +127,40 @@ def inside_store_call(frame: FrameType | None) -> bool:
     return False
 
 
+_pending_signal: list[int] = []  # a signal that arrived inside an MLflow call, not yet raised as Terminated
+_raised_at: list[float] = []  # when Terminated was raised: the re-sent copies then in flight are not raised again
+RESENT_GRACE_SECONDS = 2.0
+
+
+def _terminate(signum: int) -> None:
+    _pending_signal.clear()
+    _raised_at[:] = [time.monotonic()]
+    raise Terminated(signum)
+
+
+def raise_if_terminated() -> None:
+    """Raise the Terminated that a signal asked for while the main thread was inside an MLflow call. Called at safe
+    points right after MLflow calls (each epoch's logging): a signal's handler runs when Python code resumes, which
+    in a training loop is mostly inside that logging, so re-sent signals alone could land inside it again and again."""
+    if _pending_signal:
+        _terminate(_pending_signal[0])
+
+
 def end_runs_on_signals() -> None:
     """Turn SIGTERM and SIGINT into Terminated. The handler only raises: the runs are closed where the exception
     passes, outside the handler. Not inside an MLflow call, though: raised there, the exception would leave that
     call's database transaction open, its lock held, and ending the run KILLED would wait on it and fail; the
-    signal is sent again 50 ms later instead, until it lands outside."""
+    signal is kept for the next safe point (raise_if_terminated) and sent again 50 ms later, until it lands outside."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if _raised_at and time.monotonic() - _raised_at[0] < RESENT_GRACE_SECONDS:
+            return  # a copy re-sent before the stop began: the runs are being closed, not to be interrupted
         if inside_store_call(frame):
+            if not _pending_signal:
+                _pending_signal.append(signum)
             threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
             return
-        raise Terminated(signum)
+        _terminate(signum)
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
