@@ -32,14 +32,16 @@ from soak_serving import group_rss_mb
 STACK = [sys.executable, str(Path(__file__).resolve().parents[1] / "deploy" / "stack")]
 
 
-def call_ms(url: str, auth: str | None, calls: int) -> tuple[float, float]:
-    """p50 and p99, in ms, of `calls` GET requests (Basic auth with `auth`, user:password)."""
+def call_ms(url: str, auth: str | None, calls: int, body: bytes | None = None) -> tuple[float, float]:
+    """p50 and p99, in ms, of `calls` requests (Basic auth with `auth`, user:password; a JSON POST with `body`)."""
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     times = []
     for _ in range(calls):
         started = time.perf_counter()
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as response:
-            response.read()
+        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers), timeout=60) as answer:
+            answer.read()
         times.append((time.perf_counter() - started) * 1000)
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
@@ -164,7 +166,8 @@ def main() -> None:
                    "the same on a server without authentication, same database": unauthenticated,
                    "Prefect /api/health, auth string": call_ms(f"{prefect}/health",
                                                                os.environ["PREFECT_API_AUTH_STRING"], args.calls),
-                   "Prefect /api/flows/filter (POST), auth string": prefect_filter_ms(prefect, args.calls)}
+                   "Prefect /api/flows/filter (POST), auth string": call_ms(
+                       f"{prefect}/flows/filter", os.environ["PREFECT_API_AUTH_STRING"], args.calls, b'{"limit": 5}')}
         import mlflow
 
         experiment_id = mlflow.MlflowClient().create_experiment(f"bench-{time.time_ns()}")
@@ -186,20 +189,6 @@ def main() -> None:
     for s in steps:
         print(f"| {s['clients']} | {s['runs']} | {s['per_s']:.2f} | {s['p50_s']:.2f} s | {s['p99_s']:.2f} s | "
               f"{s['errors'] or 'none'} | {s['pg']} | {s['rss']:.0f} MB |")
-
-
-def prefect_filter_ms(api_url: str, calls: int) -> tuple[float, float]:
-    """p50 and p99, in ms, of Prefect's flow filter (a database read) with the auth string."""
-    auth = "Basic " + base64.b64encode(os.environ["PREFECT_API_AUTH_STRING"].encode()).decode()
-    times = []
-    for _ in range(calls):
-        request = urllib.request.Request(f"{api_url}/flows/filter", data=b'{"limit": 5}', method="POST",
-                                         headers={"Authorization": auth, "Content-Type": "application/json"})
-        started = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=60) as response:
-            response.read()
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
 if __name__ == "__main__":

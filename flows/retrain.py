@@ -7,11 +7,11 @@ keeping the champion's test split fixed, then the challenger's stages (evaluate,
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from datetime import date
 from pathlib import Path
 
+import tzlocal
 from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger
 from prefect.deployments.runner import EntrypointType
@@ -76,21 +76,13 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
         return result
 
 
-def local_timezone() -> str:
-    """This machine's time zone, as an IANA name ($TZ, else where /etc/localtime points; UTC when neither says)."""
-    if os.environ.get("TZ", "").strip(":"):
-        return os.environ["TZ"].strip(":")
-    target = os.path.realpath("/etc/localtime")
-    return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "UTC"
-
-
 def serve_retraining(cron: str, data_dir: str | None, model_name: str = DEFAULT_MODEL_NAME,
                      overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
                      promotion_margin: float = 0.0, preset_name: str = "baseline", *,
                      timezone: str | None = None) -> None:
     """Serve the retrain flow as deployment `retrain/skinml-retrain` on a cron schedule in `timezone` (default this
     machine's), blocking like flow.serve."""
-    retrain_flow.serve(name=DEPLOYMENT_NAME, schedules=[Cron(cron, timezone=timezone or local_timezone())],
+    retrain_flow.serve(name=DEPLOYMENT_NAME, schedules=[Cron(cron, timezone=timezone or tzlocal.get_localzone_name())],
                        description="Retrain the champion's recipe on the data folder, keep its test split, register "
                                    "the challenger and apply the promotion rule.",
                        entrypoint_type=EntrypointType.MODULE_PATH,  # flows.retrain: the same from any folder

@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")
     p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
     p.add_argument("--timezone", help="IANA time zone of the cron expression, e.g. Europe/Vienna (default: this "
-                                      "machine's, $TZ or /etc/localtime)")
+                                      "machine's)")
     add_training_options(p)
     add_promotion_options(p)
     p.set_defaults(func=cmd_schedule)

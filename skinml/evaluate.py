@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import keras
@@ -65,7 +64,7 @@ from skinml.plots import (
     roc_curves,
     slice_chart,
 )
-from skinml.tracking import dump_json, stage_run
+from skinml.tracking import dump_json, log_dataset, stage_run
 
 
 def predict_paths(classifier, paths: list[str], cache: FeatureCache | None = None) -> np.ndarray:
@@ -168,12 +167,8 @@ def log_evaluated_data(data: pd.DataFrame, model_uri: str, evaluated: str, tags:
     the images as a dataset input (context `evaluation`)."""
     folder = tags.get(EVAL_DATA_TAG, "")
     mlflow.log_params({"model_uri": model_uri, "evaluated": evaluated, "data_dir": folder})
-    frame = data[["image_id", "lesion_id", "dx"]].reset_index(drop=True)
-    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(frame, source=Path(folder).resolve().as_uri() if folder else None,
-                                          targets="dx", name=f"{Path(folder).name or 'data'}-{evaluated}")
-    mlflow.log_input(dataset, context="evaluation")
+    log_dataset(data[["image_id", "lesion_id", "dx"]].reset_index(drop=True), folder,
+                f"{Path(folder).name}-{evaluated}", "evaluation")
 
 
 def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "test",

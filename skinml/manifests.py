@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -19,7 +18,7 @@ from skinml.data.split import (
 )
 from skinml.data.training_set import data_tags, warn_if_ungrouped
 from skinml.mlflow_names import MANIFEST_ARTIFACT, MANIFEST_SHA256_TAG, SPLIT_TAG_PREFIX, TEST_SPLIT_FROM_RUN_TAG
-from skinml.tracking import download_run_artifact, log_params_once, stage_run
+from skinml.tracking import download_run_artifact, log_dataset, log_params_once, stage_run
 
 
 def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "training", *, grouped: bool = True
@@ -30,11 +29,7 @@ def log_manifest(manifest: pd.DataFrame, data_dir: str | Path, context: str = "t
     if not grouped:
         summary["lesions_crossing_splits"] = "unknown"
     mlflow.log_text(manifest.to_csv(index=False), MANIFEST_ARTIFACT)
-    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(manifest, source=Path(data_dir).resolve().as_uri(), targets="dx",
-                                          name=f"{Path(data_dir).resolve().name}-{manifest_digest(manifest)[:12]}")
-    mlflow.log_input(dataset, context=context)
+    log_dataset(manifest, data_dir, f"{Path(data_dir).resolve().name}-{manifest_digest(manifest)[:12]}", context)
     mlflow.set_tags({MANIFEST_SHA256_TAG: manifest_digest(manifest),
                      **{SPLIT_TAG_PREFIX + k: str(v) for k, v in summary.items()}})  # bookkeeping: tags, not metrics
     return summary

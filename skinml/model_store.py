@@ -13,11 +13,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
 
 import skinml
 from skinml.labels import METADATA_KEY
 from skinml.request_form import IMAGE_COLUMN
+from skinml.serving import answer_frame
 
 DECISIONS_KEY = "skinml_decisions"
 
@@ -28,15 +28,8 @@ def signature(classes: tuple[str, ...], decisions: dict | None = None) -> ModelS
     No input schema: MLflow would enforce one before the model runs, and answer a request that fails it (a missing
     column, no rows, JSON sent as CSV) with the whole request in the message. skinml.request_form checks the input.
     """
-    decisions = decisions or {}
-    columns = [ColSpec("double", name) for name in classes] + [ColSpec("string", "label")]
-    if decisions.get("positive_classes"):
-        columns.append(ColSpec("double", "p_positive"))
-        if decisions.get("operating_points"):
-            columns.append(ColSpec("boolean", "refer"))
-    if decisions.get("deferral") and decisions["deferral"]["confidence"] <= 1:  # as skinml.serving.answer_frame
-        columns.append(ColSpec("boolean", "defer"))
-    return ModelSignature(outputs=Schema(columns))
+    answer = answer_frame(np.full((1, len(classes)), 1 / len(classes)), classes, decisions)  # its columns and types
+    return ModelSignature(outputs=mlflow.models.infer_signature(model_output=answer).outputs)
 
 
 def input_example() -> pd.DataFrame:

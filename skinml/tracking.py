@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import os
 import signal
 import socket
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -88,19 +90,31 @@ def download_run_artifact(run_id: str, artifact_path: str) -> Path:
                                                     dst_path=tempfile.mkdtemp(prefix="skinml-")))
 
 
+def log_dataset(frame, folder: str | Path, name: str, context: str) -> None:
+    """Log `frame` (its `dx` the targets) as a dataset input of the active run, its source the data folder."""
+    with warnings.catch_warnings():  # MLflow registers its local source class twice and warns about it
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=Path(folder).resolve().as_uri(), targets="dx", name=name)
+    mlflow.log_input(dataset, context=context)
+
+
 def strict_json(data: Any, **options: Any) -> str:
     """`data` as JSON that strict parsers read: a figure that is not a number (NaN, infinite) becomes null; objects
     JSON has no form for are written as text."""
     def clean(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, numbers.Integral):  # numpy's numbers too
+            return int(value)
+        if isinstance(value, numbers.Real):
+            return float(value) if math.isfinite(value) else None
         if isinstance(value, dict):
             return {key: clean(item) for key, item in value.items()}
         if isinstance(value, (list, tuple)):
             return [clean(item) for item in value]
         return value
 
-    return json.dumps(clean(json.loads(json.dumps(data, default=str))), allow_nan=False, **options)
+    return json.dumps(clean(data), default=str, allow_nan=False, **options)
 
 
 def dump_json(data: Any, path: str | Path | None) -> None:

@@ -182,7 +182,7 @@ def read_isic2020(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list
 
 def read_pad_ufes_20(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str]) -> Read:
     """PAD-UFES-20: `diagnostic` per `img_id` (a PNG), grouped by patient."""
-    if missing(list(table.columns), ("img_id", "patient_id", "diagnostic"), csv, problems):
+    if missing(list(table.columns), REQUIRED_COLUMNS["pad-ufes-20"], csv, problems):
         return table, None, []
     empty_cells(table, ("img_id", "patient_id", "diagnostic"), csv, problems)
     frame = table.drop(columns=["lesion_id", "img_id", "diagnostic"], errors="ignore").rename(
@@ -193,7 +193,7 @@ def read_pad_ufes_20(table: pd.DataFrame, csv: Path, data_dir: Path, problems: l
 
 def read_plain_csv(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str]) -> Read:
     """`image,label[,group]`: image a path relative to the folder or a file stem."""
-    if missing(list(table.columns), ("image", "label"), csv, problems):
+    if missing(list(table.columns), REQUIRED_COLUMNS["csv"], csv, problems):
         return table, None, []
     empty_cells(table, ("image", "label"), csv, problems)
     image_id = without_suffix(table["image"].astype(str).str.strip())
@@ -262,5 +262,4 @@ def layout_misses(layout: str, heads: dict[Path, pd.DataFrame]) -> str:
     if not needed or not heads:
         return f"{layout} ({DESCRIPTIONS[layout]})"
     lacking = min(([c for c in needed if c not in head.columns] for head in heads.values()), key=len)
-    return f"{layout} ({DESCRIPTIONS[layout]}: no {', '.join(lacking)})" if lacking else \
-        f"{layout} ({DESCRIPTIONS[layout]})"
+    return f"{layout} ({DESCRIPTIONS[layout]}" + (f": no {', '.join(lacking)})" if lacking else ")")
