@@ -34,3 +34,23 @@ def isolated_store(workdir: str | None, prefix: str) -> tuple[Path, dict[str, st
                     "SKINML_CACHE_DIR": str(folder / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3",
                     # `mlflow run` starts `python`: this Python's, with skinml, even from an unactivated shell
                     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def synthetic_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser for a benchmark that needs any labelled folder: --data-dir (default: a synthetic one, see
+    data_folder), --weights (default none), --image-size (default 32) and --repeats (default 5)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="a labelled folder (default: a synthetic one)")
+    parser.add_argument("--weights", default="none", help="imagenet | none | a weights file")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5)
+    return parser
+
+
+def data_folder(data_dir: str | None, prefix: str) -> Path:
+    """`data_dir` made absolute, or a new small synthetic HAM10000-like folder (12 images a class)."""
+    if data_dir:
+        return Path(data_dir).resolve()
+    from skinml.data.synthetic import make_synthetic_ham
+
+    return make_synthetic_ham(Path(tempfile.mkdtemp(prefix=prefix)) / "data", n_per_class=12)

@@ -11,7 +11,6 @@ Without --data-dir it uses a small synthetic folder, 32-px images and random wei
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -25,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from arguments import isolated_store
+from arguments import data_folder, isolated_store, synthetic_parser
 from bench_serving import free_port, post
 
 BIN = Path(sys.executable).parent
@@ -163,19 +162,10 @@ def report(name: str, delays: list[float]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="a labelled folder (default: a synthetic one)")
-    parser.add_argument("--weights", default="none", help="imagenet | none | a weights file")
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = synthetic_parser(__doc__)
     parser.add_argument("--team-sweeps", type=int, default=0, help="rounds of two sweep workers on deploy/stack")
     args = parser.parse_args()
-    if args.data_dir:
-        data_dir = Path(args.data_dir).resolve()
-    else:
-        from skinml.data.synthetic import make_synthetic_ham
-
-        data_dir = make_synthetic_ham(Path(tempfile.mkdtemp(prefix="skinml-exit-data-")) / "data", n_per_class=12)
+    data_dir = data_folder(args.data_dir, "skinml-exit-data-")
     delays = local_commands(data_dir, args.weights, args.image_size, args.repeats) if args.repeats else {}
     if args.team_sweeps:
         delays["skinml sweep, 2 workers, team"] = team_sweeps(data_dir, args.weights, args.image_size,

@@ -22,7 +22,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from skinml.ui_view import VIEW_KEY
+from skinml.mlflow_names import CLASSES_TAG
+from skinml.ui_view import classes_filter, view_key
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -58,7 +59,10 @@ def pages(tracking_uri: str, experiment: str, model_name: str) -> dict[str, str]
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         sys.exit(f"no experiment {experiment!r} in {tracking_uri}")
-    pipelines = client.search_runs([exp.experiment_id], "tags.`skinml.stage` = 'pipeline'",
+    champion = client.get_model_version_by_alias(model_name, "champion")
+    classes = client.get_run(champion.run_id).data.tags[CLASSES_TAG].split(",")
+    pipelines = client.search_runs([exp.experiment_id],
+                                   f"tags.`skinml.stage` = 'pipeline' and {classes_filter(classes)}",
                                    order_by=["attributes.start_time DESC"], max_results=2)
     if len(pipelines) < 2:
         sys.exit(f"experiment {experiment!r} needs two pipeline runs to compare; it has {len(pipelines)}")
@@ -66,7 +70,7 @@ def pages(tracking_uri: str, experiment: str, model_name: str) -> dict[str, str]
                                 order_by=["attributes.start_time DESC"], max_results=1)
     runs = json.dumps([run.info.run_id for run in pipelines])
     experiments = json.dumps([exp.experiment_id])
-    shared = f"/experiments/{exp.experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+    shared = f"/experiments/{exp.experiment_id}/runs?viewStateShareKey={view_key(classes)}"
     return {
         "run_list": f"{shared}&{VIEW}",
         "compare": f"{shared}&compareRunsMode=CHART&{VIEW}",

@@ -20,12 +20,13 @@ from prefect.schedules import Cron
 from flows.artifacts import publish_result
 from flows.challenger import run_challenger
 from flows.names import retrain_run_name
+from flows.stopping import stops_like_skinml
 from flows.tasks import download, split
 from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, TrainConfig, recipe
 from skinml.mlflow_names import CONFIG_ARTIFACT
 from skinml.registry import CHAMPION, version_by_alias
+from skinml.summary import name_parent, run_name
 from skinml.tracking import download_run_artifact, log_params_once, stage_run
-from skinml.ui_view import view_url
 
 DEPLOYMENT_NAME = "skinml-retrain"
 
@@ -61,17 +62,20 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
     preset_name, champion_overrides, champion_run_id = champion_recipe(model_name, preset_name)
     overrides = {**champion_overrides, **(overrides or {})}
     config = recipe(preset_name, overrides)
-    with stage_run("retrain", experiment, name=f"retrain {date.today()} {config.label()}") as parent:
+    name = f"retrain {date.today()} {config.label()}"
+    with stops_like_skinml(), stage_run("retrain", experiment, name=name) as parent:
         parent_id = parent.info.run_id
         log_params_once({**config.params(), "model_name": model_name, "champion_run_id": champion_run_id or "none"})
         folder = download(data_dir)
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-retrain-")) / "manifest.csv")
-        split(folder, manifest, "grouped", config, experiment, parent_id, keep_test_of=champion_run_id)
+        classes = split(folder, manifest, "grouped", config, experiment, parent_id,
+                        keep_test_of=champion_run_id)["classes"]
+        link = name_parent(parent_id, f"retrain {date.today()} {run_name(config.label(), folder, classes)}", classes)
         result = run_challenger(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                 promotion_margin)
         get_run_logger().info("retrained %s v%s: %s", result["registry"]["name"], result["registry"]["version"],
                               result["promotion"]["reason"])
-        result = {"parent_run_id": parent_id, **result, "mlflow_ui": view_url(parent.info.experiment_id)}
+        result = {"parent_run_id": parent_id, **result, "mlflow_ui": link}
         publish_result(result, "retrain")
         return result
 

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.artifacts import publish_result
 from flows.challenger import run_challenger
 from flows.names import sweep_run_name
+from flows.stopping import stops_like_skinml
 from flows.tasks import download
 from skinml.config import DEFAULT_MODEL_NAME, SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TRIALS, recipe
 from skinml.tune import sweep
@@ -30,22 +31,23 @@ def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overr
                model_name: str = DEFAULT_MODEL_NAME, experiment: str = SWEEP_EXPERIMENT,
                promotion_margin: float = 0.0) -> dict:
     """Sweep; then (unless retrain_best=False, as for extra workers) the best recipe as a challenger."""
-    overrides = overrides or {}
-    recipe(preset_name, overrides)  # refuses a bad recipe before any work
-    folder = download(data_dir)
-    summary = run_sweep(folder, preset_name, overrides, n_trials, metric, study_name, storage, timeout, experiment)
-    get_run_logger().info("best of %s: %s = %.4f with %s (baseline trial: %.4f)", study_name, metric,
-                          summary["best_value"], summary["best_params"], summary["baseline_value"])
-    if not retrain_best:
-        publish_result(summary, "sweep")
-        return summary
-    best = run_challenger(folder, None, preset_name, {**overrides, **summary["best_params"]}, experiment,
-                          summary["parent_run_id"], model_name, promotion_margin)
-    result = {**summary, "best_model_uri": best["train"]["model_uri"], "best_train_run_id": best["train"]["run_id"],
-              "best_evaluate_run_id": best["evaluate"]["run_id"],
-              "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],
-              "best_test_macro_auc": best["evaluate"]["macro_auc"], "best_test_ci95": best["evaluate"]["ci95"],
-              "registry": best["registry"], "promotion": best["promotion"],
-              "mlflow_ui": view_url(mlflow.get_run(summary["parent_run_id"]).info.experiment_id)}
-    publish_result(result, "sweep")
-    return result
+    with stops_like_skinml():
+        overrides = overrides or {}
+        recipe(preset_name, overrides)  # refuses a bad recipe before any work
+        folder = download(data_dir)
+        summary = run_sweep(folder, preset_name, overrides, n_trials, metric, study_name, storage, timeout, experiment)
+        get_run_logger().info("best of %s: %s = %.4f with %s (baseline trial: %.4f)", study_name, metric,
+                              summary["best_value"], summary["best_params"], summary["baseline_value"])
+        if not retrain_best:
+            publish_result(summary, "sweep")
+            return summary
+        best = run_challenger(folder, None, preset_name, {**overrides, **summary["best_params"]}, experiment,
+                              summary["parent_run_id"], model_name, promotion_margin)
+        result = {**summary, "best_model_uri": best["train"]["model_uri"], "best_train_run_id": best["train"]["run_id"],
+                  "best_evaluate_run_id": best["evaluate"]["run_id"],
+                  "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],
+                  "best_test_macro_auc": best["evaluate"]["macro_auc"], "best_test_ci95": best["evaluate"]["ci95"],
+                  "registry": best["registry"], "promotion": best["promotion"],
+                  "mlflow_ui": view_url(mlflow.get_run(summary["parent_run_id"]).info.experiment_id)}
+        publish_result(result, "sweep")
+        return result

@@ -58,7 +58,7 @@ class EpochMetrics(keras.callbacks.Callback):
             self.history.setdefault(name, []).append(float(value))
         mlflow.log_metrics(metrics, step=epoch + 1)
         raise_if_terminated()  # a SIGTERM that arrived during the logging stops here
-        log.info("epoch %d: %s", epoch + 1, {k: round(v, 4) for k, v in metrics.items()})
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         if self.stop_when and self.stop_when(epoch, metrics):
             self.model.stop_training = True
 

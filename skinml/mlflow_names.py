@@ -97,6 +97,7 @@ LESIONS_CROSSING_SPLITS_TAG = "skinml.lesions_crossing_splits"
 # Registry, parent runs and the compare view
 PROMOTED_TAG = "skinml.promoted"
 TRAIN_RUN_ID_TAG = "skinml.train_run_id"
+CHAMPION_MARK = "★ "  # the start of the champion's top run's name
 CHAMPION_TAG = "skinml.champion"  # "yes" on the runs of the version holding the champion alias
 FIGURES_TAG = "skinml.test_figures"  # the test figures to 3 decimals (the compare view shows 2)
 DIGEST_TAG = "skinml.files_sha256"  # on a registered version: the digest of its files (skinml.integrity)

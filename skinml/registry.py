@@ -29,6 +29,7 @@ from skinml.integrity import model_files_digest
 from skinml.labels import model_classes
 from skinml.manifests import run_manifest
 from skinml.mlflow_names import (
+    CHAMPION_MARK,
     CHAMPION_TAG,
     DIGEST_TAG,
     PROMOTE_METRICS,
@@ -147,18 +148,23 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
 
 def mark_champion(new, former=None) -> None:
     """The run tag `skinml.champion` = `yes` on the training run (and its parent) of the new champion version, and
-    none on the former's: the MLflow UI's run list shows which run is the champion."""
+    none on the former's; the parent's name starts with `★ ` (CHAMPION_MARK) while it holds the champion: the MLflow
+    UI's run list and charts show which run is the champion."""
     client = MlflowClient()
     for version, mark in ((former, None), (new, "yes")):
         if version is None:
             continue
         try:  # a deleted run refuses tags: the mark is a display, the alias has moved already
             run = client.get_run(version.run_id)
-            for run_id in filter(None, (run.info.run_id, run.data.tags.get("mlflow.parentRunId"))):
+            run_ids = [run_id for run_id in (run.info.run_id, run.data.tags.get("mlflow.parentRunId")) if run_id]
+            for run_id in run_ids:
                 if mark:
                     client.set_tag(run_id, CHAMPION_TAG, mark)
                 elif CHAMPION_TAG in client.get_run(run_id).data.tags:
                     client.delete_tag(run_id, CHAMPION_TAG)
+            if len(run_ids) == 2:  # a pipeline's or retrain's parent: the run its list shows
+                name = (client.get_run(run_ids[1]).info.run_name or "").removeprefix(CHAMPION_MARK)
+                client.set_tag(run_ids[1], "mlflow.runName", CHAMPION_MARK + name if mark else name)
         except MlflowException as exc:
             logging.getLogger(__name__).warning("could not mark the champion's runs (%s): %s", CHAMPION_TAG, exc)
 

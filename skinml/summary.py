@@ -5,6 +5,7 @@ page, the challenger's dataset, logged model and registered version."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,28 @@ from mlflow.entities import Metric, RunTag
 
 from skinml.config import TrainConfig
 from skinml.metrics import headline_metrics
-from skinml.mlflow_names import MODEL_URI_TAG, TRAIN_RUN_ID_TAG
-from skinml.ui_view import FIGURES_TAG
+from skinml.mlflow_names import CLASSES_TAG, MODEL_URI_TAG, TRAIN_RUN_ID_TAG
+from skinml.tracking import publish_view
+from skinml.ui_view import FIGURES_TAG, view_url
 
 # Recipe fields that may name a file: a description shows them as the run's parameter of that name does
 PATH_FIELDS = ("weights",)
+
+
+def run_name(recipe_label: str, folder: str | Path, classes: Sequence[str]) -> str:
+    """A parent run's name, telling the runs of a list apart: recipe, data and label set ('baseline on ham10000,
+    7 classes')."""
+    return f"{recipe_label} on {Path(folder).name}, {len(classes)} classes"
+
+
+def name_parent(parent_run_id: str, name: str, classes: Sequence[str]) -> str:
+    """Name the parent run, tag it with its classes and publish their compare view; returns the view's link."""
+    client = mlflow.MlflowClient()
+    client.set_tag(parent_run_id, "mlflow.runName", name)
+    client.set_tag(parent_run_id, CLASSES_TAG, ",".join(classes))
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    publish_view(experiment_id, classes)
+    return view_url(experiment_id, classes=classes)
 
 
 def same_file(a: str, b: str) -> bool:

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,7 +27,7 @@ import mlflow
 from skinml.config import DEFAULT_EXPERIMENT
 from skinml.mlflow_names import CLOSED_BECAUSE_TAG, HOST_TAG, PID_TAG, STAGE_TAG
 from skinml.orphans import process_exists
-from skinml.ui_view import VIEW_TAG, view_json
+from skinml.ui_view import VIEW_TAG, view_json, view_tag
 
 # What MLflow 3 records for a model-training experiment (its UI picks the experiment's default tab from it; the
 # GenAI / model-training switch itself is a browser setting, docs/mlflow.md)
@@ -71,6 +71,14 @@ def prepare_experiment(experiment_id: str) -> None:
     for key, value in wanted.items():
         if tags.get(key) != value:
             client.set_experiment_tag(experiment_id, key, value)
+
+
+def publish_view(experiment_id: str, classes: Sequence[str]) -> None:
+    """Publish the compare view of one label set (skinml/ui_view.py) on the experiment."""
+    client = mlflow.MlflowClient()
+    tag, value = view_tag(classes), view_json(classes)
+    if client.get_experiment(experiment_id).tags.get(tag) != value:
+        client.set_experiment_tag(experiment_id, tag, value)
 
 
 def log_params_once(params: dict[str, Any]) -> None:
@@ -141,23 +149,23 @@ def inside_store_call(frame: FrameType | None) -> bool:
     return False
 
 
-_pending_signal: list[int] = []  # a signal that arrived inside an MLflow call, not yet raised as Terminated
-_raised_at: list[float] = []  # when Terminated was raised: the re-sent copies then in flight are not raised again
+_requested: list[int] = []  # the signal that asked this process to stop; kept: every safe point raises it again
+_raised_at: list[float] = []  # when Terminated was last raised: the re-sent copies then in flight are not raised again
 RESENT_GRACE_SECONDS = 2.0
 
 
 def _terminate(signum: int) -> None:
-    _pending_signal.clear()
     _raised_at[:] = [time.monotonic()]
     raise Terminated(signum)
 
 
 def raise_if_terminated() -> None:
-    """Raise the Terminated that a signal asked for while the main thread was inside an MLflow call. Called at safe
-    points right after MLflow calls (each epoch's logging): a signal's handler runs when Python code resumes, which
-    in a training loop is mostly inside that logging, so re-sent signals alone could land inside it again and again."""
-    if _pending_signal:
-        _terminate(_pending_signal[0])
+    """Raise Terminated if a signal asked for a stop. Called at safe points right after MLflow calls (each epoch's
+    logging): a signal's handler runs when Python code resumes, which in a training loop is mostly inside that
+    logging, where it is not raised. Raised again at each safe point the process still reaches: a Terminated raised
+    inside third-party code may be swallowed there (seen under load: training went on for minutes)."""
+    if _requested:
+        _terminate(_requested[0])
 
 
 def end_runs_on_signals() -> None:
@@ -167,11 +175,11 @@ def end_runs_on_signals() -> None:
     signal is kept for the next safe point (raise_if_terminated) and sent again 50 ms later, until it lands outside."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if not _requested:
+            _requested.append(signum)
         if _raised_at and time.monotonic() - _raised_at[0] < RESENT_GRACE_SECONDS:
             return  # a copy re-sent before the stop began: the runs are being closed, not to be interrupted
         if inside_store_call(frame):
-            if not _pending_signal:
-                _pending_signal.append(signum)
             threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
             return
         _terminate(signum)

@@ -1,6 +1,9 @@
-"""The experiment's compare view in the MLflow UI: a shared view (MLflow's own "Share" feature, an experiment tag
-`mlflow.sharedViewState.<key>`) whose run list has the headline metrics and the recipe's main parameters as columns
-and whose chart view opens on what differs between the runs and their test balanced accuracy and macro AUC.
+"""The experiment's compare views in the MLflow UI: shared views (MLflow's own "Share" feature, an experiment tag
+`mlflow.sharedViewState.<key>`) whose run list has the champion mark, the headline metrics and the recipe's main
+parameters as columns and whose chart view opens on what differs between the runs and their test balanced accuracy
+and macro AUC. One view per label set (`skinml-<classes>`: only runs of those classes, so that a 3-class run is never
+charted against 7-class runs); `skinml` holds every run. MLflow's shared views carry columns, their order and
+widths, charts and the search, not pinned runs: the champion mark is the list's first column after the run's name.
 
 The JSON is the view state MLflow 3.17's UI writes when a user shares a view (the UI reads plain JSON as well as its
 own compressed form); docs/mlflow.md shows the result, and what that UI does not let a view change (the decimals of
@@ -9,17 +12,22 @@ its charts).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import urllib.parse
+from collections.abc import Sequence
 
 import mlflow
 
-from skinml.mlflow_names import CHAMPION_TAG, FIGURES_TAG, HEADLINE_TEST
+from skinml.mlflow_names import CHAMPION_TAG, CLASSES_TAG, FIGURES_TAG, HEADLINE_TEST
 
 VIEW_KEY = "skinml"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+VIEW_TAG = VIEW_TAG_PREFIX + VIEW_KEY
 HEADLINE = HEADLINE_TEST
 COLUMN_PARAMS = ("preset", "learning_rate", "dropout", "seed")
+RUN_NAME_COLUMN = "tags.`mlflow.runName`"  # the list's column ids: the search keys of what they show
 DEFAULT_UI = "http://127.0.0.1:5000"
 # MLflow 3.17's UI shows every page, run pages included, in its model-training mode when the route's query says so;
 # otherwise in the mode the browser last picked (GenAI at first).
@@ -36,30 +44,55 @@ def _section(uuid: str, name: str, columns: int, card_height: int) -> dict:
             "isReordered": False, "deleted": False, "isGenerated": False}
 
 
-def view_state() -> dict:
-    """The shared view: newest runs first, headline columns and the champion mark; the chart view opens on a
-    full-width table of what differs between the runs, then their test balanced accuracy and macro AUC side by side."""
+def view_key(classes: Sequence[str] | None = None) -> str:
+    """`skinml` for the view of every run; `skinml-<classes>` for one label set's (their number and a digest when
+    they are many or spelled with other characters than letters, digits, `_` and `-`)."""
+    if not classes:
+        return VIEW_KEY
+    slug = "-".join(classes)
+    if len(classes) > 8 or not re.fullmatch(r"[A-Za-z0-9_-]+", slug):
+        slug = f"{len(classes)}classes-{hashlib.sha256(','.join(classes).encode()).hexdigest()[:6]}"
+    return f"{VIEW_KEY}-{slug}"
+
+
+def view_tag(classes: Sequence[str] | None = None) -> str:
+    """The experiment tag that holds the view of `classes` (of every run without)."""
+    return VIEW_TAG_PREFIX + view_key(classes)
+
+
+def classes_filter(classes: Sequence[str]) -> str:
+    """The run search that keeps the runs of one label set (train and parent runs carry the classes as a tag)."""
+    value = ",".join(classes).replace("'", "\\'")
+    return f"tags.`{CLASSES_TAG}` = '{value}'"
+
+
+def view_state(classes: Sequence[str] | None = None) -> dict:
+    """The shared view: newest runs first, the champion mark first, then the headline columns; only the runs of
+    `classes` if given. The chart view opens on a full-width table of what differs between the runs, then their test
+    balanced accuracy and macro AUC."""
     charts = [_card("skinml-difference", "skinml-compare", type="DIFFERENCE",
                     chartName="Parameters that differ, and the figures",
                     compareGroups=["Parameters", "Model metrics"], showChangeFromBaseline=False,
                     showDifferencesOnly=True, baselineColumnUuid="")]
+    columns = [f"tags.`{CHAMPION_TAG}`", *(f"metrics.`{m}`" for m in HEADLINE),
+               *(f"params.`{p}`" for p in COLUMN_PARAMS), f"tags.`{FIGURES_TAG}`", "attributes.`Source`"]
     charts += [_card(f"skinml-{metric}", "skinml-compare", type="BAR", metricKey=metric, displayName=metric)
                for metric in HEADLINE[:2]]
     return {
-        "searchFilter": "", "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
+        "searchFilter": classes_filter(classes) if classes else "",
+        "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
         "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-        "selectedColumns": ["attributes.`Source`", *(f"params.`{p}`" for p in COLUMN_PARAMS),
-                            *(f"metrics.`{m}`" for m in HEADLINE), f"tags.`{CHAMPION_TAG}`",
-                            f"tags.`{FIGURES_TAG}`"],
+        "selectedColumns": columns, "columnOrder": [RUN_NAME_COLUMN, *columns],
+        "columnWidths": {column: 120 for column in columns if not column.startswith("attributes.")},
         "compareRunCharts": charts,
         "compareRunSections": [_section("skinml-compare", "Compare", 1, 340)],
         "isAccordionReordered": False, "hideEmptyCharts": False, "useGroupedValuesInCharts": True,
     }
 
 
-def view_json() -> str:
+def view_json(classes: Sequence[str] | None = None) -> str:
     """The view as the experiment tag's value."""
-    return json.dumps(view_state(), sort_keys=True)
+    return json.dumps(view_state(classes), sort_keys=True)
 
 
 def ui_base(tracking_uri: str | None = None) -> str:
@@ -72,9 +105,10 @@ def ui_base(tracking_uri: str | None = None) -> str:
     return urllib.parse.urlunparse((parsed.scheme, host, parsed.path.rstrip("/"), "", "", ""))
 
 
-def view_url(experiment_id: str, tracking_uri: str | None = None) -> str:
-    """Where the compare view opens, in the model-training mode."""
-    query = urllib.parse.urlencode({"viewStateShareKey": VIEW_KEY, "compareRunsMode": "CHART", **MODEL_TRAINING})
+def view_url(experiment_id: str, tracking_uri: str | None = None, *, classes: Sequence[str] | None = None) -> str:
+    """Where the compare view of `classes` (of every run without) opens, in the model-training mode."""
+    query = urllib.parse.urlencode({"viewStateShareKey": view_key(classes), "compareRunsMode": "CHART",
+                                    **MODEL_TRAINING})
     return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs?{query}"
 
 

@@ -142,3 +142,6 @@ def test_train_needs_no_option_but_the_folder_in_every_layout(tmp_path, test_wei
     served = load_model(trained["model_uri"]).predict(request_frame([image.read_bytes()]))
     assert list(served.columns) in ANSWERS
     assert mlflow.get_run(trained["run_id"]).data.tags["skinml.classes"] == ",".join(THREE)
+    if layout == "folder":  # no lesion named: its evaluation counts no lesions across splits either
+        status, tested, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], capsys)
+        assert mlflow.get_run(tested["run_id"]).data.tags["skinml.lesions_crossing_splits"] == "unknown"

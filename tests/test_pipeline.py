@@ -16,6 +16,7 @@ from flows.retrain import retrain_flow
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.manifests import run_manifest
+from skinml.ui_view import view_key
 
 from .conftest import IMAGE_SIZE
 
@@ -76,7 +77,10 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
     with subtests.test("what the MLflow UI shows"):
         experiment_tags = client.get_experiment(parent.info.experiment_id).tags
         assert experiment_tags["mlflow.experimentKind"] == "custom_model_development"
-        assert parent.info.run_name == label
+        # recipe, data and label set; the champion's parent marked (the first version is the champion)
+        named = f"{label} on {synthetic_dir.name}, {len(result['split']['classes'])} classes"
+        assert parent.info.run_name == f"★ {named}"
+        assert parent.data.tags["skinml.classes"] == ",".join(result["split"]["classes"])
         assert sorted(stages["tags.mlflow.runName"]) == [f"evaluate test {label}", "promote v1 vs v1",
                                                          "split grouped seed=7", f"train {label}"]
         assert sorted(parent.data.metrics)[0] == "test_balanced_accuracy"  # the compare view's first metric
@@ -85,12 +89,14 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
             "val_macro_auc"}
         assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
         # the shared compare view: its columns and charts name metrics, params and tags the parent run has
-        view = json.loads(client.get_experiment(parent.info.experiment_id).tags["mlflow.sharedViewState.skinml"])
+        key = view_key(result["split"]["classes"])  # the view of this label set's runs
+        view = json.loads(client.get_experiment(parent.info.experiment_id).tags[f"mlflow.sharedViewState.{key}"])
+        assert view["selectedColumns"][0] == "tags.`skinml.champion`" and parent.data.tags["skinml.champion"] == "yes"
         columns = [c for c in view["selectedColumns"] if not c.startswith("attributes.")]
         assert {c.split(".", 1)[1].strip("`") for c in columns} <= (set(parent.data.metrics) | set(parent.data.params)
                                                                     | set(parent.data.tags))  # the champion mark
         assert {c["metricKey"] for c in view["compareRunCharts"] if c["type"] == "BAR"} <= set(parent.data.metrics)
-        assert result["mlflow_ui"].endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey=skinml"
+        assert result["mlflow_ui"].endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey={key}"
                                             "&compareRunsMode=CHART&workflowType=machine_learning")
         note = parent.data.tags["mlflow.note.content"]
         assert f"`{label}`" in note and "**Test** balanced accuracy" in note and "v1" in note
@@ -160,7 +166,7 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         assert retrained["promotion"]["promoted"] is False  # no model gains 1.0 of balanced accuracy
         stages = children(retrained["parent_run_id"], "retraining")
         assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
-        assert mlflow.get_run(retrained["parent_run_id"]).info.run_name == f"retrain {date.today()} {label}"
+        assert mlflow.get_run(retrained["parent_run_id"]).info.run_name == f"retrain {date.today()} {named}"
         assert "did not become champion" in retrained["promotion"]["reason"]
         name, artifacts = flow_run_artifacts("retrain-result", retrained["parent_run_id"])
         assert name == f"retrain skinml {date.today()}"
@@ -185,6 +191,9 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         _, artifacts = flow_run_artifacts("retrain-result", promoted["parent_run_id"])
         assert "promoted. v3 became champion" in artifacts["retrain-result"]
         assert "[registered skinml v3 (challenger, champion)]" in artifacts["retrain-result"]
+        # the champion mark moved: on the promoted retrain's parent now, off the first pipeline's
+        assert mlflow.get_run(promoted["parent_run_id"]).info.run_name.startswith("★ retrain ")
+        assert mlflow.get_run(result["parent_run_id"]).info.run_name == named
 
 
 @pytest.mark.slow

@@ -48,6 +48,7 @@ def test_promotion_moves_aliases_only_for_a_challenger_better_beyond_the_noise(t
     assert "95% paired lesion bootstrap" in MlflowClient().get_model_version("skinml", "2").description
     assert mlflow.get_run(strong["run_id"]).data.tags["skinml.champion"] == "yes"
     assert "skinml.champion" not in mlflow.get_run(weak["run_id"]).data.tags
+    assert not mlflow.get_run(strong["run_id"]).info.run_name.startswith("★")  # the mark names parents only
     assert str(version_by_alias("skinml", "champion").version) == "2"
     promotion_run = mlflow.get_run(decision["promotion_run_id"])
     assert promotion_run.data.metrics["challenger_balanced_accuracy"] == decision["challenger_balanced_accuracy"]

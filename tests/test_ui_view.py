@@ -10,9 +10,9 @@ import pytest
 from skinml.config import recipe
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.manifests import log_manifest
-from skinml.summary import describe, summarize_parent
+from skinml.summary import describe, name_parent, run_name, summarize_parent
 from skinml.tracking import prepare_experiment
-from skinml.ui_view import CHAMPION_TAG, VIEW_TAG, run_url, view_state, view_url
+from skinml.ui_view import CHAMPION_TAG, VIEW_TAG, run_url, view_key, view_state, view_tag, view_url
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -27,6 +27,28 @@ def test_the_shared_view_has_the_champion_mark_as_a_column():
     columns = published["selectedColumns"]
     assert "tags.`skinml.champion`" in columns and CHAMPION_TAG == "skinml.champion"
     assert "metrics.`test_balanced_accuracy`" in columns and "params.`learning_rate`" in columns
+
+
+def test_each_label_set_has_a_view_of_its_own_runs_champion_mark_first():
+    """A 3-class run is never charted against 7-class runs: each label set's view searches its runs only."""
+    client = mlflow.MlflowClient()
+    experiment_id = mlflow.set_experiment("label-sets").experiment_id
+    links = {}
+    for classes in (tuple(CLASSES), ("bkl", "mel", "nv")):
+        with mlflow.start_run() as run:
+            pass
+        links[classes] = (run.info.run_id, name_parent(run.info.run_id, run_name("baseline", "/data/ham", classes),
+                                                       classes))
+    tags = client.get_experiment(experiment_id).tags
+    for classes, (run_id, link) in links.items():
+        view = json.loads(tags[view_tag(classes)])
+        assert list(mlflow.search_runs([experiment_id], view["searchFilter"])["run_id"]) == [run_id]
+        assert f"viewStateShareKey={view_key(classes)}&" in link
+        assert view["columnOrder"][:2] == ["tags.`mlflow.runName`", "tags.`skinml.champion`"]
+        assert client.get_run(run_id).info.run_name == f"baseline on ham, {len(classes)} classes"
+    assert view_key(CLASSES) == "skinml-akiec-bcc-bkl-df-mel-nv-vasc" and view_key(None) == "skinml"
+    assert view_key([f"c{i}" for i in range(9)]).startswith("skinml-9classes-")
+    assert view_key(["Basal cell", "Melanoma"]).startswith("skinml-2classes-")  # a space: a digest instead
 
 
 def test_links_open_in_the_model_training_mode():
