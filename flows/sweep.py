@@ -48,6 +48,7 @@ def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overr
                   "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],
                   "best_test_macro_auc": best["evaluate"]["macro_auc"], "best_test_ci95": best["evaluate"]["ci95"],
                   "registry": best["registry"], "promotion": best["promotion"],
-                  "mlflow_ui": view_url(mlflow.get_run(summary["parent_run_id"]).info.experiment_id)}
+                  "mlflow_ui": view_url(mlflow.get_run(summary["parent_run_id"]).info.experiment_id,
+                                        summary["classes"])}
         publish_result(result, "sweep")
         return result

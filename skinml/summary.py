@@ -35,7 +35,7 @@ def name_parent(parent_run_id: str, name: str, classes: Sequence[str]) -> str:
     client.set_tag(parent_run_id, CLASSES_TAG, ",".join(classes))
     experiment_id = client.get_run(parent_run_id).info.experiment_id
     publish_view(experiment_id, classes)
-    return view_url(experiment_id, classes=classes)
+    return view_url(experiment_id, classes)
 
 
 def same_file(a: str, b: str) -> bool:

@@ -27,7 +27,7 @@ import mlflow
 from skinml.config import DEFAULT_EXPERIMENT
 from skinml.mlflow_names import CLOSED_BECAUSE_TAG, HOST_TAG, PID_TAG, STAGE_TAG
 from skinml.orphans import process_exists
-from skinml.ui_view import VIEW_TAG, view_json, view_tag
+from skinml.ui_view import view_json, view_tag
 
 # What MLflow 3 records for a model-training experiment (its UI picks the experiment's default tab from it; the
 # GenAI / model-training switch itself is a browser setting, docs/mlflow.md)
@@ -63,14 +63,11 @@ def stage_run(stage: str, experiment: str = DEFAULT_EXPERIMENT, parent_run_id: s
 
 
 def prepare_experiment(experiment_id: str) -> None:
-    """Tag the experiment as model training (not GenAI) unless it already says what it is, and publish its compare
-    view (skinml/ui_view.py)."""
+    """Tag the experiment as model training (not GenAI) unless it already says what it is (its compare views are
+    published per label set once the data is read: publish_view)."""
     client = mlflow.MlflowClient()
-    tags = client.get_experiment(experiment_id).tags
-    wanted = {"mlflow.experimentKind": tags.get("mlflow.experimentKind", EXPERIMENT_KIND), VIEW_TAG: view_json()}
-    for key, value in wanted.items():
-        if tags.get(key) != value:
-            client.set_experiment_tag(experiment_id, key, value)
+    if "mlflow.experimentKind" not in client.get_experiment(experiment_id).tags:
+        client.set_experiment_tag(experiment_id, "mlflow.experimentKind", EXPERIMENT_KIND)
 
 
 def publish_view(experiment_id: str, classes: Sequence[str]) -> None:

@@ -2,7 +2,7 @@
 `mlflow.sharedViewState.<key>`) whose run list has the champion mark, the headline metrics and the recipe's main
 parameters as columns and whose chart view opens on what differs between the runs and their test balanced accuracy
 and macro AUC. One view per label set (`skinml-<classes>`: only runs of those classes, so that a 3-class run is never
-charted against 7-class runs); `skinml` holds every run. MLflow's shared views carry columns, their order and
+charted against 7-class runs). MLflow's shared views carry columns, their order and
 widths, charts and the search, not pinned runs: the champion mark is the list's first column after the run's name.
 
 The JSON is the view state MLflow 3.17's UI writes when a user shares a view (the UI reads plain JSON as well as its
@@ -24,7 +24,6 @@ from skinml.mlflow_names import CHAMPION_TAG, CLASSES_TAG, FIGURES_TAG, HEADLINE
 
 VIEW_KEY = "skinml"
 VIEW_TAG_PREFIX = "mlflow.sharedViewState."
-VIEW_TAG = VIEW_TAG_PREFIX + VIEW_KEY
 HEADLINE = HEADLINE_TEST
 COLUMN_PARAMS = ("preset", "learning_rate", "dropout", "seed")
 RUN_NAME_COLUMN = "tags.`mlflow.runName`"  # the list's column ids: the search keys of what they show
@@ -44,19 +43,17 @@ def _section(uuid: str, name: str, columns: int, card_height: int) -> dict:
             "isReordered": False, "deleted": False, "isGenerated": False}
 
 
-def view_key(classes: Sequence[str] | None = None) -> str:
-    """`skinml` for the view of every run; `skinml-<classes>` for one label set's (their number and a digest when
-    they are many or spelled with other characters than letters, digits, `_` and `-`)."""
-    if not classes:
-        return VIEW_KEY
+def view_key(classes: Sequence[str]) -> str:
+    """`skinml-<classes>`, the key of one label set's view (their number and a digest when they are many or spelled
+    with other characters than letters, digits, `_` and `-`)."""
     slug = "-".join(classes)
     if len(classes) > 8 or not re.fullmatch(r"[A-Za-z0-9_-]+", slug):
         slug = f"{len(classes)}classes-{hashlib.sha256(','.join(classes).encode()).hexdigest()[:6]}"
     return f"{VIEW_KEY}-{slug}"
 
 
-def view_tag(classes: Sequence[str] | None = None) -> str:
-    """The experiment tag that holds the view of `classes` (of every run without)."""
+def view_tag(classes: Sequence[str]) -> str:
+    """The experiment tag that holds the view of `classes`."""
     return VIEW_TAG_PREFIX + view_key(classes)
 
 
@@ -66,9 +63,9 @@ def classes_filter(classes: Sequence[str]) -> str:
     return f"tags.`{CLASSES_TAG}` = '{value}'"
 
 
-def view_state(classes: Sequence[str] | None = None) -> dict:
-    """The shared view: newest runs first, the champion mark first, then the headline columns; only the runs of
-    `classes` if given. The chart view opens on a full-width table of what differs between the runs, then their test
+def view_state(classes: Sequence[str]) -> dict:
+    """The shared view of one label set: its runs only, newest first, the champion mark first, then the headline
+    columns. The chart view opens on a full-width table of what differs between the runs, then their test
     balanced accuracy and macro AUC."""
     charts = [_card("skinml-difference", "skinml-compare", type="DIFFERENCE",
                     chartName="Parameters that differ, and the figures",
@@ -79,7 +76,7 @@ def view_state(classes: Sequence[str] | None = None) -> dict:
     charts += [_card(f"skinml-{metric}", "skinml-compare", type="BAR", metricKey=metric, displayName=metric)
                for metric in HEADLINE[:2]]
     return {
-        "searchFilter": classes_filter(classes) if classes else "",
+        "searchFilter": classes_filter(classes),
         "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
         "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
         "selectedColumns": columns, "columnOrder": [RUN_NAME_COLUMN, *columns],
@@ -90,7 +87,7 @@ def view_state(classes: Sequence[str] | None = None) -> dict:
     }
 
 
-def view_json(classes: Sequence[str] | None = None) -> str:
+def view_json(classes: Sequence[str]) -> str:
     """The view as the experiment tag's value."""
     return json.dumps(view_state(classes), sort_keys=True)
 
@@ -105,8 +102,8 @@ def ui_base(tracking_uri: str | None = None) -> str:
     return urllib.parse.urlunparse((parsed.scheme, host, parsed.path.rstrip("/"), "", "", ""))
 
 
-def view_url(experiment_id: str, tracking_uri: str | None = None, *, classes: Sequence[str] | None = None) -> str:
-    """Where the compare view of `classes` (of every run without) opens, in the model-training mode."""
+def view_url(experiment_id: str, classes: Sequence[str], tracking_uri: str | None = None) -> str:
+    """Where the compare view of `classes` opens, in the model-training mode."""
     query = urllib.parse.urlencode({"viewStateShareKey": view_key(classes), "compareRunsMode": "CHART",
                                     **MODEL_TRAINING})
     return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs?{query}"

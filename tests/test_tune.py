@@ -31,6 +31,10 @@ def test_sweep_nests_trials_under_one_parent_baseline_first(synthetic_dir, test_
     summary = sweep(synthetic_dir, base_config(test_weights), n_trials=5, pruner=PruneOddTrials())
     parent = mlflow.get_run(summary["parent_run_id"])
     assert parent.data.tags["skinml.stage"] == "sweep"
+    # the sweep is charted in its label set's compare view, with the runs of those classes only
+    assert parent.data.tags["skinml.classes"] == ",".join(summary["classes"])
+    experiment = mlflow.MlflowClient().get_experiment(parent.info.experiment_id)
+    assert f"mlflow.sharedViewState.skinml-{'-'.join(summary['classes'])}" in experiment.tags
     trials = mlflow.search_runs(experiment_names=[SWEEP_EXPERIMENT],
                                 filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert len(trials) == 5

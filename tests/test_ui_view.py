@@ -11,8 +11,8 @@ from skinml.config import recipe
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.manifests import log_manifest
 from skinml.summary import describe, name_parent, run_name, summarize_parent
-from skinml.tracking import prepare_experiment
-from skinml.ui_view import CHAMPION_TAG, VIEW_TAG, run_url, view_key, view_state, view_tag, view_url
+from skinml.tracking import prepare_experiment, publish_view
+from skinml.ui_view import CHAMPION_TAG, run_url, view_key, view_state, view_tag, view_url
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -21,9 +21,14 @@ class Echo(mlflow.pyfunc.PythonModel):
 
 
 def test_the_shared_view_has_the_champion_mark_as_a_column():
-    prepare_experiment(mlflow.set_experiment("ui").experiment_id)
-    published = json.loads(mlflow.MlflowClient().get_experiment_by_name("ui").tags[VIEW_TAG])
-    assert published == view_state()
+    experiment_id = mlflow.set_experiment("ui").experiment_id
+    prepare_experiment(experiment_id)
+    tags = mlflow.MlflowClient().get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert not [key for key in tags if key.startswith("mlflow.sharedViewState.")]  # no view mixing label sets
+    publish_view(experiment_id, CLASSES)
+    published = json.loads(mlflow.MlflowClient().get_experiment(experiment_id).tags[view_tag(CLASSES)])
+    assert published == view_state(CLASSES)
     columns = published["selectedColumns"]
     assert "tags.`skinml.champion`" in columns and CHAMPION_TAG == "skinml.champion"
     assert "metrics.`test_balanced_accuracy`" in columns and "params.`learning_rate`" in columns
@@ -46,7 +51,7 @@ def test_each_label_set_has_a_view_of_its_own_runs_champion_mark_first():
         assert f"viewStateShareKey={view_key(classes)}&" in link
         assert view["columnOrder"][:2] == ["tags.`mlflow.runName`", "tags.`skinml.champion`"]
         assert client.get_run(run_id).info.run_name == f"baseline on ham, {len(classes)} classes"
-    assert view_key(CLASSES) == "skinml-akiec-bcc-bkl-df-mel-nv-vasc" and view_key(None) == "skinml"
+    assert view_key(CLASSES) == "skinml-akiec-bcc-bkl-df-mel-nv-vasc"
     assert view_key([f"c{i}" for i in range(9)]).startswith("skinml-9classes-")
     assert view_key(["Basal cell", "Melanoma"]).startswith("skinml-2classes-")  # a space: a digest instead
 
@@ -55,8 +60,9 @@ def test_links_open_in_the_model_training_mode():
     assert run_url("3", "abc") == "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     assert run_url("3", "abc", "https://mlflow.example.org/") == (
         "https://mlflow.example.org/#/experiments/3/runs/abc?workflowType=machine_learning")
-    assert view_url("3", "http://tracking:5000") == ("http://tracking:5000/#/experiments/3/runs?viewStateShareKey="
-                                                     "skinml&compareRunsMode=CHART&workflowType=machine_learning")
+    assert view_url("3", ("bkl", "mel", "nv"), "http://tracking:5000") == (
+        "http://tracking:5000/#/experiments/3/runs?viewStateShareKey=skinml-bkl-mel-nv&compareRunsMode=CHART"
+        "&workflowType=machine_learning")
     assert run_url("3", "abc", "http://ann:secret@tracking:5000/mlflow/") == (
         "http://tracking:5000/mlflow/#/experiments/3/runs/abc?workflowType=machine_learning")  # no password in links
 
