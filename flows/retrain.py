@@ -62,15 +62,15 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
     preset_name, champion_overrides, champion_run_id = champion_recipe(model_name, preset_name)
     overrides = {**champion_overrides, **(overrides or {})}
     config = recipe(preset_name, overrides)
-    name = f"retrain {date.today()} {config.label()}"
-    with stops_like_skinml(), stage_run("retrain", experiment, name=name) as parent:
+    label = f"retrain {date.today()} {config.label()}"
+    with stops_like_skinml(), stage_run("retrain", experiment, name=label) as parent:
         parent_id = parent.info.run_id
         log_params_once({**config.params(), "model_name": model_name, "champion_run_id": champion_run_id or "none"})
         folder = download(data_dir)
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-retrain-")) / "manifest.csv")
         classes = split(folder, manifest, "grouped", config, experiment, parent_id,
                         keep_test_of=champion_run_id)["classes"]
-        link = name_parent(parent_id, f"retrain {date.today()} {run_name(config.label(), folder, classes)}", classes)
+        link = name_parent(parent_id, run_name(label, folder, classes), classes)
         result = run_challenger(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
                                 promotion_margin)
         get_run_logger().info("retrained %s v%s: %s", result["registry"]["name"], result["registry"]["version"],

@@ -155,14 +155,14 @@ def evaluation_set(model_uri: str, split: str, manifest_run_id: str | None = Non
     manifest = run_manifest(run_id)
     run = mlflow.get_run(run_id)
     train_data_dir = run.data.params["data_dir"]
-    # a split of data that names no group says "unknown": nobody counted lesions it does not name
-    crossing = run.data.tags.get(SPLIT_TAG_PREFIX + "lesions_crossing_splits")
     frame = load_dataset(train_data_dir, data_format=recorded_config(run_id).data_format)
     metadata = [c for c in frame.columns if c not in ("lesion_id", "dx")]
     part = manifest[manifest["split"] == split].merge(frame[metadata], on="image_id")
     tags = {EVAL_DATA_TAG: train_data_dir, EVAL_SPLIT_TAG: split,
             MANIFEST_SHA256_TAG: manifest_digest(manifest), MANIFEST_RUN_ID_TAG: run_id,
-            LESIONS_CROSSING_SPLITS_TAG: "unknown" if crossing == "unknown" else str(lesions_crossing(manifest))}
+            # as the run that logged the split counted (`unknown` for data that names no group)
+            LESIONS_CROSSING_SPLITS_TAG: run.data.tags.get(SPLIT_TAG_PREFIX + "lesions_crossing_splits",
+                                                           str(lesions_crossing(manifest)))}
     return part, tags
 
 

@@ -7,6 +7,8 @@ MLmodel metadata, its signature's output columns and `classes.json` among its ar
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -21,6 +23,16 @@ LEGACY_CLASSES: tuple[str, ...] = HAM10000_CLASSES
 def classes_of(labels: Iterable[str]) -> tuple[str, ...]:
     """The label set of a data set: its distinct labels, sorted."""
     return tuple(sorted({str(label) for label in labels}))
+
+
+def label_set_slug(classes: Sequence[str]) -> str:
+    """The classes as a name's part: `bkl-mel-nv`; their number and a digest (`9classes-1a2b3c`) when there are more
+    than eight or one has other characters than letters, digits, `_` and `-`. The registered name of a model of other
+    classes and the key of their compare view in the MLflow UI both end with it."""
+    slug = "-".join(classes)
+    if len(classes) > 8 or not re.fullmatch(r"[A-Za-z0-9_-]+", slug):
+        slug = f"{len(classes)}classes-{hashlib.sha256(','.join(classes).encode()).hexdigest()[:6]}"
+    return slug
 
 
 def class_indices(labels: Iterable[str], classes: Sequence[str]) -> np.ndarray:

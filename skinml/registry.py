@@ -10,9 +10,7 @@ challenger saw in training.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 
 import mlflow
 import pandas as pd
@@ -26,7 +24,7 @@ from skinml.evaluate import evaluate, training_run_id
 from skinml.evidence import compare, predictions_for
 from skinml.feature_cache import FeatureCache
 from skinml.integrity import model_files_digest
-from skinml.labels import model_classes
+from skinml.labels import label_set_slug, model_classes
 from skinml.manifests import run_manifest
 from skinml.mlflow_names import (
     CHAMPION_MARK,
@@ -113,14 +111,12 @@ def version_aliases(name: str, version: str) -> list[str]:
 
 def name_for_classes(name: str, classes: tuple[str, ...]) -> str:
     """The registered name for a model of `classes`: `name`, unless its champion answers with other classes (promotion
-    compares models of one task); then `name` followed by the classes (`skinml-bkl-mel-nv`; with more than four, their
-    number and a digest), said in the log."""
+    compares models of one task); then `name` followed by the classes (`skinml-bkl-mel-nv`, labels.label_set_slug),
+    said in the log."""
     champion = version_by_alias(name, CHAMPION)
     if champion is None or model_classes(f"models:/{name}/{champion.version}") == classes:
         return name
-    digest = hashlib.sha256(",".join(classes).encode()).hexdigest()[:6]
-    own = f"{name}-{'-'.join(classes)}" if len(classes) <= 4 else f"{name}-{len(classes)}classes-{digest}"
-    own = re.sub(r"[^A-Za-z0-9_.-]+", "_", own)
+    own = f"{name}-{label_set_slug(classes)}"
     logging.getLogger(__name__).warning("%s's champion answers with other classes than this model's %s: registered "
                                         "as %s instead", name, list(classes), own)
     return own
@@ -164,7 +160,7 @@ def mark_champion(new, former=None) -> None:
                     client.delete_tag(run_id, CHAMPION_TAG)
             if len(run_ids) == 2:  # a pipeline's or retrain's parent: the run its list shows
                 name = (client.get_run(run_ids[1]).info.run_name or "").removeprefix(CHAMPION_MARK)
-                client.set_tag(run_ids[1], "mlflow.runName", CHAMPION_MARK + name if mark else name)
+                client.update_run(run_ids[1], name=CHAMPION_MARK + name if mark else name)
         except MlflowException as exc:
             logging.getLogger(__name__).warning("could not mark the champion's runs (%s): %s", CHAMPION_TAG, exc)
 

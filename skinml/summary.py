@@ -14,9 +14,9 @@ from mlflow.entities import Metric, RunTag
 
 from skinml.config import TrainConfig
 from skinml.metrics import headline_metrics
-from skinml.mlflow_names import CLASSES_TAG, MODEL_URI_TAG, TRAIN_RUN_ID_TAG
-from skinml.tracking import publish_view
-from skinml.ui_view import FIGURES_TAG, view_url
+from skinml.mlflow_names import MODEL_URI_TAG, TRAIN_RUN_ID_TAG
+from skinml.tracking import file_under_label_set
+from skinml.ui_view import FIGURES_TAG
 
 # Recipe fields that may name a file: a description shows them as the run's parameter of that name does
 PATH_FIELDS = ("weights",)
@@ -29,13 +29,10 @@ def run_name(recipe_label: str, folder: str | Path, classes: Sequence[str]) -> s
 
 
 def name_parent(parent_run_id: str, name: str, classes: Sequence[str]) -> str:
-    """Name the parent run, tag it with its classes and publish their compare view; returns the view's link."""
-    client = mlflow.MlflowClient()
-    client.set_tag(parent_run_id, "mlflow.runName", name)
-    client.set_tag(parent_run_id, CLASSES_TAG, ",".join(classes))
-    experiment_id = client.get_run(parent_run_id).info.experiment_id
-    publish_view(experiment_id, classes)
-    return view_url(experiment_id, classes)
+    """Name the parent run and file it under its label set (tracking.file_under_label_set); returns the link of that
+    label set's compare view."""
+    mlflow.MlflowClient().update_run(parent_run_id, name=name)
+    return file_under_label_set(parent_run_id, classes)
 
 
 def same_file(a: str, b: str) -> bool:

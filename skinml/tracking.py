@@ -25,9 +25,9 @@ from typing import Any
 import mlflow
 
 from skinml.config import DEFAULT_EXPERIMENT
-from skinml.mlflow_names import CLOSED_BECAUSE_TAG, HOST_TAG, PID_TAG, STAGE_TAG
+from skinml.mlflow_names import CLASSES_TAG, CLOSED_BECAUSE_TAG, HOST_TAG, PID_TAG, STAGE_TAG
 from skinml.orphans import process_exists
-from skinml.ui_view import view_json, view_tag
+from skinml.ui_view import view_json, view_tag, view_url
 
 # What MLflow 3 records for a model-training experiment (its UI picks the experiment's default tab from it; the
 # GenAI / model-training switch itself is a browser setting, docs/mlflow.md)
@@ -76,6 +76,16 @@ def publish_view(experiment_id: str, classes: Sequence[str]) -> None:
     tag, value = view_tag(classes), view_json(classes)
     if client.get_experiment(experiment_id).tags.get(tag) != value:
         client.set_experiment_tag(experiment_id, tag, value)
+
+
+def file_under_label_set(run_id: str, classes: Sequence[str]) -> str:
+    """Tag the run with its classes, which its label set's compare view searches for, and publish that view on its
+    experiment; returns the view's link."""
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, CLASSES_TAG, ",".join(classes))
+    experiment_id = client.get_run(run_id).info.experiment_id
+    publish_view(experiment_id, classes)
+    return view_url(experiment_id, classes)
 
 
 def log_params_once(params: dict[str, Any]) -> None:

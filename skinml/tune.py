@@ -33,14 +33,13 @@ from skinml.manifests import log_manifest
 from skinml.mlflow_names import (
     BEST_PARAMETER_PREFIX,
     BEST_VALUE_METRIC,
-    CLASSES_TAG,
     CLOSED_BECAUSE_TAG,
     N_COMPLETE_TRIALS_TAG,
     N_PRUNED_TRIALS_TAG,
     STUDY_TAG,
     SWEEP_SUMMARY_ARTIFACT,
 )
-from skinml.tracking import dump_json, log_params_once, publish_view, stage_run
+from skinml.tracking import dump_json, file_under_label_set, log_params_once, stage_run
 from skinml.train import cached_features
 
 log = logging.getLogger(__name__)
@@ -203,10 +202,9 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = SWEEP_TRIALS,
                                                "data_dir": str(Path(data_dir).resolve())}, experiment,
                                f"sweep {study_name} {n_trials} trials {base.label()}")
     if created:
-        with mlflow.start_run(run_id=parent_id) as parent:
+        with mlflow.start_run(run_id=parent_id):
             log_manifest(manifest, data_dir)
-            mlflow.set_tag(CLASSES_TAG, ",".join(classes))
-            publish_view(parent.info.experiment_id, classes)
+        file_under_label_set(parent_id, classes)
     _, train_x, val_x = cached_features(base, data, cache)
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
 

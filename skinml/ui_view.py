@@ -12,14 +12,13 @@ its charts).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import urllib.parse
 from collections.abc import Sequence
 
 import mlflow
 
+from skinml.labels import label_set_slug
 from skinml.mlflow_names import CHAMPION_TAG, CLASSES_TAG, FIGURES_TAG, HEADLINE_TEST
 
 VIEW_KEY = "skinml"
@@ -44,12 +43,8 @@ def _section(uuid: str, name: str, columns: int, card_height: int) -> dict:
 
 
 def view_key(classes: Sequence[str]) -> str:
-    """`skinml-<classes>`, the key of one label set's view (their number and a digest when they are many or spelled
-    with other characters than letters, digits, `_` and `-`)."""
-    slug = "-".join(classes)
-    if len(classes) > 8 or not re.fullmatch(r"[A-Za-z0-9_-]+", slug):
-        slug = f"{len(classes)}classes-{hashlib.sha256(','.join(classes).encode()).hexdigest()[:6]}"
-    return f"{VIEW_KEY}-{slug}"
+    """`skinml-<classes>` (labels.label_set_slug), the key of one label set's view."""
+    return f"{VIEW_KEY}-{label_set_slug(classes)}"
 
 
 def view_tag(classes: Sequence[str]) -> str:
@@ -59,8 +54,9 @@ def view_tag(classes: Sequence[str]) -> str:
 
 def classes_filter(classes: Sequence[str]) -> str:
     """The run search that keeps the runs of one label set (train and parent runs carry the classes as a tag)."""
-    value = ",".join(classes).replace("'", "\\'")
-    return f"tags.`{CLASSES_TAG}` = '{value}'"
+    value = ",".join(classes)
+    quote = '"' if "'" in value else "'"  # MLflow's search has no escape; either quote delimits a string
+    return f"tags.`{CLASSES_TAG}` = {quote}{value}{quote}"
 
 
 def view_state(classes: Sequence[str]) -> dict:
