@@ -16,7 +16,7 @@ import logging
 import shlex
 import statistics
 
-from skinml.cli import build_parser, training_config
+from skinml.app.cli import build_parser, training_config
 
 # name -> the options of `skinml train` on top of the shared ones (data dir, manifest, weights). Rows of retired options
 # (class weights, label smoothing, prior adjustment, sampling, ...) run from the commit docs/ablation.md names.
@@ -47,12 +47,12 @@ def flip_tta_row(model_uri: str, data_dir: str, manifest: str) -> dict[str, floa
     """Validation figures of a logged model without and with test-time augmentation (mean over the 4 flips)."""
     import numpy as np
 
-    from skinml.config import TrainConfig
+    from skinml.core.recipe import TrainConfig
     from skinml.data.loader import image_dataset
     from skinml.data.split import read_manifest
     from skinml.data.training_set import labelled_split
-    from skinml.metrics import classification_metrics, expected_calibration_error
-    from skinml.model_store import load_keras_model
+    from skinml.evaluation.metrics import classification_metrics, expected_calibration_error
+    from skinml.tracking.model_store import load_keras_model
 
     model = load_keras_model(model_uri)
     data, _, classes = labelled_split(data_dir, read_manifest(manifest), TrainConfig(seed=0))
@@ -85,7 +85,8 @@ def main() -> None:
     if args.tta_of:
         print(json.dumps(flip_tta_row(args.tta_of, args.data_dir, args.manifest), indent=2))
         return
-    from skinml.train import train
+    from skinml.core.run_context import RunContext
+    from skinml.stages.train import train
 
     results = {}
     seeds = args.seeds.split(",")
@@ -96,7 +97,7 @@ def main() -> None:
                       f"--weights {args.weights} --experiment {args.experiment} --seed {seed}"
             train_args = build_parser().parse_args(shlex.split(command)[1:])
             result = train(training_config(train_args), train_args.data_dir, train_args.manifest,
-                           experiment=args.experiment)
+                           context=RunContext(args.experiment))
             runs.append({**row_metrics(result), "run_id": result["run_id"]})
             print(json.dumps({name: runs[-1], "seed": seed}), flush=True)
         results[name] = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "run_id"}

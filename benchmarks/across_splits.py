@@ -22,15 +22,16 @@ from arguments import benchmark_parser  # benchmarks/ is on sys.path when a scri
 
 def split_row(data_dir: str, weights: str, manifest: Path, preset: str, options: str, experiment: str) -> dict:
     """Train `preset` on the split in `manifest` and evaluate it on that split's test part."""
-    from skinml.cli import build_parser, training_config
-    from skinml.evaluate import evaluate
-    from skinml.train import train
+    from skinml.app.cli import build_parser, training_config
+    from skinml.core.run_context import RunContext
+    from skinml.stages.evaluate import evaluate
+    from skinml.stages.train import train
 
     args = build_parser().parse_args(["train", "--preset", preset, "--data-dir", data_dir, "--manifest",
                                       str(manifest), "--weights", weights, "--experiment", experiment,
                                       *shlex.split(options)])
-    trained = train(training_config(args), args.data_dir, args.manifest, experiment=experiment)
-    tested = evaluate(trained["model_uri"], experiment=experiment)
+    trained = train(training_config(args), args.data_dir, args.manifest, context=RunContext(experiment))
+    tested = evaluate(trained["model_uri"], context=RunContext(experiment))
     df = tested["per_class"]["df"]
     return {"val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
             "val_macro_auc": trained["metrics"]["val_macro_auc"],
@@ -49,12 +50,13 @@ def main() -> None:
     parser.add_argument("--experiment", default="skinml-splits")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from skinml.manifests import run_split
+    from skinml.core.run_context import RunContext
+    from skinml.stages.split import run_split
 
     rows = []
     for seed in [int(s) for s in args.splits.split(",")]:
         manifest = Path(args.output_dir) / f"manifest_split{seed}.csv"
-        run_split(args.data_dir, manifest, seed=seed, experiment=args.experiment)
+        run_split(args.data_dir, manifest, seed=seed, context=RunContext(args.experiment))
         for preset in args.presets.split(","):
             row = {"split": seed, "preset": preset,
                    **split_row(args.data_dir, args.weights, manifest, preset, args.options, args.experiment)}

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from skinml.privacy import opt_out_exports
+from skinml.core.privacy import opt_out_exports
 
 
 def benchmark_parser(doc: str | None) -> argparse.ArgumentParser:

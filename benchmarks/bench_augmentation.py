@@ -19,14 +19,14 @@ from arguments import (
     benchmark_parser,  # benchmarks/ is on sys.path when a script in it runs
 )
 
-from skinml.config import TrainConfig
+from skinml.core.recipe import TrainConfig
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
-from skinml.features import extract_features
-from skinml.head_training import fit_head_on_features
-from skinml.metrics import classification_metrics
-from skinml.model import build_feature_extractor, build_head
+from skinml.evaluation.metrics import classification_metrics
+from skinml.features.extraction import extract_features
+from skinml.model.network import build_feature_extractor, build_head
+from skinml.training.head import fit_head_on_features
 
 
 def head_quality(train_views: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,

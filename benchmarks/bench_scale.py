@@ -23,8 +23,8 @@ from arguments import benchmark_parser, isolated_store, weights_argument
 from bench_pipeline import subset
 from PIL import Image
 
-from skinml.feature_cache import FeatureCache
-from skinml.mlflow_names import FEATURE_SECONDS_TAG, VAL, metric_name
+from skinml.core.names import FEATURE_SECONDS_TAG, VAL, metric_name
+from skinml.features.cache import FeatureCache
 
 COPIES = (Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.FLIP_TOP_BOTTOM, Image.Transpose.ROTATE_180)
 RECIPES = {"baseline": ["--preset", "baseline"], "best": ["--preset", "best", "--fine-tune-epochs", "1"]}
@@ -56,7 +56,7 @@ def measured(args: list[str], env: dict) -> tuple[dict, float, float]:
     """`skinml ...` in a fresh process: its JSON output, wall seconds and peak RSS in MB (GNU time's maximum
     resident set size of the process)."""
     started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", sys.executable, "-m", "skinml.cli", *args], env=env,
+    done = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", sys.executable, "-m", "skinml.app.cli", *args], env=env,
                           capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:

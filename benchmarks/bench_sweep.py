@@ -26,10 +26,10 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="skinml-sweep-bench-")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{workdir}/mlflow.db")
 
-    from skinml.config import TrainConfig
+    from skinml.core.recipe import TrainConfig
     from skinml.data.training_set import labelled_split
-    from skinml.train import cached_features
-    from skinml.tune import sweep
+    from skinml.stages.sweep import sweep
+    from skinml.training.fit import cached_features
 
     base = TrainConfig(weights=args.weights, epochs=args.epochs)
     started = time.perf_counter()

@@ -27,7 +27,7 @@ from arguments import benchmark_parser, isolated_store  # benchmarks/ is on sys.
 def run_cli(args: list[str], env: dict[str, str]) -> tuple[dict, float]:
     """Run `skinml ...` in a fresh process; returns its JSON output and wall time."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "skinml.cli", *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "skinml.app.cli", *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"skinml {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -39,12 +39,12 @@ def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict
     and end-to-end feature extraction images/s from JPEGs."""
     import importlib.util
 
-    from skinml.config import AugmentConfig
+    from skinml.core.recipe import AugmentConfig
     from skinml.data.dataset import load_dataset
-    from skinml.engine import cpu_has_bf16, predictor
-    from skinml.feature_cache import FeatureCache
-    from skinml.features import extract_features
-    from skinml.model import build_feature_extractor
+    from skinml.features.cache import FeatureCache
+    from skinml.features.extraction import extract_features
+    from skinml.model.engine import cpu_has_bf16, predictor
+    from skinml.model.network import build_feature_extractor
 
     extractor = build_feature_extractor(224, weights)
     batch = np.random.default_rng(0).uniform(0, 255, (64, 224, 224, 3)).astype("float32")
@@ -117,7 +117,7 @@ def main() -> None:
 def training_rows(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> dict[str, dict[str, float]]:
     """`skinml train` cold cache, warm cache, cold cache at bf16 (on a CPU with native bf16) and (unless skipped)
     plain Keras, each then evaluated on test at the precision it was trained at."""
-    from skinml.engine import PRECISION_ENV, cpu_has_bf16
+    from skinml.model.engine import PRECISION_ENV, cpu_has_bf16
 
     manifest = workdir / "manifest.csv"
     run_cli(["split", "--data-dir", args.data_dir, "--output", str(manifest)], env)

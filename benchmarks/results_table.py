@@ -57,11 +57,12 @@ def main() -> None:
     os.environ.update(env)
     os.chdir(folder)
     from flows.retrain import retrain_flow
-    from skinml.config import recipe
-    from skinml.evaluate import evaluate
-    from skinml.manifests import run_split
-    from skinml.registry import promote, register
-    from skinml.train import train
+    from skinml.core.recipe import recipe
+    from skinml.registry.promotion import promote
+    from skinml.registry.versions import register
+    from skinml.stages.evaluate import evaluate
+    from skinml.stages.split import run_split
+    from skinml.stages.train import train
 
     manifest = folder / "manifest.csv"
     run_split(data_dir, manifest, seed=42)

@@ -1,5 +1,5 @@
 """Screenshots of the MLflow UI as a user sees it: the run list of an experiment, the compare view of its two latest
-pipeline runs (the experiment's shared view `skinml`, skinml/ui_view.py, and MLflow's compare page), a train
+pipeline runs (the experiment's shared view `skinml`, skinml/tracking/ui_view.py, and MLflow's compare page), a train
 run's charts and the registered model's page, taken with headless Chromium (Debian's
 `chromium` package) from `mlflow ui` on 127.0.0.1 against a tracking store, saved as PNGs. See docs/mlflow.md.
 
@@ -22,8 +22,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from skinml.mlflow_names import CLASSES_TAG
-from skinml.ui_view import classes_filter, view_key
+from skinml.core.names import CLASSES_TAG
+from skinml.tracking.ui_view import classes_filter, view_key
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

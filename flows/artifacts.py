@@ -14,7 +14,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from skinml.ui_view import MODEL_TRAINING, run_url, ui_base
+from skinml.tracking.ui_view import MODEL_TRAINING, run_url, ui_base
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ TEST_FIGURES = (("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro
 
 
 def version_url(name: str, version: str, tracking_uri: str | None = None) -> str:
-    """A registered version's page, in the UI's model-training mode (as skinml.ui_view.run_url)."""
+    """A registered version's page, in the UI's model-training mode (as skinml.tracking.ui_view.run_url)."""
     return (f"{ui_base(tracking_uri)}/#/models/{urllib.parse.quote(name, safe='')}/versions/{version}"
             f"?{urllib.parse.urlencode(MODEL_TRAINING)}")
 
@@ -77,8 +77,8 @@ def _with_interval(value: float, interval: object, sign: str = "") -> str:
 
 
 def promotion_lines(promotion: dict) -> list[str]:
-    """The promotion's decision: its reason, which states the gain and its interval once (skinml.registry.promote);
-    the figures alone where a result has no reason."""
+    """The promotion's decision: its reason, which states the gain and its interval once
+    (skinml.registry.promotion.promote); the figures alone where a result has no reason."""
     if not promotion:
         return []
     decision = "promoted" if promotion.get("promoted") else "not promoted"

@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect.runtime import flow_run, task_run
 
-from skinml.config import recipe
+from skinml.core.recipe import recipe
 
 
 def recipe_label(parameters: dict[str, Any]) -> str:
@@ -44,4 +44,4 @@ def read_run_name() -> str:
 
 
 def train_run_name() -> str:
-    return f"train {recipe_label(task_run.parameters)}"
+    return f"train {task_run.parameters['config'].label()}"

@@ -14,9 +14,10 @@ from flows.challenger import run_challenger
 from flows.names import pipeline_run_name
 from flows.stopping import stops_like_skinml
 from flows.tasks import download, split
-from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
-from skinml.summary import name_parent, run_name
-from skinml.tracking import dump_json, log_params_once, stage_run
+from skinml.core.recipe import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
+from skinml.core.run_context import RunContext
+from skinml.tracking.runs import dump_json, log_params_once, stage_run
+from skinml.tracking.summary import name_parent, run_name
 
 
 @flow(name="pipeline", flow_run_name=pipeline_run_name, log_prints=True)
@@ -28,20 +29,21 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
     evaluate[, registry, promotion], mlflow_ui}, also shown as the flow run's Prefect artifacts (flows/artifacts.py).
     `model_name=None` skips the registry."""
     config = recipe(preset_name, overrides)  # refuses a bad recipe before any work
-    with stops_like_skinml(), stage_run("pipeline", experiment, name=config.label()) as parent:
+    with stops_like_skinml(), stage_run("pipeline", RunContext(experiment), name=config.label()) as parent:
         parent_id = parent.info.run_id
+        stages = RunContext(experiment, parent_id)
         log_params_once({**config.params(), "split_strategy": split_strategy})
         folder = download(data_dir)
         log_params_once({"data_dir": str(Path(folder).resolve())})
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-split-")) / "manifest.csv")
-        split_summary = split(folder, manifest, split_strategy, config, experiment, parent_id)
+        split_summary = split(folder, manifest, split_strategy, config, stages)
         get_run_logger().info("split %s: %d train / %d val / %d test images, %s lesions on two sides",
                               split_summary["strategy"], split_summary["n_train"], split_summary["n_val"],
                               split_summary["n_test"], split_summary["lesions_crossing_splits"])
         link = name_parent(parent_id, run_name(config.label(), folder, split_summary["classes"]),
                            split_summary["classes"])
-        result = run_challenger(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
-                                promotion_margin)
+        result = run_challenger(config, folder, manifest, context=stages, model_name=model_name,
+                                promotion_margin=promotion_margin)
         result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result,
                   "mlflow_ui": link}
         dump_json(result, output)

@@ -6,13 +6,11 @@ keeping the champion's test split fixed, then the challenger's stages (evaluate,
 
 from __future__ import annotations
 
-import json
 import tempfile
 from datetime import date
 from pathlib import Path
 
 import tzlocal
-from mlflow.exceptions import MlflowException
 from prefect import flow, get_run_logger
 from prefect.deployments.runner import EntrypointType
 from prefect.schedules import Cron
@@ -22,32 +20,29 @@ from flows.challenger import run_challenger
 from flows.names import retrain_run_name
 from flows.stopping import stops_like_skinml
 from flows.tasks import download, split
-from skinml.config import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, TrainConfig, recipe
-from skinml.mlflow_names import CONFIG_ARTIFACT
-from skinml.registry import CHAMPION, version_by_alias
-from skinml.summary import name_parent, run_name
-from skinml.tracking import download_run_artifact, log_params_once, stage_run
+from skinml.core.errors import ModelMismatchError
+from skinml.core.recipe import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, TrainConfig, preset
+from skinml.core.run_context import RunContext
+from skinml.registry.versions import CHAMPION, version_by_alias
+from skinml.tracking.logged_model import training_recipe
+from skinml.tracking.runs import log_params_once, stage_run
+from skinml.tracking.summary import name_parent, run_name
 
 DEPLOYMENT_NAME = "skinml-retrain"
 
 
-def champion_recipe(model_name: str, fallback_preset: str = "baseline") -> tuple[str, dict, str | None]:
-    """(preset, the champion's changes from that preset, its training run id), or `fallback_preset` when there is
-    no champion.
-
-    The champion's `config.json` holds its whole TrainConfig, so the challenger is trained with the same recipe. A
-    champion whose config.json this version cannot read is an error that says to retrain it once.
-    """
+def champion_recipe(model_name: str, fallback_preset: str = "baseline") -> tuple[TrainConfig, str | None]:
+    """The champion's whole recipe (its training run's `config.json`, skinml.tracking.logged_model.training_recipe)
+    and its training run id; the `fallback_preset` and None when there is no champion. A champion whose recipe this
+    version cannot read is an error that says to retrain it once."""
     champion = version_by_alias(model_name, CHAMPION)
     if champion is None:
-        return fallback_preset, {}, None
+        return preset(fallback_preset), None
     try:
-        config = TrainConfig.from_dict(json.loads(download_run_artifact(champion.run_id, CONFIG_ARTIFACT).read_text()))
-    except (MlflowException, OSError, ValueError, TypeError) as exc:
-        raise ValueError(f"the champion {model_name} v{champion.version} (run {champion.run_id}) has no config.json "
-                         f"that this skinml can read ({exc}); retrain it once (`skinml pipeline` with the options "
-                         f"it was trained with) and move the `champion` alias to the new version") from None
-    return config.preset, config.preset_overrides(), champion.run_id
+        return training_recipe(champion.run_id), champion.run_id
+    except ModelMismatchError as exc:
+        raise ModelMismatchError(f"the champion {model_name} v{champion.version}: {exc}, and move the `champion` "
+                                 "alias to the new version") from None
 
 
 @flow(name="retrain", flow_run_name=retrain_run_name, log_prints=True)
@@ -59,20 +54,19 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
     The recipe is the champion's (`preset_name` when there is no champion yet), with `overrides` (TrainConfig fields)
     on top.
     """
-    preset_name, champion_overrides, champion_run_id = champion_recipe(model_name, preset_name)
-    overrides = {**champion_overrides, **(overrides or {})}
-    config = recipe(preset_name, overrides)
+    champion_config, champion_run_id = champion_recipe(model_name, preset_name)
+    config = champion_config.replace(**(overrides or {}))
     label = f"retrain {date.today()} {config.label()}"
-    with stops_like_skinml(), stage_run("retrain", experiment, name=label) as parent:
+    with stops_like_skinml(), stage_run("retrain", RunContext(experiment), name=label) as parent:
         parent_id = parent.info.run_id
+        stages = RunContext(experiment, parent_id)
         log_params_once({**config.params(), "model_name": model_name, "champion_run_id": champion_run_id or "none"})
         folder = download(data_dir)
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-retrain-")) / "manifest.csv")
-        classes = split(folder, manifest, "grouped", config, experiment, parent_id,
-                        keep_test_of=champion_run_id)["classes"]
+        classes = split(folder, manifest, "grouped", config, stages, keep_test_of=champion_run_id)["classes"]
         link = name_parent(parent_id, run_name(label, folder, classes), classes)
-        result = run_challenger(folder, manifest, preset_name, overrides, experiment, parent_id, model_name,
-                                promotion_margin)
+        result = run_challenger(config, folder, manifest, context=stages, model_name=model_name,
+                                promotion_margin=promotion_margin)
         get_run_logger().info("retrained %s v%s: %s", result["registry"]["name"], result["registry"]["version"],
                               result["promotion"]["reason"])
         result = {"parent_run_id": parent_id, **result, "mlflow_ui": link}

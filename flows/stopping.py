@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from prefect.exceptions import TerminationSignal
 
-from skinml.tracking import Terminated, end_runs_on_signals
+from skinml.tracking.runs import Terminated, end_runs_on_signals
 
 
 class FlowTerminated(Terminated, TerminationSignal):

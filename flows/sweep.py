@@ -12,15 +12,24 @@ from flows.challenger import run_challenger
 from flows.names import sweep_run_name
 from flows.stopping import stops_like_skinml
 from flows.tasks import download
-from skinml.config import DEFAULT_MODEL_NAME, SWEEP_EXPERIMENT, SWEEP_METRICS, SWEEP_STUDY, SWEEP_TRIALS, recipe
-from skinml.tune import sweep
-from skinml.ui_view import view_url
+from skinml.core.recipe import (
+    DEFAULT_MODEL_NAME,
+    SWEEP_EXPERIMENT,
+    SWEEP_METRICS,
+    SWEEP_STUDY,
+    SWEEP_TRIALS,
+    TrainConfig,
+    recipe,
+)
+from skinml.core.run_context import RunContext
+from skinml.stages.sweep import sweep
+from skinml.tracking.ui_view import view_url
 
 
 @task(cache_policy=NO_CACHE, task_run_name="trials {study_name}")
-def run_sweep(data_dir: str, preset_name: str, overrides: dict, n_trials: int, metric: str, study_name: str,
+def run_sweep(data_dir: str, config: TrainConfig, n_trials: int, *, metric: str, study_name: str,
               storage: str | None, timeout: float | None, experiment: str) -> dict:
-    return sweep(data_dir, recipe(preset_name, overrides), n_trials, metric, study_name, storage, timeout,
+    return sweep(data_dir, config, n_trials, metric=metric, study_name=study_name, storage=storage, timeout=timeout,
                  experiment=experiment)
 
 
@@ -32,17 +41,18 @@ def sweep_flow(data_dir: str | None = None, preset_name: str = "baseline", overr
                promotion_margin: float = 0.0) -> dict:
     """Sweep; then (unless retrain_best=False, as for extra workers) the best recipe as a challenger."""
     with stops_like_skinml():
-        overrides = overrides or {}
-        recipe(preset_name, overrides)  # refuses a bad recipe before any work
+        config = recipe(preset_name, overrides)  # refuses a bad recipe before any work
         folder = download(data_dir)
-        summary = run_sweep(folder, preset_name, overrides, n_trials, metric, study_name, storage, timeout, experiment)
+        summary = run_sweep(folder, config, n_trials, metric=metric, study_name=study_name, storage=storage,
+                            timeout=timeout, experiment=experiment)
         get_run_logger().info("best of %s: %s = %.4f with %s (baseline trial: %.4f)", study_name, metric,
                               summary["best_value"], summary["best_params"], summary["baseline_value"])
         if not retrain_best:
             publish_result(summary, "sweep")
             return summary
-        best = run_challenger(folder, None, preset_name, {**overrides, **summary["best_params"]}, experiment,
-                              summary["parent_run_id"], model_name, promotion_margin)
+        best = run_challenger(config.replace(**summary["best_params"]), folder, None,
+                              context=RunContext(experiment, summary["parent_run_id"]), model_name=model_name,
+                              promotion_margin=promotion_margin)
         result = {**summary, "best_model_uri": best["train"]["model_uri"], "best_train_run_id": best["train"]["run_id"],
                   "best_evaluate_run_id": best["evaluate"]["run_id"],
                   "best_test_balanced_accuracy": best["evaluate"]["balanced_accuracy"],

@@ -1,5 +1,5 @@
-"""The stages as Prefect tasks. They pass paths, URIs, a recipe (preset name + overrides) and plain dicts, never
-Keras objects; every one calls the library function of its stage."""
+"""The stages as Prefect tasks. They pass paths, URIs, the recipe (TrainConfig), the run context and plain dicts,
+never Keras objects; every one calls the library function of its stage."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.names import read_run_name, train_run_name
-from skinml.config import TrainConfig, recipe
+from skinml.core.recipe import TrainConfig
+from skinml.core.run_context import RunContext
 from skinml.data.download import download_ham10000
-from skinml.evaluate import evaluate
-from skinml.manifests import run_split
-from skinml.registry import promote, register
-from skinml.train import train
+from skinml.registry.promotion import promote
+from skinml.registry.versions import register
+from skinml.stages.evaluate import evaluate
+from skinml.stages.split import run_split
+from skinml.stages.train import train
 
 
 @task(retries=3, retry_delay_seconds=[10, 60, 300], cache_policy=NO_CACHE, task_run_name=read_run_name)
@@ -22,23 +24,21 @@ def download(data_dir: str | None) -> str:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="split {strategy} seed={config.seed}")
-def split(data_dir: str, manifest: str, strategy: str, config: TrainConfig, experiment: str, parent_run_id: str,
+def split(data_dir: str, manifest: str, strategy: str, config: TrainConfig, context: RunContext,
           keep_test_of: str | None = None) -> dict:
     """The split stage, the folder read with the recipe's layout and label map, split by its seed."""
-    return run_split(data_dir, manifest, strategy, config.seed, experiment=experiment, parent_run_id=parent_run_id,
-                     keep_test_of=keep_test_of, data_format=config.data_format, label_map=dict(config.label_map))
+    return run_split(data_dir, manifest, strategy, seed=config.seed, context=context, keep_test_of=keep_test_of,
+                     data_format=config.data_format, label_map=dict(config.label_map))
 
 
 @task(cache_policy=NO_CACHE, task_run_name=train_run_name)
-def train_model(preset_name: str, overrides: dict, data_dir: str, manifest: str | None, experiment: str,
-                parent_run_id: str | None) -> dict:
-    return train(recipe(preset_name, overrides), data_dir, manifest, experiment=experiment,
-                 parent_run_id=parent_run_id)
+def train_model(config: TrainConfig, data_dir: str, manifest: str | None, context: RunContext) -> dict:
+    return train(config, data_dir, manifest, context=context)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="evaluate")
-def evaluate_model(model_uri: str, experiment: str, parent_run_id: str | None) -> dict:
-    return evaluate(model_uri, experiment=experiment, parent_run_id=parent_run_id)
+def evaluate_model(model_uri: str, context: RunContext) -> dict:
+    return evaluate(model_uri, context=context)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="register {model_name}")
@@ -47,5 +47,5 @@ def register_model(model_uri: str, model_name: str, metrics: dict) -> dict:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="promote {model_name}")
-def promote_challenger(model_name: str, margin: float, experiment: str, parent_run_id: str | None) -> dict:
-    return promote(model_name, margin, experiment, parent_run_id)
+def promote_challenger(model_name: str, margin: float, context: RunContext) -> dict:
+    return promote(model_name, margin, context=context)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from skinml.config import AugmentConfig
+from skinml.core.recipe import AugmentConfig
 from skinml.data.augment import augmentation_layers, augmented_views
 
 DIGESTS = ["0123456789abcdef" * 4, "fedcba9876543210" * 4]

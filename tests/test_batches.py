@@ -4,12 +4,12 @@ memory: same views, same batches, same order."""
 import keras
 import numpy as np
 
-from skinml.batches import RowFile
-from skinml.config import TrainConfig
-from skinml.feature_cache import FeatureCache
-from skinml.features import CachedFeatures
-from skinml.head_training import compile_for_training, fit_head_on_features
-from skinml.model import build_head
+from skinml.core.recipe import TrainConfig
+from skinml.features.batches import RowFile
+from skinml.features.cache import FeatureCache
+from skinml.features.extraction import CachedFeatures
+from skinml.model.network import build_head
+from skinml.training.head import compile_for_training, fit_head_on_features
 
 N, VIEWS, DIM, CLASSES = 203, 3, 16, 3
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from skinml.calibration import fit_temperature, logit_adjusted_crossentropy
-from skinml.config import TrainConfig, preset
-from skinml.head_training import compile_for_training
+from skinml.core.recipe import TrainConfig, preset
+from skinml.model.calibration import fit_temperature, logit_adjusted_crossentropy
+from skinml.training.head import compile_for_training
 
 
 def test_temperature_recovers_the_temperature_that_generated_the_labels():

@@ -13,11 +13,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from skinml.cli import main
-from skinml.config import preset as preset_config
-from skinml.console import PrefectUserErrors, no_traceback_for_user_errors
+from skinml.app.cli import main
+from skinml.app.console import PrefectUserErrors, no_traceback_for_user_errors
+from skinml.app.mlproject import skinml_arguments
+from skinml.core.errors import DataError, OptionError
+from skinml.core.recipe import preset as preset_config
 from skinml.data.layouts import DESCRIPTIONS
-from skinml.mlproject import skinml_arguments
 
 from .conftest import IMAGE_SIZE
 
@@ -69,7 +70,7 @@ def test_missing_weights_file_is_a_clear_error(synthetic_dir, capsys):
 def test_mlflow_parameters_become_skinml_options():
     """Declared parameters arrive as the MLproject command gives them (empty = not set); MLflow appends undeclared
     ones as `--snake_name value`, true/false for a flag."""
-    from skinml.cli import build_parser, training_config
+    from skinml.app.cli import build_parser, training_config
 
     argv = ["train", "--data-dir", "", "--preset", "best", "--fine_tune_epochs", "16", "--feature_cache", "false",
             "--temperature_scaling", "FALSE", "--loss", "crossentropy", "--epochs", ""]
@@ -101,11 +102,11 @@ def test_train_help_lists_the_recipe_and_no_retired_option(capsys):
 
 def test_every_mlproject_parameter_reaches_a_skinml_option(capsys):
     """Each entry point passes each of its parameters as an option that its `skinml` command knows."""
-    from skinml.cli import build_parser
+    from skinml.app.cli import build_parser
 
     for name, entry in yaml.safe_load((REPO / "MLproject").read_text())["entry_points"].items():
         words = entry["command"].split()
-        assert words[:3] == ["python", "-m", "skinml.mlproject"], name
+        assert words[:3] == ["python", "-m", "skinml.app.mlproject"], name
         with pytest.raises(SystemExit):
             build_parser().parse_args([words[3], "--help"])
         known = set(re.findall(r"--[a-z][a-z-]*", capsys.readouterr().out))  # the options its help lists
@@ -150,7 +151,7 @@ def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_d
 
 
 def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
-    from skinml.cli import build_parser, training_config
+    from skinml.app.cli import build_parser, training_config
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["train", "--weights", "weights/no_top.h5"])
@@ -159,7 +160,7 @@ def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
 
 
 def test_fine_tune_from_none_gives_the_frozen_backbone_of_the_baseline():
-    from skinml.cli import build_parser, training_config
+    from skinml.app.cli import build_parser, training_config
 
     config = training_config(build_parser().parse_args(["train", "--preset", "best", "--fine-tune-from", "none"]))
     assert config.fine_tune_from is None and config.params()["fine_tune_from"] == "none"
@@ -169,7 +170,7 @@ def test_fine_tune_from_none_gives_the_frozen_backbone_of_the_baseline():
 
 
 def test_options_not_given_leave_the_preset_alone():
-    from skinml.cli import build_parser, explicit_options, training_config
+    from skinml.app.cli import build_parser, explicit_options, training_config
 
     args = build_parser().parse_args(["sweep", "--preset", "best", "--seed", "7"])
     assert explicit_options(args) == {"seed": 7}
@@ -204,7 +205,8 @@ def test_an_error_reaches_the_terminal_without_start_up_noise(tmp_path):
 
 
 def test_prefect_logs_a_failed_stage_without_traceback_only_for_user_errors():
-    for error, keeps_traceback in ((ValueError("no such study"), False), (RuntimeError("a bug of ours"), True)):
+    for error, keeps_traceback in ((OptionError("no such study"), False), (RuntimeError("a bug of ours"), True),
+                                   (ValueError("a bug of ours too"), True)):
         try:
             raise error
         except Exception:
@@ -229,16 +231,31 @@ def test_prefect_lines_about_a_run_failed_by_a_user_error_are_left_out():
         return entry
 
     quiet = PrefectUserErrors()
-    state = "Finished in state Failed('Task run encountered an exception ValueError: bad')"
-    assert not quiet.filter(record("prefect.task_runs", "Task run failed with exception", "t1", ValueError("bad")))
+    state = "Finished in state Failed('Task run encountered an exception DataError: bad')"
+    assert not quiet.filter(record("prefect.task_runs", "Task run failed with exception", "t1", DataError("bad")))
     assert not quiet.filter(record("prefect.task_runs", state, "t1"))
-    assert not quiet.filter(record("prefect.flow_runs", "Encountered exception", "f1", ValueError("bad")))
+    assert not quiet.filter(record("prefect.flow_runs", "Encountered exception", "f1", DataError("bad")))
     assert not quiet.filter(record("prefect.flow_runs", "Finished in state Failed('Flow run ...')", "f1"))
     assert quiet.filter(record("prefect.task_runs", state, "t2"))  # a run not seen failing with a user error
     assert quiet.filter(record("prefect.flow_runs", "Finished in state Completed()", "f1"))
     assert quiet.filter(record("prefect.task_runs", "Task run failed with exception", "t3", RuntimeError("bug")))
     assert quiet.filter(record("prefect.task_runs", state, "t3"))
-    assert quiet.filter(record("skinml", "a warning with a user error", "t1", ValueError("bad")))
+    assert quiet.filter(record("skinml", "a warning with a user error", "t1", DataError("bad")))
+
+
+def test_an_internal_error_is_one_line_and_shows_its_traceback_with_verbose(monkeypatch, capsys, synthetic_dir,
+                                                                            tmp_path):
+    def bug(*args, **kwargs):
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr("skinml.stages.split.make_split", bug)
+    command = ["split", "--data-dir", str(synthetic_dir), "--output", str(tmp_path / "manifest.csv")]
+    assert main(command) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "skinml split: internal error: KeyError: 'a bug of ours' (run with -v for the traceback)")
+    with pytest.raises(KeyError, match="a bug of ours"):  # the traceback, as Python prints it
+        main(["-v", *command])
+    assert mlflow.search_runs(search_all_experiments=True).empty  # computed before its run: no run left behind
 
 
 PREFECT_PROGRESS = re.compile(r"^\S+ \S+ INFO prefect(\.\w+)*( \[[^\]]*\])?: |^See https://www\.prefect\.io/")
@@ -288,7 +305,7 @@ def test_a_model_that_is_not_registered_is_one_line(tmp_path, capsys):
 
 
 def test_results_are_strict_json_with_null_for_a_missing_figure(tmp_path):
-    from skinml.tracking import dump_json, strict_json
+    from skinml.tracking.runs import dump_json, strict_json
 
     result = {"balanced_accuracy": float("nan"), "ci95": [float("inf"), 0.5], "n": 3, "path": tmp_path}
     text = strict_json(result)
@@ -299,7 +316,7 @@ def test_results_are_strict_json_with_null_for_a_missing_figure(tmp_path):
 
 
 def test_a_person_reads_the_headline_figures_and_where_to_look():
-    from skinml.result_text import summary
+    from skinml.app.result_text import summary
 
     tested = {"eval_split": "test", "n_images": 1431, "balanced_accuracy": 0.404, "macro_auc": 0.906,
               "accuracy": 0.737, "macro_f1": 0.465, "ece": float("nan"),

@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from skinml.orphans import orphaned_servers, process_exists
+from skinml.core.processes import orphaned_servers, process_exists
 
 from .conftest import IMAGE_SIZE
 

@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
-from skinml.decisions import (
+from skinml.evaluation.decisions import (
     choose,
     decision_metrics,
+    decisions_text,
     deferral_confidence,
     defers_everything,
-    describe,
     positive_group,
     referral_figures,
     score,
     threshold_for_sensitivity,
 )
-from skinml.model_store import load_model, model_decisions, request_frame, signature
-from skinml.serving import answer_frame
+from skinml.serving.classifier import answer_frame
+from skinml.tracking.logged_model import LoggedModel
+from skinml.tracking.model_store import load_model, request_frame, signature
 
 
 def test_the_positive_group_defaults_to_the_malignant_classes_present():
@@ -88,21 +89,21 @@ def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
     scored = score(probs[350:], y[350:], CLASSES, never, lesions=np.arange(350) // 2, n_resamples=50)
     assert scored["deferral"]["coverage"] == 0.0 and np.isnan(scored["deferral"]["balanced_accuracy"])
     assert "test_defer_balanced_accuracy" not in decision_metrics(scored, "test")  # no image kept: no figure
-    assert describe(scored).endswith("no deferral (no confidence reached balanced accuracy 1.01 on validation; the "
-                                     "answers carry no `defer`)")
+    assert decisions_text(scored).endswith("no deferral (no confidence reached balanced accuracy 1.01 on validation; "
+                                           "the answers carry no `defer`)")
 
 
 def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(synthetic_dir, test_weights):
-    from skinml.config import TrainConfig
-    from skinml.evaluate import evaluate
-    from skinml.train import train
+    from skinml.core.recipe import TrainConfig
+    from skinml.stages.evaluate import evaluate
+    from skinml.stages.train import train
 
     from .conftest import IMAGE_SIZE
 
     config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=3, batch_size=16,
                          target_sensitivities=(0.8,), target_balanced_accuracy=0.05)
     trained = train(config, synthetic_dir)
-    decisions = model_decisions(trained["model_uri"])
+    decisions = LoggedModel.resolve(trained["model_uri"]).decisions
     assert decisions["positive_classes"] == ["akiec", "bcc", "mel"] and len(decisions["operating_points"]) == 1
     run = mlflow.get_run(trained["run_id"])
     assert run.data.metrics["val_sens80_threshold"] == decisions["operating_points"][0]["threshold"]
@@ -127,7 +128,7 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     deferral = "no deferral (no" if defers_everything(decisions["deferral"]) else "defer below confidence"
     assert "refer when P(akiec+bcc+mel) >=" in report and deferral in report
 
-    from skinml.registry import register
+    from skinml.registry.versions import register
 
     register(trained["model_uri"], "skinml", tested)
     description = mlflow.MlflowClient().get_model_version("skinml", "1").description
@@ -136,11 +137,11 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
 
 def test_every_registered_version_gets_a_model_card_built_from_logged_values(synthetic_dir, test_weights, tmp_path,
                                                                              capsys):
-    from skinml.cli import main
-    from skinml.config import TrainConfig
-    from skinml.evaluate import evaluate
-    from skinml.registry import register
-    from skinml.train import train
+    from skinml.app.cli import main
+    from skinml.core.recipe import TrainConfig
+    from skinml.registry.versions import register
+    from skinml.stages.evaluate import evaluate
+    from skinml.stages.train import train
 
     from .conftest import IMAGE_SIZE
 

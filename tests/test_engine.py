@@ -3,12 +3,20 @@ import importlib.util
 import numpy as np
 import pytest
 
-from skinml.config import AugmentConfig
+from skinml.core.recipe import AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml.engine import ENGINE_ENV, PRECISION_ENV, cpu_has_bf16, effective_precision, has_gpu, pick_engine, predictor
-from skinml.feature_cache import FeatureCache
-from skinml.features import extract_features
-from skinml.model import build_feature_extractor
+from skinml.features.cache import FeatureCache
+from skinml.features.extraction import extract_features
+from skinml.model.engine import (
+    ENGINE_ENV,
+    PRECISION_ENV,
+    cpu_has_bf16,
+    effective_precision,
+    has_gpu,
+    pick_engine,
+    predictor,
+)
+from skinml.model.network import build_feature_extractor
 
 from .conftest import IMAGE_SIZE
 
@@ -28,10 +36,10 @@ def test_pick_engine_follows_request_then_env_then_hardware(monkeypatch):
 
 
 def test_auto_engine_is_tensorflow_when_tensorflow_sees_a_gpu(monkeypatch):
-    import skinml.engine
+    import skinml.model.engine
 
     monkeypatch.delenv(ENGINE_ENV, raising=False)
-    monkeypatch.setattr(skinml.engine, "has_gpu", lambda: True)
+    monkeypatch.setattr(skinml.model.engine, "has_gpu", lambda: True)
     assert pick_engine() == "tensorflow"
     assert pick_engine("auto") == "tensorflow"
 

@@ -9,12 +9,12 @@ import textwrap
 
 import numpy as np
 
-from skinml import engine
-from skinml.config import AugmentConfig
+from skinml.core.recipe import AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml.feature_cache import FeatureCache
-from skinml.features import extract_features
-from skinml.model import build_feature_extractor
+from skinml.features.cache import FeatureCache
+from skinml.features.extraction import extract_features
+from skinml.model import engine
+from skinml.model.network import build_feature_extractor
 
 from .conftest import IMAGE_SIZE, stop_process, wait_for
 
@@ -61,16 +61,16 @@ def test_a_damaged_cache_file_is_dropped_and_its_entries_recomputed(tmp_path):
 
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
-    from skinml import engine
+    from skinml.model import engine
     real = engine.predictor
     def slow(model, name=None, precision=None):  # slow enough to be killed between batches
         run = real(model, name, precision)
         return lambda batch: time.sleep(0.5) or run(batch)
     engine.predictor = slow
-    from skinml.config import AugmentConfig
-    from skinml.feature_cache import FeatureCache
-    from skinml.features import extract_features
-    from skinml.model import build_feature_extractor
+    from skinml.core.recipe import AugmentConfig
+    from skinml.features.cache import FeatureCache
+    from skinml.features.extraction import extract_features
+    from skinml.model.network import build_feature_extractor
     root, size, weights, *paths = sys.argv[1:]
     extract_features(build_feature_extractor(int(size), weights), paths, [0, 1], AugmentConfig(), 0,
                      FeatureCache(root), batch_size=2)

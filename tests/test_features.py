@@ -4,17 +4,18 @@ import keras
 import numpy as np
 import pytest
 
-from skinml import engine, features
-from skinml.config import AugmentConfig
+from skinml.core.recipe import AugmentConfig
 from skinml.data.dataset import load_dataset
-from skinml.feature_cache import FeatureCache
-from skinml.features import (
+from skinml.features import extraction as features
+from skinml.features.cache import FeatureCache
+from skinml.features.extraction import (
     extract_features,
     extractor_fingerprint,
     file_digest,
     view_name,
 )
-from skinml.model import build_feature_extractor, build_head
+from skinml.model import engine
+from skinml.model.network import build_feature_extractor, build_head
 
 from .conftest import IMAGE_SIZE
 
@@ -94,7 +95,7 @@ def test_cache_clear(extractor, paths, tmp_path):
 def test_training_from_cache_equals_training_through_the_backbone(extractor, paths, tmp_path):
     """Same views, same init, same batches: the head learns the same weights either way."""
     from skinml.data.loader import image_dataset
-    from skinml.model import build_classifier
+    from skinml.model.network import build_classifier
 
     labels = keras.utils.to_categorical(np.arange(10) % 7, 7)
     features = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "c"),

@@ -6,18 +6,16 @@ import mlflow
 import numpy as np
 import pytest
 
-from skinml.calibration import fit_temperature
-from skinml.config import TrainConfig
+from skinml.core.recipe import TrainConfig
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
 from skinml.data.training_set import labelled_split
-from skinml.evaluate import evaluate
-from skinml.explain import feature_maps, fixed_sample, grad_cam
-from skinml.feature_cache import FeatureCache
-from skinml.features import extractor_fingerprint
-from skinml.head_training import pooled_top_features, warm_up_head
-from skinml.model import (
+from skinml.evaluation.explain import feature_maps, fixed_sample, grad_cam
+from skinml.features.cache import FeatureCache
+from skinml.features.extraction import extractor_fingerprint
+from skinml.model.calibration import fit_temperature
+from skinml.model.network import (
     TemperatureScaling,
     build_backbone_top,
     build_classifier,
@@ -26,8 +24,10 @@ from skinml.model import (
     set_top_trainable,
     split_classifier,
 )
-from skinml.model_store import load_keras_model
-from skinml.train import train
+from skinml.stages.evaluate import evaluate
+from skinml.stages.train import train
+from skinml.tracking.model_store import load_keras_model
+from skinml.training.head import pooled_top_features, warm_up_head
 
 from .conftest import IMAGE_SIZE
 from .test_train_evaluate import b64_images, tiny_config

@@ -7,11 +7,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from skinml.cli import main
+from skinml.app.cli import main
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_set
-from skinml.labels import model_classes
-from skinml.model_store import load_model, request_frame
-from skinml.registry import register
+from skinml.registry.versions import register
+from skinml.tracking.logged_model import LoggedModel
+from skinml.tracking.model_store import load_model, request_frame
 
 from .conftest import IMAGE_SIZE
 
@@ -44,7 +44,7 @@ def test_a_three_class_model_from_a_plain_csv_trains_evaluates_registers_and_ans
     status, trained, _ = run_cli(["train", "--data-dir", str(data), *tiny(test_weights)], capsys)
     assert status == 0 and trained["classes"] == list(THREE)
     uri = trained["model_uri"]
-    assert model_classes(uri) == THREE
+    assert LoggedModel.resolve(uri).classes == THREE
     info = mlflow.models.get_model_info(uri)
     assert [c.name for c in info.signature.outputs.inputs] in ANSWERS
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from skinml.cli import main
+from skinml.app.cli import main
 from skinml.data.dataset import DataValidationError, load_dataset
 from skinml.data.label_map import read_label_map
 from skinml.data.layouts import LAYOUTS

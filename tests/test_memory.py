@@ -1,9 +1,9 @@
 import subprocess
 import sys
 
-from skinml.memory import peak_rss_mb
+from skinml.core.memory import peak_rss_mb
 
-CHILD = "from skinml.memory import peak_rss_mb; print(peak_rss_mb())"
+CHILD = "from skinml.core.memory import peak_rss_mb; print(peak_rss_mb())"
 # A parent that has touched 600 MB, then starts a small child that reports its own peak.
 PARENT = f"""
 import subprocess, sys

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
-from skinml.metrics import (
+from skinml.evaluation.metrics import (
     classification_metrics,
     expected_calibration_error,
     interval_metrics,

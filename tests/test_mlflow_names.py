@@ -1,4 +1,4 @@
-"""skinml/mlflow_names.py names every metric, skinml.* tag and artifact skinml writes, and docs/mlflow.md describes each
+"""skinml/core/names.py names every metric, skinml.* tag and artifact skinml writes, and docs/mlflow.md describes each
 of them."""
 
 import itertools
@@ -7,15 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skinml.decisions import choose, chosen_thresholds, decision_metrics, score
-from skinml.metrics import (
-    classification_metrics,
-    flat_metrics,
-    headline_metrics,
-    interval_metrics,
-    lesion_bootstrap_intervals,
-)
-from skinml.mlflow_names import (
+from skinml.core.names import (
     BEST_PARAMETER_PREFIX,
     BEST_VALUE_METRIC,
     PROMOTE_METRICS,
@@ -25,8 +17,20 @@ from skinml.mlflow_names import (
     metric_name,
     version_tags,
 )
+from skinml.evaluation.decisions import choose, chosen_thresholds, decision_metrics, score
+from skinml.evaluation.metrics import (
+    classification_metrics,
+    flat_metrics,
+    headline_metrics,
+    interval_metrics,
+    lesion_bootstrap_intervals,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
+NAMES = ROOT / "skinml/core/names.py"
+# what `skinml.<word>` names when it is not a tag: a module or package of skinml (or a logger named after one)
+MODULES = ({p.stem for p in (ROOT / "skinml").rglob("*.py")}
+           | {p.name for p in (ROOT / "skinml").iterdir() if p.is_dir()})
 
 
 def expanded(name: str) -> set[str]:
@@ -37,19 +41,18 @@ def expanded(name: str) -> set[str]:
 
 
 def test_docs_describe_exactly_the_tags_skinml_writes():
-    modules = {p.stem for p in (ROOT / "skinml").rglob("*.py")} | {"data"}
     text = (ROOT / "docs/mlflow.md").read_text()
     documented = set().union(*(expanded(name) for name in re.findall(r"skinml\.[a-z0-9_]+(?:\{[a-z0-9_,]+\})?", text)))
-    documented = {name for name in documented if name.split(".", 1)[1] not in modules and not name.endswith("_")}
+    documented = {name for name in documented if name.split(".", 1)[1] not in MODULES and not name.endswith("_")}
     assert documented == all_tags()
 
 
 def test_no_module_spells_a_tag_itself():
     sources = [p for folder in ("skinml", "flows") for p in (ROOT / folder).rglob("*.py")
-               if p.name != "mlflow_names.py"]
+               if p != NAMES]
     spelled = {f"{p.relative_to(ROOT)}: {m}" for p in sources
                for m in re.findall(r"""["'](skinml\.[a-z0-9_]+)["']""", p.read_text())
-               if m.split(".", 1)[1] not in {q.stem for q in (ROOT / "skinml").rglob("*.py")} | {"data"}}
+               if m.split(".", 1)[1] not in MODULES}
     assert spelled == set()
 
 
@@ -57,7 +60,7 @@ def test_docs_name_every_artifact_and_no_module_spells_one_itself():
     text = (ROOT / "docs/mlflow.md").read_text()
     assert [path for path in sorted(all_artifacts()) if f"`{path}`" not in text and f"{path}`" not in text] == []
     sources = [p for folder in ("skinml", "flows") for p in (ROOT / folder).rglob("*.py")
-               if p.name != "mlflow_names.py"]
+               if p != NAMES]
     spelled = {f"{p.relative_to(ROOT)}: {path}" for p in sources for path in all_artifacts()
                if f'"{path}"' in p.read_text()}
     assert spelled == set()
@@ -97,7 +100,7 @@ def test_docs_name_every_metric_the_writers_log():
 def test_no_module_spells_a_metric_name_itself():
     documented = {name for name in documented_metrics() if re.match(r"(train|val|test)_", name)}
     sources = [p for folder in ("skinml", "flows") for p in (ROOT / folder).rglob("*.py")
-               if p.name != "mlflow_names.py"]
+               if p != NAMES]
     spelled = {f"{p.relative_to(ROOT)}: {m}" for p in sources
                for m in re.findall(r"""["']((?:train|val|test)_[a-z_]+)["']|\{(?:prefix|split)\}_""", p.read_text())
                if m in documented or m == ""}

@@ -15,8 +15,8 @@ from flows.pipeline import pipeline_flow
 from flows.retrain import retrain_flow
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
-from skinml.manifests import run_manifest
-from skinml.ui_view import view_key
+from skinml.tracking.splits import run_manifest
+from skinml.tracking.ui_view import view_key
 
 from .conftest import IMAGE_SIZE
 

@@ -3,7 +3,7 @@ against a real one."""
 
 from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-from skinml.prefect_server import temporary_server_settings
+from skinml.app.prefect_server import temporary_server_settings
 
 
 def test_flows_on_the_temporary_server_send_no_heartbeats():

@@ -18,14 +18,14 @@ def test_prefect_yaml_deployment_is_loadable():
     flow = getattr(module, flow_name)
     assert flow.name == "retrain"
     assert set(deployment["parameters"]) <= set(flow.parameters.properties)
-    from skinml.config import DEFAULT_MODEL_NAME
+    from skinml.core.recipe import DEFAULT_MODEL_NAME
 
     assert deployment["parameters"]["model_name"] == DEFAULT_MODEL_NAME  # the library's default, spelled out
     CronSchedule(cron=deployment["schedules"][0]["cron"])  # raises on an invalid expression
 
 
 def test_mlproject_sweep_defaults_are_the_librarys():
-    from skinml.config import SWEEP_STUDY, SWEEP_TRIALS
+    from skinml.core.recipe import SWEEP_STUDY, SWEEP_TRIALS
 
     parameters = yaml.safe_load((REPO / "MLproject").read_text())["entry_points"]["sweep"]["parameters"]
     assert parameters["n_trials"]["default"] == str(SWEEP_TRIALS)

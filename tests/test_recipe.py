@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 
-from skinml.cli_options import add_recipe_options
-from skinml.config import TrainConfig, recipe, recipe_field
+from skinml.app.options import add_recipe_options
+from skinml.core.recipe import TrainConfig, recipe, recipe_field
 
 
 def test_a_new_recipe_field_brings_its_option_parameter_and_name():

@@ -7,14 +7,15 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from skinml.cli import main
-from skinml.config import TrainConfig
-from skinml.evaluate import evaluate
-from skinml.integrity import DIGEST_TAG, ModelIntegrityError, model_files_digest
-from skinml.manifests import run_split
-from skinml.model_store import load_model
-from skinml.registry import LeakySplitError, promote, register, version_by_alias
-from skinml.train import train
+from skinml.app.cli import main
+from skinml.core.recipe import TrainConfig
+from skinml.registry.promotion import LeakySplitError, promote
+from skinml.registry.versions import register, version_by_alias
+from skinml.serving.integrity import DIGEST_TAG, ModelIntegrityError, model_files_digest
+from skinml.stages.evaluate import evaluate
+from skinml.stages.split import run_split
+from skinml.stages.train import train
+from skinml.tracking.model_store import load_model
 
 from .conftest import IMAGE_SIZE, make_separable_set
 
@@ -80,7 +81,7 @@ def test_a_registered_model_whose_files_changed_is_refused_at_load(synthetic_dir
 
     # someone with write access to the artifact store changes one byte of the code bundled with the model
     store = Path(urlparse(mlflow.get_logged_model(trained["model_uri"].split("/")[-1]).artifact_location).path)
-    bundled = store / "code" / "skinml" / "settings.py"
+    bundled = store / "code" / "skinml" / "core" / "settings.py"
     source = bundled.read_bytes()
     tampered = source.replace(b'"SKINML_SERVE_MAX_ROWS", "64"', b'"SKINML_SERVE_MAX_ROWS", "65"', 1)
     assert len(tampered) == len(source) and tampered != source

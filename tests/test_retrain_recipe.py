@@ -4,7 +4,9 @@ from types import SimpleNamespace
 import pytest
 
 from flows import retrain
-from skinml.config import AugmentConfig, TrainConfig, preset, recipe
+from skinml.core.errors import ModelMismatchError
+from skinml.core.recipe import AugmentConfig, TrainConfig, preset, recipe
+from skinml.tracking import logged_model
 
 
 def champion_logged(monkeypatch, tmp_path, logged: dict) -> None:
@@ -12,7 +14,7 @@ def champion_logged(monkeypatch, tmp_path, logged: dict) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(logged))
     monkeypatch.setattr(retrain, "version_by_alias", lambda *_: SimpleNamespace(run_id="champion-run", version="3"))
-    monkeypatch.setattr(retrain, "download_run_artifact", lambda run_id, artifact: path)
+    monkeypatch.setattr(logged_model, "download_run_artifact", lambda run_id, artifact: path)
 
 
 def test_retrain_recipe_is_the_champions_whole_config(monkeypatch, tmp_path):
@@ -22,17 +24,16 @@ def test_retrain_recipe_is_the_champions_whole_config(monkeypatch, tmp_path):
                                       fine_tune_epochs=0, augment={"rotation": 0.2, "flip": False},
                                       data_format="csv", label_map={"mel": "malignant", "nv": "benign", "unk": ""})
     champion_logged(monkeypatch, tmp_path, champion.to_dict())  # what `train` logs
-    name, overrides, run_id = retrain.champion_recipe("skinml")
-    assert (name, run_id) == ("best", "champion-run")
-    assert json.loads(json.dumps(overrides)) == overrides  # travels as flow parameters
-    assert recipe(name, overrides) == champion
-    assert dict(recipe(name, overrides).label_map) == {"mel": "malignant", "nv": "benign", "unk": ""}
+    config, run_id = retrain.champion_recipe("skinml")
+    assert (config.preset, run_id) == ("best", "champion-run")
+    assert config == champion and recipe(config.preset, config.preset_overrides()) == champion
+    assert dict(config.label_map) == {"mel": "malignant", "nv": "benign", "unk": ""}
 
 
 def test_a_champion_this_version_cannot_read_is_a_clear_error(monkeypatch, tmp_path):
     # a config.json written before options were retired (docs/ablation.md), or the flat params of older runs
     champion_logged(monkeypatch, tmp_path, {**preset("best").to_dict(), "class_weight": "none", "mixup": 0.0})
-    with pytest.raises(ValueError, match=r"champion skinml v3 \(run champion-run\).*class_weight.*retrain it once"):
+    with pytest.raises(ModelMismatchError, match=r"champion skinml v3: run champion-run .*class_weight.*retrain"):
         retrain.champion_recipe("skinml")
 
 

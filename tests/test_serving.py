@@ -19,21 +19,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from skinml.cli import main
-from skinml.config import TrainConfig
+from skinml.app.cli import main
+from skinml.app.predict import predict_files
+from skinml.core.recipe import TrainConfig
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import load_dataset
 from skinml.data.loader import image_dataset
-from skinml.model_store import load_keras_model, load_model, request_frame
-from skinml.predict import predict_files
-from skinml.registry import register
-from skinml.serving import (
+from skinml.registry.versions import register
+from skinml.serving.classifier import (
     InvalidImageError,
     ModelFailure,
     SkinLesionClassifier,
     image_bytes,
 )
-from skinml.train import train
+from skinml.stages.train import train
+from skinml.tracking.model_store import load_keras_model, load_model, request_frame
 
 from .conftest import IMAGE_SIZE, free_port
 
@@ -257,7 +257,7 @@ def test_predict_answers_the_readable_files_and_names_the_others(synthetic_dir, 
 SERVED_IN_A_NEW_PROCESS = """
 import json, sys
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
-from skinml.predict import predict_files
+from skinml.app.predict import predict_files
 table, problems = predict_files("models:/skinml@champion", sys.argv[1:])
 assert not problems, problems
 print(json.dumps({"probabilities": table[list(CLASSES)].to_numpy().tolist(),

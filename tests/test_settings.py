@@ -1,12 +1,13 @@
-"""skinml/settings.py is the one reader of SKINML_* variables, and docs/operations.md lists each as it is defined."""
+"""skinml/core/settings.py is the one reader of SKINML_* variables, and docs/operations.md lists each as it is
+defined."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from skinml import settings
-from skinml.settings import SETTINGS
+from skinml.core import settings
+from skinml.core.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [p for folder in ("skinml", "flows") for p in (ROOT / folder).rglob("*.py") if p.name != "settings.py"]
@@ -16,7 +17,7 @@ def test_no_other_module_reads_a_skinml_variable():
     reads = re.compile(r"""(environ\.get\(|environ\[|getenv\()\s*["']SKINML_""")
     assert [str(p) for p in SOURCES if reads.search(p.read_text())] == []
     named = {m for p in SOURCES for m in re.findall(r"""["'](SKINML_[A-Z_]+)["']""", p.read_text())}
-    assert named <= set(SETTINGS), f"variables outside skinml/settings.py: {named - set(SETTINGS)}"
+    assert named <= set(SETTINGS), f"variables outside skinml/core/settings.py: {named - set(SETTINGS)}"
 
 
 def test_docs_list_every_setting_with_its_default():

@@ -8,15 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skinml.config import TrainConfig
+from skinml.core.recipe import TrainConfig
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
 from skinml.data.dataset import DataValidationError, load_dataset
 from skinml.data.synthetic import make_synthetic_ham, make_synthetic_isic
-from skinml.decisions import defers_everything
-from skinml.evaluate import evaluate
-from skinml.model_store import model_decisions
-from skinml.serving import InvalidImageError
-from skinml.train import train
+from skinml.evaluation.decisions import defers_everything
+from skinml.serving.classifier import InvalidImageError
+from skinml.stages.evaluate import evaluate
+from skinml.stages.train import train
+from skinml.tracking.logged_model import LoggedModel
 
 from .conftest import IMAGE_SIZE
 
@@ -67,7 +67,8 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
         model = mlflow.pyfunc.load_model(result["model_uri"])
         paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
         predictions = model.predict(b64_images(paths))
-        deferral = [] if defers_everything(model_decisions(result["model_uri"])["deferral"]) else ["defer"]
+        decisions = LoggedModel.resolve(result["model_uri"]).decisions
+        deferral = [] if defers_everything(decisions["deferral"]) else ["defer"]
         assert list(predictions.columns) == [*CLASSES, "label", "p_positive", "refer", *deferral]
         np.testing.assert_allclose(predictions[list(CLASSES)].sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(predictions["p_positive"], predictions[["akiec", "bcc", "mel"]].sum(axis=1))
@@ -173,7 +174,8 @@ def test_bad_data_fails_clearly_and_leaves_no_run(breaker, tmp_path):
 
 
 def test_a_run_that_fails_after_it_started_is_marked_failed(synthetic_dir, monkeypatch):
-    monkeypatch.setattr("skinml.train.train_with_cache", lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr("skinml.training.fit.train_with_cache",
+                        lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError, match="boom"):
         train(tiny_config("none"), synthetic_dir)
     assert list(mlflow.search_runs(experiment_names=["skinml"])["status"]) == ["FAILED"]

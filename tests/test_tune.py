@@ -11,9 +11,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from skinml import tune
-from skinml.config import TrainConfig
-from skinml.tune import SWEEP_EXPERIMENT, open_storage, sweep
+from skinml.core.recipe import TrainConfig
+from skinml.stages import sweep as tune
+from skinml.stages.sweep import SWEEP_EXPERIMENT, open_storage, sweep
 
 from .conftest import IMAGE_SIZE
 
@@ -57,8 +57,8 @@ def test_sweep_nests_trials_under_one_parent_baseline_first(synthetic_dir, test_
 
 WORKER = """
 import sys
-from skinml.config import TrainConfig
-from skinml.tune import sweep
+from skinml.core.recipe import TrainConfig
+from skinml.stages.sweep import sweep
 sweep(sys.argv[1], TrainConfig(weights=sys.argv[2], image_size=32, epochs=3, cached_views=1),
       n_trials=int(sys.argv[3]), study_name="shared", storage=sys.argv[4])
 """

@@ -7,12 +7,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-from skinml.config import recipe
+from skinml.core.recipe import recipe
 from skinml.data.dataset import HAM10000_CLASSES as CLASSES
-from skinml.manifests import log_manifest
-from skinml.summary import describe, name_parent, run_name, summarize_parent
-from skinml.tracking import prepare_experiment, publish_view
-from skinml.ui_view import CHAMPION_TAG, run_url, view_key, view_state, view_tag, view_url
+from skinml.tracking.runs import prepare_experiment, publish_view
+from skinml.tracking.splits import log_manifest
+from skinml.tracking.summary import name_parent, parent_note, run_name, summarize_parent
+from skinml.tracking.ui_view import CHAMPION_TAG, run_url, view_key, view_state, view_tag, view_url
 
 
 class Echo(mlflow.pyfunc.PythonModel):
@@ -68,7 +68,7 @@ def test_links_open_in_the_model_training_mode():
 
 
 def evaluation(n_images: int = 20) -> dict:
-    """An evaluation result as skinml.evaluate returns it (the keys a parent's summary reads)."""
+    """An evaluation result as skinml.stages.evaluate returns it (the keys a parent's summary reads)."""
     return {"balanced_accuracy": 0.3947, "macro_auc": 0.9012, "ece": 0.051, "macro_f1": 0.41, "n_images": n_images,
             "per_class": {name: {"recall": 0.5} for name in CLASSES}, "manifest_sha256": "ab" * 32,
             "ci95": {"balanced_accuracy": [0.31, 0.47], "macro_auc": [0.85, 0.94]}}
@@ -121,7 +121,7 @@ def test_a_description_keeps_the_configs_path_unless_the_parameter_names_the_sam
     weights = str(tmp_path / "mobilenet.weights.h5")
     config = recipe("baseline", {"weights": weights})
     trained = {"run_id": "r1", "model_uri": "models:/m-1", "metrics": {}}
-    assert f"changed: weights={weights}." in describe(config, trained, evaluation())
-    assert f"changed: weights={weights}." in describe(config, trained, evaluation(), params={"weights": "other.h5"})
+    assert f"changed: weights={weights}." in parent_note(config, trained, evaluation())
+    assert f"changed: weights={weights}." in parent_note(config, trained, evaluation(), params={"weights": "other.h5"})
     relative = str(Path(weights).relative_to(Path.cwd()))
-    assert f"changed: weights={relative}." in describe(config, trained, evaluation(), params={"weights": relative})
+    assert f"changed: weights={relative}." in parent_note(config, trained, evaluation(), params={"weights": relative})

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 
-from skinml import weights as skinml_weights
-from skinml.model import build_feature_extractor
-from skinml.weights import WeightsError, imagenet_weights_filename, resolve_weights
+from skinml.model import weights as skinml_weights
+from skinml.model.network import build_feature_extractor
+from skinml.model.weights import WeightsError, imagenet_weights_filename, resolve_weights
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_none_and_missing_path():
 
 
 def test_every_bad_weights_file_is_one_named_error(tmp_path):
-    from skinml.model import build_backbone
+    from skinml.model.network import build_backbone
 
     with pytest.raises(WeightsError, match="is a folder"):
         resolve_weights(str(tmp_path))

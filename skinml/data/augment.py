@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from skinml.config import AugmentConfig
+from skinml.core.recipe import AugmentConfig
 
 
 def augmentation_layers(cfg: AugmentConfig, seed: int | None = None) -> keras.Sequential:

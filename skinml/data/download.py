@@ -20,7 +20,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from skinml import settings
+from skinml.core import settings
+from skinml.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ COMPLETE_MARKER = ".skinml-download-complete.json"
 CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """The data set could not be downloaded or failed verification."""
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from skinml.data.tables import DataValidationError, read_table
+
 
 def read_label_map(path: str | Path) -> dict[str, str]:
     """The mapping of a label-map CSV, lower-cased (`to` empty: drop); DataValidationError naming file and row."""
-    from skinml.data.dataset import DataValidationError, read_table
 
     path = Path(path)
     if not path.is_file():

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from skinml.core.labels import HAM10000_CLASSES
+from skinml.data.tables import DataValidationError, read_head, read_table
+
 LAYOUTS = ("ham10000", "isic", "isic2020", "pad-ufes-20", "csv", "folder")
-HAM10000_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # What marks each CSV layout (a column of its label table), as said to a user whose folder matches none.
 DESCRIPTIONS = {"ham10000": "a CSV with image_id, dx, lesion_id",
@@ -142,7 +144,6 @@ def read_isic(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str
 def isic_metadata(data_dir: Path, ground_truth: Path, images: pd.Series) -> pd.DataFrame | None:
     """The ISIC metadata CSV beside a ground-truth CSV (image + lesion/patient ids, age, sex, site) that covers most
     of its `images`, renamed to skinml's slice columns; None when none covers any."""
-    from skinml.data.dataset import read_table
 
     best, covered = None, 0
     for csv in sorted(data_dir.glob("*.csv")):
@@ -226,7 +227,6 @@ def label_table(data_dir: Path, data_format: str = "auto") -> tuple[str, Path | 
     """The layout of a folder and its label CSV (None for the image-folder tree): the one named by `data_format`,
     or the first of LAYOUTS that the folder's files match. DataValidationError when none does, naming the files
     found and the layouts tried."""
-    from skinml.data.dataset import DataValidationError, read_head
 
     if data_format not in ("auto", *LAYOUTS):
         raise DataValidationError(data_dir, [f"unknown data format {data_format!r}; choose auto or one of "

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from skinml.config import SPLIT_STRATEGIES, SPLITS
+from skinml.core.errors import DataError, OptionError
+from skinml.core.recipe import SPLIT_STRATEGIES, SPLITS
 
 MANIFEST_COLUMNS = ["image_id", "lesion_id", "dx", "split"]
 
@@ -19,7 +20,7 @@ def _grouped_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> np.ndar
     n_splits = max(2, round(1 / fraction))
     largest = frame["dx"].value_counts()
     if largest.iloc[0] < n_splits:  # StratifiedGroupKFold's own message names neither the class nor its size
-        raise ValueError(f"too few images for a {fraction:.0%} holdout: the largest class {largest.index[0]!r} has "
+        raise DataError(f"too few images for a {fraction:.0%} holdout: the largest class {largest.index[0]!r} has "
                          f"{largest.iloc[0]} image(s), at least {n_splits} needed; add images")
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, holdout = next(folds.split(frame, frame["dx"], groups=frame["lesion_id"]))
@@ -35,13 +36,13 @@ def check_enough_groups(frame: pd.DataFrame) -> None:
     """ValueError when there is one class only, or naming each class with fewer than MIN_GROUPS groups (lesions,
     patients or images): too few to split into train, validation and test."""
     if frame["dx"].nunique() < 2:
-        raise ValueError(f"only one class ({frame['dx'].iloc[0]!r}, {len(frame)} images): a classifier needs at least "
+        raise DataError(f"only one class ({frame['dx'].iloc[0]!r}, {len(frame)} images): a classifier needs at least "
                          "two; check the folder's layout (--data-format) and the label map")
     groups = frame.groupby("dx")["lesion_id"].nunique()
     few = groups[groups < MIN_GROUPS]
     if len(few):
         named = ", ".join(f"{label!r} has {count} group(s)" for label, count in few.items())
-        raise ValueError(f"too few images for a split: {named}, at least {MIN_GROUPS} needed (one each for train, "
+        raise DataError(f"too few images for a split: {named}, at least {MIN_GROUPS} needed (one each for train, "
                          "val and test); add images, or merge or drop the class with --label-map")
 
 
@@ -53,9 +54,9 @@ def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: flo
     as the original baseline did (images of one lesion leak across splits).
     """
     if strategy not in SPLIT_STRATEGIES:
-        raise ValueError(f"unknown split strategy {strategy!r}; choose one of {SPLIT_STRATEGIES}")
+        raise OptionError(f"unknown split strategy {strategy!r}; choose one of {SPLIT_STRATEGIES}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
+        raise OptionError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
                          "and sum to less than 1")
     check_enough_groups(frame)
     frame = frame.sort_values("image_id").reset_index(drop=True)
@@ -88,7 +89,7 @@ def split_keeping_test(frame: pd.DataFrame, fixed: pd.DataFrame, val_fraction: f
     frame = frame.sort_values("image_id").reset_index(drop=True)
     missing = set(fixed.loc[fixed["split"] == "test", "image_id"]) - set(frame["image_id"])
     if missing:
-        raise ValueError(f"{len(missing)} test image(s) of the fixed split are gone from the data: "
+        raise DataError(f"{len(missing)} test image(s) of the fixed split are gone from the data: "
                          f"{sorted(missing)[:5]}")
     known = fixed.drop_duplicates("lesion_id").set_index("lesion_id")["split"]
     split = frame["lesion_id"].map(known).to_numpy(dtype=object)
@@ -115,13 +116,15 @@ def split_summary(manifest: pd.DataFrame) -> dict[str, int]:
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
     """Read a split manifest CSV, checking its columns and split names."""
+    if not Path(path).is_file():
+        raise DataError(f"split manifest {path} does not exist")
     manifest = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in MANIFEST_COLUMNS if c not in manifest.columns]
     if missing:
-        raise ValueError(f"{path}: not a split manifest, missing column(s) {missing}")
+        raise DataError(f"{path}: not a split manifest, missing column(s) {missing}")
     bad = sorted(set(manifest["split"]) - set(SPLITS))
     if bad:
-        raise ValueError(f"{path}: unknown split name(s) {bad}; expected {SPLITS}")
+        raise DataError(f"{path}: unknown split name(s) {bad}; expected {SPLITS}")
     return manifest
 
 

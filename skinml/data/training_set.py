@@ -3,24 +3,23 @@ and the model's classes (the split's labels)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 import pandas as pd
 
-from skinml.config import TrainConfig
-from skinml.data.dataset import load_dataset
-from skinml.data.split import make_split
-from skinml.labels import class_indices, classes_of
-from skinml.mlflow_names import (
-    CONFIG_ARTIFACT,
+from skinml.core.errors import DataError
+from skinml.core.labels import class_indices, classes_of
+from skinml.core.names import (
     DATA_FORMAT_TAG,
     DATA_NOTES_TAG,
     GROUPED_BY_TAG,
     LABEL_MAP_DROPPED_TAG,
     SPLIT_GROUPED_BY_TAG,
 )
+from skinml.core.recipe import TrainConfig
+from skinml.data.dataset import load_dataset
+from skinml.data.split import make_split
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +36,11 @@ def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, config: 
         warn_if_ungrouped(frame)
     missing = sorted(set(manifest["image_id"]) - set(frame["image_id"]))
     if missing:
-        raise ValueError(f"{len(missing)} image(s) of the split manifest are not in {data_dir}: {missing[:10]}")
+        raise DataError(f"{len(missing)} image(s) of the split manifest are not in {data_dir}: {missing[:10]}")
     classes = classes_of(manifest["dx"])
     untrained = sorted(set(classes) - set(manifest.loc[manifest["split"] == "train", "dx"]))
     if untrained:
-        raise ValueError(f"class(es) {untrained} have no image in the train split: too few images or groups "
+        raise DataError(f"class(es) {untrained} have no image in the train split: too few images or groups "
                          "(add images, or merge or drop them with --label-map)")
     joined = manifest.merge(frame[["image_id", "path"]], on="image_id", how="left")
     joined["label"] = class_indices(joined["dx"], classes)
@@ -71,30 +70,18 @@ def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
     return tags
 
 
-def recorded_config(run_id: str) -> TrainConfig:
-    """The recipe a train run logged (`config.json`); the defaults for a run that logged none."""
-    from mlflow.exceptions import MlflowException
-
-    from skinml.tracking import download_run_artifact
-
-    try:
-        return TrainConfig.from_dict(json.loads(download_run_artifact(run_id, CONFIG_ARTIFACT).read_text()))
-    except (MlflowException, OSError):
-        return TrainConfig()
-
-
 def model_labels(frame: pd.DataFrame, classes: tuple[str, ...], label_map: dict[str, str]
                  ) -> tuple[pd.DataFrame, dict[str, int]]:
     """The images of an evaluation set whose label (already mapped) is one of the model's `classes`, and the number
     left out per label: those the label map sent to a class the model does not know. A label that is neither a
-    class of the model nor named by the map is a ValueError naming it, its count and first image."""
+    class of the model nor named by the map is a DataError naming it, its count and first image."""
     known = frame["dx"].isin(classes)
     mapped_away = set(label_map.values())
     unknown = frame.loc[~known & ~frame["dx"].isin(mapped_away), ["dx", "image_id"]]
     if len(unknown):
         counts = unknown.groupby("dx")["image_id"].agg(["size", "first"])
         named = "; ".join(f"{label!r}: {row['size']} image(s), e.g. {row['first']}" for label, row in counts.iterrows())
-        raise ValueError(f"evaluation label(s) the model does not know: {named}; the model's classes are "
+        raise DataError(f"evaluation label(s) the model does not know: {named}; the model's classes are "
                          f"{list(classes)} (map or drop them with --label-map)")
     left_out = frame.loc[~known, "dx"].value_counts().to_dict()
     return frame[known].reset_index(drop=True), {str(k): int(v) for k, v in left_out.items()}

@@ -1,0 +1,199 @@
+"""The MLflow pyfunc model that takes images: a DataFrame column `image` of base64 JPEG/PNG (or raw bytes) in,
+a probability per class of the model (columns named by class) and the predicted `label` out. Resizing and
+preprocessing live inside. How models are logged and loaded: skinml.tracking.model_store."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import importlib.util
+import io
+import json
+import logging
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from skinml.core import settings
+from skinml.core.labels import LEGACY_CLASSES
+from skinml.model import openvino_form
+from skinml.serving.integrity import check_served_copy
+from skinml.serving.request_form import (
+    IMAGE_COLUMN,
+    InvalidImageError,
+    ModelFailure,
+    RequestTooLargeError,
+    ServingError,
+    image_values,
+)
+
+MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
+# Request bounds (skinml.core.settings), sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may
+# change them.
+MAX_ROWS_VARIABLE = "SKINML_SERVE_MAX_ROWS"
+MAX_BYTES_VARIABLE = "SKINML_SERVE_MAX_IMAGE_BYTES"
+MAX_REQUEST_VARIABLE = "SKINML_SERVE_MAX_REQUEST_BYTES"  # all images, base64
+CHUNK_ROWS = 16  # images decoded and run together: memory does not grow with the request
+
+
+def serving_engine() -> str:
+    """How a loaded model runs: its OpenVINO form when OpenVINO is installed, unless $SKINML_ENGINE is
+    `tensorflow` (set it on a host with a GPU: telling needs TensorFlow, which this choice avoids importing)."""
+    requested = settings.choice("SKINML_ENGINE")
+    if requested == "tensorflow" or importlib.util.find_spec("openvino") is None:
+        return "tensorflow"
+    return "openvino"
+
+
+def check_request_size(values: list) -> None:
+    """Refuse a request with more rows or more image text than the server's limits, before any image is decoded."""
+    max_rows = settings.positive_int(MAX_ROWS_VARIABLE)
+    if len(values) > max_rows:
+        raise RequestTooLargeError(f"{len(values)} images in one request; the limit is {max_rows} "
+                                   f"({MAX_ROWS_VARIABLE})")
+    size = sum(len(value) for value in values if isinstance(value, (str, bytes, bytearray)))
+    max_size = settings.positive_int(MAX_REQUEST_VARIABLE)
+    if size > max_size:
+        raise RequestTooLargeError(f"{size} bytes of images in one request; the limit is {max_size} "
+                                   f"({MAX_REQUEST_VARIABLE})")
+
+
+def image_bytes(value: object, where: str) -> bytes:
+    """The raw image bytes of one request value (base64 text or bytes), checked to be a decodable-size image;
+    `where` names it in errors ("row 3", a file name)."""
+    if isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+    elif isinstance(value, str):
+        max_bytes = settings.positive_int(MAX_BYTES_VARIABLE)
+        if len(value) * 3 // 4 > max_bytes:  # refused before decoding the base64
+            raise RequestTooLargeError(f"{where}: image of about {len(value) * 3 // 4} bytes is over the limit of "
+                                    f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})")
+        try:
+            data = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' is not valid base64") from None
+    else:
+        raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' must be base64 text, got {type(value).__name__}")
+    if not data:
+        raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            kind = image.format
+    except Image.DecompressionBombError:  # Pillow's own limit, far above ours, checked as it reads the header
+        raise InvalidImageError(f"{where}: image is too large (limit {MAX_IMAGE_PIXELS} pixels)") from None
+    except (UnidentifiedImageError, OSError):
+        raise InvalidImageError(f"{where}: not a JPEG/PNG image") from None
+    if kind not in ("JPEG", "PNG"):
+        raise InvalidImageError(f"{where}: image format {kind} is not supported (send JPEG or PNG)")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(f"{where}: image of {width}x{height} pixels is too large "
+                                f"(limit {MAX_IMAGE_PIXELS} pixels)")
+    return data
+
+
+class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
+    """pyfunc wrapper around the classifier: its OpenVINO form (`openvino_model` artifact) where OpenVINO runs it,
+    without TensorFlow; else the Keras model (`keras_model`) through tf.data and skinml.model.engine."""
+
+    def load_context(self, context) -> None:
+        self.keras_path = context.artifacts["keras_model"]
+        classes_file = context.artifacts.get("classes")
+        self.classes = tuple(json.loads(Path(classes_file).read_text())) if classes_file else LEGACY_CLASSES
+        decisions_file = context.artifacts.get("decisions")
+        self.decisions = json.loads(Path(decisions_file).read_text()) if decisions_file else {}
+        check_served_copy(Path(self.keras_path).parents[1])  # the model folder
+        folder = context.artifacts.get("openvino_model")
+        self.openvino = None
+        if folder and serving_engine() == "openvino":
+            self.openvino = openvino_form.load(folder)
+        else:
+            # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
+            from skinml.model.engine import predictor
+
+            self.run_model = predictor(self.model)  # OpenVINO on a CPU, TensorFlow on a GPU (skinml.model.engine)
+
+    @functools.cached_property
+    def model(self):
+        """The Keras classifier (loaded on first use: the OpenVINO form does not need it)."""
+        # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
+        from skinml.model.tensorflow_import import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
+        import keras
+
+        import skinml.model.network  # noqa: F401  (registers the custom layers the saved model uses)
+
+        return keras.saving.load_model(self.keras_path, compile=False)
+
+    def predict_images(self, images: list[bytes]) -> np.ndarray:
+        """Class probabilities for raw image bytes, shape (n, classes), decoded and run CHUNK_ROWS images at a time."""
+        if self.openvino is not None:
+            return self.predict_with_openvino(images)
+        # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
+        from skinml.data.loader import bytes_dataset
+
+        probabilities = []
+        size = int(self.model.input_shape[1])
+        batches = iter(bytes_dataset(images, size, batch_size=CHUNK_ROWS))  # one pipeline, chunk by chunk
+        for start in range(0, len(images), CHUNK_ROWS):
+            try:
+                batch = next(batches).numpy()
+            except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
+                raise InvalidImageError(f"an image in rows {start}-{start + CHUNK_ROWS - 1} could not be decoded "
+                                        f"({type(exc).__name__})") from None
+            probabilities.append(self.run_model(batch))
+        return np.concatenate(probabilities)
+
+    def predict_with_openvino(self, images: list[bytes]) -> np.ndarray:
+        """predict_images on the OpenVINO form: Pillow decodes, consecutive images of one size run together."""
+        probabilities = []
+        for start in range(0, len(images), CHUNK_ROWS):
+            pixels = []
+            for row, data in enumerate(images[start:start + CHUNK_ROWS], start):
+                try:
+                    pixels.append(openvino_form.decode(data))
+                except (OSError, ValueError, SyntaxError):  # Pillow: truncated or corrupt data
+                    raise InvalidImageError(f"row {row}: the image could not be decoded") from None
+            for run in openvino_form.same_size_runs(pixels, CHUNK_ROWS):
+                probabilities.append(self.openvino(np.stack([pixels[i] for i in run])))
+        return np.concatenate(probabilities)
+
+    # MLflow reads the hint: from pd.DataFrame it infers no schema. The `inputs` and `instances` forms arrive as a
+    # dict or an array (no input schema: skinml.serving.request_form.image_values).
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        """The answer for a request; every error is a ServingError with a short message of skinml's own."""
+        try:
+            values = image_values(model_input)
+            check_request_size(values)
+            images = [image_bytes(value, f"row {row}") for row, value in enumerate(values)]
+            return answer_frame(self.predict_images(images), self.classes, self.decisions)
+        except ServingError:
+            raise
+        except Exception as exc:  # else MLflow answers with its stack trace
+            logging.getLogger(__name__).exception("the model failed on a request")
+            raise ModelFailure(f"the model failed on this request ({type(exc).__name__}); the server's log has "
+                               "the details") from exc
+
+
+def answer_frame(probs: np.ndarray, classes: tuple[str, ...], decisions: dict | None = None) -> pd.DataFrame:
+    """The model's answer: one row per image, a probability per class (columns named by class) and `label`; with
+    the model's decisions (skinml.evaluation.decisions) also `p_positive` (P of the positive group), `refer` (at the
+    first operating point) and `defer` (confidence below the deferral threshold; left out for a model whose deferral no
+    confidence reached on validation, skinml.evaluation.decisions.defers_everything)."""
+    result = pd.DataFrame(probs.astype(np.float64), columns=list(classes))
+    result["label"] = [classes[k] for k in probs.argmax(axis=1)]
+    decisions = decisions or {}
+    if decisions.get("positive_classes"):
+        columns = [list(classes).index(name) for name in decisions["positive_classes"]]
+        result["p_positive"] = probs[:, columns].sum(axis=1).astype(np.float64)
+        if decisions.get("operating_points"):
+            result["refer"] = result["p_positive"] >= decisions["operating_points"][0]["threshold"]
+    if decisions.get("deferral") and decisions["deferral"]["confidence"] <= 1:  # above 1: it would defer every image,
+        result["defer"] = probs.max(axis=1) < decisions["deferral"]["confidence"]  # an answer that says nothing
+    return result
