@@ -16,7 +16,8 @@ import logging
 import shlex
 import statistics
 
-from skinml.app.cli import build_parser, training_config
+from skinml.app.cli import build_parser
+from skinml.app.commands import training_config
 
 # name -> the options of `skinml train` on top of the shared ones (data dir, manifest, weights). Rows of retired options
 # (class weights, label smoothing, prior adjustment, sampling, ...) run from the commit docs/ablation.md names.

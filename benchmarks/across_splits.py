@@ -22,7 +22,8 @@ from arguments import benchmark_parser  # benchmarks/ is on sys.path when a scri
 
 def split_row(data_dir: str, weights: str, manifest: Path, preset: str, options: str, experiment: str) -> dict:
     """Train `preset` on the split in `manifest` and evaluate it on that split's test part."""
-    from skinml.app.cli import build_parser, training_config
+    from skinml.app.cli import build_parser
+    from skinml.app.commands import training_config
     from skinml.core.run_context import RunContext
     from skinml.stages.evaluate import evaluate
     from skinml.stages.train import train

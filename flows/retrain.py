@@ -74,9 +74,9 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
         return result
 
 
-def serve_retraining(cron: str, data_dir: str | None, model_name: str = DEFAULT_MODEL_NAME,
+def serve_retraining(cron: str, data_dir: str | None, *, model_name: str = DEFAULT_MODEL_NAME,
                      overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                     promotion_margin: float = 0.0, preset_name: str = "baseline", *,
+                     promotion_margin: float = 0.0, preset_name: str = "baseline",
                      timezone: str | None = None) -> None:
     """Serve the retrain flow as deployment `retrain/skinml-retrain` on a cron schedule in `timezone` (default this
     machine's), blocking like flow.serve."""

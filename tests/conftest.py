@@ -82,11 +82,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+KINDS = ("system", "integration", "unit")  # tests/<kind>/: the team stack, real processes and servers, neither
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest first: the team stack's test (~7 min), then the other `slow` ones. With two workers handed one test
-    at a time (pyproject: `-n 2 --maxschedchunk 1`), one runs the team test while the other runs most of the rest."""
-    items.sort(key=lambda item: (not item.nodeid.startswith("tests/test_team.py"),
-                                 item.get_closest_marker("slow") is None))
+    """Mark each test with its kind (its folder: `-m unit` selects), and run the longest kinds first: the team
+    stack's test (~7 min), then the real processes. With two workers handed one test at a time (pyproject: `-n 2
+    --maxschedchunk 1`), one runs the team test while the other runs most of the rest."""
+    for item in items:
+        kind = next(kind for kind in KINDS if f"tests/{kind}/" in item.nodeid or item.nodeid.startswith(f"{kind}/"))
+        item.add_marker(kind)
+    items.sort(key=lambda item: KINDS.index(next(m.name for m in item.iter_markers() if m.name in KINDS)))
 
 
 def make_separable_set(dest: Path, n_per_class: int = 20) -> Path:

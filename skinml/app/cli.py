@@ -1,19 +1,18 @@
 """The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, promote, predict,
-schedule, sweep, card, cache). Each command imports what it runs when it runs (`lazy: start-up time`): `skinml
---help` and `skinml cache info` start without TensorFlow, MLflow or Prefect."""
+schedule, sweep, card, cache), parsed here and run by skinml.app.commands; one line per user error, an internal
+error's traceback with -v."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import gc
-import json
 import logging
 import sys
-from pathlib import Path
 
+from skinml.app import commands
 from skinml.app.console import set_up_console, user_errors
-from skinml.app.options import add_data_options, add_promotion_options, add_training_options, explicit_options
+from skinml.app.options import add_data_options, add_promotion_options, add_training_options
 from skinml.app.prefect_server import start_temporary_server, temporary_server_settings
 from skinml.core import settings
 from skinml.core.recipe import (
@@ -24,135 +23,8 @@ from skinml.core.recipe import (
     SWEEP_METRICS,
     SWEEP_STUDY,
     SWEEP_TRIALS,
-    TrainConfig,
-    recipe,
 )
-from skinml.core.run_context import RunContext
 from skinml.model.tensorflow_import import import_tensorflow_quietly
-
-
-def training_config(args: argparse.Namespace) -> TrainConfig:
-    """The recipe given on the command line, validated (a bad value is refused before any work)."""
-    return recipe(args.preset, explicit_options(args))
-
-
-def data_dir_or_download(data_dir: str | None) -> str:
-    # lazy: start-up time
-    from skinml.data.download import download_ham10000
-
-    return data_dir if data_dir else str(download_ham10000())
-
-
-def cmd_download(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from skinml.data.download import download_ham10000
-
-    return {"data_dir": str(download_ham10000(args.dest, args.server))}
-
-
-def cmd_split(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from skinml.data.label_map import label_map_of
-    from skinml.stages.split import run_split
-
-    return run_split(data_dir_or_download(args.data_dir), args.output, args.strategy, seed=args.seed,
-                     val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                     context=RunContext(args.experiment), data_format=args.data_format or "auto",
-                     label_map=label_map_of(args.label_map))
-
-
-def cmd_train(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from skinml.stages.train import train
-
-    return train(training_config(args), data_dir_or_download(args.data_dir), args.manifest,
-                 context=RunContext(args.experiment), output=args.output)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from skinml.data.label_map import label_map_of
-    from skinml.stages.evaluate import evaluate
-
-    return evaluate(args.model_uri, args.data_dir, args.split, context=RunContext(args.experiment),
-                    output=args.output, data_format=args.data_format or "auto",
-                    label_map=label_map_of(args.label_map))
-
-
-def cmd_pipeline(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from flows.pipeline import pipeline_flow
-
-    training_config(args)  # a bad recipe is refused here, before any flow or MLflow run starts
-    return pipeline_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
-                         split_strategy=args.split_strategy, experiment=args.experiment, output=args.output,
-                         model_name=args.name, promotion_margin=args.margin)
-
-
-def cmd_promote(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from skinml.registry.promotion import promote
-
-    return promote(args.name, args.margin, context=RunContext(args.experiment))
-
-
-def cmd_predict(args: argparse.Namespace) -> None:
-    """Print the answer for every readable file; name each other one on stderr, the exit status then 2."""
-    # lazy: start-up time
-    import pandas as pd
-
-    # lazy: start-up time
-    from skinml.app.predict import predict_files
-    from skinml.serving.request_form import InvalidImageError
-
-    table, problems = predict_files(args.model_uri, args.images)
-    if len(table) and args.json:
-        print(json.dumps({"model_uri": args.model_uri, "predictions": table.to_dict(orient="records")}, indent=2,
-                         default=str))
-    elif len(table):
-        with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
-            print(table.to_string(index=False))
-    for problem in problems[:-1]:
-        print(f"skinml predict: error: {problem}", file=sys.stderr)
-    if problems:  # main prints the last one as it prints every user error, and returns 2
-        raise InvalidImageError(problems[-1])
-
-
-def cmd_schedule(args: argparse.Namespace) -> None:
-    # lazy: start-up time
-    from flows.retrain import serve_retraining
-
-    training_config(args)
-    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None  # the worker may start elsewhere
-    serve_retraining(args.cron, data_dir, args.name, explicit_options(args), args.experiment, args.margin,
-                     args.preset, timezone=args.timezone)
-
-
-def cmd_sweep(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from flows.sweep import sweep_flow
-
-    training_config(args)
-    return sweep_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
-                      n_trials=args.n_trials, metric=args.metric, study_name=args.study_name,
-                      storage=args.storage, timeout=args.timeout, retrain_best=args.retrain,
-                      model_name=args.name, experiment=args.experiment, promotion_margin=args.margin)
-
-
-def cmd_card(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from skinml.registry.model_card import write_card
-    from skinml.tracking.logged_model import LoggedModel
-
-    return write_card(LoggedModel.resolve(args.model_uri), args.output)
-
-
-def cmd_cache(args: argparse.Namespace) -> dict:
-    # lazy: start-up time
-    from skinml.features.cache import FeatureCache
-
-    cache = FeatureCache.default()
-    return cache.info() if args.action == "info" else {"path": str(cache.root), "removed_entries": cache.clear()}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download HAM10000 from Harvard Dataverse (cached)")
     p.add_argument("--dest", help="target folder (default $SKINML_DATA_DIR or ~/.cache/skinml/ham10000)")
     p.add_argument("--server", help="Dataverse base URL (default https://dataverse.harvard.edu)")
-    p.set_defaults(func=cmd_download, tensorflow=False, logs_runs=False)
+    p.set_defaults(func=commands.cmd_download, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("split", help="lesion-grouped (or random) train/val/test split manifest")
     p.add_argument("--data-dir")
@@ -176,13 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs/manifest.csv", help="manifest CSV to write")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     add_data_options(p)
-    p.set_defaults(func=cmd_split, tensorflow=False, logs_runs=False)
+    p.set_defaults(func=commands.cmd_split, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("train", help="train a classifier, logged to MLflow")
     add_training_options(p)
     p.add_argument("--manifest", help="split manifest CSV (default: make a split)")
     p.add_argument("--output", help="write {run_id, model_uri, metrics} JSON here")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=commands.cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a logged model on its test split or a labelled folder")
     p.add_argument("--model-uri", required=True)
@@ -191,25 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.add_argument("--output", help="write the metrics JSON here")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=commands.cmd_evaluate)
 
     p = sub.add_parser("pipeline", help="download -> split -> train -> evaluate -> register -> promote (Prefect)")
     add_training_options(p)
     p.add_argument("--split-strategy", default=SPLIT_STRATEGIES[0], choices=SPLIT_STRATEGIES)
     add_promotion_options(p)
     p.add_argument("--output", help="write the pipeline summary JSON here")
-    p.set_defaults(func=cmd_pipeline, runs_flow=True)
+    p.set_defaults(func=commands.cmd_pipeline, runs_flow=True)
 
     p = sub.add_parser("promote", help="evaluate challenger vs champion on the champion's test split; promote")
     add_promotion_options(p)
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
-    p.set_defaults(func=cmd_promote)
+    p.set_defaults(func=commands.cmd_promote)
 
     p = sub.add_parser("predict", help="classify image files with a logged or registered model")
     p.add_argument("images", nargs="+", help="JPEG/PNG files (each unreadable one is named; exit status 2 if any)")
     p.add_argument("--model-uri", default="models:/skinml@champion")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_predict, tensorflow=False, logs_runs=False)
+    p.set_defaults(func=commands.cmd_predict, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")
     p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
@@ -217,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "machine's)")
     add_training_options(p)
     add_promotion_options(p)
-    p.set_defaults(func=cmd_schedule)
+    p.set_defaults(func=commands.cmd_schedule)
 
     p = sub.add_parser("sweep", help="Optuna sweep over dropout and learning rate (Prefect flow)")
     add_training_options(p, experiment=SWEEP_EXPERIMENT)
@@ -233,16 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True,
                    help="retrain, evaluate and register the best configuration after the trials (default); "
                         "--no-retrain: only run trials (extra workers)")
-    p.set_defaults(func=cmd_sweep, runs_flow=True)
+    p.set_defaults(func=commands.cmd_sweep, runs_flow=True)
 
     p = sub.add_parser("card", help="write a model's model card (Markdown, its plots, HTML) from what MLflow holds")
     p.add_argument("model_uri", help="e.g. models:/skinml@champion, models:/skinml/3 or a logged model's URI")
     p.add_argument("--output", default="model_card", help="folder to write it into")
-    p.set_defaults(func=cmd_card, logs_runs=False)
+    p.set_defaults(func=commands.cmd_card, logs_runs=False)
 
     p = sub.add_parser("cache", help="feature cache: info | clear")
     p.add_argument("action", choices=["info", "clear"])
-    p.set_defaults(func=cmd_cache, logs_runs=False)
+    p.set_defaults(func=commands.cmd_cache, logs_runs=False)
     return parser
 
 

@@ -1,8 +1,8 @@
 """Names skinml gives in MLflow, once for every writer and reader: the metrics of each split and the headline set of a
 parent run, the tags on runs and registered versions (`skinml.*`) and the artifacts runs carry.
 
-docs/mlflow.md says what each means; tests/test_mlflow_names.py holds the two to each other. Tags carry what is not a
-model figure: bookkeeping, timings, counts, where the data came from.
+docs/mlflow.md says what each means; tests/unit/test_mlflow_names.py holds the two to each other. Tags carry what
+is not a model figure: bookkeeping, timings, counts, where the data came from.
 """
 
 import re

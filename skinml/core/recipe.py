@@ -16,7 +16,7 @@ DEFAULT_EXPERIMENT = "skinml"
 DEFAULT_MODEL_NAME = "skinml"  # the registered model every command and flow uses unless given another
 SPLITS = ("train", "val", "test")  # the parts of a split manifest, in order
 SPLIT_STRATEGIES = ("grouped", "random")  # grouped: no lesion on two sides (the default); random: by image
-# The sweep's defaults (the CLI, the flows and, by tests/test_prefect_yaml.py, MLproject use these)
+# The sweep's defaults (the CLI, the flows and, by tests/unit/test_prefect_yaml.py, MLproject use these)
 SWEEP_STUDY = "skinml-sweep"
 SWEEP_TRIALS = 30
 SWEEP_METRICS = tuple(metric_name(VAL, figure) for figure in ("balanced_accuracy", "macro_auc", "accuracy"))

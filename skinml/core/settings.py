@@ -1,6 +1,7 @@
 """Every `SKINML_*` environment variable: its default, its meaning, and the one place that reads and checks it.
 
-No other module reads one (tests/test_settings.py holds that); docs/operations.md's table is checked against SETTINGS.
+No other module reads one (tests/unit/test_settings.py holds that); docs/operations.md's table is checked against
+SETTINGS.
 A value that does not parse is an error naming the variable.
 """
 

@@ -58,7 +58,7 @@ def read_rows(source: Rows | np.ndarray, rows: np.ndarray, views: np.ndarray | i
 def keras_fit_order(n: int) -> np.ndarray:
     """The order in which `Model.fit(arrays, shuffle=True)` visits n samples: one `tf.random.shuffle` of the
     indices in a tf.data map under the global seed (keras.src.trainers.data_adapters.array_data_adapter), drawn the
-    same way here, so that streamed batches are the batches Keras made from arrays in memory (tests/test_batches.py
+    same way here, so that streamed batches are the batches Keras made from arrays in memory (tests/unit/test_batches.py
     holds the two to each other)."""
     indices = tf.data.Dataset.range(1).map(lambda _: tf.random.shuffle(tf.range(n, dtype=tf.int64)))
     return next(iter(indices)).numpy()

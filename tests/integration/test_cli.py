@@ -20,9 +20,9 @@ from skinml.core.errors import DataError, OptionError
 from skinml.core.recipe import preset as preset_config
 from skinml.data.layouts import DESCRIPTIONS
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_train_then_evaluate_from_the_command_line(synthetic_dir, test_weights, tmp_path, capsys):
@@ -70,7 +70,8 @@ def test_missing_weights_file_is_a_clear_error(synthetic_dir, capsys):
 def test_mlflow_parameters_become_skinml_options():
     """Declared parameters arrive as the MLproject command gives them (empty = not set); MLflow appends undeclared
     ones as `--snake_name value`, true/false for a flag."""
-    from skinml.app.cli import build_parser, training_config
+    from skinml.app.cli import build_parser
+    from skinml.app.commands import training_config
 
     argv = ["train", "--data-dir", "", "--preset", "best", "--fine_tune_epochs", "16", "--feature_cache", "false",
             "--temperature_scaling", "FALSE", "--loss", "crossentropy", "--epochs", ""]
@@ -131,7 +132,6 @@ def mlflow_run(experiment: str, *arguments: str) -> str:
     return done.stderr
 
 
-@pytest.mark.slow
 def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_dir, test_weights):
     """`mlflow run . -e sweep` in an experiment of the user's choosing: the project's run is the sweep's parent."""
     mlflow_run("my-sweeps", "-e", "sweep", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
@@ -151,7 +151,8 @@ def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_d
 
 
 def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
-    from skinml.app.cli import build_parser, training_config
+    from skinml.app.cli import build_parser
+    from skinml.app.commands import training_config
 
     monkeypatch.chdir(tmp_path)
     args = build_parser().parse_args(["train", "--weights", "weights/no_top.h5"])
@@ -160,7 +161,8 @@ def test_a_relative_weights_path_is_kept_absolute(tmp_path, monkeypatch):
 
 
 def test_fine_tune_from_none_gives_the_frozen_backbone_of_the_baseline():
-    from skinml.app.cli import build_parser, training_config
+    from skinml.app.cli import build_parser
+    from skinml.app.commands import training_config
 
     config = training_config(build_parser().parse_args(["train", "--preset", "best", "--fine-tune-from", "none"]))
     assert config.fine_tune_from is None and config.params()["fine_tune_from"] == "none"
@@ -170,7 +172,8 @@ def test_fine_tune_from_none_gives_the_frozen_backbone_of_the_baseline():
 
 
 def test_options_not_given_leave_the_preset_alone():
-    from skinml.app.cli import build_parser, explicit_options, training_config
+    from skinml.app.cli import build_parser
+    from skinml.app.commands import explicit_options, training_config
 
     args = build_parser().parse_args(["sweep", "--preset", "best", "--seed", "7"])
     assert explicit_options(args) == {"seed": 7}
@@ -268,7 +271,6 @@ def no_layout_report(command: str, folder: Path) -> list[str]:
     return [f"skinml {command}: error: {folder}: no layout matches what the folder holds (nothing); tried {tried}"]
 
 
-@pytest.mark.slow
 def test_a_user_error_in_a_prefect_flow_reaches_the_terminal_once(tmp_path):
     """`skinml pipeline` with an empty data folder: Prefect's progress lines, then skinml's report and exit
     status 2; not Prefect's task and flow error and state lines repeating it (`-v` shows those)."""
@@ -282,7 +284,6 @@ def test_a_user_error_in_a_prefect_flow_reaches_the_terminal_once(tmp_path):
     assert "Failed(" not in done.stderr and "Traceback" not in done.stderr
 
 
-@pytest.mark.slow
 def test_mlflow_run_reports_a_user_error_once(tmp_path):
     """The same through `mlflow run . -P data_dir=...`: skinml's report once, then MLflow's own line. MLflow 3.17's
     `mlflow run` exits 1 for any failed command (it keeps only whether the status was 0), so not 2."""

@@ -17,7 +17,7 @@ from skinml.stages.split import run_split
 from skinml.stages.train import train
 from skinml.tracking.model_store import load_model
 
-from .conftest import IMAGE_SIZE, make_separable_set
+from ..conftest import IMAGE_SIZE, make_separable_set
 
 
 def test_promotion_moves_aliases_only_for_a_challenger_better_beyond_the_noise(test_weights, tmp_path):

@@ -13,7 +13,7 @@ from skinml.registry.versions import register
 from skinml.tracking.logged_model import LoggedModel
 from skinml.tracking.model_store import load_model, request_frame
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 THREE = ("keratosis", "melanoma", "naevus")
 # what a model of THREE answers: melanoma is its positive group untold; `refer` and `defer` where validation chose them

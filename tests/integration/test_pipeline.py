@@ -18,7 +18,7 @@ from skinml.data.dataset import load_dataset
 from skinml.tracking.splits import run_manifest
 from skinml.tracking.ui_view import view_key
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 
 def flow_run_artifacts(result_key: str, mlflow_run_id: str) -> tuple[str, dict]:
@@ -48,7 +48,6 @@ def children(parent_run_id: str, experiment: str = "skinml") -> pd.DataFrame:
                               filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
 
 
-@pytest.mark.slow
 def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, test_weights, tmp_path, subtests):
     recipe = {"weights": test_weights, "image_size": IMAGE_SIZE, "epochs": 3, "cached_views": 2, "seed": 7}
     result = pipeline_flow(str(synthetic_dir), "baseline", recipe, output=str(tmp_path / "pipeline.json"))
@@ -196,7 +195,6 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         assert mlflow.get_run(result["parent_run_id"]).info.run_name == named
 
 
-@pytest.mark.slow
 def test_failing_stage_fails_the_pipeline_run(tmp_path):
     from skinml.data.dataset import DataValidationError
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("core", "data", "model", "features", "evaluation", "training", "serving", "tracking", "stages", "registry",
           "flows", "app")
 COMPUTE = LAYERS[:6]

@@ -12,13 +12,12 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-import pytest
 
-from .conftest import IMAGE_SIZE, free_port, stop_process, wait_for
-from .tracing import forks_after_threads, needs_strace, outside_connections, traced, user_environment
+from ..conftest import IMAGE_SIZE, free_port, stop_process, wait_for
+from ..tracing import forks_after_threads, needs_strace, outside_connections, traced, user_environment
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 README_EXPORT = "export DO_NOT_TRACK=true PREFECT_SERVER_ANALYTICS_ENABLED=false"
 
 
@@ -56,7 +55,6 @@ def test_the_trace_reader_sees_a_name_lookup_and_a_fork_after_threads(tmp_path):
 
 
 @needs_strace
-@pytest.mark.slow
 def test_every_command_stays_on_the_machine(synthetic_dir, test_weights, tmp_path):
     home = tmp_path / "home"
     env = {**user_environment(home), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}

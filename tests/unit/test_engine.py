@@ -18,7 +18,7 @@ from skinml.model.engine import (
 )
 from skinml.model.network import build_feature_extractor
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="openvino not installed")
 

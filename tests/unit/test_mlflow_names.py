@@ -26,7 +26,7 @@ from skinml.evaluation.metrics import (
     lesion_bootstrap_intervals,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = ROOT / "skinml/core/names.py"
 # what `skinml.<word>` names when it is not a tag: a module or package of skinml (or a logger named after one)
 MODULES = ({p.stem for p in (ROOT / "skinml").rglob("*.py")}

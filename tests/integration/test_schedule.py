@@ -9,15 +9,13 @@ import sys
 from pathlib import Path
 
 import mlflow
-import pytest
 from mlflow import MlflowClient
 
-from .conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
+from ..conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
 
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.slow
 def test_scheduled_retraining_registers_and_keeps_the_champion_on_unchanged_data(synthetic_dir, test_weights,
                                                                                   tmp_path):
     port = free_port()

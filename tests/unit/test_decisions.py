@@ -98,7 +98,7 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     from skinml.stages.evaluate import evaluate
     from skinml.stages.train import train
 
-    from .conftest import IMAGE_SIZE
+    from ..conftest import IMAGE_SIZE
 
     config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=3, batch_size=16,
                          target_sensitivities=(0.8,), target_balanced_accuracy=0.05)
@@ -143,7 +143,7 @@ def test_every_registered_version_gets_a_model_card_built_from_logged_values(syn
     from skinml.stages.evaluate import evaluate
     from skinml.stages.train import train
 
-    from .conftest import IMAGE_SIZE
+    from ..conftest import IMAGE_SIZE
 
     trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=2, batch_size=16), synthetic_dir)
     tested = evaluate(trained["model_uri"])

@@ -15,7 +15,7 @@ from skinml.registry.promotion import decide
 from skinml.tracking.evaluations import log_evaluation
 from skinml.training.fit import fit_classifier
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 
 @pytest.fixture(scope="module")

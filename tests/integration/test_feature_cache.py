@@ -16,7 +16,7 @@ from skinml.features.extraction import extract_features
 from skinml.model import engine
 from skinml.model.network import build_feature_extractor
 
-from .conftest import IMAGE_SIZE, stop_process, wait_for
+from ..conftest import IMAGE_SIZE, stop_process, wait_for
 
 
 def key(k: int) -> str:

@@ -18,7 +18,7 @@ from skinml.stages.evaluate import evaluate
 from skinml.stages.train import train
 from skinml.tracking.logged_model import LoggedModel
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 
 def tiny_config(weights: str, **changes) -> TrainConfig:

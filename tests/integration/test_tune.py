@@ -15,7 +15,7 @@ from skinml.core.recipe import TrainConfig
 from skinml.stages import sweep as tune
 from skinml.stages.sweep import SWEEP_EXPERIMENT, open_storage, sweep
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 
 class PruneOddTrials(optuna.pruners.BasePruner):
@@ -78,7 +78,6 @@ def finished(storage: str) -> list:
     return [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
 
 
-@pytest.mark.slow
 def test_killed_sweep_resumes_and_completes_the_rest(synthetic_dir, test_weights, tmp_path, monkeypatch):
     monkeypatch.setenv("SKINML_SWEEP_HEARTBEAT_SECONDS", "1")  # the killed trial is failed 4 s after its last beat
     storage = f"sqlite:///{tmp_path / 'study.db'}"

@@ -35,7 +35,7 @@ from skinml.serving.classifier import (
 from skinml.stages.train import train
 from skinml.tracking.model_store import load_keras_model, load_model, request_frame
 
-from .conftest import IMAGE_SIZE, free_port
+from ..conftest import IMAGE_SIZE, free_port
 
 
 def send(url: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
@@ -86,7 +86,6 @@ def server(synthetic_dir, test_weights, tmp_path):
     process.wait(timeout=30)
 
 
-@pytest.mark.slow
 def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthetic_dir, subtests):
     paths = load_dataset(synthetic_dir)["path"].tolist()[:3]
     images = [base64.b64encode(Path(p).read_bytes()).decode() for p in paths]

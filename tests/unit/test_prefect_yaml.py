@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 from prefect.client.schemas.schedules import CronSchedule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_prefect_yaml_deployment_is_loadable():

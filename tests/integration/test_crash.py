@@ -15,7 +15,7 @@ import pytest
 
 from skinml.core.processes import orphaned_servers, process_exists
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 BIN = Path(sys.executable).parent
 
@@ -42,7 +42,6 @@ def wait_until_training(process) -> str:
     pytest.fail(f"training did not start (exit {process.poll()})")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(("command", "sig"), [("pipeline", signal.SIGTERM), ("train", signal.SIGINT)])
 def test_a_terminated_command_ends_its_runs_killed(synthetic_dir, test_weights, tmp_path, command, sig):
     """A pipeline's flow run too: Prefect's engine puts a SIGTERM handler of its own around it, skinml's stands in
@@ -72,7 +71,6 @@ def trial_runs():
     return mlflow.search_runs(experiment_names=["skinml-sweeps"], filter_string="tags.`skinml.stage` = 'trial'")
 
 
-@pytest.mark.slow
 def test_after_kill_9_of_a_sweep_the_next_command_closes_its_runs_and_stops_its_prefect_server(
         synthetic_dir, test_weights, tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}  # Prefect's temporary server

@@ -29,7 +29,7 @@ from skinml.stages.train import train
 from skinml.tracking.model_store import load_keras_model
 from skinml.training.head import pooled_top_features, warm_up_head
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 from .test_train_evaluate import b64_images, tiny_config
 
 

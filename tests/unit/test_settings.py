@@ -9,7 +9,7 @@ import pytest
 from skinml.core import settings
 from skinml.core.settings import SETTINGS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = [p for folder in ("skinml", "flows") for p in (ROOT / folder).rglob("*.py") if p.name != "settings.py"]
 
 

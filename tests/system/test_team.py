@@ -24,11 +24,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
-from .tracing import forks_after_threads, needs_strace, outside_connections, traced, user_environment
+from ..conftest import IMAGE_SIZE, free_port, http_status, stop_process, wait_for
+from ..tracing import forks_after_threads, needs_strace, outside_connections, traced, user_environment
 
 BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STACK = [sys.executable, str(REPO / "deploy" / "stack")]
 N_TRIALS = 6
 
@@ -47,7 +47,6 @@ def start(command: list[str], folder: Path, env: dict, log: str) -> subprocess.P
 
 
 @needs_strace
-@pytest.mark.slow
 def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, tmp_path, monkeypatch, subtests):
     # as root, PostgreSQL runs as user postgres, which cannot enter pytest's private tmp_path
     stack_dir = Path(tempfile.mkdtemp(prefix="skinml-stack-", dir="/tmp"))

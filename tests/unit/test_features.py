@@ -17,7 +17,7 @@ from skinml.features.extraction import (
 from skinml.model import engine
 from skinml.model.network import build_feature_extractor, build_head
 
-from .conftest import IMAGE_SIZE
+from ..conftest import IMAGE_SIZE
 
 
 @pytest.fixture(scope="module")

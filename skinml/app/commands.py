@@ -1,0 +1,139 @@
+"""What each `skinml` command does, given its parsed arguments (skinml.app.cli parses them). Each imports what it
+runs when it runs (`lazy: start-up time`): `skinml --help` and `skinml cache info` start without TensorFlow, MLflow
+or Prefect."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from skinml.app.options import explicit_options
+from skinml.core.recipe import TrainConfig, recipe
+from skinml.core.run_context import RunContext
+
+
+def training_config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe given on the command line, validated (a bad value is refused before any work)."""
+    return recipe(args.preset, explicit_options(args))
+
+
+def data_dir_or_download(data_dir: str | None) -> str:
+    # lazy: start-up time
+    from skinml.data.download import download_ham10000
+
+    return data_dir if data_dir else str(download_ham10000())
+
+
+def cmd_download(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.data.download import download_ham10000
+
+    return {"data_dir": str(download_ham10000(args.dest, args.server))}
+
+
+def cmd_split(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.data.label_map import label_map_of
+    from skinml.stages.split import run_split
+
+    return run_split(data_dir_or_download(args.data_dir), args.output, args.strategy, seed=args.seed,
+                     val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                     context=RunContext(args.experiment), data_format=args.data_format or "auto",
+                     label_map=label_map_of(args.label_map))
+
+
+def cmd_train(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.stages.train import train
+
+    return train(training_config(args), data_dir_or_download(args.data_dir), args.manifest,
+                 context=RunContext(args.experiment), output=args.output)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.data.label_map import label_map_of
+    from skinml.stages.evaluate import evaluate
+
+    return evaluate(args.model_uri, args.data_dir, args.split, context=RunContext(args.experiment),
+                    output=args.output, data_format=args.data_format or "auto",
+                    label_map=label_map_of(args.label_map))
+
+
+def cmd_pipeline(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from flows.pipeline import pipeline_flow
+
+    training_config(args)  # a bad recipe is refused here, before any flow or MLflow run starts
+    return pipeline_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
+                         split_strategy=args.split_strategy, experiment=args.experiment, output=args.output,
+                         model_name=args.name, promotion_margin=args.margin)
+
+
+def cmd_promote(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.registry.promotion import promote
+
+    return promote(args.name, args.margin, context=RunContext(args.experiment))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    """Print the answer for every readable file; name each other one on stderr, the exit status then 2."""
+    # lazy: start-up time
+    import pandas as pd
+
+    # lazy: start-up time
+    from skinml.app.predict import predict_files
+    from skinml.serving.request_form import InvalidImageError
+
+    table, problems = predict_files(args.model_uri, args.images)
+    if len(table) and args.json:
+        print(json.dumps({"model_uri": args.model_uri, "predictions": table.to_dict(orient="records")}, indent=2,
+                         default=str))
+    elif len(table):
+        with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
+            print(table.to_string(index=False))
+    for problem in problems[:-1]:
+        print(f"skinml predict: error: {problem}", file=sys.stderr)
+    if problems:  # main prints the last one as it prints every user error, and returns 2
+        raise InvalidImageError(problems[-1])
+
+
+def cmd_schedule(args: argparse.Namespace) -> None:
+    # lazy: start-up time
+    from flows.retrain import serve_retraining
+
+    training_config(args)
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None  # the worker may start elsewhere
+    serve_retraining(args.cron, data_dir, model_name=args.name, overrides=explicit_options(args),
+                     experiment=args.experiment, promotion_margin=args.margin, preset_name=args.preset,
+                     timezone=args.timezone)
+
+
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from flows.sweep import sweep_flow
+
+    training_config(args)
+    return sweep_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
+                      n_trials=args.n_trials, metric=args.metric, study_name=args.study_name,
+                      storage=args.storage, timeout=args.timeout, retrain_best=args.retrain,
+                      model_name=args.name, experiment=args.experiment, promotion_margin=args.margin)
+
+
+def cmd_card(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.registry.model_card import write_card
+    from skinml.tracking.logged_model import LoggedModel
+
+    return write_card(LoggedModel.resolve(args.model_uri), args.output)
+
+
+def cmd_cache(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.features.cache import FeatureCache
+
+    cache = FeatureCache.default()
+    return cache.info() if args.action == "info" else {"path": str(cache.root), "removed_entries": cache.clear()}
