@@ -41,6 +41,6 @@ def run_challenger(config: TrainConfig, data_dir: str, manifest: str | None, *, 
         logger.info("registered %s v%s (%s); promotion: %s", registry["name"], registry["version"],
                     ", ".join(registry["aliases"]), result["promotion"]["reason"])
     if context.parent_run_id:
-        summarize_parent(context.parent_run_id, config, trained, evaluated, result.get("registry"),
-                         result.get("promotion"))
+        summarize_parent(context.parent_run_id, config, trained, evaluated, registry=result.get("registry"),
+                         promotion=result.get("promotion"))
     return result

@@ -21,7 +21,7 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     return tf.ensure_shape(image, (image_size, image_size, 3))
 
 
-def image_dataset(paths: Sequence[str], image_size: int, batch_size: int, labels=None,
+def image_dataset(paths: Sequence[str], image_size: int, batch_size: int, *, labels=None,
                   shuffle_seed: int | None = None) -> tf.data.Dataset:
     """Batches of decoded, resized images (and labels, when given) read from `paths`.
 

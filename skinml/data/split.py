@@ -46,7 +46,7 @@ def check_enough_groups(frame: pd.DataFrame) -> None:
                          "val and test); add images, or merge or drop the class with --label-map")
 
 
-def make_split(frame: pd.DataFrame, strategy: str = "grouped", val_fraction: float = 0.15,
+def make_split(frame: pd.DataFrame, strategy: str = "grouped", *, val_fraction: float = 0.15,
                test_fraction: float = 0.15, seed: int = 42) -> pd.DataFrame:
     """A manifest (image_id, lesion_id, dx, split) over `frame`, deterministic for a given seed.
 

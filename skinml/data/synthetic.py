@@ -38,7 +38,7 @@ def lesion_image(dx: str, width: int, height: int, rng: np.random.Generator) -> 
     return np.clip(image, 0, 255).astype(np.uint8)
 
 
-def make_synthetic_ham(dest: str | Path, n_per_class: int = 8, width: int = 64, height: int = 48,
+def make_synthetic_ham(dest: str | Path, n_per_class: int = 8, *, width: int = 64, height: int = 48,
                        images_per_lesion: int = 2, seed: int = 0, image_format: str = "JPEG") -> Path:
     """Write a HAM10000-layout folder (HAM10000_metadata.csv + images/<image_id>.jpg) and return its path."""
     dest = Path(dest)
@@ -61,7 +61,7 @@ def make_synthetic_ham(dest: str | Path, n_per_class: int = 8, width: int = 64, 
     return dest
 
 
-def make_synthetic_isic(dest: str | Path, n_per_class: int = 4, width: int = 64, height: int = 48,
+def make_synthetic_isic(dest: str | Path, n_per_class: int = 4, *, width: int = 64, height: int = 48,
                         seed: int = 1) -> Path:
     """Write an ISIC 2018 Task 3 style folder: one-hot ground-truth CSV beside the images."""
     dest = Path(dest)
@@ -78,7 +78,7 @@ def make_synthetic_isic(dest: str | Path, n_per_class: int = 4, width: int = 64,
     return dest
 
 
-def make_synthetic_set(dest: str | Path, layout: str, classes: tuple[str, ...], n_per_class: int = 6,
+def make_synthetic_set(dest: str | Path, layout: str, classes: tuple[str, ...], *, n_per_class: int = 6,
                        images_per_group: int = 2, width: int = 64, height: int = 48, seed: int = 0) -> Path:
     """Write a folder of `classes` in one of skinml's layouts (isic, isic2020, pad-ufes-20, csv, folder; ham10000
     is `make_synthetic_ham`), images grouped `images_per_group` to a lesion or patient, and return its path."""

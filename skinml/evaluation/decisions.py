@@ -80,7 +80,7 @@ def defers_everything(deferral: dict) -> bool:
     return deferral["confidence"] > 1
 
 
-def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], positive_classes: Sequence[str],
+def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], *, positive_classes: Sequence[str],
            target_sensitivities: Sequence[float], target_balanced_accuracy: float) -> dict:
     """The decisions chosen on validation (`probs`, `y_true`: the validation split): the positive group, a
     threshold on P(positive) per target sensitivity, the deferral confidence."""
@@ -125,7 +125,7 @@ def referral_figures(scores: np.ndarray, is_positive: np.ndarray, threshold: flo
 
 
 def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisions: dict, lesions,
-          n_resamples: int = 1000, seed: int = 0) -> dict:
+          *, n_resamples: int = 1000, seed: int = 0) -> dict:
     """The decisions' figures on a labelled set (test, or an external one): per operating point its referral
     figures with 95% intervals over bootstrap resamples of whole lesions; the deferral's coverage and the balanced
     accuracy of the images kept."""

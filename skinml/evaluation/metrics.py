@@ -146,7 +146,7 @@ def percentile_interval(draws: np.ndarray, confidence: float = 0.95) -> list[flo
 
 
 def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, classes: Sequence[str] = (),
-                               n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+                               *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
                                ) -> dict[str, list[float]]:
     """Percentile intervals of balanced accuracy, macro AUC and (with `classes`) each class's recall
     (`recall/<class>`) over bootstrap resamples of whole lesions.
@@ -178,7 +178,7 @@ def interval_metrics(intervals: dict[str, list[float]], prefix: str) -> dict[str
 
 
 def paired_balanced_accuracy_difference(truth: np.ndarray, first: np.ndarray, second: np.ndarray, lesions,
-                                        n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
+                                        *, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
                                         ) -> tuple[float, float, list[float]]:
     """Balanced accuracy of the predictions `first` and `second` of the same images, and the percentile interval of
     `second`'s minus `first`'s over bootstrap resamples of whole lesions, both scored on each resample (paired).

@@ -63,7 +63,7 @@ def predict_paths(classifier: keras.Model, paths: list[str], cache: FeatureCache
 
 
 def explanations(classifier: keras.Model, data: pd.DataFrame, probs: np.ndarray, classes: tuple[str, ...],
-                 per_class: int = 3, cache: FeatureCache | None = None) -> Figure:
+                 *, per_class: int = 3, cache: FeatureCache | None = None) -> Figure:
     """Grad-CAM grid for a fixed sample of `per_class` images per class (rows: classes)."""
     data = data.reset_index(drop=True)
     sample = fixed_sample(data, per_class, classes)

@@ -97,7 +97,7 @@ def missing_entries(cache: FeatureCache, keys: np.ndarray, dim: int, chunk: int 
 
 
 def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
-                     cache: FeatureCache | None = None, batch_size: int = 64, engine: str | None = None,
+                     cache: FeatureCache | None = None, *, batch_size: int = 64, engine: str | None = None,
                      precision: str | None = None) -> CachedFeatures:
     """Features of each image for each view, shape (len(paths), len(views), *feature_shape), computed only where not
     cached (the feature shape is the extractor's output: (1280,) pooled, or a feature map such as (7, 7, 160)), and

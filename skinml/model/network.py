@@ -82,7 +82,7 @@ def set_top_trainable(head: keras.Model, trainable: bool) -> None:
 
 
 def build_head(feature_shape: int | tuple[int, ...], n_classes: int, dropout: float, seed: int | None = None,
-               top: keras.Model | None = None) -> keras.Model:
+               *, top: keras.Model | None = None) -> keras.Model:
     """[backbone top -> pooling ->] Dropout -> Dense(n_classes, softmax), on the extractor's features."""
     shape = (feature_shape,) if isinstance(feature_shape, int) else tuple(feature_shape)
     inputs = keras.Input(shape, name="features")

@@ -71,7 +71,7 @@ def check_comparable(champion_run_id: str, challenger_run_id: str) -> pd.DataFra
     return test.reset_index(drop=True)
 
 
-def decide(name: str, champion_version: str, challenger_version: str, margin: float, evidence: dict | None
+def decide(name: str, champion_version: str, challenger_version: str, *, margin: float, evidence: dict | None
            ) -> PromotionDecision:
     """The rule itself: promoted when the lower end of the gain's 95% interval is above `margin`. Without evidence
     (the challenger is the champion already) nothing is compared."""
@@ -137,7 +137,7 @@ def promote(name: str = DEFAULT_MODEL_NAME, margin: float = 0.0, *, context: Run
                 predictions_for(name, version, images, score) for version in (champion, challenger))
             evidence = compare(images, champion_predicted, challenger_predicted)
             sources = {CHAMPION: champion_source, CHALLENGER: challenger_source}
-        decision = decide(name, champion.version, challenger.version, margin, evidence)
+        decision = decide(name, champion.version, challenger.version, margin=margin, evidence=evidence)
         if evidence:
             decision.test_split_run_id, decision.evaluation_run_ids = champion.run_id, sources
         return record_promotion(decision, run.info.run_id)

@@ -32,7 +32,7 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
     if keep_test_of:
         manifest = split_keeping_test(frame, run_manifest(keep_test_of), val_fraction, seed)
     else:
-        manifest = make_split(frame, strategy, val_fraction, test_fraction, seed)
+        manifest = make_split(frame, strategy, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     with stage_run("split", context, name=name) as run:
         log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
                          "val_fraction": val_fraction, "test_fraction": test_fraction})

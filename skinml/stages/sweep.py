@@ -98,7 +98,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
             time.sleep(1 + attempt)
 
 
-def open_study(study_name: str, storage: str | None, seed: int, base: TrainConfig,
+def open_study(study_name: str, storage: str | None, *, seed: int, base: TrainConfig,
                pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Study, bool]:
     """Create the study (returns created=True) or join the existing one of that name."""
     storage = open_storage(storage)
@@ -113,7 +113,7 @@ def open_study(study_name: str, storage: str | None, seed: int, base: TrainConfi
     return study, True
 
 
-def parent_run_id(study: optuna.Study, created: bool, params: dict, experiment: str, name: str) -> str:
+def parent_run_id(study: optuna.Study, created: bool, params: dict, *, experiment: str, name: str) -> str:
     """The sweep's parent MLflow run: made by the process that created the study, found by the others."""
     if created:  # under `mlflow run`, its run (in the experiment it was given) becomes the parent
         with stage_run("sweep", RunContext(experiment), tags={STUDY_TAG: study.study_name}, name=name) as run:
@@ -197,13 +197,13 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = SWEEP_TRIALS,
         raise OptionError(f"unknown metric {metric!r}; choose one of {SWEEP_METRICS}")
     if not base.feature_cache:
         raise OptionError("sweeps train heads on cached features: feature_cache must be on")
-    study, created = open_study(study_name, storage, base.seed, base, pruner)
+    study, created = open_study(study_name, storage, seed=base.seed, base=base, pruner=pruner)
     manifest = read_manifest(manifest_path) if manifest_path else None
     data, manifest, classes = labelled_split(data_dir, manifest, base)
     parent_id = parent_run_id(study, created, {**base.params(), "n_trials": n_trials, "metric": metric,
                                                "study_name": study_name, "storage": storage or "in-memory",
-                                               "data_dir": str(Path(data_dir).resolve())}, experiment,
-                               f"sweep {study_name} {n_trials} trials {base.label()}")
+                                               "data_dir": str(Path(data_dir).resolve())},
+                               experiment=experiment, name=f"sweep {study_name} {n_trials} trials {base.label()}")
     if created:
         with mlflow.start_run(run_id=parent_id):
             log_manifest(manifest, data_dir)

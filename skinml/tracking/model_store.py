@@ -64,7 +64,7 @@ def pip_requirements() -> list[str]:
     return requirements
 
 
-def log_classifier(model, classes: tuple[str, ...], decisions: dict | None = None, name: str = "model",
+def log_classifier(model, classes: tuple[str, ...], decisions: dict | None = None, *, name: str = "model",
                    registered_model_name: str | None = None):
     """Log the Keras classifier of `classes` as a pyfunc model in the active run; returns MLflow's ModelInfo. The
     classes go with it (`classes.json` among its artifacts, its signature and its MLmodel metadata), and so do its

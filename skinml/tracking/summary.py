@@ -51,7 +51,7 @@ def shown_overrides(config: TrainConfig, params: dict[str, str] | None = None) -
     return changes
 
 
-def parent_note(config: TrainConfig, trained: dict, tested: dict, registry: dict | None = None,
+def parent_note(config: TrainConfig, trained: dict, tested: dict, *, registry: dict | None = None,
              promotion: dict | None = None, params: dict[str, str] | None = None) -> str:
     """The run description (Markdown) of a parent run whose challenger was trained with `config`; `params`: the
     parent run's logged parameters, whose spelling of a path the description keeps."""
@@ -93,12 +93,13 @@ def link_challenger(parent_run_id: str, train_run_id: str) -> None:
 
 
 def summarize_parent(parent_run_id: str, config: TrainConfig, trained: dict, tested: dict,
-                     registry: dict | None = None, promotion: dict | None = None) -> None:
+                     *, registry: dict | None = None, promotion: dict | None = None) -> None:
     """Log the headline metrics and the description on the parent run, and link the challenger's dataset and model."""
     client = mlflow.MlflowClient()
     now = int(time.time() * 1000)
     params = client.get_run(parent_run_id).data.params
-    tags = {"mlflow.note.content": parent_note(config, trained, tested, registry, promotion, params),
+    note = parent_note(config, trained, tested, registry=registry, promotion=promotion, params=params)
+    tags = {"mlflow.note.content": note,
             TRAIN_RUN_ID_TAG: trained["run_id"], MODEL_URI_TAG: trained["model_uri"],
             FIGURES_TAG: figures_text(tested)}
     client.log_batch(  # one call, not one per figure

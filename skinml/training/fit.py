@@ -87,7 +87,7 @@ def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np
     return layer, scaled, figures
 
 
-def train_with_cache(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...], cache: FeatureCache | None,
+def train_with_cache(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...], *, cache: FeatureCache | None,
                      history: dict[str, list[float]], on_epoch: EpochReport | None = None
                      ) -> tuple[keras.Model, keras.Model, np.ndarray, float]:
     """Frozen-backbone training from the feature cache; returns the extractor, the trained head, its validation
@@ -103,7 +103,7 @@ def train_with_cache(config: TrainConfig, data: pd.DataFrame, classes: tuple[str
 
 
 def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...],
-                     history: dict[str, list[float]], on_epoch: EpochReport | None = None
+                     *, history: dict[str, list[float]], on_epoch: EpochReport | None = None
                      ) -> tuple[keras.Model, keras.Model, np.ndarray]:
     """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the extractor, the trained head
     and its validation probabilities.
@@ -113,7 +113,7 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str
     """
     extractor = build_extractor(config)
     top = build_top(config)
-    head = build_head(extractor.output_shape[1:], len(classes), config.dropout, config.seed, top)
+    head = build_head(extractor.output_shape[1:], len(classes), config.dropout, config.seed, top=top)
     classifier = build_classifier(extractor, head)
     trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
         if config.augment.enabled else classifier
@@ -129,7 +129,8 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str
     trainer.fit(train_ds, epochs=config.epochs, **fit)
     if top is not None and config.fine_tune_epochs:
         set_top_trainable(head, True)
-        compile_for_training(trainer, config, train_labels, len(classes), fine_tune_schedule(config, len(train)))
+        compile_for_training(trainer, config, train_labels, len(classes),
+                             learning_rate=fine_tune_schedule(config, len(train)))
         trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
         set_top_trainable(head, False)
     drop_training_state(trainer)
@@ -144,14 +145,15 @@ def fit_classifier(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, 
     history: dict[str, list[float]] = {}
     feature_seconds = None
     if config.feature_cache:
-        extractor, head, val_probs, feature_seconds = train_with_cache(config, data, classes, cache, history,
-                                                                       on_epoch)
+        extractor, head, val_probs, feature_seconds = train_with_cache(config, data, classes, cache=cache,
+                                                                       history=history, on_epoch=on_epoch)
     else:
-        extractor, head, val_probs = train_end_to_end(config, data, classes, history, on_epoch)
+        extractor, head, val_probs = train_end_to_end(config, data, classes, history=history, on_epoch=on_epoch)
     val_labels = data.loc[data["split"] == "val", "label"].to_numpy()
     temperature, val_probs, calibration = fit_temperature_layer(config, val_probs, val_labels, classes)
     classifier = build_classifier(extractor, head, temperature)
-    decisions = choose(val_probs, val_labels, classes, config.positive_classes, config.target_sensitivities,
-                       config.target_balanced_accuracy)
+    decisions = choose(val_probs, val_labels, classes, positive_classes=config.positive_classes,
+                       target_sensitivities=config.target_sensitivities,
+                       target_balanced_accuracy=config.target_balanced_accuracy)
     return TrainingResult(classifier=classifier, val_probs=val_probs, history=history, decisions=decisions,
                           calibration=calibration, feature_seconds=feature_seconds)

@@ -66,7 +66,7 @@ class EpochMetrics(keras.callbacks.Callback):
 
 
 def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: np.ndarray, n_classes: int,
-                         learning_rate: LearningRate | None = None) -> None:
+                         *, learning_rate: LearningRate | None = None) -> None:
     """Compile with the recipe's loss and optimizer, and a recall metric per class (`recall_<k>`)."""
     loss = (logit_adjusted_crossentropy(train_labels, n_classes) if config.loss == "logit_adjusted"
             else keras.losses.CategoricalCrossentropy())
@@ -77,14 +77,14 @@ def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: 
 
 
 def fit_head_on_features(head: keras.Model, train_views: Rows | np.ndarray, train_labels: np.ndarray,
-                         config: TrainConfig, callbacks: list[keras.callbacks.Callback], epochs: int | None = None,
+                         config: TrainConfig, callbacks: list[keras.callbacks.Callback], *, epochs: int | None = None,
                          first_epoch: int = 0, learning_rate: LearningRate | None = None) -> None:
     """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, ...)) and
     reads the batches from disk in the order Keras gives arrays in memory.
 
     Epochs are numbered from `first_epoch` (a fine-tuning phase continues the warm-up's numbering).
     """
-    compile_for_training(head, config, train_labels, int(head.output_shape[-1]), learning_rate)
+    compile_for_training(head, config, train_labels, int(head.output_shape[-1]), learning_rate=learning_rate)
     rng = np.random.default_rng(config.seed + first_epoch)
     targets = keras.utils.to_categorical(train_labels, int(head.output_shape[-1]))
     n, n_views = train_views.shape[:2]
@@ -115,7 +115,7 @@ def train_head(config: TrainConfig, train_x: Rows | np.ndarray, train_labels: np
     `fine_tune_learning_rate` over one epoch, then decaying to 0 (cosine).
     """
     top = build_top(config)
-    head = build_head(train_x.shape[2:], len(classes), config.dropout, config.seed, top)
+    head = build_head(train_x.shape[2:], len(classes), config.dropout, config.seed, top=top)
     validation = EpochMetrics(val_x, val_labels, classes, history, on_epoch=on_epoch, stop_when=stop_when)
     if top is None:
         fit_head_on_features(head, train_x, train_labels, config, [validation])

@@ -100,4 +100,4 @@ def test_a_worker_joining_a_study_that_has_no_parent_run_gets_a_clear_error(monk
     monkeypatch.setattr(tune, "PARENT_WAIT_SECONDS", 1)
     study = optuna.create_study(study_name="orphan", storage=f"sqlite:///{tmp_path / 'study.db'}")  # not by skinml
     with pytest.raises(ValueError, match="study 'orphan' exists in the storage but has no MLflow parent run"):
-        tune.parent_run_id(study, False, {}, SWEEP_EXPERIMENT, "sweep orphan")
+        tune.parent_run_id(study, False, {}, experiment=SWEEP_EXPERIMENT, name="sweep orphan")

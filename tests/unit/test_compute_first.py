@@ -71,10 +71,10 @@ def test_an_evaluation_is_computed_without_a_run_and_logged_as_computed(trained)
 def test_the_promotion_rule_is_a_value():
     evidence = {"champion_balanced_accuracy": 0.40, "challenger_balanced_accuracy": 0.47, "difference": 0.07,
                 "difference_ci95": [0.02, 0.12], "n_images": 1431, "n_lesions": 1000}
-    promoted = decide("skinml", "1", "2", 0.0, evidence)
+    promoted = decide("skinml", "1", "2", margin=0.0, evidence=evidence)
     assert promoted.promoted and promoted.reason.startswith("v2 became champion")
-    kept = decide("skinml", "1", "2", 0.05, evidence)  # the interval's lower end is not above the margin
+    kept = decide("skinml", "1", "2", margin=0.05, evidence=evidence)  # the interval's low end is not above it
     assert not kept.promoted and "not above the margin 0.05" in kept.reason
-    same = decide("skinml", "1", "1", 0.0, None)
+    same = decide("skinml", "1", "1", margin=0.0, evidence=None)
     assert not same.promoted and same.as_dict("run")["reason"].startswith("v1 is the champion already")
     assert "test_split_run_id" not in same.as_dict("run")

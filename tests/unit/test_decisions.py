@@ -70,7 +70,8 @@ def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
     probs = rng.dirichlet(np.ones(7), 700)
     probs[np.arange(700), y] += 1.0
     probs /= probs.sum(axis=1, keepdims=True)
-    decisions = choose(probs[:350], y[:350], CLASSES, (), (0.9, 0.95), 0.8)
+    decisions = choose(probs[:350], y[:350], CLASSES, positive_classes=(), target_sensitivities=(0.9, 0.95),
+                       target_balanced_accuracy=0.8)
     assert decisions["positive_classes"] == ["akiec", "bcc", "mel"]
     assert [p["target_sensitivity"] for p in decisions["operating_points"]] == [0.9, 0.95]
     assert decisions["operating_points"][1]["threshold"] <= decisions["operating_points"][0]["threshold"]
@@ -85,7 +86,8 @@ def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
     assert {"test_sens95_specificity_ci95_low", "test_defer_coverage", "test_defer_balanced_accuracy"} <= set(metrics)
     json.dumps(scored)  # logged as JSON with the report
 
-    never = choose(probs[:350], y[:350], CLASSES, (), (0.9,), 1.01)  # a target no confidence reaches
+    never = choose(probs[:350], y[:350], CLASSES, positive_classes=(), target_sensitivities=(0.9,),
+                   target_balanced_accuracy=1.01)  # a target no confidence reaches
     scored = score(probs[350:], y[350:], CLASSES, never, lesions=np.arange(350) // 2, n_resamples=50)
     assert scored["deferral"]["coverage"] == 0.0 and np.isnan(scored["deferral"]["balanced_accuracy"])
     assert "test_defer_balanced_accuracy" not in decision_metrics(scored, "test")  # no image kept: no figure

@@ -85,7 +85,8 @@ def test_docs_name_every_metric_the_writers_log():
     y_true = np.tile([0, 1, 2], 20)
     probs = rng.dirichlet(np.ones(3), len(y_true))
     lesions = np.arange(len(y_true)) // 2
-    decisions = choose(probs, y_true, classes, ["mel"], [0.9], 0.8)
+    decisions = choose(probs, y_true, classes, positive_classes=["mel"], target_sensitivities=[0.9],
+                       target_balanced_accuracy=0.8)
     scored = classification_metrics(y_true, probs, classes)
     logged = {**flat_metrics(scored, TEST), metric_name(TEST, "ece"): 0.1,
               **interval_metrics(lesion_bootstrap_intervals(y_true, probs, lesions, classes, n_resamples=20), TEST),

@@ -65,10 +65,10 @@ def test_bad_strategy_and_fractions(frame):
 
 
 def test_retraining_keeps_every_lesion_on_its_side_and_splits_only_new_ones(frame):
-    fixed = make_split(frame, "grouped", 0.15, 0.15, 42)
+    fixed = make_split(frame, "grouped", val_fraction=0.15, test_fraction=0.15, seed=42)
     assert split_keeping_test(frame, fixed).equals(fixed.sort_values("image_id").reset_index(drop=True))  # unchanged
     old = frame.iloc[::2]  # the champion saw half of the images; the folder has grown since
-    fixed = make_split(old, "grouped", 0.15, 0.15, 42)
+    fixed = make_split(old, "grouped", val_fraction=0.15, test_fraction=0.15, seed=42)
     grown = split_keeping_test(frame, fixed).set_index("image_id")["split"]
     before = fixed.set_index("image_id")["split"]
     assert (grown[before.index] == before).all()  # every image it had keeps its side

@@ -98,7 +98,7 @@ def test_a_parent_run_shows_its_challengers_dataset_model_and_version(tmp_path):
         registry = {"name": "skinml", "version": str(version), "aliases": ["challenger", "champion"]}
         promotion = {"reason": "v1 is the champion already"}
         for _ in range(2):
-            summarize_parent(parent.info.run_id, config, trained, evaluation(), registry, promotion)
+            summarize_parent(parent.info.run_id, config, trained, evaluation(), registry=registry, promotion=promotion)
 
     run, source = client.get_run(parent.info.run_id), client.get_run(train.info.run_id)
     datasets = run.inputs.dataset_inputs
