@@ -26,9 +26,12 @@ from skinml.core.recipe import (
 )
 from skinml.model.tensorflow_import import import_tensorflow_quietly
 
+DESCRIPTION = """The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, promote,
+predict, schedule, sweep, card, cache)."""
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="skinml", description=__doc__)
+    parser = argparse.ArgumentParser(prog="skinml", description=DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true")
     # what a command needs, unless its own defaults say otherwise: TensorFlow, MLflow runs, no Prefect flow here
     parser.set_defaults(tensorflow=True, logs_runs=True, runs_flow=False)
