@@ -26,8 +26,10 @@ ROWS: dict[str, str] = {
     "temperature_scaling": "--preset baseline --temperature-scaling",
     "logit_adjusted_loss": "--preset baseline --loss logit_adjusted",
     # input resolution on the frozen backbone: plain images (no views, so every seed shares one extraction)
-    **{f"image_size_{size}": f"--preset baseline --loss logit_adjusted --cached-views 0 --image-size {size}"
-       for size in (160, 224, 288, 352, 448)},
+    **{
+        f"image_size_{size}": f"--preset baseline --loss logit_adjusted --cached-views 0 --image-size {size}"
+        for size in (160, 224, 288, 352, 448)
+    },
     "best": "--preset best",  # block_4 with the logit-adjusted loss
 }
 
@@ -39,9 +41,12 @@ def row_metrics(result: dict) -> dict[str, float]:
     logged = mlflow.get_run(result["run_id"]).data.metrics
     adjusted = "val_adjusted_balanced_accuracy" in logged
     prefix = "val_adjusted_" if adjusted else "val_"
-    return {"val_balanced_accuracy": logged[prefix + "balanced_accuracy"],
-            "val_macro_auc": logged[prefix + "macro_auc"],
-            "val_ece": logged.get("val_adjusted_ece", logged["val_ece"]), "train_seconds": result["train_seconds"]}
+    return {
+        "val_balanced_accuracy": logged[prefix + "balanced_accuracy"],
+        "val_macro_auc": logged[prefix + "macro_auc"],
+        "val_ece": logged.get("val_adjusted_ece", logged["val_ece"]),
+        "train_seconds": result["train_seconds"],
+    }
 
 
 def flip_tta_row(model_uri: str, data_dir: str, manifest: str) -> dict[str, float]:
@@ -65,8 +70,11 @@ def flip_tta_row(model_uri: str, data_dir: str, manifest: str) -> dict[str, floa
     out = {}
     for name, p in (("plain", probs[0]), ("flip_tta", np.mean(probs, axis=0))):
         metrics = classification_metrics(labels, p, classes)
-        out[name] = {"val_balanced_accuracy": metrics["balanced_accuracy"], "val_macro_auc": metrics["macro_auc"],
-                     "val_ece": expected_calibration_error(labels, p)[0]}
+        out[name] = {
+            "val_balanced_accuracy": metrics["balanced_accuracy"],
+            "val_macro_auc": metrics["macro_auc"],
+            "val_ece": expected_calibration_error(labels, p)[0],
+        }
     return out
 
 
@@ -77,10 +85,16 @@ def main() -> None:
     parser.add_argument("--weights", default="imagenet")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)}")
     parser.add_argument("--experiment", default="skinml-ablation")
-    parser.add_argument("--seeds", default="42",
-                        help="training seeds per row, comma-separated; with several, each figure is their median")
-    parser.add_argument("--tta-of", metavar="MODEL_URI",
-                        help="instead of training rows: a logged model's validation figures with flip TTA")
+    parser.add_argument(
+        "--seeds",
+        default="42",
+        help="training seeds per row, comma-separated; with several, each figure is their median",
+    )
+    parser.add_argument(
+        "--tta-of",
+        metavar="MODEL_URI",
+        help="instead of training rows: a logged model's validation figures with flip TTA",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.tta_of:
@@ -94,11 +108,17 @@ def main() -> None:
     for name in args.rows.split(","):
         runs = []
         for seed in seeds:
-            command = f"skinml train {ROWS[name]} --data-dir {args.data_dir} --manifest {args.manifest} " \
-                      f"--weights {args.weights} --experiment {args.experiment} --seed {seed}"
+            command = (
+                f"skinml train {ROWS[name]} --data-dir {args.data_dir} --manifest {args.manifest} "
+                f"--weights {args.weights} --experiment {args.experiment} --seed {seed}"
+            )
             train_args = build_parser().parse_args(shlex.split(command)[1:])
-            result = train(training_config(train_args), train_args.data_dir, train_args.manifest,
-                           context=RunContext(args.experiment))
+            result = train(
+                training_config(train_args),
+                train_args.data_dir,
+                train_args.manifest,
+                context=RunContext(args.experiment),
+            )
             runs.append({**row_metrics(result), "run_id": result["run_id"]})
             print(json.dumps({name: runs[-1], "seed": seed}), flush=True)
         results[name] = {key: statistics.median(run[key] for run in runs) for key in runs[0] if key != "run_id"}
@@ -108,8 +128,10 @@ def main() -> None:
         print(f"\nmedians over seeds {args.seeds}")
     print(f"\n{'row':<26}{'val bal acc':>12}{'val AUC':>9}{'val ECE':>9}{'train s':>9}  command")
     for name, row in results.items():
-        print(f"{name:<26}{row['val_balanced_accuracy']:>12.3f}{row['val_macro_auc']:>9.3f}{row['val_ece']:>9.3f}"
-              f"{row['train_seconds']:>9.0f}  {row['command']}")
+        print(
+            f"{name:<26}{row['val_balanced_accuracy']:>12.3f}{row['val_macro_auc']:>9.3f}{row['val_ece']:>9.3f}"
+            f"{row['train_seconds']:>9.0f}  {row['command']}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,18 +28,36 @@ def split_row(data_dir: str, weights: str, manifest: Path, preset: str, options:
     from skinml.stages.evaluate import evaluate
     from skinml.stages.train import train
 
-    args = build_parser().parse_args(["train", "--preset", preset, "--data-dir", data_dir, "--manifest",
-                                      str(manifest), "--weights", weights, "--experiment", experiment,
-                                      *shlex.split(options)])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--preset",
+            preset,
+            "--data-dir",
+            data_dir,
+            "--manifest",
+            str(manifest),
+            "--weights",
+            weights,
+            "--experiment",
+            experiment,
+            *shlex.split(options),
+        ]
+    )
     trained = train(training_config(args), args.data_dir, args.manifest, context=RunContext(experiment))
     tested = evaluate(trained["model_uri"], context=RunContext(experiment))
     df = tested["per_class"]["df"]
-    return {"val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
-            "val_macro_auc": trained["metrics"]["val_macro_auc"],
-            "test_balanced_accuracy": tested["balanced_accuracy"], "test_macro_auc": tested["macro_auc"],
-            "ci95": tested["ci95"], "df_found": f"{round(df['recall'] * df['support'])} of {df['support']}",
-            "lesions_crossing_splits": tested["lesions_crossing_splits"], "train_seconds": trained["train_seconds"],
-            "run_id": trained["run_id"]}
+    return {
+        "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
+        "val_macro_auc": trained["metrics"]["val_macro_auc"],
+        "test_balanced_accuracy": tested["balanced_accuracy"],
+        "test_macro_auc": tested["macro_auc"],
+        "ci95": tested["ci95"],
+        "df_found": f"{round(df['recall'] * df['support'])} of {df['support']}",
+        "lesions_crossing_splits": tested["lesions_crossing_splits"],
+        "train_seconds": trained["train_seconds"],
+        "run_id": trained["run_id"],
+    }
 
 
 def main() -> None:
@@ -59,19 +77,26 @@ def main() -> None:
         manifest = Path(args.output_dir) / f"manifest_split{seed}.csv"
         run_split(args.data_dir, manifest, seed=seed, context=RunContext(args.experiment))
         for preset in args.presets.split(","):
-            row = {"split": seed, "preset": preset,
-                   **split_row(args.data_dir, args.weights, manifest, preset, args.options, args.experiment)}
+            row = {
+                "split": seed,
+                "preset": preset,
+                **split_row(args.data_dir, args.weights, manifest, preset, args.options, args.experiment),
+            }
             rows.append(row)
             print(json.dumps(row), flush=True)
 
-    print(f"\n{'split':>5}  {'preset':<10}{'val bal acc':>12}{'val AUC':>9}  {'test bal acc [95%]':<24}"
-          f"{'test AUC [95%]':<24}{'df found':>10}{'train min':>10}")
+    print(
+        f"\n{'split':>5}  {'preset':<10}{'val bal acc':>12}{'val AUC':>9}  {'test bal acc [95%]':<24}"
+        f"{'test AUC [95%]':<24}{'df found':>10}{'train min':>10}"
+    )
     for row in rows:
         (bal_low, bal_high), (auc_low, auc_high) = row["ci95"]["balanced_accuracy"], row["ci95"]["macro_auc"]
-        print(f"{row['split']:>5}  {row['preset']:<10}{row['val_balanced_accuracy']:>12.3f}{row['val_macro_auc']:>9.3f}"
-              f"  {row['test_balanced_accuracy']:.3f} [{bal_low:.3f}, {bal_high:.3f}]    "
-              f"{row['test_macro_auc']:.3f} [{auc_low:.3f}, {auc_high:.3f}]    "
-              f"{row['df_found']:>10}{row['train_seconds'] / 60:>10.1f}")
+        print(
+            f"{row['split']:>5}  {row['preset']:<10}{row['val_balanced_accuracy']:>12.3f}{row['val_macro_auc']:>9.3f}"
+            f"  {row['test_balanced_accuracy']:.3f} [{bal_low:.3f}, {bal_high:.3f}]    "
+            f"{row['test_macro_auc']:.3f} [{auc_low:.3f}, {auc_high:.3f}]    "
+            f"{row['df_found']:>10}{row['train_seconds'] / 60:>10.1f}"
+        )
 
 
 if __name__ == "__main__":

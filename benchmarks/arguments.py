@@ -30,10 +30,15 @@ def isolated_store(workdir: str | None, prefix: str) -> tuple[Path, dict[str, st
     folder = Path(workdir or tempfile.mkdtemp(prefix=prefix)).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     # the telemetry switches a README user exports for MLflow's and Prefect's own commands (`mlflow run`)
-    return folder, {**os.environ, **opt_out_exports(), "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-                    "SKINML_CACHE_DIR": str(folder / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3",
-                    # `mlflow run` starts `python`: this Python's, with skinml, even from an unactivated shell
-                    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    return folder, {
+        **os.environ,
+        **opt_out_exports(),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "SKINML_CACHE_DIR": str(folder / "cache"),
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        # `mlflow run` starts `python`: this Python's, with skinml, even from an unactivated shell
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
 
 
 def synthetic_parser(doc: str | None) -> argparse.ArgumentParser:

@@ -29,8 +29,14 @@ from skinml.model.network import build_feature_extractor, build_head
 from skinml.training.head import fit_head_on_features
 
 
-def head_quality(train_views: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-                 config: TrainConfig, seeds: list[int]) -> tuple[float, float, list[float]]:
+def head_quality(
+    train_views: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    config: TrainConfig,
+    seeds: list[int],
+) -> tuple[float, float, list[float]]:
     """The baseline head trained on features (n, views, dim) once per seed: median validation balanced accuracy,
     median macro AUC, and each seed's balanced accuracy."""
     scores, aucs = [], []

@@ -25,8 +25,19 @@ def main() -> None:
     workdir, env = isolated_store(args.workdir, "skinml-bench-best-")
     manifest = workdir / "manifest.csv"
     run_cli(["split", "--data-dir", args.data_dir, "--seed", str(args.seed), "--output", str(manifest)], env)
-    common = ["train", "--preset", "best", "--data-dir", args.data_dir, "--weights", args.weights,
-              "--manifest", str(manifest), "--seed", str(args.seed)]
+    common = [
+        "train",
+        "--preset",
+        "best",
+        "--data-dir",
+        args.data_dir,
+        "--weights",
+        args.weights,
+        "--manifest",
+        str(manifest),
+        "--seed",
+        str(args.seed),
+    ]
     modes = {"best, cold cache": common, "best, warm cache": common}
     if args.compare:
         modes[f"best {args.compare}, warm"] = common + shlex.split(args.compare)
@@ -34,18 +45,25 @@ def main() -> None:
     for mode, cli_args in modes.items():
         trained, wall = run_cli(cli_args, env)
         evaluated, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], env)
-        rows[mode] = {"wall_s": wall, "peak_rss_mb": trained["peak_rss_mb"],
-                      "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
-                      "val_macro_auc": trained["metrics"]["val_macro_auc"],
-                      "test_balanced_accuracy": evaluated["balanced_accuracy"],
-                      "test_macro_auc": evaluated["macro_auc"]}
+        rows[mode] = {
+            "wall_s": wall,
+            "peak_rss_mb": trained["peak_rss_mb"],
+            "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
+            "val_macro_auc": trained["metrics"]["val_macro_auc"],
+            "test_balanced_accuracy": evaluated["balanced_accuracy"],
+            "test_macro_auc": evaluated["macro_auc"],
+        }
         print(json.dumps({mode: rows[mode]}), flush=True)
-    print(f"\n{'skinml train':<40}{'wall min':>10}{'peak GB':>9}{'val bal acc':>13}{'val AUC':>9}"
-          f"{'test bal acc':>14}{'test AUC':>10}")
+    print(
+        f"\n{'skinml train':<40}{'wall min':>10}{'peak GB':>9}{'val bal acc':>13}{'val AUC':>9}"
+        f"{'test bal acc':>14}{'test AUC':>10}"
+    )
     for mode, row in rows.items():
-        print(f"{mode:<40}{row['wall_s'] / 60:>10.1f}{row['peak_rss_mb'] / 1024:>9.1f}"
-              f"{row['val_balanced_accuracy']:>13.3f}{row['val_macro_auc']:>9.3f}"
-              f"{row['test_balanced_accuracy']:>14.3f}{row['test_macro_auc']:>10.3f}")
+        print(
+            f"{mode:<40}{row['wall_s'] / 60:>10.1f}{row['peak_rss_mb'] / 1024:>9.1f}"
+            f"{row['val_balanced_accuracy']:>13.3f}{row['val_macro_auc']:>9.3f}"
+            f"{row['test_balanced_accuracy']:>14.3f}{row['test_macro_auc']:>10.3f}"
+        )
 
 
 if __name__ == "__main__":

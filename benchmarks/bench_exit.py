@@ -34,8 +34,9 @@ REPO = Path(__file__).resolve().parents[1]
 def started(command: list[str], env: dict, cwd: Path) -> tuple[subprocess.Popen, dict[str, float]]:
     """The command started, and the times of its last output line so far and of its exit, kept by two threads (so
     that one process's exit is timed while another is waited for)."""
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     times = {"last line": time.monotonic()}
 
     def read() -> None:
@@ -69,8 +70,23 @@ def run(command: list[str], env: dict, cwd: Path, what: str) -> float:
 def serve(env: dict, cwd: Path, image: Path) -> float:
     """`mlflow models serve` of the champion answers one image, then gets SIGTERM: seconds from SIGTERM to exit."""
     port = free_port()
-    process, _ = started([str(BIN / "mlflow"), "models", "serve", "-m", "models:/skinml@champion", "--env-manager",
-                          "local", "--host", "127.0.0.1", "--port", str(port)], env, cwd)
+    process, _ = started(
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/skinml@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env,
+        cwd,
+    )
     deadline, probe = time.time() + 300, base64.b64encode(image.read_bytes()).decode()
     while True:
         try:
@@ -89,8 +105,18 @@ def serve(env: dict, cwd: Path, image: Path) -> float:
 
 def local_commands(data_dir: Path, weights: str, size: int, repeats: int) -> dict[str, list[float]]:
     folder, env = isolated_store(None, "skinml-exit-")
-    recipe = ["--data-dir", str(data_dir), "--weights", weights, "--image-size", str(size), "--epochs", "2",
-              "--cached-views", "1"]
+    recipe = [
+        "--data-dir",
+        str(data_dir),
+        "--weights",
+        weights,
+        "--image-size",
+        str(size),
+        "--epochs",
+        "2",
+        "--cached-views",
+        "1",
+    ]
     image = next((data_dir / "images").glob("*.jpg"))
     skinml = str(BIN / "skinml")
     delays: dict[str, list[float]] = {}
@@ -103,9 +129,28 @@ def local_commands(data_dir: Path, weights: str, size: int, repeats: int) -> dic
         timed("skinml train", [skinml, "train", *recipe, "--output", "train.json"])
         model = json.loads((folder / "train.json").read_text())["model_uri"]
         timed("skinml evaluate", [skinml, "evaluate", "--model-uri", model])
-        timed("mlflow run .", [str(BIN / "mlflow"), "run", str(REPO), "--env-manager", "local", "--experiment-name",
-                               "skinml", "-P", f"data_dir={data_dir}", "-P", f"weights={weights}", "-P", "epochs=2",
-                               "-P", f"image_size={size}", "-P", "cached_views=1"])
+        timed(
+            "mlflow run .",
+            [
+                str(BIN / "mlflow"),
+                "run",
+                str(REPO),
+                "--env-manager",
+                "local",
+                "--experiment-name",
+                "skinml",
+                "-P",
+                f"data_dir={data_dir}",
+                "-P",
+                f"weights={weights}",
+                "-P",
+                "epochs=2",
+                "-P",
+                f"image_size={size}",
+                "-P",
+                "cached_views=1",
+            ],
+        )
         timed("skinml predict", [skinml, "predict", str(image)])
         timed("skinml sweep", [skinml, "sweep", *recipe, "--n-trials", "2", "--no-retrain"])
         delays.setdefault("mlflow models serve (SIGTERM)", []).append(serve(env, folder, image))
@@ -116,8 +161,21 @@ def team_sweeps(data_dir: Path, weights: str, size: int, rounds: int) -> list[fl
     """`rounds` times two `skinml sweep` workers on one study of a deploy/stack started here; their exit delays."""
     stack_dir = Path(tempfile.mkdtemp(prefix="skinml-exit-stack-", dir="/tmp"))
     stack = [sys.executable, str(REPO / "deploy" / "stack")]
-    up = subprocess.run([*stack, "up", str(stack_dir), "--pg-port", str(free_port()), "--mlflow-port",
-                         str(free_port()), "--prefect-port", str(free_port())], capture_output=True, text=True)
+    up = subprocess.run(
+        [
+            *stack,
+            "up",
+            str(stack_dir),
+            "--pg-port",
+            str(free_port()),
+            "--mlflow-port",
+            str(free_port()),
+            "--prefect-port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if up.returncode != 0:
         sys.exit(up.stderr)
     try:
@@ -128,8 +186,24 @@ def team_sweeps(data_dir: Path, weights: str, size: int, rounds: int) -> list[fl
             for folder in folders:
                 folder.mkdir()
             env = {**os.environ, **exports, "SKINML_CACHE_DIR": str(stack_dir / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-            sweep = [str(BIN / "skinml"), "sweep", "--data-dir", str(data_dir), "--weights", weights, "--image-size",
-                     str(size), "--epochs", "2", "--cached-views", "1", "--n-trials", "4", "--study-name", f"exit-{i}"]
+            sweep = [
+                str(BIN / "skinml"),
+                "sweep",
+                "--data-dir",
+                str(data_dir),
+                "--weights",
+                weights,
+                "--image-size",
+                str(size),
+                "--epochs",
+                "2",
+                "--cached-views",
+                "1",
+                "--n-trials",
+                "4",
+                "--study-name",
+                f"exit-{i}",
+            ]
             first = started(sweep, env, folders[0])
             wait_for_parent_run(exports["SKINML_SWEEP_STORAGE"], f"exit-{i}", first[0])
             second = started([*sweep, "--no-retrain"], env, folders[1])
@@ -168,8 +242,7 @@ def main() -> None:
     data_dir = data_folder(args.data_dir, "skinml-exit-data-")
     delays = local_commands(data_dir, args.weights, args.image_size, args.repeats) if args.repeats else {}
     if args.team_sweeps:
-        delays["skinml sweep, 2 workers, team"] = team_sweeps(data_dir, args.weights, args.image_size,
-                                                              args.team_sweeps)
+        delays["skinml sweep, 2 workers, team"] = team_sweeps(data_dir, args.weights, args.image_size, args.team_sweeps)
     print("seconds from the last output line to exit")
     for name, values in delays.items():
         report(name, values)

@@ -67,10 +67,14 @@ def load_step(url: str, bodies: list[bytes], clients: int, seconds: float, max_r
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - started
-    return {"clients": clients, "answered": statuses[200], "statuses": dict(sorted(statuses.items())),
-            "per_s": statuses[200] / wall,
-            "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else float("nan"),
-            "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else float("nan")}
+    return {
+        "clients": clients,
+        "answered": statuses[200],
+        "statuses": dict(sorted(statuses.items())),
+        "per_s": statuses[200] / wall,
+        "p50_ms": float(np.percentile(latencies, 50) * 1000) if latencies else float("nan"),
+        "p99_ms": float(np.percentile(latencies, 99) * 1000) if latencies else float("nan"),
+    }
 
 
 def main() -> None:
@@ -84,10 +88,13 @@ def main() -> None:
     args = parser.parse_args()
 
     files = sorted(Path(args.data_dir).rglob("*.jpg"))[:200]
-    bodies = [json.dumps({"dataframe_records": [{"image": base64.b64encode(f.read_bytes()).decode()}]}).encode()
-              for f in files]
-    server, url = start_server(args.model_uri, json.loads(bodies[0])["dataframe_records"][0]["image"],
-                               workers=args.workers)
+    bodies = [
+        json.dumps({"dataframe_records": [{"image": base64.b64encode(f.read_bytes()).decode()}]}).encode()
+        for f in files
+    ]
+    server, url = start_server(
+        args.model_uri, json.loads(bodies[0])["dataframe_records"][0]["image"], workers=args.workers
+    )
     rows = []
     try:
         load_step(url, bodies, 2, 3, 200)  # warm-up
@@ -102,8 +109,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for row in rows:
         others = {code: n for code, n in row["statuses"].items() if code != 200} or "none"
-        print(f"| {row['clients']} | {row['answered']:,} | {others} | {row['per_s']:.1f} | {row['p50_ms']:.0f} ms "
-              f"| {row['p99_ms']:.0f} ms | {row['rss_before_mb']:.0f} -> {row['rss_after_mb']:.0f} MB |")
+        print(
+            f"| {row['clients']} | {row['answered']:,} | {others} | {row['per_s']:.1f} | {row['p50_ms']:.0f} ms "
+            f"| {row['p99_ms']:.0f} ms | {row['rss_before_mb']:.0f} -> {row['rss_after_mb']:.0f} MB |"
+        )
 
 
 if __name__ == "__main__":

@@ -79,8 +79,19 @@ def main() -> None:
     data = subset(Path(args.data_dir).resolve(), args.images, folder / "data")
     weights = weights_argument(args.weights)
     train = [str(BIN / "skinml"), "train", "--data-dir", str(data), "--weights", weights]
-    run = [str(BIN / "mlflow"), "run", str(REPO), "--env-manager", "local", "--experiment-name", "skinml",
-           "-P", f"data_dir={data}", "-P", f"weights={weights}"]
+    run = [
+        str(BIN / "mlflow"),
+        "run",
+        str(REPO),
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "skinml",
+        "-P",
+        f"data_dir={data}",
+        "-P",
+        f"weights={weights}",
+    ]
     timed(train, env, folder)  # warms the feature cache for both (the same split, seed 42)
     timed(run, env, folder)
     rows: dict[str, list[float]] = {}

@@ -22,8 +22,10 @@ from bench_pipeline import subset
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 NEEDED = re.compile(r"features: (\d+) of (\d+) images need the backbone")
-RETRAIN = ("import logging, sys; logging.basicConfig(level=logging.INFO); from flows.retrain import retrain_flow; "
-           "retrain_flow(sys.argv[1])")
+RETRAIN = (
+    "import logging, sys; logging.basicConfig(level=logging.INFO); from flows.retrain import retrain_flow; "
+    "retrain_flow(sys.argv[1])"
+)
 
 
 def run(command: list[str], env: dict, cwd: Path) -> tuple[float, int, int]:
@@ -48,15 +50,18 @@ def main() -> None:
     env["PYTHONPATH"] = str(REPO)
     data = subset(Path(args.data_dir).resolve(), args.images, folder / "data")
     weights = weights_argument(args.weights)
-    seconds, needed, total = run([str(BIN / "skinml"), "pipeline", "--data-dir", str(data), "--weights", weights],
-                                 env, folder)
+    seconds, needed, total = run(
+        [str(BIN / "skinml"), "pipeline", "--data-dir", str(data), "--weights", weights], env, folder
+    )
     print(f"pipeline (cold cache): {seconds:.1f} s, {needed} of {total} images through the backbone", flush=True)
     times = []
     for i in range(args.repeats):
         seconds, needed, total = run([sys.executable, "-c", RETRAIN, str(data)], env, folder)
         times.append(seconds)
-        print(f"retrain {i + 1} (unchanged data): {seconds:.1f} s, {needed} of {total} images through the backbone",
-              flush=True)
+        print(
+            f"retrain {i + 1} (unchanged data): {seconds:.1f} s, {needed} of {total} images through the backbone",
+            flush=True,
+        )
     print(f"retrain on unchanged data, median of {len(times)}: {statistics.median(times):.1f} s")
 
 

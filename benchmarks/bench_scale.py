@@ -56,8 +56,12 @@ def measured(args: list[str], env: dict) -> tuple[dict, float, float]:
     """`skinml ...` in a fresh process: its JSON output, wall seconds and peak RSS in MB (GNU time's maximum
     resident set size of the process)."""
     started = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", sys.executable, "-m", "skinml.app.cli", *args], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "PEAK_KB %M", sys.executable, "-m", "skinml.app.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"skinml {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -76,8 +80,10 @@ def phases(run_id: str, env: dict) -> dict[str, float]:
     extraction = float(run.data.tags[FEATURE_SECONDS_TAG])
     stamps = {m.step: m.timestamp / 1000 for m in client.get_metric_history(run_id, metric_name(VAL, "loss"))}
     epochs = int(run.data.params["epochs"])
-    result = {"extraction": extraction,
-              "warm-up": stamps[epochs] - run.info.start_time / 1000 - extraction if stamps else float("nan")}
+    result = {
+        "extraction": extraction,
+        "warm-up": stamps[epochs] - run.info.start_time / 1000 - extraction if stamps else float("nan"),
+    }
     if epochs + 1 in stamps:
         result["fine-tune epoch"] = stamps[epochs + 1] - stamps[epochs]
     return result
@@ -88,8 +94,12 @@ def many_entries(n: int, root: Path) -> dict[str, float]:
     cache = FeatureCache(root)
     started = time.perf_counter()
     for start in range(0, n, 10_000):
-        cache.put_many({hashlib.sha256(str(k).encode()).hexdigest(): np.full(64, k, dtype=np.float32)
-                        for k in range(start, min(n, start + 10_000))})
+        cache.put_many(
+            {
+                hashlib.sha256(str(k).encode()).hexdigest(): np.full(64, k, dtype=np.float32)
+                for k in range(start, min(n, start + 10_000))
+            }
+        )
     written = time.perf_counter() - started
     started = time.perf_counter()
     entries = FeatureCache(root).info()["entries"]
@@ -104,8 +114,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=None, help="a subset of the data (whole lesions) as x1")
     parser.add_argument("--scales", default="1,2,4")
     parser.add_argument("--recipes", default="baseline,best")
-    parser.add_argument("--entries", type=int, default=0, help="also time `cache info` and `cache clear` on a "
-                        "cache of this many small entries (e.g. 1000000)")
+    parser.add_argument(
+        "--entries",
+        type=int,
+        default=0,
+        help="also time `cache info` and `cache clear` on a cache of this many small entries (e.g. 1000000)",
+    )
     parser.add_argument("--workdir", default=None, help="where the data, stores and caches go (default: temp)")
     args = parser.parse_args()
     weights = weights_argument(args.weights)
@@ -122,19 +136,42 @@ def main() -> None:
         measured(["split", "--data-dir", str(data), "--seed", "42", "--output", str(manifest)], env)
         for recipe in args.recipes.split(","):
             for cache in ("cold", "warm"):
-                trained, wall, peak = measured(["train", *RECIPES[recipe], "--data-dir", str(data), "--weights",
-                                                weights, "--manifest", str(manifest), "--seed", "42"], env)
+                trained, wall, peak = measured(
+                    [
+                        "train",
+                        *RECIPES[recipe],
+                        "--data-dir",
+                        str(data),
+                        "--weights",
+                        weights,
+                        "--manifest",
+                        str(manifest),
+                        "--seed",
+                        "42",
+                    ],
+                    env,
+                )
                 evaluated, eval_wall, eval_peak = measured(["evaluate", "--model-uri", trained["model_uri"]], env)
                 info, info_wall, _ = measured(["cache", "info"], env)
                 started = time.perf_counter()
                 FeatureCache(info["path"]).info()
-                row = {"scale": scale, "images": images, "recipe": recipe, "cache": cache, "train_s": wall,
-                       "train_peak_mb": peak, **phases(trained["run_id"], env), "evaluate_s": eval_wall,
-                       "evaluate_peak_mb": eval_peak,
-                       "cache_entries": info["entries"], "cache_files": info["files"],
-                       "cache_info_call_s": time.perf_counter() - started, "cache_info_command_s": info_wall,
-                       "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
-                       "test_balanced_accuracy": evaluated["balanced_accuracy"]}
+                row = {
+                    "scale": scale,
+                    "images": images,
+                    "recipe": recipe,
+                    "cache": cache,
+                    "train_s": wall,
+                    "train_peak_mb": peak,
+                    **phases(trained["run_id"], env),
+                    "evaluate_s": eval_wall,
+                    "evaluate_peak_mb": eval_peak,
+                    "cache_entries": info["entries"],
+                    "cache_files": info["files"],
+                    "cache_info_call_s": time.perf_counter() - started,
+                    "cache_info_command_s": info_wall,
+                    "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
+                    "test_balanced_accuracy": evaluated["balanced_accuracy"],
+                }
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.entries:
@@ -158,11 +195,14 @@ def plot(table: pd.DataFrame, path: Path) -> None:
         warm, cold = runs[runs["cache"] == "warm"], runs[runs["cache"] == "cold"]
         memory.plot(warm["images"], warm["train_peak_mb"] / 1024, marker="o", label=f"{recipe} (warm)")
         memory.plot(cold["images"], cold["train_peak_mb"] / 1024, marker="x", linestyle=":", label=f"{recipe} (cold)")
-        for phase, source in (("extraction", cold), ("warm-up", warm), ("fine-tune epoch", warm),
-                              ("evaluate_s", warm)):
+        for phase, source in (("extraction", cold), ("warm-up", warm), ("fine-tune epoch", warm), ("evaluate_s", warm)):
             if phase in source and source[phase].notna().any():
-                time_axis.plot(source["images"], 1000 * source[phase] / source["images"], marker="o",
-                               label=f"{recipe}: {phase.removesuffix('_s')}")
+                time_axis.plot(
+                    source["images"],
+                    1000 * source[phase] / source["images"],
+                    marker="o",
+                    label=f"{recipe}: {phase.removesuffix('_s')}",
+                )
     memory.set(title="peak RSS of skinml train", xlabel="images", ylabel="GB", ylim=(0, None))
     time_axis.set(title="milliseconds per image", xlabel="images", ylabel="ms / image", ylim=(0, None))
     memory.legend(), time_axis.legend(fontsize=8)

@@ -43,10 +43,29 @@ def start_server(model_uri: str, probe_image: str, workers: int = 1) -> tuple[su
     """`mlflow models serve` of the model on a free port, once it has answered one image; returns it and its URL."""
     port = free_port()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
-                               "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            model_uri,
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/invocations"
     deadline = time.time() + 300
     while True:
@@ -80,7 +99,7 @@ def main() -> None:
         for _ in range(3):  # warm-up
             post(url, images[:1])
             post(url, images[:32])
-        single = [post(url, [image]) for image in images[32: 32 + args.single]]
+        single = [post(url, [image]) for image in images[32 : 32 + args.single]]
         batch = [32 / post(url, images[:32]) for _ in range(args.batches)]
     finally:
         stop_server(server)

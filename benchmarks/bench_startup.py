@@ -22,8 +22,9 @@ BIN = Path(sys.executable).parent
 
 def predict_seconds(model_uri: str, image: str) -> float:
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "skinml"), "predict", image, "--model-uri", model_uri, "--json"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(BIN / "skinml"), "predict", image, "--model-uri", model_uri, "--json"], capture_output=True, text=True
+    )
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"skinml predict failed: {done.stderr[-2000:]}")

@@ -28,8 +28,9 @@ EPOCH_LINE = "epoch 1:"
 def stop_time(command: list[str], env: dict, cwd: Path, timeout: float = 600) -> tuple[float, int | None]:
     """Start `command`, send it SIGTERM once it prints its first epoch; the seconds until it exits, and its exit
     status (128 + 15 when it stopped as asked)."""
-    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     training = threading.Event()
 
     def read() -> None:
@@ -58,11 +59,16 @@ def left_running(tracking_uri: str) -> tuple[list[str], list[str]]:
 
     client = mlflow.MlflowClient(tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = [f"{r.info.run_name} ({r.info.run_id})" for r in
-            client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000)]
+    runs = [
+        f"{r.info.run_name} ({r.info.run_id})"
+        for r in client.search_runs(experiments, "attributes.status = 'RUNNING'", max_results=1000)
+    ]
     with get_client(sync_client=True) as prefect:
-        flow_runs = [f"{r.name} ({r.state_type.value})" for r in prefect.read_flow_runs(limit=200)
-                     if r.state_type is not None and r.state_type.value in ("RUNNING", "PENDING")]
+        flow_runs = [
+            f"{r.name} ({r.state_type.value})"
+            for r in prefect.read_flow_runs(limit=200)
+            if r.state_type is not None and r.state_type.value in ("RUNNING", "PENDING")
+        ]
     return runs, flow_runs
 
 
@@ -72,12 +78,24 @@ def main() -> None:
     data_dir = data_folder(args.data_dir, "skinml-stop-data-")
     folder, env = isolated_store(None, "skinml-stop-")
     env["PREFECT_HOME"] = os.environ["PREFECT_HOME"] = str(folder / "prefect")
-    recipe = ["--data-dir", str(data_dir), "--weights", args.weights, "--image-size", str(args.image_size),
-              "--epochs", "100000", "--cached-views", "1"]
+    recipe = [
+        "--data-dir",
+        str(data_dir),
+        "--weights",
+        args.weights,
+        "--image-size",
+        str(args.image_size),
+        "--epochs",
+        "100000",
+        "--cached-views",
+        "1",
+    ]
     skinml = str(BIN / "skinml")
-    commands = {"skinml train": [skinml, "train", *recipe],
-                "skinml pipeline": [skinml, "pipeline", *recipe],
-                "skinml sweep": [skinml, "sweep", *recipe, "--n-trials", "3", "--no-retrain"]}
+    commands = {
+        "skinml train": [skinml, "train", *recipe],
+        "skinml pipeline": [skinml, "pipeline", *recipe],
+        "skinml sweep": [skinml, "sweep", *recipe, "--n-trials", "3", "--no-retrain"],
+    }
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
     try:
         times: dict[str, list[float]] = {}
@@ -94,8 +112,10 @@ def main() -> None:
     runs, flow_runs = left_running(env["MLFLOW_TRACKING_URI"])
     print(f"seconds from SIGTERM to exit, {len(spinners)} cores busy beside it")
     for name, values in times.items():
-        print(f"{name:16s} n={len(values)}  median {statistics.median(values):5.2f} s  max {max(values):5.2f} s  "
-              f"exit statuses {sorted(set(codes[name]), key=str)}")
+        print(
+            f"{name:16s} n={len(values)}  median {statistics.median(values):5.2f} s  max {max(values):5.2f} s  "
+            f"exit statuses {sorted(set(codes[name]), key=str)}"
+        )
     print(f"left RUNNING: {len(runs)} MLflow runs {runs}, {len(flow_runs)} Prefect flow runs {flow_runs}")
 
 

@@ -43,8 +43,10 @@ def main() -> None:
     wall = time.perf_counter() - started
     trials = optuna.load_study(study_name="bench", storage=storage).trials
     seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials if t.datetime_complete]
-    print(f"{args.n_trials} trials x {args.epochs} epochs: {wall:.0f} s wall "
-          f"(median {statistics.median(seconds):.1f} s a trial; {summary['n_pruned']} pruned)")
+    print(
+        f"{args.n_trials} trials x {args.epochs} epochs: {wall:.0f} s wall "
+        f"(median {statistics.median(seconds):.1f} s a trial; {summary['n_pruned']} pruned)"
+    )
     print(f"baseline trial (dropout 0.2, lr 1e-3): val balanced accuracy {summary['baseline_value']:.3f}")
     print(f"best trial {summary['best_trial']} {summary['best_params']}: {summary['best_value']:.3f}")
 

@@ -51,8 +51,11 @@ def one_run(client, experiment_id: str) -> None:
 
     run = client.create_run(experiment_id)
     now = int(time.time() * 1000)
-    client.log_batch(run.info.run_id, params=[Param(f"p{i}", str(i)) for i in range(20)],
-                     metrics=[Metric("loss", 1.0 / (step + 1), now, step) for step in range(50)])
+    client.log_batch(
+        run.info.run_id,
+        params=[Param(f"p{i}", str(i)) for i in range(20)],
+        metrics=[Metric("loss", 1.0 / (step + 1), now, step) for step in range(50)],
+    )
     client.log_text(run.info.run_id, "a small note\n", "note.txt")
     client.set_terminated(run.info.run_id)
 
@@ -91,10 +94,14 @@ def runs_step(experiment_id: str, clients: int, seconds: float, max_runs: int) -
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - began
-    return {"clients": clients, "runs": outcomes["ok"], "per_s": outcomes["ok"] / wall,
-            "errors": {k: v for k, v in outcomes.items() if k != "ok"},
-            "p50_s": float(np.percentile(durations, 50)) if durations else float("nan"),
-            "p99_s": float(np.percentile(durations, 99)) if durations else float("nan")}
+    return {
+        "clients": clients,
+        "runs": outcomes["ok"],
+        "per_s": outcomes["ok"] / wall,
+        "errors": {k: v for k, v in outcomes.items() if k != "ok"},
+        "p50_s": float(np.percentile(durations, 50)) if durations else float("nan"),
+        "p99_s": float(np.percentile(durations, 99)) if durations else float("nan"),
+    }
 
 
 def pg_connections(pg_url: str) -> dict[str, int]:
@@ -102,8 +109,9 @@ def pg_connections(pg_url: str) -> dict[str, int]:
     import psycopg
 
     with psycopg.connect(pg_url) as connection:
-        rows = connection.execute("SELECT datname, count(*) FROM pg_stat_activity WHERE datname IS NOT NULL "
-                                  "GROUP BY datname ORDER BY datname").fetchall()
+        rows = connection.execute(
+            "SELECT datname, count(*) FROM pg_stat_activity WHERE datname IS NOT NULL GROUP BY datname ORDER BY datname"
+        ).fetchall()
     return {name: count for name, count in rows}
 
 
@@ -114,10 +122,28 @@ def plain_server(backend_uri: str) -> str:
     """An MLflow tracking server without authentication on `backend_uri`, one worker, answering; its URL."""
     port = free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    plain_process.append(subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri, "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True))
+    plain_process.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                backend_uri,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -145,8 +171,9 @@ def main() -> None:
     folder.chmod(0o755)
     ports = ["--pg-port", str(free_port()), "--mlflow-port", str(free_port()), "--prefect-port", str(free_port())]
     try:
-        up = subprocess.run([*STACK, "up", str(folder), *ports, *args.stack_options], capture_output=True,
-                            text=True, timeout=600)
+        up = subprocess.run(
+            [*STACK, "up", str(folder), *ports, *args.stack_options], capture_output=True, text=True, timeout=600
+        )
         if up.returncode != 0:
             sys.exit(f"deploy/stack up failed: {up.stderr.strip()}")
         exports = dict(line.removeprefix("export ").split("=", 1) for line in up.stdout.splitlines())
@@ -161,13 +188,17 @@ def main() -> None:
             unauthenticated = call_ms(f"{plain}/api/2.0/mlflow/experiments/search?max_results=5", None, args.calls)
         finally:
             os.killpg(plain_process[0].pid, signal.SIGTERM)
-        latency = {"MLflow /health, no password": call_ms(f"{tracking}/health", None, args.calls),
-                   "MLflow experiments/search, basic auth": call_ms(search, mlflow_auth, args.calls),
-                   "the same on a server without authentication, same database": unauthenticated,
-                   "Prefect /api/health, auth string": call_ms(f"{prefect}/health",
-                                                               os.environ["PREFECT_API_AUTH_STRING"], args.calls),
-                   "Prefect /api/flows/filter (POST), auth string": call_ms(
-                       f"{prefect}/flows/filter", os.environ["PREFECT_API_AUTH_STRING"], args.calls, b'{"limit": 5}')}
+        latency = {
+            "MLflow /health, no password": call_ms(f"{tracking}/health", None, args.calls),
+            "MLflow experiments/search, basic auth": call_ms(search, mlflow_auth, args.calls),
+            "the same on a server without authentication, same database": unauthenticated,
+            "Prefect /api/health, auth string": call_ms(
+                f"{prefect}/health", os.environ["PREFECT_API_AUTH_STRING"], args.calls
+            ),
+            "Prefect /api/flows/filter (POST), auth string": call_ms(
+                f"{prefect}/flows/filter", os.environ["PREFECT_API_AUTH_STRING"], args.calls, b'{"limit": 5}'
+            ),
+        }
         import mlflow
 
         experiment_id = mlflow.MlflowClient().create_experiment(f"bench-{time.time_ns()}")
@@ -183,12 +214,16 @@ def main() -> None:
     print("| call | p50 | p99 |\n|---|---|---|")
     for name, (p50, p99) in latency.items():
         print(f"| {name} | {p50:.1f} ms | {p99:.1f} ms |")
-    print(f"\n| clients | runs in {args.seconds:g} s | runs/s | p50 | p99 | errors | PostgreSQL connections "
-          "| tracking server memory |")
+    print(
+        f"\n| clients | runs in {args.seconds:g} s | runs/s | p50 | p99 | errors | PostgreSQL connections "
+        "| tracking server memory |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for s in steps:
-        print(f"| {s['clients']} | {s['runs']} | {s['per_s']:.2f} | {s['p50_s']:.2f} s | {s['p99_s']:.2f} s | "
-              f"{s['errors'] or 'none'} | {s['pg']} | {s['rss']:.0f} MB |")
+        print(
+            f"| {s['clients']} | {s['runs']} | {s['per_s']:.2f} | {s['p50_s']:.2f} s | {s['p99_s']:.2f} s | "
+            f"{s['errors'] or 'none'} | {s['pg']} | {s['rss']:.0f} MB |"
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,10 @@ def throughput(data_dir: str, weights: str, n_images: int, repeats: int) -> dict
             started = time.perf_counter()
             extract_features(extractor, paths, [0], AugmentConfig(), 0, cache, engine=engine, precision=precision)
             extraction.append(len(paths) / (time.perf_counter() - started))
-        figures[f"{engine} {precision}"] = {"backbone_images_per_s": statistics.median(rates),
-                                            "extraction_images_per_s": statistics.median(extraction)}
+        figures[f"{engine} {precision}"] = {
+            "backbone_images_per_s": statistics.median(rates),
+            "extraction_images_per_s": statistics.median(extraction),
+        }
     shutil.rmtree(scratch)
     return figures
 
@@ -94,24 +96,32 @@ def main() -> None:
     print(json.dumps(figures), flush=True)
     if not args.throughput_only:
         rows = training_rows(args, env, workdir)
-    print(f"\n{'engine':<16}{'backbone images/s':>19}{'extraction images/s':>21}   (median of {args.repeats}; "
-          f"backbone: batch 64, 224 px; extraction: {args.throughput_images} JPEGs, "
-          "decode+resize+backbone+cache write)")
+    print(
+        f"\n{'engine':<16}{'backbone images/s':>19}{'extraction images/s':>21}   (median of {args.repeats}; "
+        f"backbone: batch 64, 224 px; extraction: {args.throughput_images} JPEGs, "
+        "decode+resize+backbone+cache write)"
+    )
     for engine, figure in figures.items():
         print(f"{engine:<16}{figure['backbone_images_per_s']:>19.1f}{figure['extraction_images_per_s']:>21.1f}")
     if args.throughput_only:
         return
     reference = rows.get("plain Keras", {}).get("wall_s")
-    print(f"\n{'train --preset baseline':<24}{'wall s':>10}{'speed-up':>10}{'peak MB':>10}{'val bal acc':>13}"
-          f"{'test bal acc':>14}{'test AUC':>10}")
+    print(
+        f"\n{'train --preset baseline':<24}{'wall s':>10}{'speed-up':>10}{'peak MB':>10}{'val bal acc':>13}"
+        f"{'test bal acc':>14}{'test AUC':>10}"
+    )
     for mode, row in rows.items():
         ratio = f"{reference / row['wall_s']:.1f}x" if reference else "-"
-        print(f"{mode:<24}{row['wall_s']:>10.1f}{ratio:>10}{row['peak_rss_mb']:>10.0f}"
-              f"{row['val_balanced_accuracy']:>13.3f}{row['test_balanced_accuracy']:>14.3f}"
-              f"{row['test_macro_auc']:>10.3f}")
+        print(
+            f"{mode:<24}{row['wall_s']:>10.1f}{ratio:>10}{row['peak_rss_mb']:>10.0f}"
+            f"{row['val_balanced_accuracy']:>13.3f}{row['test_balanced_accuracy']:>14.3f}"
+            f"{row['test_macro_auc']:>10.3f}"
+        )
         if "test_balanced_accuracy_f32" in row:
-            print(f"{'  the same, served f32':<64}{row['test_balanced_accuracy_f32']:>14.3f}"
-                  f"{row['test_macro_auc_f32']:>10.3f}")
+            print(
+                f"{'  the same, served f32':<64}{row['test_balanced_accuracy_f32']:>14.3f}"
+                f"{row['test_macro_auc_f32']:>10.3f}"
+            )
 
 
 def training_rows(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> dict[str, dict[str, float]]:
@@ -121,8 +131,17 @@ def training_rows(args: argparse.Namespace, env: dict[str, str], workdir: Path) 
 
     manifest = workdir / "manifest.csv"
     run_cli(["split", "--data-dir", args.data_dir, "--output", str(manifest)], env)
-    common = ["train", "--data-dir", args.data_dir, "--weights", args.weights, "--manifest", str(manifest),
-              "--epochs", str(args.epochs)]
+    common = [
+        "train",
+        "--data-dir",
+        args.data_dir,
+        "--weights",
+        args.weights,
+        "--manifest",
+        str(manifest),
+        "--epochs",
+        str(args.epochs),
+    ]
     if args.cached_views is not None:
         common += ["--cached-views", str(args.cached_views)]
     f32, bf16 = {**env, PRECISION_ENV: "f32"}, {**env, PRECISION_ENV: "bf16"}
@@ -135,14 +154,18 @@ def training_rows(args: argparse.Namespace, env: dict[str, str], workdir: Path) 
     for mode, (cli_args, mode_env) in modes.items():
         trained, wall = run_cli(cli_args, mode_env)
         evaluated, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], mode_env)
-        rows[mode] = {"wall_s": wall, "peak_rss_mb": trained["peak_rss_mb"],
-                      "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
-                      "test_balanced_accuracy": evaluated["balanced_accuracy"],
-                      "test_macro_auc": evaluated["macro_auc"]}
+        rows[mode] = {
+            "wall_s": wall,
+            "peak_rss_mb": trained["peak_rss_mb"],
+            "val_balanced_accuracy": trained["metrics"]["val_balanced_accuracy"],
+            "test_balanced_accuracy": evaluated["balanced_accuracy"],
+            "test_macro_auc": evaluated["macro_auc"],
+        }
         if mode_env is bf16:  # the same model served at f32: what a bf16-trained head loses on f32 features
             skewed, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"]], f32)
-            rows[mode].update(test_balanced_accuracy_f32=skewed["balanced_accuracy"],
-                              test_macro_auc_f32=skewed["macro_auc"])
+            rows[mode].update(
+                test_balanced_accuracy_f32=skewed["balanced_accuracy"], test_macro_auc_f32=skewed["macro_auc"]
+            )
         print(json.dumps({mode: rows[mode]}), flush=True)
     return rows
 

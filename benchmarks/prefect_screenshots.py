@@ -28,8 +28,12 @@ BIN = Path(sys.executable).parent
 
 def shoot(chromium: str, url: str, target: Path) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={target.resolve()}",
-                        url], check=True, capture_output=True, timeout=180)
+        subprocess.run(
+            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--screenshot={target.resolve()}", url],
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
     print(f"{target}  <- {url}", flush=True)
 
 
@@ -43,28 +47,50 @@ def main() -> None:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env.update(PREFECT_HOME=str(folder / "prefect"), PREFECT_API_URL=api, PREFECT_UI_API_URL=api)
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     schedule = None
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    recipe = ["--data-dir", str(Path(args.data_dir).resolve()), "--weights", weights_argument(args.weights),
-              "--epochs", str(args.epochs)]
+    recipe = [
+        "--data-dir",
+        str(Path(args.data_dir).resolve()),
+        "--weights",
+        weights_argument(args.weights),
+        "--epochs",
+        str(args.epochs),
+    ]
     try:
         wait_until_up(f"{api}/health", server)
-        subprocess.run([str(BIN / "skinml"), "pipeline", *recipe, "--output", "pipeline.json"], env=env, cwd=folder,
-                       check=True, capture_output=True)
-        schedule = subprocess.Popen([str(BIN / "skinml"), "schedule", "--cron", "0 3 * * 0", *recipe], env=env,
-                                    cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
+        subprocess.run(
+            [str(BIN / "skinml"), "pipeline", *recipe, "--output", "pipeline.json"],
+            env=env,
+            cwd=folder,
+            check=True,
+            capture_output=True,
+        )
+        schedule = subprocess.Popen(
+            [str(BIN / "skinml"), "schedule", "--cron", "0 3 * * 0", *recipe],
+            env=env,
+            cwd=folder,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         os.environ.update(PREFECT_API_URL=api)
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as prefect:
             flow_run = next(run for run in prefect.read_flow_runs() if run.name.startswith("pipeline "))
-            artifact = next(a for a in prefect.read_artifacts() if a.key == "pipeline-result"
-                            and a.flow_run_id == flow_run.id)
+            artifact = next(
+                a for a in prefect.read_artifacts() if a.key == "pipeline-result" and a.flow_run_id == flow_run.id
+            )
             deadline = time.time() + 180
             while not (deployments := prefect.read_deployments()) and time.time() < deadline:
                 time.sleep(2)

@@ -22,6 +22,7 @@ from arguments import benchmark_parser, isolated_store, weights_argument
 
 def table(baseline: dict, best: dict) -> str:
     """The README's results table from the two evaluation results."""
+
     def ci(result: dict, name: str) -> str:
         low, high = result["ci95"][name]
         return f"{result[name]:.3f} [{low:.3f}, {high:.3f}]"
@@ -29,15 +30,22 @@ def table(baseline: dict, best: dict) -> str:
     def recalls(result: dict) -> str:
         return " / ".join(f"{values['recall']:.2f}" for values in result["per_class"].values())
 
-    rows = [("balanced accuracy [95% lesion bootstrap]", ci(baseline, "balanced_accuracy"),
-             ci(best, "balanced_accuracy")),
-            ("macro AUC [95%]", ci(baseline, "macro_auc"), ci(best, "macro_auc")),
-            ("accuracy / macro F1", f"{baseline['accuracy']:.3f} / {baseline['macro_f1']:.3f}",
-             f"{best['accuracy']:.3f} / {best['macro_f1']:.3f}"),
-            ("expected calibration error", f"{baseline['ece']:.3f}", f"{best['ece']:.3f}"),
-            (f"recall {' / '.join(baseline['per_class'])}", recalls(baseline), recalls(best))]
-    lines = [f"| test split ({baseline['n_images']:,} images) | `baseline` (the original recipe) | `best` (fine-tuned "
-             f"from block 4) |", "|---|---|---|"]
+    rows = [
+        ("balanced accuracy [95% lesion bootstrap]", ci(baseline, "balanced_accuracy"), ci(best, "balanced_accuracy")),
+        ("macro AUC [95%]", ci(baseline, "macro_auc"), ci(best, "macro_auc")),
+        (
+            "accuracy / macro F1",
+            f"{baseline['accuracy']:.3f} / {baseline['macro_f1']:.3f}",
+            f"{best['accuracy']:.3f} / {best['macro_f1']:.3f}",
+        ),
+        ("expected calibration error", f"{baseline['ece']:.3f}", f"{best['ece']:.3f}"),
+        (f"recall {' / '.join(baseline['per_class'])}", recalls(baseline), recalls(best)),
+    ]
+    lines = [
+        f"| test split ({baseline['n_images']:,} images) | `baseline` (the original recipe) | `best` (fine-tuned "
+        f"from block 4) |",
+        "|---|---|---|",
+    ]
     return "\n".join(lines + [f"| {name} | {a} | {b} |" for name, a, b in rows])
 
 

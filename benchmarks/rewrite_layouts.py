@@ -30,16 +30,24 @@ def rewrite(data_dir: Path, dest: Path) -> dict[str, Path]:
     metadata = pd.read_csv(next(data_dir.glob("*metadata*.csv")))
     images = {path.stem: path for path in data_dir.rglob("*.jpg")}
     isic, plain, tree = dest / "isic", dest / "csv", dest / "folder"
-    truth = pd.DataFrame({"image": metadata["image_id"],
-                          **{c: (metadata["dx"].str.upper() == c).astype(float) for c in ISIC_COLUMNS}})
+    truth = pd.DataFrame(
+        {"image": metadata["image_id"], **{c: (metadata["dx"].str.upper() == c).astype(float) for c in ISIC_COLUMNS}}
+    )
     isic.mkdir(parents=True, exist_ok=True)
     truth.to_csv(isic / "ISIC_GroundTruth.csv", index=False)
-    pd.DataFrame({"image": metadata["image_id"], "lesion_id": metadata["lesion_id"], "age_approx": metadata["age"],
-                  "sex": metadata["sex"], "anatom_site_general": metadata["localization"]}
-                 ).to_csv(isic / "ISIC_Metadata.csv", index=False)
+    pd.DataFrame(
+        {
+            "image": metadata["image_id"],
+            "lesion_id": metadata["lesion_id"],
+            "age_approx": metadata["age"],
+            "sex": metadata["sex"],
+            "anatom_site_general": metadata["localization"],
+        }
+    ).to_csv(isic / "ISIC_Metadata.csv", index=False)
     plain.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"image": "images/" + metadata["image_id"] + ".jpg", "label": metadata["dx"],
-                  "group": metadata["lesion_id"]}).to_csv(plain / "labels.csv", index=False)
+    pd.DataFrame(
+        {"image": "images/" + metadata["image_id"] + ".jpg", "label": metadata["dx"], "group": metadata["lesion_id"]}
+    ).to_csv(plain / "labels.csv", index=False)
     for image_id, dx in zip(metadata["image_id"], metadata["dx"]):
         source = images[image_id]
         link(source, isic / "images" / source.name)

@@ -94,8 +94,10 @@ def main() -> None:
     for name, seen in answers.items():
         for status, message in sorted(seen):
             print(f"  {name:30s} HTTP {status}  {message}")
-    print(f"server RSS: before {before:.0f} MB, peak {peak[0]:.0f} MB (+{peak[0] - before:.0f}), "
-          f"after {after:.0f} MB ({(after - before) / before:+.1%})")
+    print(
+        f"server RSS: before {before:.0f} MB, peak {peak[0]:.0f} MB (+{peak[0] - before:.0f}), "
+        f"after {after:.0f} MB ({(after - before) / before:+.1%})"
+    )
 
 
 if __name__ == "__main__":

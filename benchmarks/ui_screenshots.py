@@ -25,9 +25,19 @@ from pathlib import Path
 from skinml.core.names import CLASSES_TAG
 from skinml.tracking.ui_view import classes_filter, view_key
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1920,1080", "--virtual-time-budget=60000"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1920,1080",
+    "--virtual-time-budget=60000",
+]
 # MLflow 3's UI opens in its GenAI view unless told (or once switched by the user, remembered by the browser)
 VIEW = "workflowType=machine_learning"
 
@@ -61,13 +71,17 @@ def pages(tracking_uri: str, experiment: str, model_name: str) -> dict[str, str]
         sys.exit(f"no experiment {experiment!r} in {tracking_uri}")
     champion = client.get_model_version_by_alias(model_name, "champion")
     classes = client.get_run(champion.run_id).data.tags[CLASSES_TAG].split(",")
-    pipelines = client.search_runs([exp.experiment_id],
-                                   f"tags.`skinml.stage` = 'pipeline' and {classes_filter(classes)}",
-                                   order_by=["attributes.start_time DESC"], max_results=2)
+    pipelines = client.search_runs(
+        [exp.experiment_id],
+        f"tags.`skinml.stage` = 'pipeline' and {classes_filter(classes)}",
+        order_by=["attributes.start_time DESC"],
+        max_results=2,
+    )
     if len(pipelines) < 2:
         sys.exit(f"experiment {experiment!r} needs two pipeline runs to compare; it has {len(pipelines)}")
-    trains = client.search_runs([exp.experiment_id], "tags.`skinml.stage` = 'train'",
-                                order_by=["attributes.start_time DESC"], max_results=1)
+    trains = client.search_runs(
+        [exp.experiment_id], "tags.`skinml.stage` = 'train'", order_by=["attributes.start_time DESC"], max_results=1
+    )
     runs = json.dumps([run.info.run_id for run in pipelines])
     experiments = json.dumps([exp.experiment_id])
     shared = f"/experiments/{exp.experiment_id}/runs?viewStateShareKey={view_key(classes)}"
@@ -75,7 +89,7 @@ def pages(tracking_uri: str, experiment: str, model_name: str) -> dict[str, str]
         "run_list": f"{shared}&{VIEW}",
         "compare": f"{shared}&compareRunsMode=CHART&{VIEW}",
         "compare_page": f"/compare-runs?runs={urllib.parse.quote(runs)}&experiments={urllib.parse.quote(experiments)}"
-                        f"&{VIEW}",
+        f"&{VIEW}",
         "train_charts": f"/experiments/{exp.experiment_id}/runs/{trains[0].info.run_id}/model-metrics?{VIEW}",
         "registry": f"/models/{model_name}?{VIEW}",
     }
@@ -91,9 +105,23 @@ def main() -> None:
     args = parser.parse_args()
     routes = pages(args.tracking_uri, args.experiment, args.model_name)
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", args.tracking_uri,
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            args.tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     try:
@@ -101,9 +129,18 @@ def main() -> None:
         for name, route in routes.items():
             target = output / f"mlflow_{name}.png"
             with tempfile.TemporaryDirectory() as profile:
-                subprocess.run([args.chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                                f"--screenshot={target.resolve()}", f"http://127.0.0.1:{port}/#{route}"],
-                               check=True, capture_output=True, timeout=120)
+                subprocess.run(
+                    [
+                        args.chromium,
+                        *CHROMIUM_FLAGS,
+                        f"--user-data-dir={profile}",
+                        f"--screenshot={target.resolve()}",
+                        f"http://127.0.0.1:{port}/#{route}",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
             print(f"{target}  <- #{route}")
     finally:
         server.terminate()

@@ -102,8 +102,10 @@ def no_outbound_http() -> dict[str, str]:
     the worker or block catalogue (`prefect work-pool create` does), it fetches the catalogue from GitHub, with no
     setting to stop it, and falls back to the copy it ships: through a proxy on a closed loopback port it falls back
     at once, without a DNS lookup. A proxy the user's environment sets is kept (its own route to the outside)."""
-    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
-                                             "all_proxy")):
+    if any(
+        os.environ.get(name)
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    ):
         return {}
     closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
     local = ",".join(filter(None, (os.environ.get("NO_PROXY"), "127.0.0.1,localhost,::1")))

@@ -18,14 +18,21 @@ from skinml.tracking.ui_view import MODEL_TRAINING, run_url, ui_base
 
 log = logging.getLogger(__name__)
 
-TEST_FIGURES = (("balanced_accuracy", "balanced accuracy"), ("macro_auc", "macro AUC"), ("macro_f1", "macro F1"),
-                ("ece", "ECE"), ("accuracy", "accuracy"))
+TEST_FIGURES = (
+    ("balanced_accuracy", "balanced accuracy"),
+    ("macro_auc", "macro AUC"),
+    ("macro_f1", "macro F1"),
+    ("ece", "ECE"),
+    ("accuracy", "accuracy"),
+)
 
 
 def version_url(name: str, version: str, tracking_uri: str | None = None) -> str:
     """A registered version's page, in the UI's model-training mode (as skinml.tracking.ui_view.run_url)."""
-    return (f"{ui_base(tracking_uri)}/#/models/{urllib.parse.quote(name, safe='')}/versions/{version}"
-            f"?{urllib.parse.urlencode(MODEL_TRAINING)}")
+    return (
+        f"{ui_base(tracking_uri)}/#/models/{urllib.parse.quote(name, safe='')}/versions/{version}"
+        f"?{urllib.parse.urlencode(MODEL_TRAINING)}"
+    )
 
 
 def _number(value: object) -> float | None:
@@ -52,9 +59,14 @@ def figure_rows(result: dict) -> list[dict]:
     def add(figure: str, value: object, interval: object = None) -> None:
         if _number(value) is not None:
             low, high = _interval(interval) or (None, None)
-            rows.append({"figure": figure, "value": round(_number(value), 4),
-                         "ci95_low": None if low is None else round(low, 4),
-                         "ci95_high": None if high is None else round(high, 4)})
+            rows.append(
+                {
+                    "figure": figure,
+                    "value": round(_number(value), 4),
+                    "ci95_low": None if low is None else round(low, 4),
+                    "ci95_high": None if high is None else round(high, 4),
+                }
+            )
 
     tested = tested_figures(result)
     for key, label in TEST_FIGURES:
@@ -86,12 +98,17 @@ def promotion_lines(promotion: dict) -> list[str]:
     difference = _number(promotion.get("difference"))
     if difference is not None and not promotion.get("reason"):
         margin = promotion.get("margin")
-        sample = (f" over {promotion['n_images']} images, {promotion['n_lesions']} lesions"
-                  if "n_images" in promotion and "n_lesions" in promotion else "")
-        lines.append(f"Challenger v{promotion.get('challenger_version', '?')} minus champion "
-                     f"v{promotion.get('champion_version', '?')} balanced accuracy: "
-                     f"{_with_interval(difference, promotion.get('difference_ci95'), '+')} (95% interval, paired "
-                     f"lesion bootstrap{sample})" + (f"; margin {margin}." if margin is not None else "."))
+        sample = (
+            f" over {promotion['n_images']} images, {promotion['n_lesions']} lesions"
+            if "n_images" in promotion and "n_lesions" in promotion
+            else ""
+        )
+        lines.append(
+            f"Challenger v{promotion.get('challenger_version', '?')} minus champion "
+            f"v{promotion.get('champion_version', '?')} balanced accuracy: "
+            f"{_with_interval(difference, promotion.get('difference_ci95'), '+')} (95% interval, paired "
+            f"lesion bootstrap{sample})" + (f"; margin {margin}." if margin is not None else ".")
+        )
     return lines
 
 
@@ -107,12 +124,16 @@ def experiment_of(run_id: str, tracking_uri: str | None = None) -> str | None:
 def link_lines(result: dict, flow: str, tracking_uri: str | None = None) -> list[str]:
     promotion = result.get("promotion") or {}
     compared = promotion.get("evaluation_run_ids") or {}
-    runs = [(f"{flow} run", result.get("parent_run_id")),
-            ("train run", (result.get("train") or {}).get("run_id") or result.get("best_train_run_id")),
-            ("evaluation run", (result.get("evaluate") or {}).get("run_id") or result.get("best_evaluate_run_id")),
-            ("promotion run", promotion.get("promotion_run_id")),
-            *((f"{role} v{promotion.get(f'{role}_version', '?')}'s evaluation", compared.get(role))
-              for role in ("champion", "challenger"))]
+    runs = [
+        (f"{flow} run", result.get("parent_run_id")),
+        ("train run", (result.get("train") or {}).get("run_id") or result.get("best_train_run_id")),
+        ("evaluation run", (result.get("evaluate") or {}).get("run_id") or result.get("best_evaluate_run_id")),
+        ("promotion run", promotion.get("promotion_run_id")),
+        *(
+            (f"{role} v{promotion.get(f'{role}_version', '?')}'s evaluation", compared.get(role))
+            for role in ("champion", "challenger")
+        ),
+    ]
     links, seen = [], set()
     for text, run_id in runs:
         if not isinstance(run_id, str) or not run_id or run_id in seen:
@@ -124,8 +145,10 @@ def link_lines(result: dict, flow: str, tracking_uri: str | None = None) -> list
     registry = result.get("registry") or {}
     if registry.get("name") and registry.get("version"):
         aliases = f" ({', '.join(registry['aliases'])})" if registry.get("aliases") else ""
-        links.append(f"[registered {registry['name']} v{registry['version']}{aliases}]"
-                     f"({version_url(registry['name'], registry['version'], tracking_uri)})")
+        links.append(
+            f"[registered {registry['name']} v{registry['version']}{aliases}]"
+            f"({version_url(registry['name'], registry['version'], tracking_uri)})"
+        )
     if result.get("mlflow_ui"):
         links.append(f"[compare view]({result['mlflow_ui']})")
     return [f"**MLflow**: {' · '.join(links)}"] if links else []
@@ -136,20 +159,26 @@ def result_markdown(result: dict, flow: str, tracking_uri: str | None = None) ->
     lines = [f"# {flow} result"]
     tested = tested_figures(result)
     intervals = tested.get("ci95") or {}
-    figures = [f"{label} {_with_interval(_number(tested[key]), intervals.get(key))}"
-               for key, label in TEST_FIGURES if _number(tested.get(key)) is not None]
+    figures = [
+        f"{label} {_with_interval(_number(tested[key]), intervals.get(key))}"
+        for key, label in TEST_FIGURES
+        if _number(tested.get(key)) is not None
+    ]
     if figures:
         images = f" ({tested['n_images']} images)" if "n_images" in tested else ""
         how = " (95% intervals: lesion bootstrap)" if any(_interval(v) for v in intervals.values()) else ""
         lines.append(f"**Test**{images}: {', '.join(figures)}{how}.")
     if _number(result.get("best_value")) is not None:
-        params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in (result.get("best_params") or {}).items())
+        params = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (result.get("best_params") or {}).items()
+        )
         baseline = _number(result.get("baseline_value"))
-        lines.append(f"**Sweep** `{result.get('study_name', '?')}`: best {result.get('metric', 'value')} "
-                     f"{result['best_value']:.4f} (trial {result.get('best_trial', '?')}: {params})"
-                     + (f"; baseline trial {baseline:.4f}" if baseline is not None else "")
-                     + f"; {result.get('n_complete', '?')} complete, {result.get('n_pruned', '?')} pruned trials.")
+        lines.append(
+            f"**Sweep** `{result.get('study_name', '?')}`: best {result.get('metric', 'value')} "
+            f"{result['best_value']:.4f} (trial {result.get('best_trial', '?')}: {params})"
+            + (f"; baseline trial {baseline:.4f}" if baseline is not None else "")
+            + f"; {result.get('n_complete', '?')} complete, {result.get('n_pruned', '?')} pruned trials."
+        )
     lines += promotion_lines(result.get("promotion") or {})
     lines += link_lines(result, flow, tracking_uri)
     return "\n\n".join(lines)
@@ -159,8 +188,11 @@ def publish_result(result: dict, flow: str, tracking_uri: str | None = None) -> 
     """Create the flow run's artifacts: `<flow>-result` (Markdown) and `<flow>-figures` (a table). A failure is
     logged, never raised: the run's outcome is in MLflow already."""
     try:
-        create_markdown_artifact(result_markdown(result, flow, tracking_uri), key=f"{flow}-result",
-                                 description=f"The {flow} run's figures, promotion decision and MLflow links")
+        create_markdown_artifact(
+            result_markdown(result, flow, tracking_uri),
+            key=f"{flow}-result",
+            description=f"The {flow} run's figures, promotion decision and MLflow links",
+        )
         rows = figure_rows(result)
         if rows:
             create_table_artifact(rows, key=f"{flow}-figures", description=f"The {flow} run's figures")

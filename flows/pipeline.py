@@ -21,10 +21,16 @@ from skinml.tracking.summary import name_parent, run_name
 
 
 @flow(name="pipeline", flow_run_name=pipeline_run_name, log_prints=True)
-def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", overrides: dict | None = None,
-                  split_strategy: str = "grouped", experiment: str = DEFAULT_EXPERIMENT,
-                  output: str | None = None, model_name: str | None = DEFAULT_MODEL_NAME,
-                  promotion_margin: float = 0.0) -> dict:
+def pipeline_flow(
+    data_dir: str | None = None,
+    preset_name: str = "baseline",
+    overrides: dict | None = None,
+    split_strategy: str = "grouped",
+    experiment: str = DEFAULT_EXPERIMENT,
+    output: str | None = None,
+    model_name: str | None = DEFAULT_MODEL_NAME,
+    promotion_margin: float = 0.0,
+) -> dict:
     """Run every stage for the recipe (preset + overrides); returns {parent_run_id, data_dir, split, train,
     evaluate[, registry, promotion], mlflow_ui}, also shown as the flow run's Prefect artifacts (flows/artifacts.py).
     `model_name=None` skips the registry."""
@@ -37,15 +43,21 @@ def pipeline_flow(data_dir: str | None = None, preset_name: str = "baseline", ov
         log_params_once({"data_dir": str(Path(folder).resolve())})
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-split-")) / "manifest.csv")
         split_summary = split(folder, manifest, split_strategy, config, stages)
-        get_run_logger().info("split %s: %d train / %d val / %d test images, %s lesions on two sides",
-                              split_summary["strategy"], split_summary["n_train"], split_summary["n_val"],
-                              split_summary["n_test"], split_summary["lesions_crossing_splits"])
-        link = name_parent(parent_id, run_name(config.label(), folder, split_summary["classes"]),
-                           split_summary["classes"])
-        result = run_challenger(config, folder, manifest, context=stages, model_name=model_name,
-                                promotion_margin=promotion_margin)
-        result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result,
-                  "mlflow_ui": link}
+        get_run_logger().info(
+            "split %s: %d train / %d val / %d test images, %s lesions on two sides",
+            split_summary["strategy"],
+            split_summary["n_train"],
+            split_summary["n_val"],
+            split_summary["n_test"],
+            split_summary["lesions_crossing_splits"],
+        )
+        link = name_parent(
+            parent_id, run_name(config.label(), folder, split_summary["classes"]), split_summary["classes"]
+        )
+        result = run_challenger(
+            config, folder, manifest, context=stages, model_name=model_name, promotion_margin=promotion_margin
+        )
+        result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result, "mlflow_ui": link}
         dump_json(result, output)
         publish_result(result, "pipeline")
         return result

@@ -41,14 +41,20 @@ def champion_recipe(model_name: str, fallback_preset: str = "baseline") -> tuple
     try:
         return training_recipe(champion.run_id), champion.run_id
     except ModelMismatchError as exc:
-        raise ModelMismatchError(f"the champion {model_name} v{champion.version}: {exc}, and move the `champion` "
-                                 "alias to the new version") from None
+        raise ModelMismatchError(
+            f"the champion {model_name} v{champion.version}: {exc}, and move the `champion` alias to the new version"
+        ) from None
 
 
 @flow(name="retrain", flow_run_name=retrain_run_name, log_prints=True)
-def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NAME,
-                 experiment: str = DEFAULT_EXPERIMENT, promotion_margin: float = 0.0,
-                 overrides: dict | None = None, preset_name: str = "baseline") -> dict:
+def retrain_flow(
+    data_dir: str | None = None,
+    model_name: str = DEFAULT_MODEL_NAME,
+    experiment: str = DEFAULT_EXPERIMENT,
+    promotion_margin: float = 0.0,
+    overrides: dict | None = None,
+    preset_name: str = "baseline",
+) -> dict:
     """Retrain, evaluate on the fixed test split, register the challenger, apply the promotion rule.
 
     The recipe is the champion's (`preset_name` when there is no champion yet), with `overrides` (TrainConfig fields)
@@ -65,25 +71,45 @@ def retrain_flow(data_dir: str | None = None, model_name: str = DEFAULT_MODEL_NA
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-retrain-")) / "manifest.csv")
         classes = split(folder, manifest, "grouped", config, stages, keep_test_of=champion_run_id)["classes"]
         link = name_parent(parent_id, run_name(label, folder, classes), classes)
-        result = run_challenger(config, folder, manifest, context=stages, model_name=model_name,
-                                promotion_margin=promotion_margin)
-        get_run_logger().info("retrained %s v%s: %s", result["registry"]["name"], result["registry"]["version"],
-                              result["promotion"]["reason"])
+        result = run_challenger(
+            config, folder, manifest, context=stages, model_name=model_name, promotion_margin=promotion_margin
+        )
+        get_run_logger().info(
+            "retrained %s v%s: %s",
+            result["registry"]["name"],
+            result["registry"]["version"],
+            result["promotion"]["reason"],
+        )
         result = {"parent_run_id": parent_id, **result, "mlflow_ui": link}
         publish_result(result, "retrain")
         return result
 
 
-def serve_retraining(cron: str, data_dir: str | None, *, model_name: str = DEFAULT_MODEL_NAME,
-                     overrides: dict | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                     promotion_margin: float = 0.0, preset_name: str = "baseline",
-                     timezone: str | None = None) -> None:
+def serve_retraining(
+    cron: str,
+    data_dir: str | None,
+    *,
+    model_name: str = DEFAULT_MODEL_NAME,
+    overrides: dict | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    promotion_margin: float = 0.0,
+    preset_name: str = "baseline",
+    timezone: str | None = None,
+) -> None:
     """Serve the retrain flow as deployment `retrain/skinml-retrain` on a cron schedule in `timezone` (default this
     machine's), blocking like flow.serve."""
-    retrain_flow.serve(name=DEPLOYMENT_NAME, schedules=[Cron(cron, timezone=timezone or tzlocal.get_localzone_name())],
-                       description="Retrain the champion's recipe on the data folder, keep its test split, register "
-                                   "the challenger and apply the promotion rule.",
-                       entrypoint_type=EntrypointType.MODULE_PATH,  # flows.retrain: the same from any folder
-                       parameters={"data_dir": data_dir, "model_name": model_name, "experiment": experiment,
-                                   "promotion_margin": promotion_margin, "overrides": overrides or {},
-                                   "preset_name": preset_name})
+    retrain_flow.serve(
+        name=DEPLOYMENT_NAME,
+        schedules=[Cron(cron, timezone=timezone or tzlocal.get_localzone_name())],
+        description="Retrain the champion's recipe on the data folder, keep its test split, register "
+        "the challenger and apply the promotion rule.",
+        entrypoint_type=EntrypointType.MODULE_PATH,  # flows.retrain: the same from any folder
+        parameters={
+            "data_dir": data_dir,
+            "model_name": model_name,
+            "experiment": experiment,
+            "promotion_margin": promotion_margin,
+            "overrides": overrides or {},
+            "preset_name": preset_name,
+        },
+    )

@@ -24,11 +24,25 @@ def download(data_dir: str | None) -> str:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="split {strategy} seed={config.seed}")
-def split(data_dir: str, manifest: str, strategy: str, config: TrainConfig, context: RunContext,
-          keep_test_of: str | None = None) -> dict:
+def split(
+    data_dir: str,
+    manifest: str,
+    strategy: str,
+    config: TrainConfig,
+    context: RunContext,
+    keep_test_of: str | None = None,
+) -> dict:
     """The split stage, the folder read with the recipe's layout and label map, split by its seed."""
-    return run_split(data_dir, manifest, strategy, seed=config.seed, context=context, keep_test_of=keep_test_of,
-                     data_format=config.data_format, label_map=dict(config.label_map))
+    return run_split(
+        data_dir,
+        manifest,
+        strategy,
+        seed=config.seed,
+        context=context,
+        keep_test_of=keep_test_of,
+        data_format=config.data_format,
+        label_map=dict(config.label_map),
+    )
 
 
 @task(cache_policy=NO_CACHE, task_run_name=train_run_name)

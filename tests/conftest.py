@@ -136,8 +136,7 @@ def test_weights(tmp_path_factory, synthetic_dir) -> str:
     keras.utils.set_random_seed(0)
     paths = load_dataset(synthetic_dir)["path"].tolist()
     images = np.concatenate([b.numpy() for b in image_dataset(paths, IMAGE_SIZE, 64)])
-    backbone = keras.applications.MobileNetV2(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), include_top=False,
-                                              weights=None)
+    backbone = keras.applications.MobileNetV2(input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), include_top=False, weights=None)
     batch_norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
     for layer in batch_norms:
         layer.momentum = 0.0

@@ -11,22 +11,56 @@ from pathlib import Path
 
 import pytest
 
-STRACE = ["strace", "-f", "--seccomp-bpf", "-e", "signal=none",
-          "-e", "trace=connect,sendto,sendmsg,clone,clone3,fork,vfork,execve"]
+STRACE = [
+    "strace",
+    "-f",
+    "--seccomp-bpf",
+    "-e",
+    "signal=none",
+    "-e",
+    "trace=connect,sendto,sendmsg,clone,clone3,fork,vfork,execve",
+]
 
-needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (apt-get install "
-                                                                       "strace; .ci/run installs it)")
+needs_strace = pytest.mark.skipif(
+    shutil.which("strace") is None, reason="strace is not installed (apt-get install strace; .ci/run installs it)"
+)
 
 # Variables under which MLflow, Prefect or OpenVINO turn their telemetry off by themselves (CI detection, pytest):
 # a traced command runs without them, as on a user's machine.
-TELLTALES = ("CI", "PYTEST_CURRENT_TEST", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "GITHUB_ACTIONS",
-             "GITLAB_CI", "JENKINS_URL", "TF_BUILD", "BUILDKITE", "TRAVIS", "CIRCLECI", "TEAMCITY_VERSION",
-             "BITBUCKET_BUILD_NUMBER", "BITBUCKET_COMMIT", "CODEBUILD_BUILD_ARN", "CODEBUILD_BUILD_ID",
-             "CLOUD_RUN_EXECUTION", "DRONE", "SEMAPHORE", "APPVEYOR", "BUDDY", "CI_NAME", "RUNBOT_HOST_URL",
-             "RUNBOT_BUILD_NAME", "RUNBOT_WORKER_ID", "SKINML_TELEMETRY",
-             "DO_NOT_TRACK", "MLFLOW_DISABLE_TELEMETRY", "PREFECT_SERVER_ANALYTICS_ENABLED",
-             # set in this process by mlflow.set_experiment/start_run of an earlier test; a shell has neither
-             "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+TELLTALES = (
+    "CI",
+    "PYTEST_CURRENT_TEST",
+    "PYTEST_XDIST_WORKER",
+    "PYTEST_XDIST_WORKER_COUNT",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "JENKINS_URL",
+    "TF_BUILD",
+    "BUILDKITE",
+    "TRAVIS",
+    "CIRCLECI",
+    "TEAMCITY_VERSION",
+    "BITBUCKET_BUILD_NUMBER",
+    "BITBUCKET_COMMIT",
+    "CODEBUILD_BUILD_ARN",
+    "CODEBUILD_BUILD_ID",
+    "CLOUD_RUN_EXECUTION",
+    "DRONE",
+    "SEMAPHORE",
+    "APPVEYOR",
+    "BUDDY",
+    "CI_NAME",
+    "RUNBOT_HOST_URL",
+    "RUNBOT_BUILD_NAME",
+    "RUNBOT_WORKER_ID",
+    "SKINML_TELEMETRY",
+    "DO_NOT_TRACK",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "PREFECT_SERVER_ANALYTICS_ENABLED",
+    # set in this process by mlflow.set_experiment/start_run of an earlier test; a shell has neither
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+)
 
 IPV4 = re.compile(r'sin_port=htons\((\d+)\), sin_addr=inet_addr\("([^"]+)"\)')
 IPV6 = re.compile(r'sin6_port=htons\((\d+)\).*?inet_pton\(AF_INET6, "([^"]+)"')
@@ -116,6 +150,8 @@ def forks_after_threads(log: Path) -> list[str]:
             threaded.add(process)
         elif name != "vfork" and "CLONE_VFORK" not in arguments and process in threaded:
             forked[child] = process
-    return [f"process {parent} forked {child} after starting threads, and {child} did not exec"
-            for child, parent in sorted(forked.items()) if child not in executed]
-
+    return [
+        f"process {parent} forked {child} after starting threads, and {child} did not exec"
+        for child, parent in sorted(forked.items())
+        if child not in executed
+    ]

@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")
     p.add_argument("--cron", required=True, help='cron expression, e.g. "0 3 * * 0" (Sundays 03:00)')
-    p.add_argument("--timezone", help="IANA time zone of the cron expression, e.g. Europe/Vienna (default: this "
-                                      "machine's)")
+    p.add_argument(
+        "--timezone", help="IANA time zone of the cron expression, e.g. Europe/Vienna (default: this machine's)"
+    )
     add_training_options(p)
     add_promotion_options(p)
     p.set_defaults(func=commands.cmd_schedule)
@@ -97,17 +98,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="Optuna sweep over dropout and learning rate (Prefect flow)")
     add_training_options(p, experiment=SWEEP_EXPERIMENT)
     add_promotion_options(p)
-    p.add_argument("--n-trials", type=int, default=SWEEP_TRIALS,
-                   help="trials in the whole study (all workers together)")
+    p.add_argument(
+        "--n-trials", type=int, default=SWEEP_TRIALS, help="trials in the whole study (all workers together)"
+    )
     p.add_argument("--timeout", type=float, help="stop this worker after this many seconds")
     p.add_argument("--metric", default=SWEEP_METRICS[0], choices=SWEEP_METRICS)
-    p.add_argument("--storage", default=settings.optional("SKINML_SWEEP_STORAGE"),
-                   help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db or postgresql://... "
-                        "(default: $SKINML_SWEEP_STORAGE, which deploy/stack prints)")
+    p.add_argument(
+        "--storage",
+        default=settings.optional("SKINML_SWEEP_STORAGE"),
+        help="Optuna storage URL shared by workers, e.g. sqlite:///sweeps.db or postgresql://... "
+        "(default: $SKINML_SWEEP_STORAGE, which deploy/stack prints)",
+    )
     p.add_argument("--study-name", default=SWEEP_STUDY)
-    p.add_argument("--retrain", action=argparse.BooleanOptionalAction, default=True,
-                   help="retrain, evaluate and register the best configuration after the trials (default); "
-                        "--no-retrain: only run trials (extra workers)")
+    p.add_argument(
+        "--retrain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="retrain, evaluate and register the best configuration after the trials (default); "
+        "--no-retrain: only run trials (extra workers)",
+    )
     p.set_defaults(func=commands.cmd_sweep, runs_flow=True)
 
     p = sub.add_parser("card", help="write a model's model card (Markdown, its plots, HTML) from what MLflow holds")
@@ -129,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
 
     log = logging.getLogger("skinml")
     for server, owner in stop_orphaned_servers().items():
-        log.warning("stopped Prefect's temporary server (pid %d): skinml process %d that started it had died",
-                    server, owner)
+        log.warning(
+            "stopped Prefect's temporary server (pid %d): skinml process %d that started it had died", server, owner
+        )
     mark_owner()  # a temporary server this command starts carries its PID
     server_ready = start_temporary_server() if args.runs_flow else None  # `schedule` serves a deployment instead
     if not args.verbose and args.tensorflow:
@@ -159,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise  # skinml's own fault: the traceback, for a bug report
         first_line = (str(exc).splitlines() or [""])[0]
-        print(f"skinml {args.command}: internal error: {type(exc).__name__}: {first_line} (run with -v for the "
-              "traceback)", file=sys.stderr)
+        print(
+            f"skinml {args.command}: internal error: {type(exc).__name__}: {first_line} (run with -v for the "
+            "traceback)",
+            file=sys.stderr,
+        )
         return 1
     if result is not None:
         # lazy: start-up time

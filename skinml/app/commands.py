@@ -38,18 +38,30 @@ def cmd_split(args: argparse.Namespace) -> dict:
     from skinml.data.label_map import label_map_of
     from skinml.stages.split import run_split
 
-    return run_split(data_dir_or_download(args.data_dir), args.output, args.strategy, seed=args.seed,
-                     val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                     context=RunContext(args.experiment), data_format=args.data_format or "auto",
-                     label_map=label_map_of(args.label_map))
+    return run_split(
+        data_dir_or_download(args.data_dir),
+        args.output,
+        args.strategy,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        context=RunContext(args.experiment),
+        data_format=args.data_format or "auto",
+        label_map=label_map_of(args.label_map),
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> dict:
     # lazy: start-up time
     from skinml.stages.train import train
 
-    return train(training_config(args), data_dir_or_download(args.data_dir), args.manifest,
-                 context=RunContext(args.experiment), output=args.output)
+    return train(
+        training_config(args),
+        data_dir_or_download(args.data_dir),
+        args.manifest,
+        context=RunContext(args.experiment),
+        output=args.output,
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
@@ -57,9 +69,15 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
     from skinml.data.label_map import label_map_of
     from skinml.stages.evaluate import evaluate
 
-    return evaluate(args.model_uri, args.data_dir, args.split, context=RunContext(args.experiment),
-                    output=args.output, data_format=args.data_format or "auto",
-                    label_map=label_map_of(args.label_map))
+    return evaluate(
+        args.model_uri,
+        args.data_dir,
+        args.split,
+        context=RunContext(args.experiment),
+        output=args.output,
+        data_format=args.data_format or "auto",
+        label_map=label_map_of(args.label_map),
+    )
 
 
 def cmd_pipeline(args: argparse.Namespace) -> dict:
@@ -67,9 +85,16 @@ def cmd_pipeline(args: argparse.Namespace) -> dict:
     from flows.pipeline import pipeline_flow
 
     training_config(args)  # a bad recipe is refused here, before any flow or MLflow run starts
-    return pipeline_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
-                         split_strategy=args.split_strategy, experiment=args.experiment, output=args.output,
-                         model_name=args.name, promotion_margin=args.margin)
+    return pipeline_flow(
+        data_dir=args.data_dir,
+        preset_name=args.preset,
+        overrides=explicit_options(args),
+        split_strategy=args.split_strategy,
+        experiment=args.experiment,
+        output=args.output,
+        model_name=args.name,
+        promotion_margin=args.margin,
+    )
 
 
 def cmd_promote(args: argparse.Namespace) -> dict:
@@ -90,8 +115,11 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
     table, problems = predict_files(args.model_uri, args.images)
     if len(table) and args.json:
-        print(json.dumps({"model_uri": args.model_uri, "predictions": table.to_dict(orient="records")}, indent=2,
-                         default=str))
+        print(
+            json.dumps(
+                {"model_uri": args.model_uri, "predictions": table.to_dict(orient="records")}, indent=2, default=str
+            )
+        )
     elif len(table):
         with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 200):
             print(table.to_string(index=False))
@@ -107,9 +135,16 @@ def cmd_schedule(args: argparse.Namespace) -> None:
 
     training_config(args)
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None  # the worker may start elsewhere
-    serve_retraining(args.cron, data_dir, model_name=args.name, overrides=explicit_options(args),
-                     experiment=args.experiment, promotion_margin=args.margin, preset_name=args.preset,
-                     timezone=args.timezone)
+    serve_retraining(
+        args.cron,
+        data_dir,
+        model_name=args.name,
+        overrides=explicit_options(args),
+        experiment=args.experiment,
+        promotion_margin=args.margin,
+        preset_name=args.preset,
+        timezone=args.timezone,
+    )
 
 
 def cmd_sweep(args: argparse.Namespace) -> dict:
@@ -117,10 +152,20 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     from flows.sweep import sweep_flow
 
     training_config(args)
-    return sweep_flow(data_dir=args.data_dir, preset_name=args.preset, overrides=explicit_options(args),
-                      n_trials=args.n_trials, metric=args.metric, study_name=args.study_name,
-                      storage=args.storage, timeout=args.timeout, retrain_best=args.retrain,
-                      model_name=args.name, experiment=args.experiment, promotion_margin=args.margin)
+    return sweep_flow(
+        data_dir=args.data_dir,
+        preset_name=args.preset,
+        overrides=explicit_options(args),
+        n_trials=args.n_trials,
+        metric=args.metric,
+        study_name=args.study_name,
+        storage=args.storage,
+        timeout=args.timeout,
+        retrain_best=args.retrain,
+        model_name=args.name,
+        experiment=args.experiment,
+        promotion_margin=args.margin,
+    )
 
 
 def cmd_card(args: argparse.Namespace) -> dict:

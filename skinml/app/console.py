@@ -68,8 +68,10 @@ class PrefectUserErrors(logging.Filter):
 
 def set_up_console(verbose: bool) -> None:
     """Logging and environment for one skinml command."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s",
+    )
     prefect_user_errors = PrefectUserErrors()  # one for all handlers: it remembers the failed runs
     for handler in logging.getLogger().handlers:
         handler.addFilter(name_the_run)

@@ -9,8 +9,9 @@ import dataclasses
 from skinml.core.recipe import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, PRESETS, TrainConfig
 
 
-def add_recipe_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-                       config_class: type[TrainConfig] = TrainConfig) -> None:
+def add_recipe_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_class: type[TrainConfig] = TrainConfig
+) -> None:
     """One option per recipe field that has one, as its `recipe_field` describes it (skinml.core.recipe):
     `--field-name`, stored under the field's name; a bool field is a --name/--no-name flag."""
     for f in dataclasses.fields(config_class):
@@ -33,13 +34,15 @@ def add_training_options(parser: argparse.ArgumentParser, experiment: str = DEFA
     The TrainConfig options are stored under their field's name, and only when given (unset ones come from the
     preset or the champion): `explicit_options` reads them back as they are.
     """
-    parser.add_argument("--data-dir", help="labelled image folder in any layout (docs/datasets.md); default: "
-                                           "download HAM10000")
+    parser.add_argument(
+        "--data-dir", help="labelled image folder in any layout (docs/datasets.md); default: download HAM10000"
+    )
     parser.add_argument("--experiment", default=experiment, help=f"MLflow experiment (default {experiment})")
     parser.add_argument("--preset", default="baseline", choices=sorted(PRESETS))
     # argument_default: an option not given stays out of the namespace, so explicit_options sees only given ones
-    config = parser.add_argument_group("recipe (default: the preset's; see docs/ablation.md for what was measured)",
-                                       argument_default=argparse.SUPPRESS)
+    config = parser.add_argument_group(
+        "recipe (default: the preset's; see docs/ablation.md for what was measured)", argument_default=argparse.SUPPRESS
+    )
     add_recipe_options(config)
     add_data_options(config)
 
@@ -49,18 +52,22 @@ def add_data_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
     # lazy: `skinml --help` starts without pandas
     from skinml.data.layouts import LAYOUTS
 
-    parser.add_argument("--data-format", choices=["auto", *LAYOUTS],
-                        help="the folder's layout (default: recognised from what it holds)")
-    parser.add_argument("--label-map", metavar="FILE",
-                        help="CSV from,to: merge, rename or drop (empty `to`) classes")
+    parser.add_argument(
+        "--data-format", choices=["auto", *LAYOUTS], help="the folder's layout (default: recognised from what it holds)"
+    )
+    parser.add_argument("--label-map", metavar="FILE", help="CSV from,to: merge, rename or drop (empty `to`) classes")
 
 
 def add_promotion_options(parser: argparse.ArgumentParser) -> None:
     """The registered model and the promotion rule's margin, for the commands that end with a challenger."""
     parser.add_argument("--name", default=DEFAULT_MODEL_NAME, help="registered model name")
-    parser.add_argument("--margin", type=float, default=0.0,
-                        help="the challenger becomes champion when the lower end of the 95%% interval of its "
-                             "balanced-accuracy gain is above this (default 0: a gain beyond the noise)")
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="the challenger becomes champion when the lower end of the 95%% interval of its "
+        "balanced-accuracy gain is above this (default 0: a gain beyond the noise)",
+    )
 
 
 def explicit_options(args: argparse.Namespace) -> dict:

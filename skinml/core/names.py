@@ -47,8 +47,13 @@ DEFER = "defer"  # the deferral's figures: `<split>_defer_confidence`, `_coverag
 
 
 # A promote run's: both models' balanced accuracy on the champion's test split, the challenger's gain and its interval
-PROMOTE_METRICS = ("champion_balanced_accuracy", "challenger_balanced_accuracy", "balanced_accuracy_gain",
-                   "balanced_accuracy_gain_ci95_low", "balanced_accuracy_gain_ci95_high")
+PROMOTE_METRICS = (
+    "champion_balanced_accuracy",
+    "challenger_balanced_accuracy",
+    "balanced_accuracy_gain",
+    "balanced_accuracy_gain_ci95_low",
+    "balanced_accuracy_gain_ci95_high",
+)
 # A sweep run's: the best trial's value of the sweep's metric, and its parameters as `best_<parameter>`
 BEST_VALUE_METRIC = "best_value"
 BEST_PARAMETER_PREFIX = "best_"

@@ -43,8 +43,13 @@ class AugmentConfig:
 
 
 # Options that are not part of a run's name: the data's and the decisions'.
-DATA_AND_DECISIONS = ("data_format", "label_map", "positive_classes", "target_sensitivities",
-                      "target_balanced_accuracy")
+DATA_AND_DECISIONS = (
+    "data_format",
+    "label_map",
+    "positive_classes",
+    "target_sensitivities",
+    "target_balanced_accuracy",
+)
 
 
 def weights_path(text: str) -> str:
@@ -57,15 +62,30 @@ def block_or_none(text: str) -> str | None:
     return None if text == "none" else text
 
 
-def recipe_field(default: Any = None, help: str | None = None, *, short: str | None = None, option: bool = True,
-            parse: Callable[[str], Any] | None = None, param: Callable[[Any], Any] | None = None,
-            param_name: str | None = None, default_factory: Callable[[], Any] | None = None,
-            **argparse_kwargs: Any) -> Any:
+def recipe_field(
+    default: Any = None,
+    help: str | None = None,
+    *,
+    short: str | None = None,
+    option: bool = True,
+    parse: Callable[[str], Any] | None = None,
+    param: Callable[[Any], Any] | None = None,
+    param_name: str | None = None,
+    default_factory: Callable[[], Any] | None = None,
+    **argparse_kwargs: Any,
+) -> Any:
     """A recipe field and everything said about it in one place: its default, its `skinml` option (`--field-name`,
     with `help`, `parse` as the option's type and any other argparse keyword; `option=False`: none), its short name
     in run names, and its MLflow parameter (`param_name`, default the field's; `param(config)`, default the value)."""
-    metadata = {"help": help, "short": short, "option": option, "parse": parse, "param": param,
-                "param_name": param_name, "argparse": argparse_kwargs}
+    metadata = {
+        "help": help,
+        "short": short,
+        "option": option,
+        "parse": parse,
+        "param": param,
+        "param_name": param_name,
+        "argparse": argparse_kwargs,
+    }
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -90,54 +110,86 @@ class TrainConfig:
     batch_size: int = recipe_field(32, short="batch")
     seed: int = recipe_field(42, "training seed; also the seed of a split made on the way")
     augment: AugmentConfig = recipe_field(
-        default_factory=AugmentConfig, option=False, param_name="augmentation",
-        param=lambda c: c.augment.describe() if c.augment.enabled else "none")
+        default_factory=AugmentConfig,
+        option=False,
+        param_name="augmentation",
+        param=lambda c: c.augment.describe() if c.augment.enabled else "none",
+    )
     # Frozen backbone: train the head on cached backbone features, each epoch drawing one of
     # `cached_views` augmented views per training image (0 = the plain image only).
     feature_cache: bool = recipe_field(
-        True, "train on cached features of the frozen part of the backbone (the default); --no-feature-cache: the "
-        "plain Keras way, backbone in the loop (e.g. on a GPU)", short="cache")
+        True,
+        "train on cached features of the frozen part of the backbone (the default); --no-feature-cache: the "
+        "plain Keras way, backbone in the loop (e.g. on a GPU)",
+        short="cache",
+    )
     cached_views: int = recipe_field(
-        2, "augmented views cached per training image", short="views",
-        param=lambda c: c.cached_views if c.feature_cache else 0)
+        2,
+        "augmented views cached per training image",
+        short="views",
+        param=lambda c: c.cached_views if c.feature_cache else 0,
+    )
     # Fine-tuning the top of the backbone: the layers before block `fine_tune_from` stay frozen (with feature_cache,
     # their output is what the cache holds); the head (from that block on) first warms up frozen for `epochs`, then
     # trains unfrozen, BatchNorm kept in inference mode, for `fine_tune_epochs` at `fine_tune_learning_rate`.
     fine_tune_from: str | None = recipe_field(
-        None, 'fine-tune the backbone from this block on, e.g. "block_4" ("none": keep it all frozen)',
-        short="ft_from", parse=block_or_none, param=lambda c: c.fine_tune_from or "none")
+        None,
+        'fine-tune the backbone from this block on, e.g. "block_4" ("none": keep it all frozen)',
+        short="ft_from",
+        parse=block_or_none,
+        param=lambda c: c.fine_tune_from or "none",
+    )
     fine_tune_epochs: int = recipe_field(
-        0, "epochs with the backbone top unfrozen", short="ft_epochs",
-        param=lambda c: c.fine_tune_epochs if c.fine_tune_from else 0)
+        0,
+        "epochs with the backbone top unfrozen",
+        short="ft_epochs",
+        param=lambda c: c.fine_tune_epochs if c.fine_tune_from else 0,
+    )
     fine_tune_learning_rate: float = recipe_field(
-        1e-4, short="ft_lr", param=lambda c: c.fine_tune_learning_rate if c.fine_tune_from else 0)
+        1e-4, short="ft_lr", param=lambda c: c.fine_tune_learning_rate if c.fine_tune_from else 0
+    )
     # "logit_adjusted": cross-entropy of softmax(logits + log(train prior)) (Menon et al., 2021; "balanced softmax"):
     # the model's own output then estimates class probabilities under a uniform prior. The one way to balance the
     # classes (docs/ablation.md: it beat class weights and class-balanced sampling).
     loss: str = recipe_field(
-        "crossentropy", "logit_adjusted: balanced-softmax cross-entropy, for balanced accuracy", choices=LOSSES,
-        param=lambda c: "categorical_crossentropy" if c.loss == "crossentropy" else "logit_adjusted_crossentropy")
+        "crossentropy",
+        "logit_adjusted: balanced-softmax cross-entropy, for balanced accuracy",
+        choices=LOSSES,
+        param=lambda c: "categorical_crossentropy" if c.loss == "crossentropy" else "logit_adjusted_crossentropy",
+    )
     temperature_scaling: bool = recipe_field(
-        False, "fit a temperature on validation (calibrated probabilities)", short="temperature")
+        False, "fit a temperature on validation (calibrated probabilities)", short="temperature"
+    )
     # The data: the folder's layout (skinml.data.layouts; "auto" recognises it) and the label map, (from, to)
     # pairs that merge, rename or drop (to "") classes. Part of the recipe: retraining reads them back. Their options
     # are every data command's: skinml.app.options.add_data_options.
     data_format: str = recipe_field("auto", option=False)
     label_map: tuple[tuple[str, str], ...] = recipe_field(
-        (), option=False, param=lambda c: ",".join(f"{old}>{new or '(drop)'}" for old, new in c.label_map) or "none")
+        (), option=False, param=lambda c: ",".join(f"{old}>{new or '(drop)'}" for old, new in c.label_map) or "none"
+    )
     # Decisions (skinml.evaluation.decisions), chosen on validation and shipped with the model: the classes that
     # mean "refer" (empty: HAM10000's mel, bcc, akiec, or a binary model's class named malignant or the like), the
     # sensitivities to choose referral thresholds for, and the balanced accuracy the images the model does not
     # defer must reach.
     positive_classes: tuple[str, ...] = recipe_field(
-        (), "the classes that mean \"refer\", comma-separated (default: HAM10000's mel,bcc,akiec, or a binary "
-        "model's malignant class)", metavar="CLASSES", param=lambda c: joined(c.positive_classes) or "default")
+        (),
+        'the classes that mean "refer", comma-separated (default: HAM10000\'s mel,bcc,akiec, or a binary '
+        "model's malignant class)",
+        metavar="CLASSES",
+        param=lambda c: joined(c.positive_classes) or "default",
+    )
     target_sensitivities: tuple[float, ...] = recipe_field(
-        (0.90, 0.95), "sensitivities to choose referral thresholds for on validation (default 0.90 0.95)",
-        parse=float, flags=("--target-sensitivity",), nargs="+", metavar="S",
-        param=lambda c: joined(c.target_sensitivities))
+        (0.90, 0.95),
+        "sensitivities to choose referral thresholds for on validation (default 0.90 0.95)",
+        parse=float,
+        flags=("--target-sensitivity",),
+        nargs="+",
+        metavar="S",
+        param=lambda c: joined(c.target_sensitivities),
+    )
     target_balanced_accuracy: float = recipe_field(
-        0.80, "balanced accuracy the images the model does not defer must reach (default 0.80)", metavar="B")
+        0.80, "balanced accuracy the images the model does not defer must reach (default 0.80)", metavar="B"
+    )
 
     def params(self) -> dict[str, Any]:
         """Flat, stable parameter names for MLflow (docs/mlflow.md): one per field (its `recipe_field` says how), and
@@ -147,7 +199,8 @@ class TrainConfig:
             to_param = f.metadata.get("param")
             named[f.metadata.get("param_name") or f.name] = to_param(self) if to_param else getattr(self, f.name)
         named["backbone"] = f"MobileNetV2(alpha={self.alpha}, " + (
-            f"frozen before {self.fine_tune_from})" if self.fine_tune_from else "frozen)")
+            f"frozen before {self.fine_tune_from})" if self.fine_tune_from else "frozen)"
+        )
         named["optimizer"] = "adam"
         return named
 
@@ -163,8 +216,10 @@ class TrainConfig:
                 raise OptionError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise OptionError(f"dropout must be in [0, 1), got {self.dropout}")
-        for name, values in (("target_sensitivities", self.target_sensitivities),
-                             ("target_balanced_accuracy", (self.target_balanced_accuracy,))):
+        for name, values in (
+            ("target_sensitivities", self.target_sensitivities),
+            ("target_balanced_accuracy", (self.target_balanced_accuracy,)),
+        ):
             if not values or not all(0.0 < value < 1.0 for value in values):
                 raise OptionError(f"{name} must be in (0, 1), got {values}")
         return self
@@ -183,8 +238,10 @@ class TrainConfig:
             if name in changes:  # a list in JSON, a comma-separated text on the command line
                 values = changes[name]
                 values = values.split(",") if isinstance(values, str) else values
-                changes = {**changes, name: tuple(kind(str(v).strip().lower() if kind is str else v)
-                                                  for v in values if str(v).strip())}
+                changes = {
+                    **changes,
+                    name: tuple(kind(str(v).strip().lower() if kind is str else v) for v in values if str(v).strip()),
+                }
         if isinstance(changes.get("augment"), dict):
             check_field_names(AugmentConfig, changes["augment"], prefix="augment.")
             changes = {**changes, "augment": dataclasses.replace(self.augment, **changes["augment"])}
@@ -193,9 +250,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Every field as plain JSON (augment as a dict, label_map as a list of pairs), what a train run logs as
         `config.json`."""
-        return {**dataclasses.asdict(self), "label_map": [list(pair) for pair in self.label_map],
-                "positive_classes": list(self.positive_classes),
-                "target_sensitivities": list(self.target_sensitivities)}
+        return {
+            **dataclasses.asdict(self),
+            "label_map": [list(pair) for pair in self.label_map],
+            "positive_classes": list(self.positive_classes),
+            "target_sensitivities": list(self.target_sensitivities),
+        }
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> TrainConfig:
@@ -234,8 +294,14 @@ PRESETS: dict[str, TrainConfig] = {
     "baseline": TrainConfig(),
     # Chosen on the validation split; each change is measured on its own in docs/ablation.md.
     "best": TrainConfig(
-        preset="best", cached_views=4, epochs=5, fine_tune_from="block_4", fine_tune_epochs=12,
-        fine_tune_learning_rate=2e-4, loss="logit_adjusted", temperature_scaling=True,
+        preset="best",
+        cached_views=4,
+        epochs=5,
+        fine_tune_from="block_4",
+        fine_tune_epochs=12,
+        fine_tune_learning_rate=2e-4,
+        loss="logit_adjusted",
+        temperature_scaling=True,
     ),
 }
 

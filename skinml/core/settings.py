@@ -30,26 +30,42 @@ TELEMETRY = "SKINML_TELEMETRY"
 # written by skinml/core/processes.py into the environment of the processes a command starts
 OWNER_PID = "SKINML_OWNER_PID"
 
-SETTINGS: dict[str, Setting] = {s.name: s for s in (
-    Setting("SKINML_DATA_DIR", "", "where `skinml download` puts HAM10000 (default `~/.cache/skinml/ham10000`)"),
-    Setting("SKINML_DATAVERSE_URL", DATAVERSE_URL, "the Dataverse server HAM10000 is downloaded from"),
-    Setting("SKINML_WEIGHTS_URL", KERAS_WEIGHTS_URL, "where `--weights imagenet` downloads MobileNetV2's file"),
-    Setting("SKINML_CACHE_DIR", "", "the feature cache (default `~/.cache/skinml/features`)"),
-    Setting("SKINML_ENGINE", "auto", "where the frozen backbone runs: OpenVINO on a CPU, TensorFlow on a GPU",
-            ENGINES),
-    Setting("SKINML_PRECISION", "f32", "the backbone's precision; bf16 only where the CPU computes it natively",
-            PRECISIONS),
-    Setting("SKINML_SERVE_MAX_ROWS", "64", "images per request the served model accepts"),
-    Setting("SKINML_SERVE_MAX_IMAGE_BYTES", "8000000", "bytes per image the served model accepts"),
-    Setting("SKINML_SERVE_MAX_REQUEST_BYTES", "32000000", "bytes of all images of one request (base64)"),
-    Setting("SKINML_SWEEP_STORAGE", "", "the Optuna storage `skinml sweep` uses by default (deploy/stack prints it)"),
-    Setting("SKINML_SWEEP_HEARTBEAT_SECONDS", "30", "seconds between a sweep trial's heartbeats; a trial silent for "
-            "4 is marked failed and retried"),
-    Setting("SKINML_REPO_DIR", "", "read by prefect.yaml: the checkout of this repository a Prefect worker runs "
-            "the retrain flow from"),
-    Setting(TELEMETRY, "off", "`on`: dependencies keep their own usage-data defaults (skinml sends none)"),
-    Setting(OWNER_PID, "", "set by skinml for the processes it starts: which skinml process owns them"),
-)}
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("SKINML_DATA_DIR", "", "where `skinml download` puts HAM10000 (default `~/.cache/skinml/ham10000`)"),
+        Setting("SKINML_DATAVERSE_URL", DATAVERSE_URL, "the Dataverse server HAM10000 is downloaded from"),
+        Setting("SKINML_WEIGHTS_URL", KERAS_WEIGHTS_URL, "where `--weights imagenet` downloads MobileNetV2's file"),
+        Setting("SKINML_CACHE_DIR", "", "the feature cache (default `~/.cache/skinml/features`)"),
+        Setting(
+            "SKINML_ENGINE", "auto", "where the frozen backbone runs: OpenVINO on a CPU, TensorFlow on a GPU", ENGINES
+        ),
+        Setting(
+            "SKINML_PRECISION",
+            "f32",
+            "the backbone's precision; bf16 only where the CPU computes it natively",
+            PRECISIONS,
+        ),
+        Setting("SKINML_SERVE_MAX_ROWS", "64", "images per request the served model accepts"),
+        Setting("SKINML_SERVE_MAX_IMAGE_BYTES", "8000000", "bytes per image the served model accepts"),
+        Setting("SKINML_SERVE_MAX_REQUEST_BYTES", "32000000", "bytes of all images of one request (base64)"),
+        Setting(
+            "SKINML_SWEEP_STORAGE", "", "the Optuna storage `skinml sweep` uses by default (deploy/stack prints it)"
+        ),
+        Setting(
+            "SKINML_SWEEP_HEARTBEAT_SECONDS",
+            "30",
+            "seconds between a sweep trial's heartbeats; a trial silent for 4 is marked failed and retried",
+        ),
+        Setting(
+            "SKINML_REPO_DIR",
+            "",
+            "read by prefect.yaml: the checkout of this repository a Prefect worker runs the retrain flow from",
+        ),
+        Setting(TELEMETRY, "off", "`on`: dependencies keep their own usage-data defaults (skinml sends none)"),
+        Setting(OWNER_PID, "", "set by skinml for the processes it starts: which skinml process owns them"),
+    )
+}
 
 
 def raw(name: str) -> str:

@@ -36,7 +36,7 @@ def view_transform(cfg: AugmentConfig, height: int, width: int, rng: np.random.G
     zoom = 1.0 + rng.uniform(-cfg.zoom, cfg.zoom)
     tx = rng.uniform(-cfg.shift, cfg.shift) * width
     ty = rng.uniform(-cfg.shift, cfg.shift) * height
-    fx, fy = (rng.choice([-1.0, 1.0], size=2) if cfg.flip else (1.0, 1.0))
+    fx, fy = rng.choice([-1.0, 1.0], size=2) if cfg.flip else (1.0, 1.0)
     cos, sin = math.cos(angle), math.sin(angle)
     a = np.array([[cos, -sin], [sin, cos]]) @ np.diag([fx * zoom, fy * zoom])
     cx, cy = (width - 1) / 2, (height - 1) / 2
@@ -44,8 +44,9 @@ def view_transform(cfg: AugmentConfig, height: int, width: int, rng: np.random.G
     return np.array([a[0, 0], a[0, 1], offset[0], a[1, 0], a[1, 1], offset[1], 0.0, 0.0], dtype=np.float32)
 
 
-def augmented_views(images: np.ndarray, image_digests: Sequence[str], cfg: AugmentConfig, seed: int,
-                    view: int) -> np.ndarray:
+def augmented_views(
+    images: np.ndarray, image_digests: Sequence[str], cfg: AugmentConfig, seed: int, view: int
+) -> np.ndarray:
     """View `view` (>= 1) of each image: a transform drawn from (image digest, seed, view) alone."""
     height, width = images.shape[1:3]
     rngs = [np.random.default_rng([int(d[:15], 16), seed, view]) for d in image_digests]

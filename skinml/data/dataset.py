@@ -45,8 +45,9 @@ def resolve_paths(frame: pd.DataFrame, data_dir: Path, source: str, problems: li
     return paths
 
 
-def load_dataset(data_dir: str | Path, check_images: bool = True, data_format: str = "auto",
-                 label_map: dict[str, str] | None = None) -> pd.DataFrame:
+def load_dataset(
+    data_dir: str | Path, check_images: bool = True, data_format: str = "auto", label_map: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Read a labelled folder into a frame: image_id, lesion_id (the split's group), dx (label), path, and the slice
     columns the data has. The layout is recognised from the folder (or forced by `data_format`); `label_map`
     renames, merges or drops labels. `frame.attrs` holds data_format, grouped_by (None: no group column),
@@ -84,8 +85,9 @@ def load_dataset(data_dir: str | Path, check_images: bool = True, data_format: s
         notes.append(f"label map: {unused} name(s) no label of {data_dir.name} (its labels: {sorted(labels)})")
     reserved = sorted(set(frame["dx"]) & RESERVED_LABELS)
     if reserved:
-        raise DataValidationError(data_dir, [f"class name(s) {reserved} are column names of the model's answer; "
-                                             "rename them with --label-map"])
+        raise DataValidationError(
+            data_dir, [f"class name(s) {reserved} are column names of the model's answer; rename them with --label-map"]
+        )
     if check_images:
         check_decodable(frame["path"].tolist())
     for note in notes:

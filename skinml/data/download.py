@@ -89,8 +89,7 @@ def fetch(server: str, remote: RemoteFile, dest: Path, attempts: int = 3) -> Pat
     """Download one file to `dest`, resuming the `.part` of an interrupted transfer, then verify it."""
     if dest.exists() and (remote.md5 is None or md5_of(dest) == remote.md5):
         return dest
-    url = f"{server.rstrip('/')}/api/access/datafile/{remote.file_id}" + ("?format=original" if remote.original
-                                                                         else "")
+    url = f"{server.rstrip('/')}/api/access/datafile/{remote.file_id}" + ("?format=original" if remote.original else "")
     part = dest.with_name(dest.name + ".part")
     for attempt in range(1, attempts + 1):
         try:
@@ -102,16 +101,20 @@ def fetch(server: str, remote: RemoteFile, dest: Path, attempts: int = 3) -> Pat
         except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
             log.warning("%s: transfer cut off (%s), attempt %d of %d", remote.name, exc, attempt, attempts)
             if attempt == attempts:
-                raise DownloadError(f"{remote.name}: transfer cut off {attempts} times ({exc}); run the "
-                                    "download again to resume from the bytes already saved") from exc
+                raise DownloadError(
+                    f"{remote.name}: transfer cut off {attempts} times ({exc}); run the "
+                    "download again to resume from the bytes already saved"
+                ) from exc
     size = part.stat().st_size
     if remote.size is not None and size != remote.size:
-        raise DownloadError(f"{remote.name}: got {size} bytes, expected {remote.size}; run the download "
-                            "again to resume")
+        raise DownloadError(
+            f"{remote.name}: got {size} bytes, expected {remote.size}; run the download again to resume"
+        )
     if remote.md5 is not None and md5_of(part) != remote.md5:
         part.unlink()
-        raise DownloadError(f"{remote.name}: MD5 checksum mismatch, the file is corrupt and was deleted; "
-                            "run the download again")
+        raise DownloadError(
+            f"{remote.name}: MD5 checksum mismatch, the file is corrupt and was deleted; run the download again"
+        )
     os.replace(part, dest)
     return dest
 
@@ -141,8 +144,10 @@ def safe_extract(archive: Path, target: Path) -> None:
             for member in zf.infolist():
                 path = (target / member.filename).resolve()
                 if not path.is_relative_to(target):
-                    raise DownloadError(f"{archive.name}: member {member.filename!r} would be written outside "
-                                        f"{target}; refusing to extract")
+                    raise DownloadError(
+                        f"{archive.name}: member {member.filename!r} would be written outside "
+                        f"{target}; refusing to extract"
+                    )
                 if (member.external_attr >> 16) & 0o170000 == 0o120000:
                     raise DownloadError(f"{archive.name}: member {member.filename!r} is a symbolic link; refusing")
             bad = zf.testzip()
@@ -188,7 +193,6 @@ def download_ham10000(dest: str | Path | None = None, server: str | None = None,
             shutil.rmtree(target) if target.is_dir() else target.unlink()
         os.replace(item, target)
     staging.rmdir()
-    marker.write_text(json.dumps({"doi": doi, "server": server,
-                                  "files": {f.name: f.md5 for f in files}}, indent=2))
+    marker.write_text(json.dumps({"doi": doi, "server": server, "files": {f.name: f.md5 for f in files}}, indent=2))
     shutil.rmtree(downloads)
     return dest

@@ -17,8 +17,9 @@ def read_label_map(path: str | Path) -> dict[str, str]:
         raise DataValidationError(path, [f"label map {path} does not exist"])
     table = read_table(path)
     if not {"from", "to"} <= set(table.columns):
-        raise DataValidationError(path, [f"{path.name}: a label map needs the columns from,to; found "
-                                         f"{list(table.columns)}"])
+        raise DataValidationError(
+            path, [f"{path.name}: a label map needs the columns from,to; found {list(table.columns)}"]
+        )
     mapping: dict[str, str] = {}
     problems = []
     for row, (source, target) in enumerate(zip(table["from"], table["to"]), start=2):
@@ -49,5 +50,7 @@ def apply_label_map(frame: pd.DataFrame, mapping: dict[str, str]) -> tuple[pd.Da
     mapped = frame["dx"].map(lambda label: mapping.get(label, label))
     dropped = mapped == ""
     counts = frame.loc[dropped, "dx"].value_counts()
-    return (frame.assign(dx=mapped)[~dropped].reset_index(drop=True),
-            {str(label): int(count) for label, count in counts.items()})
+    return (
+        frame.assign(dx=mapped)[~dropped].reset_index(drop=True),
+        {str(label): int(count) for label, count in counts.items()},
+    )

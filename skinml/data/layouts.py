@@ -21,26 +21,35 @@ from skinml.data.tables import DataValidationError, read_head, read_table
 LAYOUTS = ("ham10000", "isic", "isic2020", "pad-ufes-20", "csv", "folder")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 # What marks each CSV layout (a column of its label table), as said to a user whose folder matches none.
-DESCRIPTIONS = {"ham10000": "a CSV with image_id, dx, lesion_id",
-                "isic": "a CSV with image and one-hot class columns",
-                "isic2020": "a CSV with image_name, patient_id, target or diagnosis",
-                "pad-ufes-20": "metadata.csv with img_id, patient_id, diagnostic",
-                "csv": "a CSV with image, label[, group]",
-                "folder": "sub-folders of images named by their class"}
+DESCRIPTIONS = {
+    "ham10000": "a CSV with image_id, dx, lesion_id",
+    "isic": "a CSV with image and one-hot class columns",
+    "isic2020": "a CSV with image_name, patient_id, target or diagnosis",
+    "pad-ufes-20": "metadata.csv with img_id, patient_id, diagnostic",
+    "csv": "a CSV with image, label[, group]",
+    "folder": "sub-folders of images named by their class",
+}
 # The columns each CSV layout needs, named in the error for a folder that matches none.
-REQUIRED_COLUMNS = {"ham10000": ("image_id", "dx", "lesion_id"), "isic": ("image",),
-                    "isic2020": ("image_name", "patient_id"), "pad-ufes-20": ("img_id", "patient_id", "diagnostic"),
-                    "csv": ("image", "label")}
-ISIC_METADATA = ("lesion_id", "patient_id", "age_approx", "sex", "anatom_site_general",
-                 "anatom_site_general_challenge")
+REQUIRED_COLUMNS = {
+    "ham10000": ("image_id", "dx", "lesion_id"),
+    "isic": ("image",),
+    "isic2020": ("image_name", "patient_id"),
+    "pad-ufes-20": ("img_id", "patient_id", "diagnostic"),
+    "csv": ("image", "label"),
+}
+ISIC_METADATA = ("lesion_id", "patient_id", "age_approx", "sex", "anatom_site_general", "anatom_site_general_challenge")
 
 Read = tuple[pd.DataFrame, str | None, list[str]]
 
 
 # The columns a CSV layout takes its labels from (any one of them): a CSV of the layout without one (ISIC 2020's
 # test.csv beside its train.csv) is not its label table.
-LABEL_COLUMNS = {"ham10000": ("dx",), "pad-ufes-20": ("diagnostic",), "csv": ("label",),
-                 "isic2020": ("benign_malignant", "target", "diagnosis")}
+LABEL_COLUMNS = {
+    "ham10000": ("dx",),
+    "pad-ufes-20": ("diagnostic",),
+    "csv": ("label",),
+    "isic2020": ("benign_malignant", "target", "diagnosis"),
+}
 
 
 def csv_layout(head: pd.DataFrame) -> str | None:
@@ -68,8 +77,12 @@ def label_columns(head: pd.DataFrame, layout: str) -> int:
 
 def has_class_folders(data_dir: Path) -> bool:
     """Whether the folder holds sub-folders with images in them (the image-folder tree)."""
-    return any(folder.is_dir() and not folder.name.startswith(".") and any(
-        p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*")) for folder in data_dir.iterdir())
+    return any(
+        folder.is_dir()
+        and not folder.name.startswith(".")
+        and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+        for folder in data_dir.iterdir()
+    )
 
 
 def missing(columns: list[str], needed: tuple[str, ...], csv: Path, problems: list[str]) -> bool:
@@ -106,8 +119,10 @@ def read_ham10000(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list
     empty_cells(table, ("lesion_id", "image_id", "dx"), csv, problems)
     dx = table["dx"].str.strip().str.lower()
     for row in table.index[dx.notna() & ~dx.isin(HAM10000_CLASSES)]:
-        problems.append(f"{csv.name} row {row + 2} ({table['image_id'][row]}): unknown class dx={table['dx'][row]!r}; "
-                        f"expected one of {list(HAM10000_CLASSES)}")
+        problems.append(
+            f"{csv.name} row {row + 2} ({table['image_id'][row]}): unknown class dx={table['dx'][row]!r}; "
+            f"expected one of {list(HAM10000_CLASSES)}"
+        )
     return table.assign(dx=dx, file=table["image_id"]), "lesion_id", []
 
 
@@ -123,14 +138,20 @@ def read_isic(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str
     if problems:
         return table, None, []
     never = [c for c in classes if not onehot[c].any()]
-    notes = [f"{csv.name}: class column(s) {[spelt.get(c, c) for c in never]} never 1: left out of the label set"] \
-        if never else []
+    notes = (
+        [f"{csv.name}: class column(s) {[spelt.get(c, c) for c in never]} never 1: left out of the label set"]
+        if never
+        else []
+    )
     onehot = onehot.drop(columns=never)
     for row in table.index[onehot.sum(axis=1) != 1]:
-        problems.append(f"{csv.name} row {row + 2} ({table['image'][row]}): one-hot labels sum to "
-                        f"{onehot.loc[row].sum():g}, expected exactly one 1")
-    frame = pd.DataFrame({"image_id": without_suffix(table["image"]), "dx": onehot.idxmax(axis=1).str.lower(),
-                          "file": table["image"]})
+        problems.append(
+            f"{csv.name} row {row + 2} ({table['image'][row]}): one-hot labels sum to "
+            f"{onehot.loc[row].sum():g}, expected exactly one 1"
+        )
+    frame = pd.DataFrame(
+        {"image_id": without_suffix(table["image"]), "dx": onehot.idxmax(axis=1).str.lower(), "file": table["image"]}
+    )
     metadata = isic_metadata(data_dir, csv, frame["image_id"])
     grouped_by = None
     if metadata is not None:
@@ -165,8 +186,9 @@ def read_isic2020(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list
     """ISIC 2020: benign or malignant (`benign_malignant`, else `target` 0/1), else `diagnosis`; grouped by patient."""
     label = next((c for c in ("benign_malignant", "target", "diagnosis") if c in table.columns), None)
     if label is None:
-        problems.append(f"{csv.name}: missing a label column (benign_malignant, target or diagnosis); "
-                        f"found {list(table.columns)}")
+        problems.append(
+            f"{csv.name}: missing a label column (benign_malignant, target or diagnosis); found {list(table.columns)}"
+        )
         return table, None, []
     empty_cells(table, ("image_name", label), csv, problems)
     dx = table[label].str.strip().str.lower()
@@ -174,8 +196,11 @@ def read_isic2020(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list
         dx = dx.map({"0": "benign", "1": "malignant", "0.0": "benign", "1.0": "malignant"})
         for row in table.index[dx.isna() & table["target"].notna()]:
             problems.append(f"{csv.name} row {row + 2}: target={table['target'][row]!r} is not 0 or 1")
-    frame = table.rename(columns={"age_approx": "age", "anatom_site_general_challenge": "localization"}).assign(
-        image_id=without_suffix(table["image_name"]), dx=dx, file=table["image_name"]).drop(columns=["image_name"])
+    frame = (
+        table.rename(columns={"age_approx": "age", "anatom_site_general_challenge": "localization"})
+        .assign(image_id=without_suffix(table["image_name"]), dx=dx, file=table["image_name"])
+        .drop(columns=["image_name"])
+    )
     grouped_by = "patient_id" if "patient_id" in table.columns else None
     frame["lesion_id"] = groups(frame["patient_id"], frame["image_id"]) if grouped_by else frame["image_id"]
     return frame, grouped_by, []
@@ -187,9 +212,18 @@ def read_pad_ufes_20(table: pd.DataFrame, csv: Path, data_dir: Path, problems: l
         return table, None, []
     empty_cells(table, ("img_id", "patient_id", "diagnostic"), csv, problems)
     frame = table.drop(columns=["lesion_id", "img_id", "diagnostic"], errors="ignore").rename(
-        columns={"gender": "sex", "region": "localization", "fitspatrick": "skin_type"})
-    return frame.assign(image_id=without_suffix(table["img_id"]), dx=table["diagnostic"].str.strip().str.lower(),
-                        file=table["img_id"], lesion_id=table["patient_id"]), "patient_id", []
+        columns={"gender": "sex", "region": "localization", "fitspatrick": "skin_type"}
+    )
+    return (
+        frame.assign(
+            image_id=without_suffix(table["img_id"]),
+            dx=table["diagnostic"].str.strip().str.lower(),
+            file=table["img_id"],
+            lesion_id=table["patient_id"],
+        ),
+        "patient_id",
+        [],
+    )
 
 
 def read_plain_csv(table: pd.DataFrame, csv: Path, data_dir: Path, problems: list[str]) -> Read:
@@ -200,7 +234,8 @@ def read_plain_csv(table: pd.DataFrame, csv: Path, data_dir: Path, problems: lis
     image_id = without_suffix(table["image"].astype(str).str.strip())
     grouped_by = "group" if "group" in table.columns else None
     frame = table.drop(columns=["image", "label", "group"], errors="ignore").assign(
-        image_id=image_id, dx=table["label"].str.strip().str.lower(), file=table["image"].str.strip())
+        image_id=image_id, dx=table["label"].str.strip().str.lower(), file=table["image"].str.strip()
+    )
     frame["lesion_id"] = groups(table["group"], image_id) if grouped_by else image_id
     return frame, grouped_by, []
 
@@ -212,15 +247,20 @@ def read_folder(data_dir: Path, problems: list[str]) -> Read:
         for path in sorted(folder.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
                 relative = path.relative_to(data_dir).as_posix()
-                rows.append({"image_id": relative.rsplit(".", 1)[0], "dx": folder.name.strip().lower(),
-                             "file": relative})
+                rows.append(
+                    {"image_id": relative.rsplit(".", 1)[0], "dx": folder.name.strip().lower(), "file": relative}
+                )
     frame = pd.DataFrame(rows, columns=["image_id", "dx", "file"])
     return frame.assign(lesion_id=frame["image_id"]), None, []
 
 
 READERS: dict[str, Callable[[pd.DataFrame, Path, Path, list[str]], Read]] = {
-    "ham10000": read_ham10000, "isic": read_isic, "isic2020": read_isic2020, "pad-ufes-20": read_pad_ufes_20,
-    "csv": read_plain_csv}
+    "ham10000": read_ham10000,
+    "isic": read_isic,
+    "isic2020": read_isic2020,
+    "pad-ufes-20": read_pad_ufes_20,
+    "csv": read_plain_csv,
+}
 
 
 def label_table(data_dir: Path, data_format: str = "auto") -> tuple[str, Path | None]:
@@ -229,8 +269,9 @@ def label_table(data_dir: Path, data_format: str = "auto") -> tuple[str, Path | 
     found and the layouts tried."""
 
     if data_format not in ("auto", *LAYOUTS):
-        raise DataValidationError(data_dir, [f"unknown data format {data_format!r}; choose auto or one of "
-                                             f"{list(LAYOUTS)}"])
+        raise DataValidationError(
+            data_dir, [f"unknown data format {data_format!r}; choose auto or one of {list(LAYOUTS)}"]
+        )
     heads = {csv: read_head(csv) for csv in sorted(data_dir.glob("*.csv")) if csv.is_file()}
     found = {csv: csv_layout(head) for csv, head in heads.items()}
     wanted = LAYOUTS if data_format == "auto" else (data_format,)
@@ -242,9 +283,14 @@ def label_table(data_dir: Path, data_format: str = "auto") -> tuple[str, Path | 
         tables = [csv for csv, matched in found.items() if matched == layout]
         if tables:
             return layout, max(tables, key=lambda csv: label_columns(heads[csv], layout))
-    raise DataValidationError(data_dir, [f"{data_dir}: no layout matches what the folder holds "
-                                         f"({folder_listing(data_dir, heads)}); tried "
-                                         f"{'; '.join(layout_misses(name, heads) for name in wanted)}"])
+    raise DataValidationError(
+        data_dir,
+        [
+            f"{data_dir}: no layout matches what the folder holds "
+            f"({folder_listing(data_dir, heads)}); tried "
+            f"{'; '.join(layout_misses(name, heads) for name in wanted)}"
+        ],
+    )
 
 
 def folder_listing(data_dir: Path, heads: dict[Path, pd.DataFrame]) -> str:

@@ -14,15 +14,18 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
 
     JPEGs are decoded with the accurate integer IDCT: the pixels Pillow gives, which the served model decodes with
     (it runs without TensorFlow), byte for byte. TensorFlow's default, the fast IDCT, differs by up to 4 levels."""
-    image = tf.cond(tf.io.is_jpeg(image_bytes),
-                    lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
-                    lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False))
+    image = tf.cond(
+        tf.io.is_jpeg(image_bytes),
+        lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(image_bytes, channels=3, expand_animations=False),
+    )
     image = tf.image.resize(image, (image_size, image_size), method="bilinear")
     return tf.ensure_shape(image, (image_size, image_size, 3))
 
 
-def image_dataset(paths: Sequence[str], image_size: int, batch_size: int, *, labels=None,
-                  shuffle_seed: int | None = None) -> tf.data.Dataset:
+def image_dataset(
+    paths: Sequence[str], image_size: int, batch_size: int, *, labels=None, shuffle_seed: int | None = None
+) -> tf.data.Dataset:
     """Batches of decoded, resized images (and labels, when given) read from `paths`.
 
     In order, unless `shuffle_seed` is given: then reshuffled every epoch (for training).

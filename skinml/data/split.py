@@ -20,8 +20,10 @@ def _grouped_holdout(frame: pd.DataFrame, fraction: float, seed: int) -> np.ndar
     n_splits = max(2, round(1 / fraction))
     largest = frame["dx"].value_counts()
     if largest.iloc[0] < n_splits:  # StratifiedGroupKFold's own message names neither the class nor its size
-        raise DataError(f"too few images for a {fraction:.0%} holdout: the largest class {largest.index[0]!r} has "
-                         f"{largest.iloc[0]} image(s), at least {n_splits} needed; add images")
+        raise DataError(
+            f"too few images for a {fraction:.0%} holdout: the largest class {largest.index[0]!r} has "
+            f"{largest.iloc[0]} image(s), at least {n_splits} needed; add images"
+        )
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     _, holdout = next(folds.split(frame, frame["dx"], groups=frame["lesion_id"]))
     mask = np.zeros(len(frame), dtype=bool)
@@ -36,18 +38,28 @@ def check_enough_groups(frame: pd.DataFrame) -> None:
     """ValueError when there is one class only, or naming each class with fewer than MIN_GROUPS groups (lesions,
     patients or images): too few to split into train, validation and test."""
     if frame["dx"].nunique() < 2:
-        raise DataError(f"only one class ({frame['dx'].iloc[0]!r}, {len(frame)} images): a classifier needs at least "
-                         "two; check the folder's layout (--data-format) and the label map")
+        raise DataError(
+            f"only one class ({frame['dx'].iloc[0]!r}, {len(frame)} images): a classifier needs at least "
+            "two; check the folder's layout (--data-format) and the label map"
+        )
     groups = frame.groupby("dx")["lesion_id"].nunique()
     few = groups[groups < MIN_GROUPS]
     if len(few):
         named = ", ".join(f"{label!r} has {count} group(s)" for label, count in few.items())
-        raise DataError(f"too few images for a split: {named}, at least {MIN_GROUPS} needed (one each for train, "
-                         "val and test); add images, or merge or drop the class with --label-map")
+        raise DataError(
+            f"too few images for a split: {named}, at least {MIN_GROUPS} needed (one each for train, "
+            "val and test); add images, or merge or drop the class with --label-map"
+        )
 
 
-def make_split(frame: pd.DataFrame, strategy: str = "grouped", *, val_fraction: float = 0.15,
-               test_fraction: float = 0.15, seed: int = 42) -> pd.DataFrame:
+def make_split(
+    frame: pd.DataFrame,
+    strategy: str = "grouped",
+    *,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 42,
+) -> pd.DataFrame:
     """A manifest (image_id, lesion_id, dx, split) over `frame`, deterministic for a given seed.
 
     `grouped` keeps all images of a lesion on one side (StratifiedGroupKFold); `random` splits images independently,
@@ -56,8 +68,9 @@ def make_split(frame: pd.DataFrame, strategy: str = "grouped", *, val_fraction: 
     if strategy not in SPLIT_STRATEGIES:
         raise OptionError(f"unknown split strategy {strategy!r}; choose one of {SPLIT_STRATEGIES}")
     if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise OptionError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) "
-                         "and sum to less than 1")
+        raise OptionError(
+            f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) and sum to less than 1"
+        )
     check_enough_groups(frame)
     frame = frame.sort_values("image_id").reset_index(drop=True)
     split = np.full(len(frame), "train", dtype=object)
@@ -70,15 +83,17 @@ def make_split(frame: pd.DataFrame, strategy: str = "grouped", *, val_fraction: 
     else:
         index = np.arange(len(frame))
         rest, test = train_test_split(index, test_size=test_fraction, stratify=frame["dx"], random_state=seed)
-        train, val = train_test_split(rest, test_size=val_fraction / (1 - test_fraction),
-                                      stratify=frame["dx"].iloc[rest], random_state=seed + 1)
+        train, val = train_test_split(
+            rest, test_size=val_fraction / (1 - test_fraction), stratify=frame["dx"].iloc[rest], random_state=seed + 1
+        )
         split[test] = "test"
         split[val] = "val"
     return frame.assign(split=split)[MANIFEST_COLUMNS]
 
 
-def split_keeping_test(frame: pd.DataFrame, fixed: pd.DataFrame, val_fraction: float = 0.15,
-                       seed: int = 42) -> pd.DataFrame:
+def split_keeping_test(
+    frame: pd.DataFrame, fixed: pd.DataFrame, val_fraction: float = 0.15, seed: int = 42
+) -> pd.DataFrame:
     """A manifest over a (possibly grown) data folder whose splits are those of `fixed`, kept as they were.
 
     A lesion `fixed` knows stays on its side (new images of it join it): the test split stays the same, so that
@@ -89,8 +104,9 @@ def split_keeping_test(frame: pd.DataFrame, fixed: pd.DataFrame, val_fraction: f
     frame = frame.sort_values("image_id").reset_index(drop=True)
     missing = set(fixed.loc[fixed["split"] == "test", "image_id"]) - set(frame["image_id"])
     if missing:
-        raise DataError(f"{len(missing)} test image(s) of the fixed split are gone from the data: "
-                         f"{sorted(missing)[:5]}")
+        raise DataError(
+            f"{len(missing)} test image(s) of the fixed split are gone from the data: {sorted(missing)[:5]}"
+        )
     known = fixed.drop_duplicates("lesion_id").set_index("lesion_id")["split"]
     split = frame["lesion_id"].map(known).to_numpy(dtype=object)
     split[frame["lesion_id"].isin(fixed.loc[fixed["split"] == "test", "lesion_id"]).to_numpy()] = "test"

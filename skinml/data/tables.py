@@ -38,8 +38,9 @@ def read_table(csv: Path, rows: int | None = None) -> pd.DataFrame:
     try:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""], nrows=rows)
     except UnicodeDecodeError:
-        raise DataValidationError(csv, [f"{csv.name}: line {first_line_not_utf8(csv)} is not UTF-8 text (save the "
-                                        "file as UTF-8)"]) from None
+        raise DataValidationError(
+            csv, [f"{csv.name}: line {first_line_not_utf8(csv)} is not UTF-8 text (save the file as UTF-8)"]
+        ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DataValidationError(csv, [f"{csv.name}: not a readable CSV ({exc})"]) from None
     original = {str(c).strip().lower(): str(c).strip() for c in table.columns}

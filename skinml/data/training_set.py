@@ -24,8 +24,9 @@ from skinml.data.split import make_split
 log = logging.getLogger(__name__)
 
 
-def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, config: TrainConfig
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+def labelled_split(
+    data_dir: str | Path, manifest: pd.DataFrame | None, config: TrainConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
     """The validated data folder joined with its split manifest (a lesion-grouped split by the config's seed made
     here when not given), and the model's classes: the manifest's labels. `label` holds each image's class index;
     the joined frame's attrs hold `data_tags`, what reading the data found."""
@@ -40,8 +41,10 @@ def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, config: 
     classes = classes_of(manifest["dx"])
     untrained = sorted(set(classes) - set(manifest.loc[manifest["split"] == "train", "dx"]))
     if untrained:
-        raise DataError(f"class(es) {untrained} have no image in the train split: too few images or groups "
-                         "(add images, or merge or drop them with --label-map)")
+        raise DataError(
+            f"class(es) {untrained} have no image in the train split: too few images or groups "
+            "(add images, or merge or drop them with --label-map)"
+        )
     joined = manifest.merge(frame[["image_id", "path"]], on="image_id", how="left")
     joined["label"] = class_indices(joined["dx"], classes)
     joined.attrs["data_tags"] = data_tags(frame, split_made=made_here)
@@ -51,15 +54,20 @@ def labelled_split(data_dir: str | Path, manifest: pd.DataFrame | None, config: 
 def warn_if_ungrouped(frame: pd.DataFrame) -> None:
     """Say on the terminal when the data has no group column: its split is by image."""
     if frame.attrs.get("grouped_by", "lesion_id") is None:
-        log.warning("%s: no column groups the images (lesion or patient): the split is by image, and images of one "
-                    "lesion may fall on both sides", frame.attrs.get("data_format", "this layout"))
+        log.warning(
+            "%s: no column groups the images (lesion or patient): the split is by image, and images of one "
+            "lesion may fall on both sides",
+            frame.attrs.get("data_format", "this layout"),
+        )
 
 
 def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
     """The MLflow tags that say what reading the data found: a split by image (when the split was made from it),
     the images a label map dropped per label, and the reader's notes."""
-    tags = {DATA_FORMAT_TAG: str(frame.attrs.get("data_format", "")),
-            GROUPED_BY_TAG: frame.attrs.get("grouped_by") or "image"}
+    tags = {
+        DATA_FORMAT_TAG: str(frame.attrs.get("data_format", "")),
+        GROUPED_BY_TAG: frame.attrs.get("grouped_by") or "image",
+    }
     if split_made and frame.attrs.get("grouped_by", "lesion_id") is None:
         tags[SPLIT_GROUPED_BY_TAG] = "image (the data has no group column)"
     dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
@@ -70,8 +78,9 @@ def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
     return tags
 
 
-def model_labels(frame: pd.DataFrame, classes: tuple[str, ...], label_map: dict[str, str]
-                 ) -> tuple[pd.DataFrame, dict[str, int]]:
+def model_labels(
+    frame: pd.DataFrame, classes: tuple[str, ...], label_map: dict[str, str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """The images of an evaluation set whose label (already mapped) is one of the model's `classes`, and the number
     left out per label: those the label map sent to a class the model does not know. A label that is neither a
     class of the model nor named by the map is a DataError naming it, its count and first image."""
@@ -81,7 +90,9 @@ def model_labels(frame: pd.DataFrame, classes: tuple[str, ...], label_map: dict[
     if len(unknown):
         counts = unknown.groupby("dx")["image_id"].agg(["size", "first"])
         named = "; ".join(f"{label!r}: {row['size']} image(s), e.g. {row['first']}" for label, row in counts.iterrows())
-        raise DataError(f"evaluation label(s) the model does not know: {named}; the model's classes are "
-                         f"{list(classes)} (map or drop them with --label-map)")
+        raise DataError(
+            f"evaluation label(s) the model does not know: {named}; the model's classes are "
+            f"{list(classes)} (map or drop them with --label-map)"
+        )
     left_out = frame.loc[~known, "dx"].value_counts().to_dict()
     return frame[known].reset_index(drop=True), {str(k): int(v) for k, v in left_out.items()}

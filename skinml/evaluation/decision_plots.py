@@ -54,10 +54,17 @@ def coverage_curve(probs: np.ndarray, y_true: np.ndarray, deferral: dict) -> Fig
     ax = fig.subplots()
     ax.plot(coverages, accuracies, marker=".")
     ax.axhline(deferral["target_balanced_accuracy"], ls=":", color="grey", label="target balanced accuracy")
-    ax.plot(deferral["coverage"], deferral["balanced_accuracy"], "o",
-            label=f"defer below confidence {deferral['confidence']:.3f}")
-    ax.set(xlabel="coverage (share of images the model keeps)", ylabel="balanced accuracy of the images kept",
-           title="Deferral: coverage against accuracy")
+    ax.plot(
+        deferral["coverage"],
+        deferral["balanced_accuracy"],
+        "o",
+        label=f"defer below confidence {deferral['confidence']:.3f}",
+    )
+    ax.set(
+        xlabel="coverage (share of images the model keeps)",
+        ylabel="balanced accuracy of the images kept",
+        title="Deferral: coverage against accuracy",
+    )
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig

@@ -19,8 +19,22 @@ from skinml.evaluation.metrics import lesion_resample_counts, percentile_interva
 
 # Class names that mean a malignant lesion in the public sets (HAM10000's akiec/bcc/mel, ISIC 2019's AK/BCC/MEL/SCC,
 # PAD-UFES-20's BCC/MEL/SCC, ISIC 2020's melanoma target) and in sets users name themselves; case does not matter.
-MALIGNANT_NAMES = frozenset({"akiec", "ak", "bcc", "mel", "scc", "melanoma", "malignant", "cancer", "carcinoma",
-                             "basal cell carcinoma", "squamous cell carcinoma", "actinic keratosis"})
+MALIGNANT_NAMES = frozenset(
+    {
+        "akiec",
+        "ak",
+        "bcc",
+        "mel",
+        "scc",
+        "melanoma",
+        "malignant",
+        "cancer",
+        "carcinoma",
+        "basal cell carcinoma",
+        "squamous cell carcinoma",
+        "actinic keratosis",
+    }
+)
 # A binary model's class that means "refer" by default when it is named so (else --positive-classes).
 BINARY_POSITIVE_NAMES = frozenset({"positive", "1"})
 FIGURES = ("sensitivity", "specificity", "ppv", "npv", "referral_rate")
@@ -61,8 +75,10 @@ def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, target: 
 def kept_balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray, kept: np.ndarray) -> float:
     """Balanced accuracy of the kept images over every class of `y_true`: a class the model defers entirely counts
     with recall 0 (scikit-learn's would leave it out and flatter the images kept)."""
-    recalls = [float((y_pred[kept & (y_true == k)] == k).mean()) if (kept & (y_true == k)).any() else 0.0
-               for k in np.unique(y_true)]
+    recalls = [
+        float((y_pred[kept & (y_true == k)] == k).mean()) if (kept & (y_true == k)).any() else 0.0
+        for k in np.unique(y_true)
+    ]
     return float(np.mean(recalls))
 
 
@@ -80,8 +96,15 @@ def defers_everything(deferral: dict) -> bool:
     return deferral["confidence"] > 1
 
 
-def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], *, positive_classes: Sequence[str],
-           target_sensitivities: Sequence[float], target_balanced_accuracy: float) -> dict:
+def choose(
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    classes: Sequence[str],
+    *,
+    positive_classes: Sequence[str],
+    target_sensitivities: Sequence[float],
+    target_balanced_accuracy: float,
+) -> dict:
     """The decisions chosen on validation (`probs`, `y_true`: the validation split): the positive group, a
     threshold on P(positive) per target sensitivity, the deferral confidence."""
     y_true = np.asarray(y_true)
@@ -91,23 +114,30 @@ def choose(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], *, pos
         scores = p_positive(probs, classes, decisions["positive_classes"])
         decisions["operating_points"] = [
             {"target_sensitivity": float(t), "threshold": threshold_for_sensitivity(scores, is_positive, t)}
-            for t in target_sensitivities]
+            for t in target_sensitivities
+        ]
     confidence = np.asarray(probs).max(axis=1)
-    decisions["deferral"] = {"target_balanced_accuracy": float(target_balanced_accuracy),
-                             "confidence": deferral_confidence(confidence, y_true, np.asarray(probs).argmax(axis=1),
-                                                               target_balanced_accuracy)}
+    decisions["deferral"] = {
+        "target_balanced_accuracy": float(target_balanced_accuracy),
+        "confidence": deferral_confidence(
+            confidence, y_true, np.asarray(probs).argmax(axis=1), target_balanced_accuracy
+        ),
+    }
     return decisions
 
 
 def chosen_thresholds(decisions: dict) -> dict[str, float]:
     """What training chose on validation, as MLflow metrics: `val_sens90_threshold`, ..., `val_defer_confidence`."""
-    named = {decision_name(VAL, point_name(point["target_sensitivity"]), "threshold"): point["threshold"]
-             for point in decisions["operating_points"]}
+    named = {
+        decision_name(VAL, point_name(point["target_sensitivity"]), "threshold"): point["threshold"]
+        for point in decisions["operating_points"]
+    }
     return {**named, decision_name(VAL, DEFER, "confidence"): decisions["deferral"]["confidence"]}
 
 
-def referral_counts(weights: np.ndarray, scores: np.ndarray, is_positive: np.ndarray, threshold: float
-                    ) -> dict[str, np.ndarray]:
+def referral_counts(
+    weights: np.ndarray, scores: np.ndarray, is_positive: np.ndarray, threshold: float
+) -> dict[str, np.ndarray]:
     """Sensitivity, specificity, PPV, NPV and referral rate of "refer when the score is at or above `threshold`", one
     value per row of `weights` (how often each image counts: a bootstrap resample, or ones for the set itself); NaN
     where a figure has no case."""
@@ -115,8 +145,13 @@ def referral_counts(weights: np.ndarray, scores: np.ndarray, is_positive: np.nda
     tp, fn = weights @ (refer & is_positive), weights @ (~refer & is_positive)
     fp, tn = weights @ (refer & ~is_positive), weights @ (~refer & ~is_positive)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"sensitivity": tp / (tp + fn), "specificity": tn / (tn + fp), "ppv": tp / (tp + fp),
-                "npv": tn / (tn + fn), "referral_rate": (weights @ refer) / weights.sum(axis=-1)}
+        return {
+            "sensitivity": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "ppv": tp / (tp + fp),
+            "npv": tn / (tn + fn),
+            "referral_rate": (weights @ refer) / weights.sum(axis=-1),
+        }
 
 
 def referral_figures(scores: np.ndarray, is_positive: np.ndarray, threshold: float) -> dict[str, float]:
@@ -124,8 +159,16 @@ def referral_figures(scores: np.ndarray, is_positive: np.ndarray, threshold: flo
     return {k: float(v) for k, v in referral_counts(np.ones(len(scores)), scores, is_positive, threshold).items()}
 
 
-def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisions: dict, lesions,
-          *, n_resamples: int = 1000, seed: int = 0) -> dict:
+def score(
+    probs: np.ndarray,
+    y_true: np.ndarray,
+    classes: Sequence[str],
+    decisions: dict,
+    lesions,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict:
     """The decisions' figures on a labelled set (test, or an external one): per operating point its referral
     figures with 95% intervals over bootstrap resamples of whole lesions; the deferral's coverage and the balanced
     accuracy of the images kept."""
@@ -138,12 +181,15 @@ def score(probs: np.ndarray, y_true: np.ndarray, classes: Sequence[str], decisio
         for point in decisions["operating_points"]:
             draws = referral_counts(resamples, scores, is_positive, point["threshold"])
             figures = referral_figures(scores, is_positive, point["threshold"])
-            scored["operating_points"].append({**point, **figures, "ci95": {
-                name: percentile_interval(draws[name]) for name in FIGURES}})
+            scored["operating_points"].append(
+                {**point, **figures, "ci95": {name: percentile_interval(draws[name]) for name in FIGURES}}
+            )
     kept = probs.max(axis=1) >= decisions["deferral"]["confidence"]
-    scored["deferral"] = {**decisions["deferral"], "coverage": float(kept.mean()),
-                          "balanced_accuracy": kept_balanced_accuracy(y_true, probs.argmax(axis=1), kept)
-                          if kept.any() else float("nan")}  # no image kept: no figure (NaN is not logged)
+    scored["deferral"] = {
+        **decisions["deferral"],
+        "coverage": float(kept.mean()),
+        "balanced_accuracy": kept_balanced_accuracy(y_true, probs.argmax(axis=1), kept) if kept.any() else float("nan"),
+    }  # no image kept: no figure (NaN is not logged)
     return scored
 
 
@@ -159,8 +205,12 @@ def decision_metrics(scored: dict, prefix: str) -> dict[str, float]:
             for end, bound in zip(("low", "high"), point["ci95"][figure]):
                 named[interval_name(prefix, f"{name}_{figure}", end)] = bound
     deferral = scored["deferral"]
-    named.update({decision_name(prefix, DEFER, figure): deferral[figure]
-                  for figure in ("confidence", "coverage", "balanced_accuracy")})
+    named.update(
+        {
+            decision_name(prefix, DEFER, figure): deferral[figure]
+            for figure in ("confidence", "coverage", "balanced_accuracy")
+        }
+    )
     return {k: float(v) for k, v in named.items() if v == v}
 
 
@@ -169,18 +219,24 @@ def decisions_text(scored: dict) -> str:
     lines = []
     for point in scored["operating_points"]:
         ci = point["ci95"]
-        lines.append(f"refer when P({'+'.join(scored.get('positive_classes', []))}) >= {point['threshold']:.3f} "
-                     f"(target sensitivity {point['target_sensitivity']:.2f}): sensitivity {point['sensitivity']:.3f} "
-                     f"[{ci['sensitivity'][0]:.3f}, {ci['sensitivity'][1]:.3f}], specificity "
-                     f"{point['specificity']:.3f} [{ci['specificity'][0]:.3f}, {ci['specificity'][1]:.3f}], "
-                     f"referral rate {point['referral_rate']:.3f}")
+        lines.append(
+            f"refer when P({'+'.join(scored.get('positive_classes', []))}) >= {point['threshold']:.3f} "
+            f"(target sensitivity {point['target_sensitivity']:.2f}): sensitivity {point['sensitivity']:.3f} "
+            f"[{ci['sensitivity'][0]:.3f}, {ci['sensitivity'][1]:.3f}], specificity "
+            f"{point['specificity']:.3f} [{ci['specificity'][0]:.3f}, {ci['specificity'][1]:.3f}], "
+            f"referral rate {point['referral_rate']:.3f}"
+        )
     deferral = scored["deferral"]
     target = f"{deferral['target_balanced_accuracy']:.2f}"
     if defers_everything(deferral):
-        lines.append(f"no deferral (no confidence reached balanced accuracy {target} on validation; the answers carry "
-                     "no `defer`)")
+        lines.append(
+            f"no deferral (no confidence reached balanced accuracy {target} on validation; the answers carry "
+            "no `defer`)"
+        )
     else:
-        lines.append(f"defer below confidence {deferral['confidence']:.3f} (target balanced accuracy {target}): "
-                     f"coverage {deferral['coverage']:.3f}, balanced accuracy of the rest "
-                     f"{deferral['balanced_accuracy']:.3f}")
+        lines.append(
+            f"defer below confidence {deferral['confidence']:.3f} (target balanced accuracy {target}): "
+            f"coverage {deferral['coverage']:.3f}, balanced accuracy of the rest "
+            f"{deferral['balanced_accuracy']:.3f}"
+        )
     return "; ".join(lines)

@@ -29,8 +29,9 @@ def feature_maps(classifier: keras.Model, paths: Sequence[str], cache: FeatureCa
     if any(layer.name == POOL for layer in extractor.layers):  # the whole backbone is frozen
         # a few images: TensorFlow's first call costs less than converting this model for OpenVINO (0.6 s vs 1.3 s)
         to_map = keras.Model(extractor.input, extractor.get_layer(POOL).input)
-        return extract_features(to_map, paths, [0], AugmentConfig(), seed=0, cache=cache, engine="tensorflow",
-                                precision="f32").load()[:, 0]
+        return extract_features(
+            to_map, paths, [0], AugmentConfig(), seed=0, cache=cache, engine="tensorflow", precision="f32"
+        ).load()[:, 0]
     cut = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache).load()[:, 0]
     head_map = keras.Model(head.input, head.get_layer(POOL).input)
     return keras.ops.convert_to_numpy(head_map(cut))

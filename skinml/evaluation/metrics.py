@@ -31,11 +31,13 @@ def per_class_auc(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str])
 
 def quiet(function):
     """Silence scikit-learn's "y_pred contains classes not in y_true", expected on small sets and slices."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             return function(*args, **kwargs)
+
     return wrapper
 
 
@@ -55,12 +57,16 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Seque
         "n_images": int(len(y_true)),
     }
     for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average,
-                                                     zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
         result.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
     result["per_class"] = {
-        name: {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
-               "auc": aucs[name], "support": int(support[k])}
+        name: {
+            "precision": float(precision[k]),
+            "recall": float(recall[k]),
+            "f1": float(f1[k]),
+            "auc": aucs[name],
+            "support": int(support[k]),
+        }
         for k, name in enumerate(classes)
     }
     return result
@@ -68,8 +74,14 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Seque
 
 def report_text(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> str:
     """scikit-learn's text classification report."""
-    return classification_report(y_true, probs.argmax(axis=1), labels=list(range(len(classes))),
-                                 target_names=list(classes), digits=3, zero_division=0)
+    return classification_report(
+        y_true,
+        probs.argmax(axis=1),
+        labels=list(range(len(classes))),
+        target_names=list(classes),
+        digits=3,
+        zero_division=0,
+    )
 
 
 def flat_metrics(metrics: dict, prefix: str) -> dict[str, float]:
@@ -85,10 +97,15 @@ def headline_metrics(test: dict, last_epoch: dict[str, float]) -> dict[str, floa
     """What a parent run shows first (skinml.core.names): the test figures `test_balanced_accuracy`,
     `test_macro_auc`, `test_ece`, `test_macro_f1` (the compare view's), per-class test recall (`test_recall/<class>`)
     and the last epoch's `val_balanced_accuracy` and `val_macro_auc`: each under the name its own run gives it."""
-    figures = {metric_name(TEST, figure): value for figure, value in test.items()
-               if metric_name(TEST, figure) in HEADLINE_TEST}
-    figures.update({metric_name(TEST, HEADLINE_RECALL, name): values[HEADLINE_RECALL]
-                    for name, values in test["per_class"].items()})
+    figures = {
+        metric_name(TEST, figure): value for figure, value in test.items() if metric_name(TEST, figure) in HEADLINE_TEST
+    }
+    figures.update(
+        {
+            metric_name(TEST, HEADLINE_RECALL, name): values[HEADLINE_RECALL]
+            for name, values in test["per_class"].items()
+        }
+    )
     figures.update({name: last_epoch[name] for name in HEADLINE_VAL if name in last_epoch})
     return {k: float(v) for k, v in figures.items() if v == v}
 
@@ -112,8 +129,9 @@ def lesion_resample_counts(lesions, n_resamples: int, seed: int = 0) -> np.ndarr
     lesion_index = np.unique(np.asarray(lesions), return_inverse=True)[1].ravel()
     n_lesions = int(lesion_index.max()) + 1
     rng = np.random.default_rng(seed)
-    drawn = np.stack([np.bincount(rng.integers(0, n_lesions, n_lesions), minlength=n_lesions)
-                      for _ in range(n_resamples)])
+    drawn = np.stack(
+        [np.bincount(rng.integers(0, n_lesions, n_lesions), minlength=n_lesions) for _ in range(n_resamples)]
+    )
     return drawn[:, lesion_index]
 
 
@@ -145,9 +163,16 @@ def percentile_interval(draws: np.ndarray, confidence: float = 0.95) -> list[flo
     return [float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))]
 
 
-def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, classes: Sequence[str] = (),
-                               *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
-                               ) -> dict[str, list[float]]:
+def lesion_bootstrap_intervals(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    lesions,
+    classes: Sequence[str] = (),
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, list[float]]:
     """Percentile intervals of balanced accuracy, macro AUC and (with `classes`) each class's recall
     (`recall/<class>`) over bootstrap resamples of whole lesions.
 
@@ -160,8 +185,10 @@ def lesion_bootstrap_intervals(y_true: np.ndarray, probs: np.ndarray, lesions, c
     recalls = weighted_recalls(weights, y_true, probs.argmax(axis=1), probs.shape[1])
     images = np.arange(len(y_true))
     auc = [mean_of_known(rank_auc(y_true[rows], probs[rows])) for rows in (np.repeat(images, w) for w in weights)]
-    intervals = {"balanced_accuracy": percentile_interval(mean_of_known(recalls, axis=1), confidence),
-                 "macro_auc": percentile_interval(np.asarray(auc), confidence)}
+    intervals = {
+        "balanced_accuracy": percentile_interval(mean_of_known(recalls, axis=1), confidence),
+        "macro_auc": percentile_interval(np.asarray(auc), confidence),
+    }
     for k, name in enumerate(classes):
         intervals[f"recall/{name}"] = percentile_interval(recalls[:, k], confidence)
     return intervals
@@ -177,9 +204,16 @@ def interval_metrics(intervals: dict[str, list[float]], prefix: str) -> dict[str
     return {k: v for k, v in named.items() if v == v}
 
 
-def paired_balanced_accuracy_difference(truth: np.ndarray, first: np.ndarray, second: np.ndarray, lesions,
-                                        *, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
-                                        ) -> tuple[float, float, list[float]]:
+def paired_balanced_accuracy_difference(
+    truth: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    lesions,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, list[float]]:
     """Balanced accuracy of the predictions `first` and `second` of the same images, and the percentile interval of
     `second`'s minus `first`'s over bootstrap resamples of whole lesions, both scored on each resample (paired).
 
@@ -203,8 +237,11 @@ def paired_balanced_accuracy_difference(truth: np.ndarray, first: np.ndarray, se
     first_scores, second_scores = balanced_accuracy(first), balanced_accuracy(second)
     difference = second_scores[1:] - first_scores[1:]
     tail = (1 - confidence) / 2 * 100
-    return (float(first_scores[0]), float(second_scores[0]),
-            [float(np.percentile(difference, tail)), float(np.percentile(difference, 100 - tail))])
+    return (
+        float(first_scores[0]),
+        float(second_scores[0]),
+        [float(np.percentile(difference, tail)), float(np.percentile(difference, 100 - tail))],
+    )
 
 
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> tuple[float, dict]:
@@ -213,8 +250,13 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
     correct = (probs.argmax(axis=1) == y_true).astype(float)
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
-    table = {"bin_lower": edges[:-1].tolist(), "bin_upper": edges[1:].tolist(), "count": [], "confidence": [],
-             "accuracy": []}
+    table = {
+        "bin_lower": edges[:-1].tolist(),
+        "bin_upper": edges[1:].tolist(),
+        "count": [],
+        "confidence": [],
+        "accuracy": [],
+    }
     ece = 0.0
     for b in range(bins):
         mask = which == b
@@ -240,8 +282,9 @@ def slice_metrics(frame, y_true: np.ndarray, probs: np.ndarray):
     if "age" in frame.columns:
         ages = pd.to_numeric(frame["age"], errors="coerce")
         labels = [f"{lo}-{hi - 1}" if hi < 200 else f"{lo}+" for lo, hi in zip(AGE_BANDS, AGE_BANDS[1:])]
-        frame = frame.assign(age_band=pd.cut(ages, AGE_BANDS, right=False, labels=labels).astype(str)
-                             .replace("nan", "unknown"))
+        frame = frame.assign(
+            age_band=pd.cut(ages, AGE_BANDS, right=False, labels=labels).astype(str).replace("nan", "unknown")
+        )
     y_pred = probs.argmax(axis=1)
     rows = []
     for column in SLICE_COLUMNS:
@@ -249,8 +292,14 @@ def slice_metrics(frame, y_true: np.ndarray, probs: np.ndarray):
             continue
         for value, index in frame.groupby(frame[column].fillna("unknown").astype(str)).groups.items():
             index = np.asarray(index)
-            rows.append({"column": column, "value": value, "n": len(index),
-                         "accuracy": float(accuracy_score(y_true[index], y_pred[index])),
-                         "balanced_accuracy": float(balanced_accuracy_score(y_true[index], y_pred[index])),
-                         "small": len(index) < SMALL_SLICE})
+            rows.append(
+                {
+                    "column": column,
+                    "value": value,
+                    "n": len(index),
+                    "accuracy": float(accuracy_score(y_true[index], y_pred[index])),
+                    "balanced_accuracy": float(balanced_accuracy_score(y_true[index], y_pred[index])),
+                    "small": len(index) < SMALL_SLICE,
+                }
+            )
     return pd.DataFrame(rows, columns=["column", "value", "n", "accuracy", "balanced_accuracy", "small"])

@@ -41,8 +41,17 @@ def confusion_matrices(y_true: np.ndarray, y_pred: np.ndarray, classes: Sequence
     fig = Figure(figsize=(2.5 * side, side))
     axes = fig.subplots(1, 2)
     sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", ax=axes[0], xticklabels=classes, yticklabels=classes)
-    sns.heatmap(np.nan_to_num(normalised), annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, ax=axes[1],
-                xticklabels=classes, yticklabels=classes)
+    sns.heatmap(
+        np.nan_to_num(normalised),
+        annot=True,
+        fmt=".2f",
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        ax=axes[1],
+        xticklabels=classes,
+        yticklabels=classes,
+    )
     for ax, title in zip(axes, ("counts", "row-normalised (recall)")):
         ax.set(title=f"Confusion matrix, {title}", xlabel="predicted", ylabel="true")
     fig.tight_layout()
@@ -74,8 +83,13 @@ def reliability_diagram(table: dict, ece: float) -> Figure:
     width = table["bin_upper"][0] - table["bin_lower"][0]
     ax.bar(centres, np.nan_to_num(table["accuracy"]), width=width * 0.9, alpha=0.7, label="accuracy")
     ax.plot([0, 1], [0, 1], "k--", linewidth=0.8, label="perfect calibration")
-    ax.set(title=f"Reliability diagram (ECE {ece:.3f})", xlabel="confidence (top class)", ylabel="accuracy",
-           xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        title=f"Reliability diagram (ECE {ece:.3f})",
+        xlabel="confidence (top class)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
@@ -92,8 +106,7 @@ def slice_chart(slices) -> Figure:
             bar.set_hatch("//")
             bar.set_alpha(0.5)
     ax.invert_yaxis()
-    ax.set(title="Balanced accuracy per slice (hatched: fewer than 30 images)", xlabel="balanced accuracy",
-           xlim=(0, 1))
+    ax.set(title="Balanced accuracy per slice (hatched: fewer than 30 images)", xlabel="balanced accuracy", xlim=(0, 1))
     fig.tight_layout()
     return fig
 
@@ -114,6 +127,7 @@ def grad_cam_grid(images: np.ndarray, cams: np.ndarray, titles: list[str], colum
         ax.imshow(image.astype(np.uint8))
         ax.imshow(cam, cmap="jet", alpha=0.4, vmin=0, vmax=1)
         ax.set_title(title, fontsize=8)
-    fig.suptitle("Grad-CAM (last conv layer) for the true class; title: true -> predicted (p)",
-                 y=1 - 0.15 / height, va="top")
+    fig.suptitle(
+        "Grad-CAM (last conv layer) for the true class; title: true -> predicted (p)", y=1 - 0.15 / height, va="top"
+    )
     return fig

@@ -62,8 +62,15 @@ def predict_paths(classifier: keras.Model, paths: list[str], cache: FeatureCache
     return probs if temperature is None else keras.ops.convert_to_numpy(temperature(probs))
 
 
-def explanations(classifier: keras.Model, data: pd.DataFrame, probs: np.ndarray, classes: tuple[str, ...],
-                 *, per_class: int = 3, cache: FeatureCache | None = None) -> Figure:
+def explanations(
+    classifier: keras.Model,
+    data: pd.DataFrame,
+    probs: np.ndarray,
+    classes: tuple[str, ...],
+    *,
+    per_class: int = 3,
+    cache: FeatureCache | None = None,
+) -> Figure:
     """Grad-CAM grid for a fixed sample of `per_class` images per class (rows: classes)."""
     data = data.reset_index(drop=True)
     sample = fixed_sample(data, per_class, classes)
@@ -84,23 +91,32 @@ def left_out_text(left_out: dict[str, int]) -> str:
     return "\nLeft out (dropped by the label map, or not a class of the model):\n" + "\n".join(lines) + "\n"
 
 
-def decision_figures(probs: np.ndarray, y_true: np.ndarray, classes: tuple[str, ...], decisions: dict,
-                     lesions: np.ndarray) -> tuple[dict, dict[str, Figure]]:
+def decision_figures(
+    probs: np.ndarray, y_true: np.ndarray, classes: tuple[str, ...], decisions: dict, lesions: np.ndarray
+) -> tuple[dict, dict[str, Figure]]:
     """The model's decisions (chosen on validation) scored on this set (skinml.evaluation.decisions.score), with
     the operating points' plot and the deferral's coverage-accuracy curve."""
     scored = score(probs, y_true, classes, decisions, lesions)
     figures = {}
     if scored["operating_points"]:
         group = scored["positive_classes"]
-        figures[OPERATING_POINTS_ARTIFACT] = referral_curves(p_positive(probs, classes, group),
-                                                             positives(y_true, classes, group), scored)
+        figures[OPERATING_POINTS_ARTIFACT] = referral_curves(
+            p_positive(probs, classes, group), positives(y_true, classes, group), scored
+        )
     figures[DEFERRAL_ARTIFACT] = coverage_curve(probs, y_true, scored["deferral"])
     return scored, figures
 
 
-def evaluate_classifier(classifier: keras.Model, data: pd.DataFrame, classes: tuple[str, ...], *, prefix: str,
-                        decisions: dict | None = None, left_out: dict[str, int] | None = None,
-                        cache: FeatureCache | None = None) -> Evaluation:
+def evaluate_classifier(
+    classifier: keras.Model,
+    data: pd.DataFrame,
+    classes: tuple[str, ...],
+    *,
+    prefix: str,
+    decisions: dict | None = None,
+    left_out: dict[str, int] | None = None,
+    cache: FeatureCache | None = None,
+) -> Evaluation:
     """The evaluation of `classifier` on `data` (columns path, dx, lesion_id, image_id and any metadata): figures
     with lesion-bootstrap intervals, calibration, slices, Grad-CAM, the decisions' figures when it ships any."""
     probs = predict_paths(classifier, data["path"].tolist(), cache)
@@ -113,9 +129,11 @@ def evaluate_classifier(classifier: keras.Model, data: pd.DataFrame, classes: tu
     ece, bins = expected_calibration_error(y_true, probs)
     metrics["ece"] = ece
     slices = slice_metrics(data, y_true, probs)
-    figures = {CONFUSION_MATRIX_ARTIFACT: confusion_matrices(y_true, probs.argmax(axis=1), classes),
-               ROC_CURVES_ARTIFACT: roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
-               RELIABILITY_ARTIFACT: reliability_diagram(bins, ece)}
+    figures = {
+        CONFUSION_MATRIX_ARTIFACT: confusion_matrices(y_true, probs.argmax(axis=1), classes),
+        ROC_CURVES_ARTIFACT: roc_curves(y_true, probs, {k: v["auc"] for k, v in metrics["per_class"].items()}),
+        RELIABILITY_ARTIFACT: reliability_diagram(bins, ece),
+    }
     if not slices.empty:
         figures[SLICES_PLOT_ARTIFACT] = slice_chart(slices)
     figures[GRAD_CAM_ARTIFACT] = explanations(classifier, data, probs, classes, cache=cache)
@@ -125,7 +143,16 @@ def evaluate_classifier(classifier: keras.Model, data: pd.DataFrame, classes: tu
         figures.update(decision_plots)
         report += f"\nDecisions: {decisions_text(metrics['decisions'])}.\n"
     predictions = pd.DataFrame(probs, columns=list(classes)).assign(
-        image_id=data["image_id"].to_numpy(), dx=data["dx"].to_numpy(),
-        predicted=[classes[k] for k in probs.argmax(axis=1)])
-    return Evaluation(prefix=prefix, classes=classes, metrics=metrics, report=report, predictions=predictions,
-                      slices=slices, figures=figures)
+        image_id=data["image_id"].to_numpy(),
+        dx=data["dx"].to_numpy(),
+        predicted=[classes[k] for k in probs.argmax(axis=1)],
+    )
+    return Evaluation(
+        prefix=prefix,
+        classes=classes,
+        metrics=metrics,
+        report=report,
+        predictions=predictions,
+        slices=slices,
+        figures=figures,
+    )

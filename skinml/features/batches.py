@@ -67,8 +67,9 @@ def keras_fit_order(n: int) -> np.ndarray:
 class TrainingBatches(keras.utils.PyDataset):
     """(features, targets) batches: image order[k] with its view views[order[k]], `batch_size` at a time."""
 
-    def __init__(self, source: Rows | np.ndarray, targets: np.ndarray, views: np.ndarray, order: np.ndarray,
-                 batch_size: int):
+    def __init__(
+        self, source: Rows | np.ndarray, targets: np.ndarray, views: np.ndarray, order: np.ndarray, batch_size: int
+    ):
         super().__init__()
         self.source, self.targets, self.views, self.order, self.batch_size = source, targets, views, order, batch_size
 
@@ -76,7 +77,7 @@ class TrainingBatches(keras.utils.PyDataset):
         return -(-len(self.order) // self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         return read_rows(self.source, rows, self.views[rows]), self.targets[rows]
 
 

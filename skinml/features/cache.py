@@ -116,9 +116,10 @@ class FeatureCache:
     def _read_shard(self, shard: str, wanted: list[str]) -> dict[str, np.ndarray]:
         connection, found, bad = self._connection(shard), {}, []
         for start in range(0, len(wanted), MAX_VARIABLES):
-            chunk = wanted[start:start + MAX_VARIABLES]
-            rows = connection.execute(f"SELECT key, value FROM entries WHERE key IN ({','.join('?' * len(chunk))})",
-                                      chunk).fetchall()
+            chunk = wanted[start : start + MAX_VARIABLES]
+            rows = connection.execute(
+                f"SELECT key, value FROM entries WHERE key IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
             for key, blob in rows:
                 vector = decode(blob)
                 (bad.append(key) if vector is None else found.__setitem__(key, vector))
@@ -135,8 +136,11 @@ class FeatureCache:
         except sqlite3.OperationalError:  # locked, disk full, ...: not damage
             raise
         except sqlite3.DatabaseError as error:
-            log.warning("feature cache file %s is damaged (%s): deleted, its entries will be recomputed",
-                        self.shard_path(shard), error)
+            log.warning(
+                "feature cache file %s is damaged (%s): deleted, its entries will be recomputed",
+                self.shard_path(shard),
+                error,
+            )
             connection = self._connections.pop(shard, None)
             if connection is not None:
                 connection.close()
@@ -169,8 +173,12 @@ class FeatureCache:
                 with self._dropped_if_damaged(shard):
                     entries += self._connection(shard).execute("SELECT count(*) FROM entries").fetchone()[0]
         files = list(self.root.glob("features-*.sqlite*")) if self.root.exists() else []
-        return {"path": str(self.root), "entries": entries, "files": len(files),
-                "bytes": sum(path.stat().st_size for path in files)}
+        return {
+            "path": str(self.root),
+            "entries": entries,
+            "files": len(files),
+            "bytes": sum(path.stat().st_size for path in files),
+        }
 
     def close(self) -> None:
         with self._lock:

@@ -47,8 +47,10 @@ def extractor_fingerprint(extractor) -> str:
     digest = hashlib.sha256()
     backbone = next(layer for layer in extractor.layers if isinstance(layer, keras.Model))
     layers = [[type(layer).__name__, own_config(layer)] for layer in extractor.layers if layer is not backbone]
-    digest.update(f"v{CACHE_VERSION}|{backbone.name}|{extractor.input_shape}|{extractor.output_shape}|"
-                  f"{json.dumps(layers, sort_keys=True)}".encode())
+    digest.update(
+        f"v{CACHE_VERSION}|{backbone.name}|{extractor.input_shape}|{extractor.output_shape}|"
+        f"{json.dumps(layers, sort_keys=True)}".encode()
+    )
     for weight in extractor.weights:
         digest.update(weight.path.encode())
         digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
@@ -72,8 +74,10 @@ class CachedFeatures:
         found = self.cache.get_many(keys.tolist())
         if len(found) < len(set(keys)):
             lost = next(key for key in keys if key not in found)
-            raise RuntimeError(f"feature cache entry {lost} in {self.cache.root} vanished or was corrupted while "
-                               "in use (was the cache cleared?): run the command again to recompute it")
+            raise RuntimeError(
+                f"feature cache entry {lost} in {self.cache.root} vanished or was corrupted while "
+                "in use (was the cache cleared?): run the command again to recompute it"
+            )
         return np.stack([found[key] for key in keys]).reshape(len(keys), *self.feature_shape)
 
     def load(self) -> np.ndarray:
@@ -88,7 +92,7 @@ def missing_entries(cache: FeatureCache, keys: np.ndarray, dim: int, chunk: int 
     flat = keys.ravel().tolist()
     missing: dict[int, list[int]] = {}
     for start in range(0, len(flat), chunk):
-        found = cache.get_many(flat[start:start + chunk])
+        found = cache.get_many(flat[start : start + chunk])
         for position in range(start, min(start + chunk, len(flat))):
             vector = found.get(flat[position])
             if vector is None or vector.size != dim:
@@ -96,9 +100,18 @@ def missing_entries(cache: FeatureCache, keys: np.ndarray, dim: int, chunk: int 
     return missing
 
 
-def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augment: AugmentConfig, seed: int,
-                     cache: FeatureCache | None = None, *, batch_size: int = 64, engine: str | None = None,
-                     precision: str | None = None) -> CachedFeatures:
+def extract_features(
+    extractor,
+    paths: Sequence[str],
+    views: Sequence[int],
+    augment: AugmentConfig,
+    seed: int,
+    cache: FeatureCache | None = None,
+    *,
+    batch_size: int = 64,
+    engine: str | None = None,
+    precision: str | None = None,
+) -> CachedFeatures:
     """Features of each image for each view, shape (len(paths), len(views), *feature_shape), computed only where not
     cached (the feature shape is the extractor's output: (1280,) pooled, or a feature map such as (7, 7, 160)), and
     returned as a handle on the cache.
@@ -118,8 +131,9 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     digests = [file_digest(p) for p in paths]
     feature_shape = tuple(int(d) for d in extractor.output_shape[1:])
     dim = int(np.prod(feature_shape))
-    keys = np.array([[cache.key(d, fingerprint, view_name(v, augment, seed)) for v in views] for d in digests],
-                    dtype=object).reshape(len(paths), len(views))
+    keys = np.array(
+        [[cache.key(d, fingerprint, view_name(v, augment, seed)) for v in views] for d in digests], dtype=object
+    ).reshape(len(paths), len(views))
     features = CachedFeatures(cache, keys, feature_shape)
     missing = missing_entries(cache, keys, dim)  # image index -> indices (into `views`) of its missing views
     todo = sorted(missing)
@@ -130,7 +144,7 @@ def extract_features(extractor, paths: Sequence[str], views: Sequence[int], augm
     run_backbone = predictor(extractor, engine, precision)
     done = 0
     for batch_number, images in enumerate(image_dataset([paths[i] for i in todo], image_size, batch_size)):
-        rows = todo[batch_number * batch_size: batch_number * batch_size + len(images)]
+        rows = todo[batch_number * batch_size : batch_number * batch_size + len(images)]
         images = images.numpy()
         for j, view in enumerate(views):
             picked = [k for k, row in enumerate(rows) if j in missing[row]]

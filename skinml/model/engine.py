@@ -44,8 +44,10 @@ def pick_engine(requested: str | None = None) -> str:
     requested = settings.choice(ENGINE_ENV, requested)
     has_openvino = importlib.util.find_spec("openvino") is not None
     if requested == "openvino" and not has_openvino:
-        raise OptionError("engine 'openvino' was asked for but the openvino package is not installed "
-                          "(pip install openvino, or use engine tensorflow)")
+        raise OptionError(
+            "engine 'openvino' was asked for but the openvino package is not installed "
+            "(pip install openvino, or use engine tensorflow)"
+        )
     if requested != "auto":
         return requested
     return "openvino" if has_openvino and not has_gpu() else "tensorflow"
@@ -56,8 +58,11 @@ def effective_precision(engine: str | None = None, precision: str | None = None)
     OpenVINO with a CPU that computes bf16 natively (elsewhere it falls back to f32, with a warning)."""
     precision = settings.choice(PRECISION_ENV, precision)
     if precision == "bf16" and not (pick_engine(engine) == "openvino" and cpu_has_bf16()):
-        warnings.warn("bf16 was asked for, but only OpenVINO on a CPU with native bfloat16 (AVX-512 BF16 or AMX) "
-                      "runs it; the backbone runs in f32", stacklevel=2)
+        warnings.warn(
+            "bf16 was asked for, but only OpenVINO on a CPU with native bfloat16 (AVX-512 BF16 or AMX) "
+            "runs it; the backbone runs in f32",
+            stacklevel=2,
+        )
         return "f32"
     return precision
 
@@ -103,7 +108,8 @@ def openvino_predictor(converted, precision: str = "f32") -> Predictor:
 
     # LATENCY: one stream over all cores; measured faster than THROUGHPUT for our batch sizes.
     # The precision is always set: left out, OpenVINO picks bf16 by itself on CPUs that have it.
-    compiled = ov.Core().compile_model(converted, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                          "INFERENCE_PRECISION_HINT": precision})
+    compiled = ov.Core().compile_model(
+        converted, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    )
     pool = InferPool(compiled)  # one request under LATENCY: callers from several threads take turns
     return lambda batch: pool(np.ascontiguousarray(batch, dtype=np.float32))

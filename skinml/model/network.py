@@ -19,15 +19,17 @@ def build_backbone(image_size: int, weights: str = "imagenet", alpha: float = 1.
     """MobileNetV2 without its top, ImageNet (or given, or random) weights. A file that is not HDF5 or holds the
     weights of another network is a WeightsError naming it."""
     path = resolve_weights(weights, alpha)
-    backbone = keras.applications.MobileNetV2(input_shape=(image_size, image_size, 3), include_top=False,
-                                              weights=None, alpha=alpha)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(image_size, image_size, 3), include_top=False, weights=None, alpha=alpha
+    )
     if path:
         try:
             backbone.load_weights(path)
         except (OSError, ValueError) as exc:  # h5py: not an HDF5 file; Keras: layers or shapes that do not match
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"weights file {path} is not MobileNetV2 (alpha {alpha}, no top) weights: "
-                               f"{reason}") from exc
+            raise WeightsError(
+                f"weights file {path} is not MobileNetV2 (alpha {alpha}, no top) weights: {reason}"
+            ) from exc
     return backbone
 
 
@@ -41,8 +43,9 @@ def first_layer_of(backbone: keras.Model, block: str) -> keras.layers.Layer:
     raise OptionError(f"fine_tune_from: no block {block!r} in MobileNetV2; use block_1 .. block_{blocks[-1]} or Conv_1")
 
 
-def build_feature_extractor(image_size: int, weights: str = "imagenet", alpha: float = 1.0,
-                            fine_tune_from: str | None = None) -> keras.Model:
+def build_feature_extractor(
+    image_size: int, weights: str = "imagenet", alpha: float = 1.0, fine_tune_from: str | None = None
+) -> keras.Model:
     """The frozen, cacheable part of the classifier, taking float images in [0, 255].
 
     Without `fine_tune_from`: MobileNetV2 (no top) + global average pooling -> 1280 features. With it: MobileNetV2
@@ -52,8 +55,11 @@ def build_feature_extractor(image_size: int, weights: str = "imagenet", alpha: f
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess")(inputs)  # MobileNetV2's preprocessing
     backbone = build_backbone(image_size, weights, alpha)
     if fine_tune_from:
-        backbone = keras.Model(backbone.input, first_layer_of(backbone, fine_tune_from).input,
-                               name=f"{backbone.name}_before_{fine_tune_from}")
+        backbone = keras.Model(
+            backbone.input,
+            first_layer_of(backbone, fine_tune_from).input,
+            name=f"{backbone.name}_before_{fine_tune_from}",
+        )
     backbone.trainable = False  # frozen, and BatchNorm runs in inference mode
     x = backbone(x, training=False)
     outputs = x if fine_tune_from else keras.layers.GlobalAveragePooling2D(name="pool")(x)
@@ -65,8 +71,9 @@ def build_feature_extractor(image_size: int, weights: str = "imagenet", alpha: f
 def build_backbone_top(image_size: int, weights: str, alpha: float, fine_tune_from: str) -> keras.Model:
     """MobileNetV2 from block `fine_tune_from` to its last layer (pretrained), frozen until set_top_trainable."""
     backbone = build_backbone(image_size, weights, alpha)
-    top = keras.Model(first_layer_of(backbone, fine_tune_from).input, backbone.output,
-                      name=f"{backbone.name}_from_{fine_tune_from}")
+    top = keras.Model(
+        first_layer_of(backbone, fine_tune_from).input, backbone.output, name=f"{backbone.name}_from_{fine_tune_from}"
+    )
     top.trainable = False
     return top
 
@@ -81,8 +88,14 @@ def set_top_trainable(head: keras.Model, trainable: bool) -> None:
                     sub.trainable = False  # Keras 3: a non-trainable BatchNorm also runs in inference mode
 
 
-def build_head(feature_shape: int | tuple[int, ...], n_classes: int, dropout: float, seed: int | None = None,
-               *, top: keras.Model | None = None) -> keras.Model:
+def build_head(
+    feature_shape: int | tuple[int, ...],
+    n_classes: int,
+    dropout: float,
+    seed: int | None = None,
+    *,
+    top: keras.Model | None = None,
+) -> keras.Model:
     """[backbone top -> pooling ->] Dropout -> Dense(n_classes, softmax), on the extractor's features."""
     shape = (feature_shape,) if isinstance(feature_shape, int) else tuple(feature_shape)
     inputs = keras.Input(shape, name="features")
@@ -120,8 +133,9 @@ def drop_training_state(model: keras.Model) -> None:
     model.compiled = False
 
 
-def build_classifier(extractor: keras.Model, head: keras.Model, temperature: TemperatureScaling | None = None
-                     ) -> keras.Model:
+def build_classifier(
+    extractor: keras.Model, head: keras.Model, temperature: TemperatureScaling | None = None
+) -> keras.Model:
     """The whole classifier: image in [0, 255] -> the class probabilities (temperature-scaled, when given)."""
     inputs = keras.Input(extractor.input_shape[1:], name="image")
     probs = head(extractor(inputs))

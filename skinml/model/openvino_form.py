@@ -56,8 +56,9 @@ def load(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
     # THROUGHPUT: as many streams as the cores serve best, one infer request each, so that the server's threads
     # run requests side by side (docs/benchmarks.md, serving under load: 4 and 16 clients get 1.6x the answers/s
     # of LATENCY's single stream, one client 5 ms more).
-    compiled = core.compile_model(str(Path(folder) / FILE_NAME), "CPU", {
-        "PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision})
+    compiled = core.compile_model(
+        str(Path(folder) / FILE_NAME), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": precision}
+    )
     pool = InferPool(compiled)
     return lambda images: pool(np.ascontiguousarray(images, dtype=np.uint8))
 

@@ -10,11 +10,10 @@ from skinml.core import settings
 from skinml.core.errors import UserError
 
 # sha256 of the official no-top files, as published with Keras (1.0 and 0.35 checked here; others are not pinned).
+WEIGHTS_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
 KNOWN_WEIGHT_HASHES = {
-    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5":
-        "fa58f6735ab4c948a7d37a54a86feb7cfba859f35dc84c25e6af19a901ecac4a",
-    "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5":
-        "a71ec0aea40b2d5d351e0da933c528e6600aa96f683e27503a4ea42e7a7d62bc",
+    WEIGHTS_FILE.format(alpha="1.0"): "fa58f6735ab4c948a7d37a54a86feb7cfba859f35dc84c25e6af19a901ecac4a",
+    WEIGHTS_FILE.format(alpha="0.35"): "a71ec0aea40b2d5d351e0da933c528e6600aa96f683e27503a4ea42e7a7d62bc",
 }
 
 
@@ -23,7 +22,7 @@ class WeightsError(UserError, RuntimeError):
 
 
 def imagenet_weights_filename(alpha: float) -> str:
-    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{alpha}_224_no_top.h5"
+    return WEIGHTS_FILE.format(alpha=alpha)
 
 
 def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
@@ -48,9 +47,13 @@ def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
     import keras
 
     try:
-        return keras.utils.get_file(fname, origin=base.rstrip("/") + "/" + fname,
-                                    file_hash=KNOWN_WEIGHT_HASHES.get(fname), cache_subdir="models",
-                                    cache_dir=str(keras_home))
+        return keras.utils.get_file(
+            fname,
+            origin=base.rstrip("/") + "/" + fname,
+            file_hash=KNOWN_WEIGHT_HASHES.get(fname),
+            cache_subdir="models",
+            cache_dir=str(keras_home),
+        )
     except Exception as exc:
         raise WeightsError(
             f"could not download the ImageNet MobileNetV2 weights {fname} from {base} ({exc}). Offline? "

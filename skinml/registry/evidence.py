@@ -19,8 +19,11 @@ from skinml.tracking.runs import download_run_artifact
 def logged_predictions(evaluation_run_id: str, images: pd.DataFrame) -> pd.Series | None:
     """The predicted class of each of `images` (in their order) from an evaluation run's predictions table, or None
     when that run scored other images or other labels."""
-    table = pd.read_csv(download_run_artifact(evaluation_run_id, PREDICTIONS_ARTIFACT),
-                        dtype={"image_id": str, "dx": str, "predicted": str}, keep_default_na=False)
+    table = pd.read_csv(
+        download_run_artifact(evaluation_run_id, PREDICTIONS_ARTIFACT),
+        dtype={"image_id": str, "dx": str, "predicted": str},
+        keep_default_na=False,
+    )
     if len(table) != len(images) or set(table["image_id"]) != set(images["image_id"]):
         return None
     table = table.set_index("image_id").loc[images["image_id"]]
@@ -34,15 +37,21 @@ def evaluations_of(name: str, version: ModelVersion) -> list[str]:
     version's URI since the version exists (a registered model deleted and made again numbers its versions anew)."""
     found = []
     for uri, since in ((version.source, 0), (f"models:/{name}/{version.version}", version.creation_timestamp)):
-        found += mlflow.search_runs(search_all_experiments=True, output_format="list", order_by=["start_time DESC"],
-                                    filter_string=evaluations_filter(uri, since))
+        found += mlflow.search_runs(
+            search_all_experiments=True,
+            output_format="list",
+            order_by=["start_time DESC"],
+            filter_string=evaluations_filter(uri, since),
+        )
     return [run.info.run_id for run in found]
 
 
 def evaluations_filter(model_uri: str, since: int = 0) -> str:
     """MLflow's filter for the finished evaluation runs of a model URI, started at `since` (ms) or later."""
-    return (f"tags.`skinml.stage` = 'evaluate' and attributes.status = 'FINISHED' and "
-            f"tags.`skinml.model_uri` = '{model_uri}' and attributes.start_time >= {since}")
+    return (
+        f"tags.`skinml.stage` = 'evaluate' and attributes.status = 'FINISHED' and "
+        f"tags.`skinml.model_uri` = '{model_uri}' and attributes.start_time >= {since}"
+    )
 
 
 def stored_predictions(name: str, version: ModelVersion, images: pd.DataFrame) -> tuple[pd.Series, str] | None:
@@ -55,8 +64,9 @@ def stored_predictions(name: str, version: ModelVersion, images: pd.DataFrame) -
     return None
 
 
-def predictions_for(name: str, version: ModelVersion, images: pd.DataFrame,
-                    score: Callable[[str], str]) -> tuple[pd.Series, str]:
+def predictions_for(
+    name: str, version: ModelVersion, images: pd.DataFrame, score: Callable[[str], str]
+) -> tuple[pd.Series, str]:
     """The version's predictions for `images`: stored ones, else `score(model_uri)` (an evaluation on the
     champion's test split, returning its run id) run once. Returns them and the evaluation run they come from."""
     stored = stored_predictions(name, version, images)
@@ -65,15 +75,20 @@ def predictions_for(name: str, version: ModelVersion, images: pd.DataFrame,
     run_id = score(f"models:/{name}/{version.version}")
     predicted = logged_predictions(run_id, images)
     if predicted is None:
-        raise DataError(f"evaluation run {run_id} of {name} v{version.version} did not score the champion's test "
-                         f"split")
+        raise DataError(f"evaluation run {run_id} of {name} v{version.version} did not score the champion's test split")
     return predicted, run_id
 
 
 def compare(images: pd.DataFrame, champion: pd.Series, challenger: pd.Series) -> dict:
     """Both balanced accuracies, the challenger's gain and its 95% paired lesion-bootstrap interval."""
     champion_score, challenger_score, interval = paired_balanced_accuracy_difference(
-        images["dx"].to_numpy(), champion.to_numpy(), challenger.to_numpy(), images["lesion_id"].to_numpy())
-    return {"champion_balanced_accuracy": champion_score, "challenger_balanced_accuracy": challenger_score,
-            "difference": challenger_score - champion_score, "difference_ci95": interval,
-            "n_images": len(images), "n_lesions": int(images["lesion_id"].nunique())}
+        images["dx"].to_numpy(), champion.to_numpy(), challenger.to_numpy(), images["lesion_id"].to_numpy()
+    )
+    return {
+        "champion_balanced_accuracy": champion_score,
+        "challenger_balanced_accuracy": challenger_score,
+        "difference": challenger_score - champion_score,
+        "difference_ci95": interval,
+        "n_images": len(images),
+        "n_lesions": int(images["lesion_id"].nunique()),
+    }

@@ -50,12 +50,16 @@ def evaluation_runs(model_uri: str) -> list:
     match = re.fullmatch(r"models:/([^/@]+)(?:/(\d+)|@(\w+))", model_uri)
     if match and not match[1].startswith("m-"):  # a registered version: the registry's own lookup
         client = mlflow.MlflowClient()
-        version = (client.get_model_version(match[1], match[2]) if match[2]
-                   else client.get_model_version_by_alias(match[1], match[3]))
+        version = (
+            client.get_model_version(match[1], match[2])
+            if match[2]
+            else client.get_model_version_by_alias(match[1], match[3])
+        )
         runs = [mlflow.get_run(run_id) for run_id in evaluations_of(match[1], version)]
     else:
-        runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                                  filter_string=evaluations_filter(model_uri))
+        runs = mlflow.search_runs(
+            search_all_experiments=True, output_format="list", filter_string=evaluations_filter(model_uri)
+        )
     return sorted(runs, key=lambda run: -run.info.start_time)
 
 
@@ -65,7 +69,8 @@ def interval(metrics: dict, figure: str, label: str = "") -> str:
         return "—"
     low, high = (metrics.get(interval_name(TEST, figure, end, label)) for end in ("low", "high"))
     return f"{metrics[metric_name(TEST, figure, label)]:.3f}" + (
-        f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
+        f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
+    )
 
 
 def logged_figure(metrics: dict, name: str, label: str = "") -> float:
@@ -80,14 +85,22 @@ def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[s
     counts = manifest.groupby(["dx", "split"]).agg(images=("image_id", "size"), groups=("lesion_id", "nunique"))
     layout = f"`{tags.get(DATA_FORMAT_TAG) or params.get('data_format', 'auto')}`"
     layout += " (recognised from the folder)" if layout == "`auto`" else ""  # a run from before the tag
-    lines = [f"Source `{params.get('data_dir', '?')}`, layout {layout}, "
-             f"label map `{params.get('label_map', 'none')}`; split `{manifest['split'].value_counts().to_dict()}`, "
-             f"grouped by `{tags.get(GROUPED_BY_TAG, 'lesion_id')}` (a group on one side only), seed "
-             f"{params.get('seed', '?')}, manifest sha256 `{tags.get(MANIFEST_SHA256_TAG, '?')[:12]}`.", "",
-             "| class | train images (groups) | validation | test |", "|---|---|---|---|"]
+    lines = [
+        f"Source `{params.get('data_dir', '?')}`, layout {layout}, "
+        f"label map `{params.get('label_map', 'none')}`; split `{manifest['split'].value_counts().to_dict()}`, "
+        f"grouped by `{tags.get(GROUPED_BY_TAG, 'lesion_id')}` (a group on one side only), seed "
+        f"{params.get('seed', '?')}, manifest sha256 `{tags.get(MANIFEST_SHA256_TAG, '?')[:12]}`.",
+        "",
+        "| class | train images (groups) | validation | test |",
+        "|---|---|---|---|",
+    ]
     for name in classes:
-        cells = [f"{counts.loc[(name, part), 'images']} ({counts.loc[(name, part), 'groups']})"
-                 if (name, part) in counts.index else "0" for part in SPLITS]
+        cells = [
+            f"{counts.loc[(name, part), 'images']} ({counts.loc[(name, part), 'groups']})"
+            if (name, part) in counts.index
+            else "0"
+            for part in SPLITS
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     tested = manifest.loc[manifest["split"] == "test", "dx"].value_counts()
     return lines, [name for name in classes if tested.get(name, 0) < SMALL]
@@ -95,18 +108,24 @@ def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[s
 
 def figures_section(test_run, classes: tuple[str, ...]) -> list[str]:
     metrics = test_run.data.metrics
-    lines = [f"On the test split ({test_run.data.tags.get(N_IMAGES_TAG, '?')} images, evaluation run "
-             f"`{test_run.info.run_id}`), 95% intervals from bootstrap resamples of whole groups (lesions or "
-             "patients; images, where the data has no group column):", "",
-             f"- balanced accuracy {interval(metrics, 'balanced_accuracy')}",
-             f"- macro AUC {interval(metrics, 'macro_auc')}",
-             f"- accuracy {logged_figure(metrics, 'accuracy'):.3f}, "
-             f"macro F1 {logged_figure(metrics, 'macro_f1'):.3f}", "",
-             "| class | precision | recall [95%] | F1 | AUC |", "|---|---|---|---|---|"]
+    lines = [
+        f"On the test split ({test_run.data.tags.get(N_IMAGES_TAG, '?')} images, evaluation run "
+        f"`{test_run.info.run_id}`), 95% intervals from bootstrap resamples of whole groups (lesions or "
+        "patients; images, where the data has no group column):",
+        "",
+        f"- balanced accuracy {interval(metrics, 'balanced_accuracy')}",
+        f"- macro AUC {interval(metrics, 'macro_auc')}",
+        f"- accuracy {logged_figure(metrics, 'accuracy'):.3f}, macro F1 {logged_figure(metrics, 'macro_f1'):.3f}",
+        "",
+        "| class | precision | recall [95%] | F1 | AUC |",
+        "|---|---|---|---|---|",
+    ]
     for name in classes:
-        lines.append(f"| {name} | {logged_figure(metrics, 'precision', name):.3f} | "
-                     f"{interval(metrics, 'recall', name)} | {logged_figure(metrics, 'f1', name):.3f} | "
-                     f"{logged_figure(metrics, 'auc', name):.3f} |")
+        lines.append(
+            f"| {name} | {logged_figure(metrics, 'precision', name):.3f} | "
+            f"{interval(metrics, 'recall', name)} | {logged_figure(metrics, 'f1', name):.3f} | "
+            f"{logged_figure(metrics, 'auc', name):.3f} |"
+        )
     return lines
 
 
@@ -114,26 +133,34 @@ def decisions_section(test_run, decisions: dict) -> list[str]:
     metrics, lines = test_run.data.metrics, []
     if decisions.get("operating_points"):
         group = "+".join(decisions["positive_classes"])
-        lines += [f"Refer when P({group}) is at or above the threshold chosen on the validation split for each target "
-                  "sensitivity; on test:", "",
-                  "| target sensitivity | threshold | sensitivity | specificity | PPV | NPV | referral rate |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Refer when P({group}) is at or above the threshold chosen on the validation split for each target "
+            "sensitivity; on test:",
+            "",
+            "| target sensitivity | threshold | sensitivity | specificity | PPV | NPV | referral rate |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for point in decisions["operating_points"]:
             cells = [interval(metrics, f"{point_name(point['target_sensitivity'])}_{name}") for name in FIGURES]
-            lines.append(f"| {point['target_sensitivity']:.2f} | {point['threshold']:.3f} | " + " | ".join(cells)
-                         + " |")
+            lines.append(
+                f"| {point['target_sensitivity']:.2f} | {point['threshold']:.3f} | " + " | ".join(cells) + " |"
+            )
         lines.append("")
     if decisions.get("deferral"):
         deferral, kept = decisions["deferral"], logged_figure(metrics, f"{DEFER}_balanced_accuracy")
         if defers_everything(deferral):
-            lines.append(f"Defer (look again): no confidence level kept validation images at a balanced accuracy of "
-                         f"{deferral['target_balanced_accuracy']:.2f}, so the model ships no deferral (its answers "
-                         "carry no `defer`); a lower `--target-balanced-accuracy` sets a usable level.")
+            lines.append(
+                f"Defer (look again): no confidence level kept validation images at a balanced accuracy of "
+                f"{deferral['target_balanced_accuracy']:.2f}, so the model ships no deferral (its answers "
+                "carry no `defer`); a lower `--target-balanced-accuracy` sets a usable level."
+            )
         else:
-            lines.append(f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, "
-                         f"chosen on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} "
-                         f"on the images kept; on test it keeps {logged_figure(metrics, f'{DEFER}_coverage'):.1%} of "
-                         f"the images, at balanced accuracy {'n/a' if math.isnan(kept) else f'{kept:.3f}'}.")
+            lines.append(
+                f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, "
+                f"chosen on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} "
+                f"on the images kept; on test it keeps {logged_figure(metrics, f'{DEFER}_coverage'):.1%} of "
+                f"the images, at balanced accuracy {'n/a' if math.isnan(kept) else f'{kept:.3f}'}."
+            )
     return lines or ["The model ships no decisions."]
 
 
@@ -145,15 +172,20 @@ def slices_section(test_run) -> list[str]:
     lines = ["| by | value | images | accuracy | balanced accuracy |", "|---|---|---|---|---|"]
     for row in slices.itertuples():
         note = " (few images)" if row.small else ""
-        lines.append(f"| {row.column} | {row.value} | {row.n}{note} | {row.accuracy:.3f} | "
-                     f"{row.balanced_accuracy:.3f} |")
+        lines.append(
+            f"| {row.column} | {row.value} | {row.n}{note} | {row.accuracy:.3f} | {row.balanced_accuracy:.3f} |"
+        )
     return lines
 
 
 def own_test_evaluations(evaluations: list, train_run_id: str) -> list:
     """The evaluations of the model's own test split (not of a champion's split it was compared on), newest first."""
-    return [run for run in evaluations if run.data.tags.get(EVAL_SPLIT_TAG) == "test"
-            and run.data.tags.get(MANIFEST_RUN_ID_TAG, train_run_id) == train_run_id]
+    return [
+        run
+        for run in evaluations
+        if run.data.tags.get(EVAL_SPLIT_TAG) == "test"
+        and run.data.tags.get(MANIFEST_RUN_ID_TAG, train_run_id) == train_run_id
+    ]
 
 
 def logged_plots(run) -> set[str]:
@@ -171,8 +203,10 @@ def referral_at_first_point(run, decisions: dict) -> str:
     if not decisions.get("operating_points"):
         return ""
     stem = point_name(decisions["operating_points"][0]["target_sensitivity"])
-    return (f"; at the first operating point sensitivity {interval(run.data.metrics, f'{stem}_sensitivity')}, "
-            f"specificity {interval(run.data.metrics, f'{stem}_specificity')}")
+    return (
+        f"; at the first operating point sensitivity {interval(run.data.metrics, f'{stem}_sensitivity')}, "
+        f"specificity {interval(run.data.metrics, f'{stem}_specificity')}"
+    )
 
 
 def card_markdown(model: LoggedModel) -> tuple[str, str | None]:
@@ -184,36 +218,66 @@ def card_markdown(model: LoggedModel) -> tuple[str, str | None]:
     evaluations = evaluation_runs(model_uri)
     tests = own_test_evaluations(evaluations, train_run.info.run_id)
     external = [run for run in evaluations if run.data.tags.get(EVAL_SPLIT_TAG) == "whole folder"]
-    start = ("pretrained on ImageNet" if train_run.data.params.get("weights", "imagenet") != "none"
-             else "from random weights")
-    lines = [f"# Model card: `{model_uri}`", "",
-             f"MobileNetV2 {start}, transfer-learned by skinml: recipe `{train_run.info.run_name}` "
-             f"(training run `{train_run.info.run_id}`), {len(classes)} classes: {', '.join(classes)}.", "",
-             USE_TEXT.read_text().strip(), ""]
+    start = (
+        "pretrained on ImageNet"
+        if train_run.data.params.get("weights", "imagenet") != "none"
+        else "from random weights"
+    )
+    lines = [
+        f"# Model card: `{model_uri}`",
+        "",
+        f"MobileNetV2 {start}, transfer-learned by skinml: recipe `{train_run.info.run_name}` "
+        f"(training run `{train_run.info.run_id}`), {len(classes)} classes: {', '.join(classes)}.",
+        "",
+        USE_TEXT.read_text().strip(),
+        "",
+    ]
     data_lines, small = data_section(train_run, classes)
     lines += ["## Training data", "", *data_lines, ""]
     if tests:
         test = tests[0]
         metrics, logged = test.data.metrics, logged_plots(test)
-        lines += ["## Figures", "", *figures_section(test, classes), "", "## Slices", "", *slices_section(test), "",
-                  "## Calibration", "",
-                  f"Expected calibration error on test {logged_figure(metrics, 'ece'):.3f} "
-                  "(15 bins, top-class confidence).", "", *plot_link("reliability_diagram.png", logged),
-                  "## Decisions", "", *decisions_section(test, decisions), "",
-                  *plot_link("operating_points.png", logged), *plot_link("deferral.png", logged)]
+        lines += [
+            "## Figures",
+            "",
+            *figures_section(test, classes),
+            "",
+            "## Slices",
+            "",
+            *slices_section(test),
+            "",
+            "## Calibration",
+            "",
+            f"Expected calibration error on test {logged_figure(metrics, 'ece'):.3f} (15 bins, top-class confidence).",
+            "",
+            *plot_link("reliability_diagram.png", logged),
+            "## Decisions",
+            "",
+            *decisions_section(test, decisions),
+            "",
+            *plot_link("operating_points.png", logged),
+            *plot_link("deferral.png", logged),
+        ]
         if small:
-            lines += [f"Classes with fewer than {SMALL} test images ({', '.join(small)}): their figures are wide "
-                      "guesses.", ""]
+            lines += [
+                f"Classes with fewer than {SMALL} test images ({', '.join(small)}): their figures are wide guesses.",
+                "",
+            ]
     else:
         lines += ["## Figures", "", "Not evaluated yet: `skinml evaluate --model-uri URI` logs the figures.", ""]
     lines += ["## External evaluations", ""]
-    left_out = {run.info.run_id: f", left out: {run.data.tags[EVAL_LEFT_OUT_TAG]}"
-                for run in external if EVAL_LEFT_OUT_TAG in run.data.tags}
-    lines += [f"- `{run.data.tags.get(EVAL_DATA_TAG, '?')}` ({run.data.tags.get(N_IMAGES_TAG, '?')} images"
-              f"{left_out.get(run.info.run_id, '')}"
-              f"): balanced accuracy {interval(run.data.metrics, 'balanced_accuracy')}, macro AUC "
-              f"{interval(run.data.metrics, 'macro_auc')}{referral_at_first_point(run, decisions)}"
-              for run in external] or ["None logged."]
+    left_out = {
+        run.info.run_id: f", left out: {run.data.tags[EVAL_LEFT_OUT_TAG]}"
+        for run in external
+        if EVAL_LEFT_OUT_TAG in run.data.tags
+    }
+    lines += [
+        f"- `{run.data.tags.get(EVAL_DATA_TAG, '?')}` ({run.data.tags.get(N_IMAGES_TAG, '?')} images"
+        f"{left_out.get(run.info.run_id, '')}"
+        f"): balanced accuracy {interval(run.data.metrics, 'balanced_accuracy')}, macro AUC "
+        f"{interval(run.data.metrics, 'macro_auc')}{referral_at_first_point(run, decisions)}"
+        for run in external
+    ] or ["None logged."]
     lines += ["", LIMITS_TEXT.read_text().strip()]
     return "\n".join(lines) + "\n", tests[0].info.run_id if tests else None
 
@@ -235,7 +299,8 @@ def write_card(model: LoggedModel, dest: str | Path) -> dict[str, str]:
         "<!doctype html><html><head><meta charset='utf-8'><title>Model card</title><style>body{font-family:sans-serif;"
         "max-width:60em;margin:2em auto;line-height:1.45}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
         "padding:.2em .6em;text-align:left}img{max-width:100%}code{background:#f4f4f4}</style></head><body>"
-        f"{body}</body></html>\n")
+        f"{body}</body></html>\n"
+    )
     return {"markdown": str(dest / "model_card.md"), "html": str(dest / "model_card.html")}
 
 

@@ -40,7 +40,8 @@ MODEL_DESCRIPTION = (
     "`mlflow models serve -m models:/{name}@champion --env-manager local`. Aliases: `challenger` is the newest "
     "version, `champion` the one "
     "the promotion rule chose (a gain in balanced accuracy on the champion's lesion-grouped test split whose 95% "
-    "paired lesion-bootstrap interval lies above the margin).")
+    "paired lesion-bootstrap interval lies above the margin)."
+)
 
 
 def version_by_alias(name: str, alias: str):
@@ -59,17 +60,22 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     run = mlflow.get_run(run_id)
     manifest = run_manifest(run_id)
     name = name_for_classes(name, classes)
-    tags = {VERSION_RUN_ID: run_id, VERSION_DATA_DIR: run.data.params.get("data_dir", ""),
-            VERSION_CLASSES: ",".join(classes), VERSION_MANIFEST_SHA256: manifest_digest(manifest),
-            VERSION_DATA_FINGERPRINT: manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split=""))}
+    tags = {
+        VERSION_RUN_ID: run_id,
+        VERSION_DATA_DIR: run.data.params.get("data_dir", ""),
+        VERSION_CLASSES: ",".join(classes),
+        VERSION_MANIFEST_SHA256: manifest_digest(manifest),
+        VERSION_DATA_FINGERPRINT: manifest_digest(manifest[["image_id", "lesion_id", "dx"]].assign(split="")),
+    }
     tags.update({metric_name(TEST, k): f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
     if (metrics or {}).get("decisions"):  # chosen on validation, scored on test (skinml.evaluation.decisions)
         tags[VERSION_DECISIONS] = decisions_text(metrics["decisions"])
     tags[DIGEST_TAG] = model_files_digest(model_uri)  # checked before the version is loaded (skinml.serving.integrity)
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
-    client.update_registered_model(name, description=MODEL_DESCRIPTION.format(
-        name=name, n=len(classes), classes=", ".join(classes)))
+    client.update_registered_model(
+        name, description=MODEL_DESCRIPTION.format(name=name, n=len(classes), classes=", ".join(classes))
+    )
     describe_version(name, version)
     client.set_registered_model_alias(name, CHALLENGER, version)
     aliases = [CHALLENGER]
@@ -80,9 +86,15 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     try:  # model_card/ among the training run's artifacts; a card that fails must not undo the registration
         log_card(f"models:/{name}/{version}")
     except Exception as exc:  # noqa: BLE001  any failure: said, and `skinml card` writes it again
-        logging.getLogger(__name__).warning("the model card of %s v%s was not written (%s: %s); `skinml card "
-                                            "models:/%s/%s` writes it", name, version, type(exc).__name__, exc,
-                                            name, version)
+        logging.getLogger(__name__).warning(
+            "the model card of %s v%s was not written (%s: %s); `skinml card models:/%s/%s` writes it",
+            name,
+            version,
+            type(exc).__name__,
+            exc,
+            name,
+            version,
+        )
     return {"name": name, "version": str(version), "aliases": aliases}
 
 
@@ -99,8 +111,12 @@ def name_for_classes(name: str, classes: tuple[str, ...]) -> str:
     if champion is None or LoggedModel.resolve(f"models:/{name}/{champion.version}").classes == classes:
         return name
     own = f"{name}-{label_set_slug(classes)}"
-    logging.getLogger(__name__).warning("%s's champion answers with other classes than this model's %s: registered "
-                                        "as %s instead", name, list(classes), own)
+    logging.getLogger(__name__).warning(
+        "%s's champion answers with other classes than this model's %s: registered as %s instead",
+        name,
+        list(classes),
+        own,
+    )
     return own
 
 
@@ -111,16 +127,20 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
     tags = client.get_model_version(name, version).tags
     run_id = tags[VERSION_RUN_ID]
     recipe = mlflow.get_run(run_id).info.run_name.removeprefix("train ")
-    figures = ", ".join(f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in tags.items()
-                        if k.startswith(metric_name(TEST, "")))
+    figures = ", ".join(
+        f"{k.replace('_', ' ')} {float(v):.3f}" for k, v in tags.items() if k.startswith(metric_name(TEST, ""))
+    )
     classes = tags.get(VERSION_CLASSES, "").replace(",", ", ")
     decisions = tags.get(VERSION_DECISIONS)
-    text = (f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{run_id}`); "
-            f"split manifest sha256 `{tags[VERSION_MANIFEST_SHA256][:12]}`; "
-            f"{figures or 'not evaluated'}." + (f" Decisions, on test: {decisions}." if decisions
-                                                  else "") + (f" Promotion: {promotion}." if promotion else "")
-            + f" Model card: `{CARD_ARTIFACTS}/model_card.html` among the artifacts of run `{run_id}` "
-            f"(`skinml card models:/{name}/{version}` writes it again).")
+    text = (
+        f"Classes: {classes or 'the seven of HAM10000'}. Recipe `{recipe}` (run `{run_id}`); "
+        f"split manifest sha256 `{tags[VERSION_MANIFEST_SHA256][:12]}`; "
+        f"{figures or 'not evaluated'}."
+        + (f" Decisions, on test: {decisions}." if decisions else "")
+        + (f" Promotion: {promotion}." if promotion else "")
+        + f" Model card: `{CARD_ARTIFACTS}/model_card.html` among the artifacts of run `{run_id}` "
+        f"(`skinml card models:/{name}/{version}` writes it again)."
+    )
     client.update_model_version(name, version, description=text)
 
 

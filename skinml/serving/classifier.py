@@ -53,13 +53,15 @@ def check_request_size(values: list) -> None:
     """Refuse a request with more rows or more image text than the server's limits, before any image is decoded."""
     max_rows = settings.positive_int(MAX_ROWS_VARIABLE)
     if len(values) > max_rows:
-        raise RequestTooLargeError(f"{len(values)} images in one request; the limit is {max_rows} "
-                                   f"({MAX_ROWS_VARIABLE})")
+        raise RequestTooLargeError(
+            f"{len(values)} images in one request; the limit is {max_rows} ({MAX_ROWS_VARIABLE})"
+        )
     size = sum(len(value) for value in values if isinstance(value, (str, bytes, bytearray)))
     max_size = settings.positive_int(MAX_REQUEST_VARIABLE)
     if size > max_size:
-        raise RequestTooLargeError(f"{size} bytes of images in one request; the limit is {max_size} "
-                                   f"({MAX_REQUEST_VARIABLE})")
+        raise RequestTooLargeError(
+            f"{size} bytes of images in one request; the limit is {max_size} ({MAX_REQUEST_VARIABLE})"
+        )
 
 
 def image_bytes(value: object, where: str) -> bytes:
@@ -70,8 +72,10 @@ def image_bytes(value: object, where: str) -> bytes:
     elif isinstance(value, str):
         max_bytes = settings.positive_int(MAX_BYTES_VARIABLE)
         if len(value) * 3 // 4 > max_bytes:  # refused before decoding the base64
-            raise RequestTooLargeError(f"{where}: image of about {len(value) * 3 // 4} bytes is over the limit of "
-                                    f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})")
+            raise RequestTooLargeError(
+                f"{where}: image of about {len(value) * 3 // 4} bytes is over the limit of "
+                f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})"
+            )
         try:
             data = base64.b64decode(value.strip(), validate=True)
         except (binascii.Error, ValueError):
@@ -91,8 +95,9 @@ def image_bytes(value: object, where: str) -> bytes:
     if kind not in ("JPEG", "PNG"):
         raise InvalidImageError(f"{where}: image format {kind} is not supported (send JPEG or PNG)")
     if width * height > MAX_IMAGE_PIXELS:
-        raise InvalidImageError(f"{where}: image of {width}x{height} pixels is too large "
-                                f"(limit {MAX_IMAGE_PIXELS} pixels)")
+        raise InvalidImageError(
+            f"{where}: image of {width}x{height} pixels is too large (limit {MAX_IMAGE_PIXELS} pixels)"
+        )
     return data
 
 
@@ -145,8 +150,9 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             try:
                 batch = next(batches).numpy()
             except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
-                raise InvalidImageError(f"an image in rows {start}-{start + CHUNK_ROWS - 1} could not be decoded "
-                                        f"({type(exc).__name__})") from None
+                raise InvalidImageError(
+                    f"an image in rows {start}-{start + CHUNK_ROWS - 1} could not be decoded ({type(exc).__name__})"
+                ) from None
             probabilities.append(self.run_model(batch))
         return np.concatenate(probabilities)
 
@@ -155,7 +161,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         probabilities = []
         for start in range(0, len(images), CHUNK_ROWS):
             pixels = []
-            for row, data in enumerate(images[start:start + CHUNK_ROWS], start):
+            for row, data in enumerate(images[start : start + CHUNK_ROWS], start):
                 try:
                     pixels.append(openvino_form.decode(data))
                 except (OSError, ValueError, SyntaxError):  # Pillow: truncated or corrupt data
@@ -177,8 +183,9 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             raise
         except Exception as exc:  # else MLflow answers with its stack trace
             logging.getLogger(__name__).exception("the model failed on a request")
-            raise ModelFailure(f"the model failed on this request ({type(exc).__name__}); the server's log has "
-                               "the details") from exc
+            raise ModelFailure(
+                f"the model failed on this request ({type(exc).__name__}); the server's log has the details"
+            ) from exc
 
 
 def answer_frame(probs: np.ndarray, classes: tuple[str, ...], decisions: dict | None = None) -> pd.DataFrame:

@@ -64,15 +64,20 @@ def check_files(model_dir: str | Path, version: ModelVersion, fresh: bool = True
     name = f"model {version.name} version {version.version}"
     expected = version.tags.get(DIGEST_TAG)
     if expected is None:
-        logger.warning("%s has no %s tag (registered before skinml recorded digests): its files are not verified",
-                       name, DIGEST_TAG)
+        logger.warning(
+            "%s has no %s tag (registered before skinml recorded digests): its files are not verified", name, DIGEST_TAG
+        )
         return
     if fresh and any(Path(model_dir).rglob("__pycache__")):
-        raise ModelIntegrityError(f"{name}: its artifacts hold Python bytecode caches, which no logged model has: "
-                                  "refusing to load it (docs/security.md)")
+        raise ModelIntegrityError(
+            f"{name}: its artifacts hold Python bytecode caches, which no logged model has: "
+            "refusing to load it (docs/security.md)"
+        )
     if files_digest(model_dir) != expected:
-        raise ModelIntegrityError(f"{name}: its files no longer match the digest recorded when it was registered "
-                                  f"({DIGEST_TAG}): refusing to load it (docs/security.md)")
+        raise ModelIntegrityError(
+            f"{name}: its files no longer match the digest recorded when it was registered "
+            f"({DIGEST_TAG}): refusing to load it (docs/security.md)"
+        )
 
 
 def verified_copy(model_uri: str, folder: str | Path) -> str:

@@ -70,8 +70,10 @@ def image_values(model_input: object) -> list:
     else:
         column = None
     if column is None:
-        raise InvalidImageError(f"no column '{IMAGE_COLUMN}' in the request: send base64-encoded JPEG/PNG files in "
-                                f"a column '{IMAGE_COLUMN}'")
+        raise InvalidImageError(
+            f"no column '{IMAGE_COLUMN}' in the request: send base64-encoded JPEG/PNG files in "
+            f"a column '{IMAGE_COLUMN}'"
+        )
     if isinstance(column, (str, bytes)) or (isinstance(column, np.ndarray) and column.ndim == 0):
         column = [column]  # one image, not in a list
     values = [value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value for value in column]

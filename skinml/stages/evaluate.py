@@ -43,25 +43,35 @@ def evaluation_name(model: LoggedModel, part: str) -> str:
     return f"evaluate {part} {trained.removeprefix('train ')}".strip()
 
 
-def external_set(model: LoggedModel, data_dir: str | Path, data_format: str, label_map: dict[str, str] | None
-                 ) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
+def external_set(
+    model: LoggedModel, data_dir: str | Path, data_format: str, label_map: dict[str, str] | None
+) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
     """Every image of a labelled folder in any layout, its labels mapped (by `label_map`, else by the one the model
     was trained with), and the images left out per label: dropped by the map or of a class the model lacks."""
     if label_map is None:
         label_map = dict(model.recipe.label_map)
     frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)
     frame, left_out = model_labels(frame, model.classes, label_map)
-    left_out.update({f"{label} (dropped by the label map)": count
-                     for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count})
-    tags = {EVAL_DATA_TAG: str(Path(data_dir).resolve()), EVAL_SPLIT_TAG: "whole folder",
-            EVAL_DATA_FORMAT_TAG: str(frame.attrs.get("data_format", data_format))}
+    left_out.update(
+        {
+            f"{label} (dropped by the label map)": count
+            for label, count in frame.attrs.get("label_counts_dropped", {}).items()
+            if count
+        }
+    )
+    tags = {
+        EVAL_DATA_TAG: str(Path(data_dir).resolve()),
+        EVAL_SPLIT_TAG: "whole folder",
+        EVAL_DATA_FORMAT_TAG: str(frame.attrs.get("data_format", data_format)),
+    }
     if left_out:
         tags[EVAL_LEFT_OUT_TAG] = ", ".join(f"{label}: {count}" for label, count in sorted(left_out.items()))
     return frame, tags, left_out
 
 
-def evaluation_set(model: LoggedModel, split: str, manifest_run_id: str | None = None
-                   ) -> tuple[pd.DataFrame, dict[str, str]]:
+def evaluation_set(
+    model: LoggedModel, split: str, manifest_run_id: str | None = None
+) -> tuple[pd.DataFrame, dict[str, str]]:
     """The `split` part of the manifest logged by the run that trained the model (or by `manifest_run_id`, to
     compare models on one split), read from that run's data folder with its layout, and tags describing it."""
     run_id = manifest_run_id or model.training_run_id
@@ -72,18 +82,31 @@ def evaluation_set(model: LoggedModel, split: str, manifest_run_id: str | None =
     frame = load_dataset(train_data_dir, data_format=recipe.data_format)
     metadata = [c for c in frame.columns if c not in ("lesion_id", "dx")]
     part = manifest[manifest["split"] == split].merge(frame[metadata], on="image_id")
-    tags = {EVAL_DATA_TAG: train_data_dir, EVAL_SPLIT_TAG: split,
-            MANIFEST_SHA256_TAG: manifest_digest(manifest), MANIFEST_RUN_ID_TAG: run_id,
-            # as the run that logged the split counted (`unknown` for data that names no group)
-            LESIONS_CROSSING_SPLITS_TAG: run.data.tags.get(SPLIT_TAG_PREFIX + "lesions_crossing_splits",
-                                                           str(lesions_crossing(manifest)))}
+    tags = {
+        EVAL_DATA_TAG: train_data_dir,
+        EVAL_SPLIT_TAG: split,
+        MANIFEST_SHA256_TAG: manifest_digest(manifest),
+        MANIFEST_RUN_ID_TAG: run_id,
+        # as the run that logged the split counted (`unknown` for data that names no group)
+        LESIONS_CROSSING_SPLITS_TAG: run.data.tags.get(
+            SPLIT_TAG_PREFIX + "lesions_crossing_splits", str(lesions_crossing(manifest))
+        ),
+    }
     return part, tags
 
 
-def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "test", *,
-             context: RunContext = RunContext(), cache: FeatureCache | None = None,
-             output: str | Path | None = None, manifest_run_id: str | None = None, data_format: str = "auto",
-             label_map: dict[str, str] | None = None) -> dict:
+def evaluate(
+    model_uri: str,
+    data_dir: str | Path | None = None,
+    split: str = "test",
+    *,
+    context: RunContext = RunContext(),
+    cache: FeatureCache | None = None,
+    output: str | Path | None = None,
+    manifest_run_id: str | None = None,
+    data_format: str = "auto",
+    label_map: dict[str, str] | None = None,
+) -> dict:
     """Evaluate a logged skinml model, log metrics/plots/report to MLflow, return the metrics dict.
 
     Metric names start with the part evaluated: `test_` (the run's test split, or an external folder), `val_` or
@@ -104,14 +127,24 @@ def evaluate(model_uri: str, data_dir: str | Path | None = None, split: str = "t
         where = data_dir if data_dir is not None else f"the {split} split of {model_uri}'s run"
         raise DataError(f"nothing to evaluate: {where} has no image of the model's classes {list(model.classes)}")
     evaluated = prefix if data_dir is None else "external"
-    with stage_run("evaluate", context, tags={MODEL_URI_TAG: model_uri},
-                   name=evaluation_name(model, evaluated)) as run:
+    with stage_run("evaluate", context, tags={MODEL_URI_TAG: model_uri}, name=evaluation_name(model, evaluated)) as run:
         mlflow.set_tags(tags)
         log_evaluated_data(data, model_uri, evaluated, tags)
-        evaluation = evaluate_classifier(load_keras_model(model_uri), data, model.classes, prefix=prefix,
-                                         decisions=model.decisions, left_out=left_out, cache=cache)
+        evaluation = evaluate_classifier(
+            load_keras_model(model_uri),
+            data,
+            model.classes,
+            prefix=prefix,
+            decisions=model.decisions,
+            left_out=left_out,
+            cache=cache,
+        )
         log_evaluation(evaluation)
-        result = {**evaluation.metrics, "run_id": run.info.run_id, "model_uri": model_uri,
-                  **{k.split(".", 1)[1]: v for k, v in tags.items()}}
+        result = {
+            **evaluation.metrics,
+            "run_id": run.info.run_id,
+            "model_uri": model_uri,
+            **{k.split(".", 1)[1]: v for k, v in tags.items()},
+        }
         dump_json(result, output)
         return result

@@ -15,10 +15,19 @@ from skinml.tracking.runs import log_params_once, stage_run
 from skinml.tracking.splits import log_manifest, run_manifest
 
 
-def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped", *, seed: int = 42,
-              val_fraction: float = 0.15, test_fraction: float = 0.15, context: RunContext = RunContext(),
-              keep_test_of: str | None = None, data_format: str = "auto",
-              label_map: dict[str, str] | None = None) -> dict:
+def run_split(
+    data_dir: str | Path,
+    output: str | Path,
+    strategy: str = "grouped",
+    *,
+    seed: int = 42,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    context: RunContext = RunContext(),
+    keep_test_of: str | None = None,
+    data_format: str = "auto",
+    label_map: dict[str, str] | None = None,
+) -> dict:
     """The split stage: validate the folder, split it, write the manifest CSV and log it; returns a summary.
 
     With `keep_test_of` (a run id), the test split that run logged stays as it was (new images of its lesions join
@@ -34,10 +43,21 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
     else:
         manifest = make_split(frame, strategy, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     with stage_run("split", context, name=name) as run:
-        log_params_once({"data_dir": str(Path(data_dir).resolve()), "split_strategy": strategy, "seed": seed,
-                         "val_fraction": val_fraction, "test_fraction": test_fraction})
-        mlflow.log_params({"data_format": frame.attrs.get("data_format", data_format),
-                           "grouped_by": frame.attrs.get("grouped_by") or "image"})
+        log_params_once(
+            {
+                "data_dir": str(Path(data_dir).resolve()),
+                "split_strategy": strategy,
+                "seed": seed,
+                "val_fraction": val_fraction,
+                "test_fraction": test_fraction,
+            }
+        )
+        mlflow.log_params(
+            {
+                "data_format": frame.attrs.get("data_format", data_format),
+                "grouped_by": frame.attrs.get("grouped_by") or "image",
+            }
+        )
         mlflow.set_tags(data_tags(frame, split_made=True))
         if keep_test_of:
             mlflow.set_tag(TEST_SPLIT_FROM_RUN_TAG, keep_test_of)
@@ -48,5 +68,11 @@ def run_split(data_dir: str | Path, output: str | Path, strategy: str = "grouped
         if not grouped:  # say what was done
             strategy = "by image (the data names no lesion or patient)"
         dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
-        return {"run_id": run.info.run_id, "manifest": str(output), "strategy": strategy, **summary,
-                "classes": sorted(set(manifest["dx"])), **({"dropped_by_label_map": dropped} if dropped else {})}
+        return {
+            "run_id": run.info.run_id,
+            "manifest": str(output),
+            "strategy": strategy,
+            **summary,
+            "classes": sorted(set(manifest["dx"])),
+            **({"dropped_by_label_map": dropped} if dropped else {}),
+        }

@@ -90,23 +90,34 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
     interval = settings.positive_int("SKINML_SWEEP_HEARTBEAT_SECONDS")
     for attempt in range(5):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=4 * interval,
-                                              heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1))
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=interval,
+                grace_period=4 * interval,
+                heartbeat_stale_trial_callback=RetryStaleTrial(max_retry=1),
+            )
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError):
             if attempt == 4:
                 raise
             time.sleep(1 + attempt)
 
 
-def open_study(study_name: str, storage: str | None, *, seed: int, base: TrainConfig,
-               pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Study, bool]:
+def open_study(
+    study_name: str,
+    storage: str | None,
+    *,
+    seed: int,
+    base: TrainConfig,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> tuple[optuna.Study, bool]:
     """Create the study (returns created=True) or join the existing one of that name."""
     storage = open_storage(storage)
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = pruner or optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3)
     try:
-        study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", sampler=sampler,
-                                    pruner=pruner)
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction="maximize", sampler=sampler, pruner=pruner
+        )
     except optuna.exceptions.DuplicatedStudyError:
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner), False
     study.enqueue_trial({"dropout": base.dropout, "learning_rate": base.learning_rate})  # the baseline first
@@ -125,9 +136,11 @@ def parent_run_id(study: optuna.Study, created: bool, params: dict, *, experimen
         if run_id:
             return run_id
         time.sleep(1)
-    raise OptionError(f"study {study.study_name!r} exists in the storage but has no MLflow parent run recorded "
-                     f"(not made by skinml sweep, or its first worker died while starting): choose another "
-                     f"--study-name or delete the study")
+    raise OptionError(
+        f"study {study.study_name!r} exists in the storage but has no MLflow parent run recorded "
+        f"(not made by skinml sweep, or its first worker died while starting): choose another "
+        f"--study-name or delete the study"
+    )
 
 
 def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
@@ -141,20 +154,35 @@ def log_study_summary(study: optuna.Study, parent_id: str, metric: str) -> dict:
 
     finished = [t for t in study.trials if t.state == TrialState.COMPLETE]
     best = study.best_trial
-    summary = {"best_value": best.value, "best_trial": best.number, "best_params": best.params,
-               "metric": metric, "n_complete": len(finished),
-               "n_pruned": sum(t.state == TrialState.PRUNED for t in study.trials),
-               "baseline_value": study.trials[0].value}
+    summary = {
+        "best_value": best.value,
+        "best_trial": best.number,
+        "best_params": best.params,
+        "metric": metric,
+        "n_complete": len(finished),
+        "n_pruned": sum(t.state == TrialState.PRUNED for t in study.trials),
+        "baseline_value": study.trials[0].value,
+    }
     client = mlflow.MlflowClient()
-    client.log_batch(parent_id, metrics=[mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0) for k, v in
-                                         {BEST_VALUE_METRIC: best.value, **{BEST_PARAMETER_PREFIX + k: v for k, v
-                                                                            in best.params.items()}}.items()],
-                     tags=[mlflow.entities.RunTag(N_COMPLETE_TRIALS_TAG, str(summary["n_complete"])),
-                           mlflow.entities.RunTag(N_PRUNED_TRIALS_TAG, str(summary["n_pruned"]))])
+    client.log_batch(
+        parent_id,
+        metrics=[
+            mlflow.entities.Metric(k, float(v), int(time.time() * 1000), 0)
+            for k, v in {
+                BEST_VALUE_METRIC: best.value,
+                **{BEST_PARAMETER_PREFIX + k: v for k, v in best.params.items()},
+            }.items()
+        ],
+        tags=[
+            mlflow.entities.RunTag(N_COMPLETE_TRIALS_TAG, str(summary["n_complete"])),
+            mlflow.entities.RunTag(N_PRUNED_TRIALS_TAG, str(summary["n_pruned"])),
+        ],
+    )
     client.log_dict(parent_id, summary, SWEEP_SUMMARY_ARTIFACT)
-    plots = {"optimization_history": lambda: optuna_plots.plot_optimization_history(study),
-             "contour_dropout_learning_rate": lambda: optuna_plots.plot_contour(study,
-                                                                                params=["dropout", "learning_rate"])}
+    plots = {
+        "optimization_history": lambda: optuna_plots.plot_optimization_history(study),
+        "contour_dropout_learning_rate": lambda: optuna_plots.plot_contour(study, params=["dropout", "learning_rate"]),
+    }
     if len(finished) >= 2:
         plots["param_importances"] = lambda: optuna_plots.plot_param_importances(study)
     for name, draw in plots.items():
@@ -187,11 +215,21 @@ def run_trials(study: optuna.Study, objective, n_trials: int, timeout: float | N
         study.optimize(objective, n_trials=1, catch=(), gc_after_trial=True)
 
 
-def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = SWEEP_TRIALS, *, metric: str = SWEEP_METRICS[0],
-          study_name: str = SWEEP_STUDY, storage: str | None = None, timeout: float | None = None,
-          manifest_path: str | Path | None = None, experiment: str = SWEEP_EXPERIMENT,
-          cache: FeatureCache | None = None, output: str | Path | None = None,
-          pruner: optuna.pruners.BasePruner | None = None) -> dict:
+def sweep(
+    data_dir: str | Path,
+    base: TrainConfig,
+    n_trials: int = SWEEP_TRIALS,
+    *,
+    metric: str = SWEEP_METRICS[0],
+    study_name: str = SWEEP_STUDY,
+    storage: str | None = None,
+    timeout: float | None = None,
+    manifest_path: str | Path | None = None,
+    experiment: str = SWEEP_EXPERIMENT,
+    cache: FeatureCache | None = None,
+    output: str | Path | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> dict:
     """Run (this worker's share of) a sweep; returns the study summary."""
     if metric not in SWEEP_METRICS:
         raise OptionError(f"unknown metric {metric!r}; choose one of {SWEEP_METRICS}")
@@ -200,10 +238,20 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = SWEEP_TRIALS,
     study, created = open_study(study_name, storage, seed=base.seed, base=base, pruner=pruner)
     manifest = read_manifest(manifest_path) if manifest_path else None
     data, manifest, classes = labelled_split(data_dir, manifest, base)
-    parent_id = parent_run_id(study, created, {**base.params(), "n_trials": n_trials, "metric": metric,
-                                               "study_name": study_name, "storage": storage or "in-memory",
-                                               "data_dir": str(Path(data_dir).resolve())},
-                               experiment=experiment, name=f"sweep {study_name} {n_trials} trials {base.label()}")
+    parent_id = parent_run_id(
+        study,
+        created,
+        {
+            **base.params(),
+            "n_trials": n_trials,
+            "metric": metric,
+            "study_name": study_name,
+            "storage": storage or "in-memory",
+            "data_dir": str(Path(data_dir).resolve()),
+        },
+        experiment=experiment,
+        name=f"sweep {study_name} {n_trials} trials {base.label()}",
+    )
     if created:
         with mlflow.start_run(run_id=parent_id):
             log_manifest(manifest, data_dir)
@@ -212,26 +260,46 @@ def sweep(data_dir: str | Path, base: TrainConfig, n_trials: int = SWEEP_TRIALS,
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
 
     def objective(trial: optuna.Trial) -> float:
-        config = base.replace(dropout=trial.suggest_float("dropout", *DROPOUT_RANGE),
-                              learning_rate=trial.suggest_float("learning_rate", *LEARNING_RATE_RANGE, log=True))
+        config = base.replace(
+            dropout=trial.suggest_float("dropout", *DROPOUT_RANGE),
+            learning_rate=trial.suggest_float("learning_rate", *LEARNING_RATE_RANGE, log=True),
+        )
         keras.utils.set_random_seed(config.seed)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         history: dict[str, list[float]] = {}
-        with stage_run("trial", RunContext(experiment, parent_id), tags={"optuna.trial": str(trial.number)},
-                       name=f"trial {trial.number} dropout={config.dropout:.3f} lr={config.learning_rate:.2e}") as run:
+        with stage_run(
+            "trial",
+            RunContext(experiment, parent_id),
+            tags={"optuna.trial": str(trial.number)},
+            name=f"trial {trial.number} dropout={config.dropout:.3f} lr={config.learning_rate:.2e}",
+        ) as run:
             trial.set_user_attr(TRIAL_RUN_ATTR, run.info.run_id)
-            mlflow.log_params({"dropout": config.dropout, "learning_rate": config.learning_rate,
-                               "trial_number": trial.number})
+            mlflow.log_params(
+                {"dropout": config.dropout, "learning_rate": config.learning_rate, "trial_number": trial.number}
+            )
             pruner = Pruning(trial, metric)
-            train_head(config, train_x, labels["train"], val_x, labels["val"], classes, history, on_epoch=log_epoch,
-                       stop_when=pruner)
+            train_head(
+                config,
+                train_x,
+                labels["train"],
+                val_x,
+                labels["val"],
+                classes,
+                history,
+                on_epoch=log_epoch,
+                stop_when=pruner,
+            )
             mlflow.set_tag("optuna.state", "PRUNED" if pruner.pruned else "COMPLETE")
         if pruner.pruned:  # raised after its run ended: a pruned trial's run is FINISHED, its state in the tag
             raise optuna.TrialPruned()
         return history[metric][-1]  # the last epoch: what retraining with these params gives
 
     run_trials(study, objective, n_trials, timeout)
-    summary = {**log_study_summary(study, parent_id, metric), "parent_run_id": parent_id,
-               "study_name": study_name, "classes": list(classes)}
+    summary = {
+        **log_study_summary(study, parent_id, metric),
+        "parent_run_id": parent_id,
+        "study_name": study_name,
+        "classes": list(classes),
+    }
     dump_json(summary, output)
     return summary

@@ -30,8 +30,12 @@ def log_evaluated_data(data: pd.DataFrame, model_uri: str, evaluated: str, tags:
     the images as a dataset input (context `evaluation`)."""
     folder = tags.get(EVAL_DATA_TAG, "")
     mlflow.log_params({"model_uri": model_uri, "evaluated": evaluated, "data_dir": folder})
-    log_dataset(data[["image_id", "lesion_id", "dx"]].reset_index(drop=True), folder,
-                f"{Path(folder).name}-{evaluated}", "evaluation")
+    log_dataset(
+        data[["image_id", "lesion_id", "dx"]].reset_index(drop=True),
+        folder,
+        f"{Path(folder).name}-{evaluated}",
+        "evaluation",
+    )
 
 
 def log_evaluation(evaluation: Evaluation) -> None:

@@ -32,8 +32,12 @@ class LoggedModel:
         info = mlflow.models.get_model_info(uri)
         metadata = info.metadata or {}
         classes = metadata.get(METADATA_KEY)
-        return cls(uri=uri, classes=tuple(classes) if classes else LEGACY_CLASSES,
-                   decisions=dict(metadata.get(DECISIONS_KEY) or {}), run_id=info.run_id or None)
+        return cls(
+            uri=uri,
+            classes=tuple(classes) if classes else LEGACY_CLASSES,
+            decisions=dict(metadata.get(DECISIONS_KEY) or {}),
+            run_id=info.run_id or None,
+        )
 
     @property
     def training_run_id(self) -> str:
@@ -56,4 +60,5 @@ def training_recipe(run_id: str) -> TrainConfig:
     except (MlflowException, OSError, ValueError, TypeError) as exc:
         raise ModelMismatchError(
             f"run {run_id} has no {CONFIG_ARTIFACT} that this skinml can read ({str(exc).splitlines()[0]}); retrain "
-            "the model once (`skinml pipeline` with the options it was trained with)") from None
+            "the model once (`skinml pipeline` with the options it was trained with)"
+        ) from None

@@ -55,8 +55,14 @@ def pip_requirements() -> list[str]:
     import PIL
     import tensorflow as tf
 
-    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}",
-                    f"pillow=={PIL.__version__}", f"pandas=={pd.__version__}", f"numpy=={np.__version__}"]
+    requirements = [
+        f"tensorflow=={tf.__version__}",
+        f"keras=={keras.__version__}",
+        f"mlflow=={mlflow.__version__}",
+        f"pillow=={PIL.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+    ]
     try:
         requirements.append(f"openvino=={importlib.metadata.version('openvino')}")
     except importlib.metadata.PackageNotFoundError:
@@ -64,8 +70,14 @@ def pip_requirements() -> list[str]:
     return requirements
 
 
-def log_classifier(model, classes: tuple[str, ...], decisions: dict | None = None, *, name: str = "model",
-                   registered_model_name: str | None = None):
+def log_classifier(
+    model,
+    classes: tuple[str, ...],
+    decisions: dict | None = None,
+    *,
+    name: str = "model",
+    registered_model_name: str | None = None,
+):
     """Log the Keras classifier of `classes` as a pyfunc model in the active run; returns MLflow's ModelInfo. The
     classes go with it (`classes.json` among its artifacts, its signature and its MLmodel metadata), and so do its
     decisions when given (`decisions.json`: skinml.evaluation.decisions)."""
@@ -94,8 +106,7 @@ def log_classifier(model, classes: tuple[str, ...], decisions: dict | None = Non
         )
 
 
-def load_model(model_uri: str, with_keras: bool = False, check_requirements: bool = True
-               ) -> mlflow.pyfunc.PyFuncModel:
+def load_model(model_uri: str, with_keras: bool = False, check_requirements: bool = True) -> mlflow.pyfunc.PyFuncModel:
     """A logged skinml model, loaded from a local copy whose files, for a registered version, were first checked
     against the digest recorded at registration (skinml.serving.integrity). `with_keras`: load its Keras model too (the
     OpenVINO form does not need it), while the copy exists. `check_requirements`: MLflow compares the model's

@@ -35,20 +35,24 @@ EXPERIMENT_KIND = "custom_model_development"
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, context: RunContext = RunContext(), *, tags: dict[str, str] | None = None,
-              name: str | None = None) -> Iterator[mlflow.ActiveRun]:
+def stage_run(
+    stage: str, context: RunContext = RunContext(), *, tags: dict[str, str] | None = None, name: str | None = None
+) -> Iterator[mlflow.ActiveRun]:
     """Start (or resume, under `mlflow run`) the MLflow run of one stage, named `name` (default: the stage), in the
     context's experiment, nested under its parent run if it has one."""
     experiment, parent_run_id = context.experiment, context.parent_run_id
-    tags = {STAGE_TAG: stage, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()),
-            **(tags or {})}
+    tags = {STAGE_TAG: stage, HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), **(tags or {})}
     name = name or stage
     active = mlflow.active_run()
     if parent_run_id:
         experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
         nested = active is not None and active.info.run_id == parent_run_id
-        with mlflow.start_run(experiment_id=experiment_id, run_name=name, nested=nested,
-                              parent_run_id=parent_run_id, tags=tags) as run, killed_on_termination(run):
+        with (
+            mlflow.start_run(
+                experiment_id=experiment_id, run_name=name, nested=nested, parent_run_id=parent_run_id, tags=tags
+            ) as run,
+            killed_on_termination(run),
+        ):
             yield run
     elif active is not None:  # the caller already opened a run for this stage (`mlflow run` did)
         mlflow.set_tags({**tags, "mlflow.runName": name})
@@ -102,8 +106,11 @@ def log_params_once(params: dict[str, Any]) -> None:
 
 def download_run_artifact(run_id: str, artifact_path: str) -> Path:
     """Download one artifact of a run to a temporary folder and return its local path."""
-    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact_path,
-                                                    dst_path=tempfile.mkdtemp(prefix="skinml-")))
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_path, dst_path=tempfile.mkdtemp(prefix="skinml-")
+        )
+    )
 
 
 def log_dataset(frame, folder: str | Path, name: str, context: str) -> None:
@@ -117,6 +124,7 @@ def log_dataset(frame, folder: str | Path, name: str, context: str) -> None:
 def strict_json(data: Any, **options: Any) -> str:
     """`data` as JSON that strict parsers read: a figure that is not a number (NaN, infinite) becomes null; objects
     JSON has no form for are written as text."""
+
     def clean(value: Any) -> Any:
         if isinstance(value, bool):
             return value
@@ -216,14 +224,18 @@ def close_orphaned_runs() -> list[str]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         return []
-    runs = client.search_runs(experiments, f"attributes.status = 'RUNNING' and tags.`skinml.host` = "
-                                           f"'{socket.gethostname()}'", max_results=1000)
+    runs = client.search_runs(
+        experiments,
+        f"attributes.status = 'RUNNING' and tags.`skinml.host` = '{socket.gethostname()}'",
+        max_results=1000,
+    )
     closed = []
     for run in runs:
         pid = int(run.data.tags.get(PID_TAG, "0"))
         if pid and pid != os.getpid() and not process_exists(pid):
-            client.set_tag(run.info.run_id, CLOSED_BECAUSE_TAG,
-                           f"process {pid} on {socket.gethostname()} ended without closing it")
+            client.set_tag(
+                run.info.run_id, CLOSED_BECAUSE_TAG, f"process {pid} on {socket.gethostname()} ended without closing it"
+            )
             client.set_terminated(run.info.run_id, "KILLED")
             closed.append(run.info.run_id)
     return closed

@@ -51,30 +51,43 @@ def shown_overrides(config: TrainConfig, params: dict[str, str] | None = None) -
     return changes
 
 
-def parent_note(config: TrainConfig, trained: dict, tested: dict, *, registry: dict | None = None,
-             promotion: dict | None = None, params: dict[str, str] | None = None) -> str:
+def parent_note(
+    config: TrainConfig,
+    trained: dict,
+    tested: dict,
+    *,
+    registry: dict | None = None,
+    promotion: dict | None = None,
+    params: dict[str, str] | None = None,
+) -> str:
     """The run description (Markdown) of a parent run whose challenger was trained with `config`; `params`: the
     parent run's logged parameters, whose spelling of a path the description keeps."""
     changed = ", ".join(f"{k}={v}" for k, v in shown_overrides(config, params).items()) or "none"
     low, high = tested["ci95"]["balanced_accuracy"]
-    lines = [f"**Recipe** `{config.label()}`: preset `{config.preset}`, changed: {changed}.",
-             f"**Split** manifest sha256 `{tested.get('manifest_sha256', '?')[:12]}`, {tested['n_images']} test "
-             f"images; train run `{trained['run_id']}`.",
-             f"**Test** balanced accuracy {tested['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}], macro AUC "
-             f"{tested['macro_auc']:.3f}, ECE {tested['ece']:.3f}."]
+    lines = [
+        f"**Recipe** `{config.label()}`: preset `{config.preset}`, changed: {changed}.",
+        f"**Split** manifest sha256 `{tested.get('manifest_sha256', '?')[:12]}`, {tested['n_images']} test "
+        f"images; train run `{trained['run_id']}`.",
+        f"**Test** balanced accuracy {tested['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}], macro AUC "
+        f"{tested['macro_auc']:.3f}, ECE {tested['ece']:.3f}.",
+    ]
     if trained.get("classes"):
         lines.insert(1, f"**Classes** {', '.join(trained['classes'])}.")
     if registry:
-        lines.append(f"**Registry** `{registry['name']}` v{registry['version']} "
-                     f"({', '.join(registry['aliases'])}): {promotion['reason'] if promotion else 'registered'}.")
+        lines.append(
+            f"**Registry** `{registry['name']}` v{registry['version']} "
+            f"({', '.join(registry['aliases'])}): {promotion['reason'] if promotion else 'registered'}."
+        )
     return "\n\n".join(lines)
 
 
 def figures_text(tested: dict) -> str:
     """The test figures to 3 decimals, as a tag: MLflow's UI shows metrics to 2 decimals in its compare view."""
     low, high = tested["ci95"]["balanced_accuracy"]
-    return (f"balanced accuracy {tested['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}], "
-            f"macro AUC {tested['macro_auc']:.3f}")
+    return (
+        f"balanced accuracy {tested['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}], "
+        f"macro AUC {tested['macro_auc']:.3f}"
+    )
 
 
 def link_challenger(parent_run_id: str, train_run_id: str) -> None:
@@ -92,17 +105,29 @@ def link_challenger(parent_run_id: str, train_run_id: str) -> None:
         client.log_outputs(parent_run_id, models)
 
 
-def summarize_parent(parent_run_id: str, config: TrainConfig, trained: dict, tested: dict,
-                     *, registry: dict | None = None, promotion: dict | None = None) -> None:
+def summarize_parent(
+    parent_run_id: str,
+    config: TrainConfig,
+    trained: dict,
+    tested: dict,
+    *,
+    registry: dict | None = None,
+    promotion: dict | None = None,
+) -> None:
     """Log the headline metrics and the description on the parent run, and link the challenger's dataset and model."""
     client = mlflow.MlflowClient()
     now = int(time.time() * 1000)
     params = client.get_run(parent_run_id).data.params
     note = parent_note(config, trained, tested, registry=registry, promotion=promotion, params=params)
-    tags = {"mlflow.note.content": note,
-            TRAIN_RUN_ID_TAG: trained["run_id"], MODEL_URI_TAG: trained["model_uri"],
-            FIGURES_TAG: figures_text(tested)}
+    tags = {
+        "mlflow.note.content": note,
+        TRAIN_RUN_ID_TAG: trained["run_id"],
+        MODEL_URI_TAG: trained["model_uri"],
+        FIGURES_TAG: figures_text(tested),
+    }
     client.log_batch(  # one call, not one per figure
-        parent_run_id, metrics=[Metric(k, v, now, 0) for k, v in headline_metrics(tested, trained["metrics"]).items()],
-        tags=[RunTag(k, v) for k, v in tags.items()])
+        parent_run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in headline_metrics(tested, trained["metrics"]).items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
     link_challenger(parent_run_id, trained["run_id"])

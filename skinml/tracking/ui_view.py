@@ -33,13 +33,27 @@ MODEL_TRAINING = {"workflowType": "machine_learning"}
 
 
 def _card(uuid: str, section: str, **fields: object) -> dict:
-    return {"uuid": uuid, "runsCountToCompare": 10, "metricSectionId": section, "deleted": False,
-            "isGenerated": False, **fields}
+    return {
+        "uuid": uuid,
+        "runsCountToCompare": 10,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+        **fields,
+    }
 
 
 def _section(uuid: str, name: str, columns: int, card_height: int) -> dict:
-    return {"uuid": uuid, "name": name, "columns": columns, "cardHeight": card_height, "display": True,
-            "isReordered": False, "deleted": False, "isGenerated": False}
+    return {
+        "uuid": uuid,
+        "name": name,
+        "columns": columns,
+        "cardHeight": card_height,
+        "display": True,
+        "isReordered": False,
+        "deleted": False,
+        "isGenerated": False,
+    }
 
 
 def view_key(classes: Sequence[str]) -> str:
@@ -63,23 +77,45 @@ def view_state(classes: Sequence[str]) -> dict:
     """The shared view of one label set: its runs only, newest first, the champion mark first, then the headline
     columns. The chart view opens on a full-width table of what differs between the runs, then their test
     balanced accuracy and macro AUC."""
-    charts = [_card("skinml-difference", "skinml-compare", type="DIFFERENCE",
-                    chartName="Parameters that differ, and the figures",
-                    compareGroups=["Parameters", "Model metrics"], showChangeFromBaseline=False,
-                    showDifferencesOnly=True, baselineColumnUuid="")]
-    columns = [f"tags.`{CHAMPION_TAG}`", *(f"metrics.`{m}`" for m in HEADLINE),
-               *(f"params.`{p}`" for p in COLUMN_PARAMS), f"tags.`{FIGURES_TAG}`", "attributes.`Source`"]
-    charts += [_card(f"skinml-{metric}", "skinml-compare", type="BAR", metricKey=metric, displayName=metric)
-               for metric in HEADLINE[:2]]
+    charts = [
+        _card(
+            "skinml-difference",
+            "skinml-compare",
+            type="DIFFERENCE",
+            chartName="Parameters that differ, and the figures",
+            compareGroups=["Parameters", "Model metrics"],
+            showChangeFromBaseline=False,
+            showDifferencesOnly=True,
+            baselineColumnUuid="",
+        )
+    ]
+    columns = [
+        f"tags.`{CHAMPION_TAG}`",
+        *(f"metrics.`{m}`" for m in HEADLINE),
+        *(f"params.`{p}`" for p in COLUMN_PARAMS),
+        f"tags.`{FIGURES_TAG}`",
+        "attributes.`Source`",
+    ]
+    charts += [
+        _card(f"skinml-{metric}", "skinml-compare", type="BAR", metricKey=metric, displayName=metric)
+        for metric in HEADLINE[:2]
+    ]
     return {
         "searchFilter": classes_filter(classes),
-        "orderByKey": "attributes.start_time", "orderByAsc": False, "startTime": "ALL",
-        "lifecycleFilter": "Active", "datasetsFilter": [], "modelVersionFilter": "All Runs",
-        "selectedColumns": columns, "columnOrder": [RUN_NAME_COLUMN, *columns],
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": columns,
+        "columnOrder": [RUN_NAME_COLUMN, *columns],
         "columnWidths": {column: 120 for column in columns if not column.startswith("attributes.")},
         "compareRunCharts": charts,
         "compareRunSections": [_section("skinml-compare", "Compare", 1, 340)],
-        "isAccordionReordered": False, "hideEmptyCharts": False, "useGroupedValuesInCharts": True,
+        "isAccordionReordered": False,
+        "hideEmptyCharts": False,
+        "useGroupedValuesInCharts": True,
     }
 
 
@@ -100,8 +136,9 @@ def ui_base(tracking_uri: str | None = None) -> str:
 
 def view_url(experiment_id: str, classes: Sequence[str], tracking_uri: str | None = None) -> str:
     """Where the compare view of `classes` opens, in the model-training mode."""
-    query = urllib.parse.urlencode({"viewStateShareKey": view_key(classes), "compareRunsMode": "CHART",
-                                    **MODEL_TRAINING})
+    query = urllib.parse.urlencode(
+        {"viewStateShareKey": view_key(classes), "compareRunsMode": "CHART", **MODEL_TRAINING}
+    )
     return f"{ui_base(tracking_uri)}/#/experiments/{experiment_id}/runs?{query}"
 
 

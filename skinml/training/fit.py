@@ -58,8 +58,9 @@ def build_extractor(config: TrainConfig) -> keras.Model:
     return build_feature_extractor(config.image_size, config.weights, config.alpha, config.fine_tune_from)
 
 
-def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None = None
-                    ) -> tuple[keras.Model, CachedFeatures, CachedFeatures]:
+def cached_features(
+    config: TrainConfig, data: pd.DataFrame, cache: FeatureCache | None = None
+) -> tuple[keras.Model, CachedFeatures, CachedFeatures]:
     """(extractor, train features (n, views, ...), val features (n, 1, ...)) in the cache, computed where missing."""
     extractor = build_extractor(config)
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
@@ -69,8 +70,9 @@ def cached_features(config: TrainConfig, data: pd.DataFrame, cache: FeatureCache
     return extractor, train_x, val_x
 
 
-def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray, classes: tuple[str, ...]
-                          ) -> tuple[TemperatureScaling | None, np.ndarray, dict[str, float]]:
+def fit_temperature_layer(
+    config: TrainConfig, probs: np.ndarray, val_labels: np.ndarray, classes: tuple[str, ...]
+) -> tuple[TemperatureScaling | None, np.ndarray, dict[str, float]]:
     """The temperature layer fitted on the trained model's validation probabilities (when the config asks for it),
     the validation probabilities of the model as it ships (with the layer), and the calibration figures: the
     validation ECE before, and with the layer the temperature and the ECE and figures after."""
@@ -81,30 +83,47 @@ def fit_temperature_layer(config: TrainConfig, probs: np.ndarray, val_labels: np
     scaled = keras.ops.convert_to_numpy(layer(probs))  # the figures of the layer the model ships with
     metrics = classification_metrics(val_labels, scaled, classes)
     ece = expected_calibration_error(val_labels, scaled)[0]
-    figures.update({TEMPERATURE_METRIC: layer.temperature, metric_name(VAL, ADJUSTED + "ece"): ece,
-                    **{metric_name(VAL, ADJUSTED + k): metrics[k] for k in ("balanced_accuracy", "macro_auc")}})
+    figures.update(
+        {
+            TEMPERATURE_METRIC: layer.temperature,
+            metric_name(VAL, ADJUSTED + "ece"): ece,
+            **{metric_name(VAL, ADJUSTED + k): metrics[k] for k in ("balanced_accuracy", "macro_auc")},
+        }
+    )
     log.info("temperature %.3f, val ECE %.4f", layer.temperature, ece)
     return layer, scaled, figures
 
 
-def train_with_cache(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...], *, cache: FeatureCache | None,
-                     history: dict[str, list[float]], on_epoch: EpochReport | None = None
-                     ) -> tuple[keras.Model, keras.Model, np.ndarray, float]:
+def train_with_cache(
+    config: TrainConfig,
+    data: pd.DataFrame,
+    classes: tuple[str, ...],
+    *,
+    cache: FeatureCache | None,
+    history: dict[str, list[float]],
+    on_epoch: EpochReport | None = None,
+) -> tuple[keras.Model, keras.Model, np.ndarray, float]:
     """Frozen-backbone training from the feature cache; returns the extractor, the trained head, its validation
     probabilities and the seconds the features took."""
     started = time.perf_counter()
     extractor, train_x, val_x = cached_features(config, data, cache)
     feature_seconds = time.perf_counter() - started
     labels = {part: data.loc[data["split"] == part, "label"].to_numpy() for part in ("train", "val")}
-    head, val_probs = train_head_on_features(config, train_x, labels["train"], val_x, labels["val"], classes,
-                                             history, on_epoch=on_epoch)
+    head, val_probs = train_head_on_features(
+        config, train_x, labels["train"], val_x, labels["val"], classes, history, on_epoch=on_epoch
+    )
     drop_training_state(head)
     return extractor, head, val_probs, feature_seconds
 
 
-def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...],
-                     *, history: dict[str, list[float]], on_epoch: EpochReport | None = None
-                     ) -> tuple[keras.Model, keras.Model, np.ndarray]:
+def train_end_to_end(
+    config: TrainConfig,
+    data: pd.DataFrame,
+    classes: tuple[str, ...],
+    *,
+    history: dict[str, list[float]],
+    on_epoch: EpochReport | None = None,
+) -> tuple[keras.Model, keras.Model, np.ndarray]:
     """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the extractor, the trained head
     and its validation probabilities.
 
@@ -115,13 +134,17 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str
     top = build_top(config)
     head = build_head(extractor.output_shape[1:], len(classes), config.dropout, config.seed, top=top)
     classifier = build_classifier(extractor, head)
-    trainer = keras.Sequential([augmentation_layers(config.augment, config.seed), classifier]) \
-        if config.augment.enabled else classifier
+    trainer = (
+        keras.Sequential([augmentation_layers(config.augment, config.seed), classifier])
+        if config.augment.enabled
+        else classifier
+    )
     train, val = data[data["split"] == "train"], data[data["split"] == "val"]
     train_labels, val_labels = train["label"].to_numpy(), val["label"].to_numpy()
     targets = keras.utils.to_categorical(train_labels, len(classes))
-    train_ds = image_dataset(train["path"].tolist(), config.image_size, config.batch_size, labels=targets,
-                             shuffle_seed=config.seed)
+    train_ds = image_dataset(
+        train["path"].tolist(), config.image_size, config.batch_size, labels=targets, shuffle_seed=config.seed
+    )
     val_ds = image_dataset(val["path"].tolist(), config.image_size, config.batch_size)
     callback = EpochMetrics(val_ds, val_labels, classes, history, predictor=classifier, on_epoch=on_epoch)
     fit = dict(verbose=0, callbacks=[callback], shuffle=False)  # train_ds reshuffles itself every epoch
@@ -129,31 +152,50 @@ def train_end_to_end(config: TrainConfig, data: pd.DataFrame, classes: tuple[str
     trainer.fit(train_ds, epochs=config.epochs, **fit)
     if top is not None and config.fine_tune_epochs:
         set_top_trainable(head, True)
-        compile_for_training(trainer, config, train_labels, len(classes),
-                             learning_rate=fine_tune_schedule(config, len(train)))
+        compile_for_training(
+            trainer, config, train_labels, len(classes), learning_rate=fine_tune_schedule(config, len(train))
+        )
         trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
         set_top_trainable(head, False)
     drop_training_state(trainer)
     return extractor, head, callback.probs
 
 
-def fit_classifier(config: TrainConfig, data: pd.DataFrame, classes: tuple[str, ...], *,
-                   cache: FeatureCache | None = None, on_epoch: EpochReport | None = None) -> TrainingResult:
+def fit_classifier(
+    config: TrainConfig,
+    data: pd.DataFrame,
+    classes: tuple[str, ...],
+    *,
+    cache: FeatureCache | None = None,
+    on_epoch: EpochReport | None = None,
+) -> TrainingResult:
     """Train the classifier of `classes` on `data` (the labelled split: path, split, label) by the recipe; each
     epoch's figures go to `on_epoch`. The temperature layer (when the recipe asks for one) and the decisions are
     chosen on validation."""
     history: dict[str, list[float]] = {}
     feature_seconds = None
     if config.feature_cache:
-        extractor, head, val_probs, feature_seconds = train_with_cache(config, data, classes, cache=cache,
-                                                                       history=history, on_epoch=on_epoch)
+        extractor, head, val_probs, feature_seconds = train_with_cache(
+            config, data, classes, cache=cache, history=history, on_epoch=on_epoch
+        )
     else:
         extractor, head, val_probs = train_end_to_end(config, data, classes, history=history, on_epoch=on_epoch)
     val_labels = data.loc[data["split"] == "val", "label"].to_numpy()
     temperature, val_probs, calibration = fit_temperature_layer(config, val_probs, val_labels, classes)
     classifier = build_classifier(extractor, head, temperature)
-    decisions = choose(val_probs, val_labels, classes, positive_classes=config.positive_classes,
-                       target_sensitivities=config.target_sensitivities,
-                       target_balanced_accuracy=config.target_balanced_accuracy)
-    return TrainingResult(classifier=classifier, val_probs=val_probs, history=history, decisions=decisions,
-                          calibration=calibration, feature_seconds=feature_seconds)
+    decisions = choose(
+        val_probs,
+        val_labels,
+        classes,
+        positive_classes=config.positive_classes,
+        target_sensitivities=config.target_sensitivities,
+        target_balanced_accuracy=config.target_balanced_accuracy,
+    )
+    return TrainingResult(
+        classifier=classifier,
+        val_probs=val_probs,
+        history=history,
+        decisions=decisions,
+        calibration=calibration,
+        feature_seconds=feature_seconds,
+    )

@@ -32,9 +32,17 @@ class EpochMetrics(keras.callbacks.Callback):
     `val_inputs`: a batched dataset of images, or features (n, 1, ...): cached (Rows) or an array.
     """
 
-    def __init__(self, val_inputs, val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]],
-                 *, predictor: keras.Model | None = None, on_epoch: EpochReport | None = None,
-                 stop_when: Callable[[int, dict], bool] | None = None):
+    def __init__(
+        self,
+        val_inputs,
+        val_labels: np.ndarray,
+        classes: tuple[str, ...],
+        history: dict[str, list[float]],
+        *,
+        predictor: keras.Model | None = None,
+        on_epoch: EpochReport | None = None,
+        stop_when: Callable[[int, dict], bool] | None = None,
+    ):
         super().__init__()
         self.val_inputs, self.val_labels, self.classes, self.history = val_inputs, val_labels, classes, history
         self.predictor = predictor  # what to validate, when not the model being fitted (e.g. without augmentation)
@@ -54,8 +62,11 @@ class EpochMetrics(keras.callbacks.Callback):
         train_recalls = [logs[f"recall_{k}"] for k in range(len(self.classes))]
         train = {"loss": logs["loss"], "accuracy": logs["accuracy"], "balanced_accuracy": np.mean(train_recalls)}
         val = {"loss": -np.log(picked).mean(), **{k: scored[k] for k in ("accuracy", "balanced_accuracy", "macro_auc")}}
-        metrics = {metric_name(split, k): float(v) for split, figures in ((TRAIN, train), (VAL, val))
-                   for k, v in figures.items()}
+        metrics = {
+            metric_name(split, k): float(v)
+            for split, figures in ((TRAIN, train), (VAL, val))
+            for k, v in figures.items()
+        }
         for name, value in metrics.items():
             self.history.setdefault(name, []).append(float(value))
         if self.on_epoch:
@@ -65,20 +76,41 @@ class EpochMetrics(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def compile_for_training(model: keras.Model, config: TrainConfig, train_labels: np.ndarray, n_classes: int,
-                         *, learning_rate: LearningRate | None = None) -> None:
+def compile_for_training(
+    model: keras.Model,
+    config: TrainConfig,
+    train_labels: np.ndarray,
+    n_classes: int,
+    *,
+    learning_rate: LearningRate | None = None,
+) -> None:
     """Compile with the recipe's loss and optimizer, and a recall metric per class (`recall_<k>`)."""
-    loss = (logit_adjusted_crossentropy(train_labels, n_classes) if config.loss == "logit_adjusted"
-            else keras.losses.CategoricalCrossentropy())
-    per_class_recall = [keras.metrics.Recall(top_k=1, class_id=k, name=f"recall_{k}")
-                        for k in range(n_classes)]  # their mean is the balanced accuracy
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate), loss=loss,
-                  metrics=["accuracy", *per_class_recall])
+    loss = (
+        logit_adjusted_crossentropy(train_labels, n_classes)
+        if config.loss == "logit_adjusted"
+        else keras.losses.CategoricalCrossentropy()
+    )
+    per_class_recall = [
+        keras.metrics.Recall(top_k=1, class_id=k, name=f"recall_{k}") for k in range(n_classes)
+    ]  # their mean is the balanced accuracy
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate or config.learning_rate),
+        loss=loss,
+        metrics=["accuracy", *per_class_recall],
+    )
 
 
-def fit_head_on_features(head: keras.Model, train_views: Rows | np.ndarray, train_labels: np.ndarray,
-                         config: TrainConfig, callbacks: list[keras.callbacks.Callback], *, epochs: int | None = None,
-                         first_epoch: int = 0, learning_rate: LearningRate | None = None) -> None:
+def fit_head_on_features(
+    head: keras.Model,
+    train_views: Rows | np.ndarray,
+    train_labels: np.ndarray,
+    config: TrainConfig,
+    callbacks: list[keras.callbacks.Callback],
+    *,
+    epochs: int | None = None,
+    first_epoch: int = 0,
+    learning_rate: LearningRate | None = None,
+) -> None:
     """Train the head on cached features; every epoch draws one view per image (train_views: (n, views, ...)) and
     reads the batches from disk in the order Keras gives arrays in memory.
 
@@ -89,8 +121,9 @@ def fit_head_on_features(head: keras.Model, train_views: Rows | np.ndarray, trai
     targets = keras.utils.to_categorical(train_labels, int(head.output_shape[-1]))
     n, n_views = train_views.shape[:2]
     for epoch in range(first_epoch, first_epoch + (config.epochs if epochs is None else epochs)):
-        batches = TrainingBatches(train_views, targets, rng.integers(n_views, size=n), keras_fit_order(n),
-                                  config.batch_size)
+        batches = TrainingBatches(
+            train_views, targets, rng.integers(n_views, size=n), keras_fit_order(n), config.batch_size
+        )
         head.fit(batches, shuffle=False, epochs=epoch + 1, initial_epoch=epoch, verbose=0, callbacks=callbacks)
         if head.stop_training:
             break
@@ -103,10 +136,18 @@ def build_top(config: TrainConfig) -> keras.Model | None:
     return build_backbone_top(config.image_size, config.weights, config.alpha, config.fine_tune_from)
 
 
-def train_head(config: TrainConfig, train_x: Rows | np.ndarray, train_labels: np.ndarray, val_x: Rows | np.ndarray,
-               val_labels: np.ndarray, classes: tuple[str, ...], history: dict[str, list[float]], *,
-               on_epoch: EpochReport | None = None, stop_when: Callable[[int, dict], bool] | None = None
-               ) -> tuple[keras.Model, np.ndarray]:
+def train_head(
+    config: TrainConfig,
+    train_x: Rows | np.ndarray,
+    train_labels: np.ndarray,
+    val_x: Rows | np.ndarray,
+    val_labels: np.ndarray,
+    classes: tuple[str, ...],
+    history: dict[str, list[float]],
+    *,
+    on_epoch: EpochReport | None = None,
+    stop_when: Callable[[int, dict], bool] | None = None,
+) -> tuple[keras.Model, np.ndarray]:
     """A new head trained on features (train_x: (n, views, ...); val_x: (n, 1, ...)), validated at every epoch (its
     figures given to `on_epoch`); returns it with its validation probabilities.
 
@@ -130,8 +171,16 @@ def train_head(config: TrainConfig, train_x: Rows | np.ndarray, train_labels: np
     validation.val_inputs = val_x
     if config.fine_tune_epochs and not warm_up.stop_training:
         set_top_trainable(head, True)
-        fit_head_on_features(head, train_x, train_labels, config, [validation], epochs=config.fine_tune_epochs,
-                             first_epoch=config.epochs, learning_rate=fine_tune_schedule(config, train_x.shape[0]))
+        fit_head_on_features(
+            head,
+            train_x,
+            train_labels,
+            config,
+            [validation],
+            epochs=config.fine_tune_epochs,
+            first_epoch=config.epochs,
+            learning_rate=fine_tune_schedule(config, train_x.shape[0]),
+        )
         set_top_trainable(head, False)  # saved frozen: nothing trains it further by accident
     return head, validation.probs
 
@@ -147,7 +196,7 @@ def pooled_top_features(top: keras.Model, maps: Rows | np.ndarray, path: Path, b
     out = RowFile(path, (n, n_views, int(pooled.output_shape[-1])))
     rows, views = np.divmod(np.arange(n * n_views), n_views)
     for start in range(0, n * n_views, batch_size):
-        out.append(run(read_rows(maps, rows[start:start + batch_size], views[start:start + batch_size])))
+        out.append(run(read_rows(maps, rows[start : start + batch_size], views[start : start + batch_size])))
     return out
 
 
@@ -166,5 +215,8 @@ def fine_tune_schedule(config: TrainConfig, train_images: int) -> keras.optimize
     """
     steps_per_epoch = -(-train_images // config.batch_size)
     return keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=max(1, config.fine_tune_epochs - 1) * steps_per_epoch,
-        warmup_target=config.fine_tune_learning_rate, warmup_steps=steps_per_epoch)
+        0.0,
+        decay_steps=max(1, config.fine_tune_epochs - 1) * steps_per_epoch,
+        warmup_target=config.fine_tune_learning_rate,
+        warmup_steps=steps_per_epoch,
+    )

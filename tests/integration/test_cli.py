@@ -26,13 +26,32 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_train_then_evaluate_from_the_command_line(synthetic_dir, test_weights, tmp_path, capsys):
-    assert main(["train", "--data-dir", str(synthetic_dir), "--weights", test_weights, "--image-size",
-                 str(IMAGE_SIZE), "--epochs", "2", "--cached-views", "1", "--output", "train.json"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data-dir",
+                str(synthetic_dir),
+                "--weights",
+                test_weights,
+                "--image-size",
+                str(IMAGE_SIZE),
+                "--epochs",
+                "2",
+                "--cached-views",
+                "1",
+                "--output",
+                "train.json",
+            ]
+        )
+        == 0
+    )
     trained = json.loads(Path("train.json").read_text())
     assert {"run_id", "model_uri", "metrics"} <= set(trained)
     assert main(["evaluate", "--model-uri", trained["model_uri"], "--output", "eval.json"]) == 0
     assert {"accuracy", "balanced_accuracy", "macro_f1", "macro_auc", "per_class"} <= set(
-        json.loads(Path("eval.json").read_text()))
+        json.loads(Path("eval.json").read_text())
+    )
     capsys.readouterr()
     assert main(["cache", "info"]) == 0
     assert json.loads(capsys.readouterr().out)["entries"] > 0
@@ -73,13 +92,38 @@ def test_mlflow_parameters_become_skinml_options():
     from skinml.app.cli import build_parser
     from skinml.app.commands import training_config
 
-    argv = ["train", "--data-dir", "", "--preset", "best", "--fine_tune_epochs", "16", "--feature_cache", "false",
-            "--temperature_scaling", "FALSE", "--loss", "crossentropy", "--epochs", ""]
-    assert skinml_arguments(argv) == ["train", "--preset", "best", "--fine-tune-epochs", "16", "--no-feature-cache",
-                                      "--no-temperature-scaling", "--loss", "crossentropy"]
+    argv = [
+        "train",
+        "--data-dir",
+        "",
+        "--preset",
+        "best",
+        "--fine_tune_epochs",
+        "16",
+        "--feature_cache",
+        "false",
+        "--temperature_scaling",
+        "FALSE",
+        "--loss",
+        "crossentropy",
+        "--epochs",
+        "",
+    ]
+    assert skinml_arguments(argv) == [
+        "train",
+        "--preset",
+        "best",
+        "--fine-tune-epochs",
+        "16",
+        "--no-feature-cache",
+        "--no-temperature-scaling",
+        "--loss",
+        "crossentropy",
+    ]
     config = training_config(build_parser().parse_args(skinml_arguments(argv)))
-    assert config == preset_config("best").replace(fine_tune_epochs=16, feature_cache=False, loss="crossentropy",
-                                                   temperature_scaling=False)
+    assert config == preset_config("best").replace(
+        fine_tune_epochs=16, feature_cache=False, loss="crossentropy", temperature_scaling=False
+    )
     on = training_config(build_parser().parse_args(skinml_arguments(["train", "--feature_cache", "true"])))
     assert on.feature_cache is True
     sweep = ["sweep", "--n-trials", "30", "--retrain", "false"]  # `mlflow run . -e sweep -P retrain=false`
@@ -93,8 +137,15 @@ def test_train_help_lists_the_recipe_and_no_retired_option(capsys):
     options = re.findall(r"^  (-[-\w]+)", capsys.readouterr().out, flags=re.MULTILINE)
     assert len(options) <= 26, options  # the recipe, the data (--data-dir, --data-format, --label-map), the decisions
     assert "--loss" in options and "--fine-tune-from" in options and "--temperature-scaling" in options
-    for retired in ("--class-weight", "--sampling", "--label-smoothing", "--mixup", "--colour-jitter",
-                    "--colour-constancy", "--prior-adjustment"):
+    for retired in (
+        "--class-weight",
+        "--sampling",
+        "--label-smoothing",
+        "--mixup",
+        "--colour-jitter",
+        "--colour-constancy",
+        "--prior-adjustment",
+    ):
         assert retired not in options
     with pytest.raises(SystemExit):
         main(["train", "--mixup", "0.2"])
@@ -120,8 +171,18 @@ def run_mlflow_run(experiment: str, *arguments: str) -> subprocess.CompletedProc
     """`mlflow run` of this repository in a fresh process, as a user types it."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "--env-manager", "local",
-               "--experiment-name", experiment, *arguments]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(REPO),
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        experiment,
+        *arguments,
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -134,9 +195,25 @@ def mlflow_run(experiment: str, *arguments: str) -> str:
 
 def test_mlflow_run_sweep_entry_point_nests_everything_under_its_run(synthetic_dir, test_weights):
     """`mlflow run . -e sweep` in an experiment of the user's choosing: the project's run is the sweep's parent."""
-    mlflow_run("my-sweeps", "-e", "sweep", "-P", f"data_dir={synthetic_dir}", "-P", f"weights={test_weights}",
-               "-P", "n_trials=2", "-P", "epochs=2", "-P", f"image_size={IMAGE_SIZE}", "-P", "cached_views=1",
-               "-P", "margin=0.5")
+    mlflow_run(
+        "my-sweeps",
+        "-e",
+        "sweep",
+        "-P",
+        f"data_dir={synthetic_dir}",
+        "-P",
+        f"weights={test_weights}",
+        "-P",
+        "n_trials=2",
+        "-P",
+        "epochs=2",
+        "-P",
+        f"image_size={IMAGE_SIZE}",
+        "-P",
+        "cached_views=1",
+        "-P",
+        "margin=0.5",
+    )
     runs = mlflow.search_runs(experiment_names=["my-sweeps"])
     assert set(runs["status"]) == {"FINISHED"}
     parent = runs[runs["tags.skinml.stage"] == "sweep"]
@@ -167,8 +244,9 @@ def test_fine_tune_from_none_gives_the_frozen_backbone_of_the_baseline():
     config = training_config(build_parser().parse_args(["train", "--preset", "best", "--fine-tune-from", "none"]))
     assert config.fine_tune_from is None and config.params()["fine_tune_from"] == "none"
     assert config.preset_overrides()["fine_tune_from"] is None
-    assert training_config(build_parser().parse_args(
-        ["train", "--fine-tune-from", "block_4"])).fine_tune_from == "block_4"
+    assert (
+        training_config(build_parser().parse_args(["train", "--fine-tune-from", "block_4"])).fine_tune_from == "block_4"
+    )
 
 
 def test_options_not_given_leave_the_preset_alone():
@@ -180,13 +258,16 @@ def test_options_not_given_leave_the_preset_alone():
     assert training_config(args) == preset_config("best").replace(seed=7)
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--epochs", "0", "epochs must be >= 1, got 0"),
-    ("--fine-tune-epochs", "-1", "fine_tune_epochs must be >= 0, got -1"),
-    ("--batch-size", "0", "batch_size must be >= 1, got 0"),
-    ("--learning-rate", "0", "learning_rate must be > 0, got 0.0"),
-    ("--dropout", "1", "dropout must be in [0, 1), got 1.0"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--epochs", "0", "epochs must be >= 1, got 0"),
+        ("--fine-tune-epochs", "-1", "fine_tune_epochs must be >= 0, got -1"),
+        ("--batch-size", "0", "batch_size must be >= 1, got 0"),
+        ("--learning-rate", "0", "learning_rate must be > 0, got 0.0"),
+        ("--dropout", "1", "dropout must be in [0, 1), got 1.0"),
+    ],
+)
 def test_a_training_option_out_of_range_is_refused_before_any_work(tmp_path, option, value, message, capsys):
     # before the data folder is read: this one does not exist
     assert main(["train", "--data-dir", str(tmp_path / "absent"), "--weights", "none", option, value]) == 2
@@ -197,24 +278,35 @@ def test_an_error_reaches_the_terminal_without_start_up_noise(tmp_path):
     """TensorFlow's loading lines (absl, oneDNN, CUDA) and MLflow's notes stay out of the terminal: a user with a
     bad data folder sees the error and nothing else."""
     (tmp_path / "nothing").mkdir()
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_LOGGING_LEVEL")}
+    env = {
+        key: value for key, value in os.environ.items() if key not in ("TF_CPP_MIN_LOG_LEVEL", "MLFLOW_LOGGING_LEVEL")
+    }
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path}/mlflow.db"  # a new store: MLflow would say it creates tables
     folder = tmp_path / "nothing"
-    done = subprocess.run([str(Path(sys.executable).parent / "skinml"), "train", "--data-dir", str(folder)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "skinml"), "train", "--data-dir", str(folder)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert done.stderr.splitlines() == no_layout_report("train", folder)
 
 
 def test_prefect_logs_a_failed_stage_without_traceback_only_for_user_errors():
-    for error, keeps_traceback in ((OptionError("no such study"), False), (RuntimeError("a bug of ours"), True),
-                                   (ValueError("a bug of ours too"), True)):
+    for error, keeps_traceback in (
+        (OptionError("no such study"), False),
+        (RuntimeError("a bug of ours"), True),
+        (ValueError("a bug of ours too"), True),
+    ):
         try:
             raise error
         except Exception:
-            record = logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, "Encountered exception", None,
-                                       sys.exc_info())
+            record = logging.LogRecord(
+                "prefect.flow_runs", logging.ERROR, __file__, 1, "Encountered exception", None, sys.exc_info()
+            )
         assert no_traceback_for_user_errors(record)  # the line itself is kept
         assert (record.exc_info is not None) == keeps_traceback
 
@@ -222,6 +314,7 @@ def test_prefect_logs_a_failed_stage_without_traceback_only_for_user_errors():
 def test_prefect_lines_about_a_run_failed_by_a_user_error_are_left_out():
     """The exception line and the 'Finished in state Failed' line of each task or flow run that failed with a user
     error; a bug's lines, other runs' lines and other loggers' lines stay."""
+
     def record(logger: str, message: str, run_id: str, error: Exception | None = None) -> logging.LogRecord:
         exc_info = None
         if error is not None:
@@ -246,8 +339,9 @@ def test_prefect_lines_about_a_run_failed_by_a_user_error_are_left_out():
     assert quiet.filter(record("skinml", "a warning with a user error", "t1", DataError("bad")))
 
 
-def test_an_internal_error_is_one_line_and_shows_its_traceback_with_verbose(monkeypatch, capsys, synthetic_dir,
-                                                                            tmp_path):
+def test_an_internal_error_is_one_line_and_shows_its_traceback_with_verbose(
+    monkeypatch, capsys, synthetic_dir, tmp_path
+):
     def bug(*args, **kwargs):
         raise KeyError("a bug of ours")
 
@@ -255,7 +349,8 @@ def test_an_internal_error_is_one_line_and_shows_its_traceback_with_verbose(monk
     command = ["split", "--data-dir", str(synthetic_dir), "--output", str(tmp_path / "manifest.csv")]
     assert main(command) == 1
     assert capsys.readouterr().err.splitlines()[-1] == (
-        "skinml split: internal error: KeyError: 'a bug of ours' (run with -v for the traceback)")
+        "skinml split: internal error: KeyError: 'a bug of ours' (run with -v for the traceback)"
+    )
     with pytest.raises(KeyError, match="a bug of ours"):  # the traceback, as Python prints it
         main(["-v", *command])
     assert mlflow.search_runs(search_all_experiments=True).empty  # computed before its run: no run left behind
@@ -276,11 +371,17 @@ def test_a_user_error_in_a_prefect_flow_reaches_the_terminal_once(tmp_path):
     status 2; not Prefect's task and flow error and state lines repeating it (`-v` shows those)."""
     folder = tmp_path / "nothing"
     folder.mkdir()
-    done = subprocess.run([str(Path(sys.executable).parent / "skinml"), "pipeline", "--data-dir", str(folder)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "skinml"), "pipeline", "--data-dir", str(folder)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert [line for line in done.stderr.splitlines() if not PREFECT_PROGRESS.match(line)] == no_layout_report(
-        "pipeline", folder), done.stderr
+        "pipeline", folder
+    ), done.stderr
     assert "Failed(" not in done.stderr and "Traceback" not in done.stderr
 
 
@@ -311,7 +412,11 @@ def test_results_are_strict_json_with_null_for_a_missing_figure(tmp_path):
     result = {"balanced_accuracy": float("nan"), "ci95": [float("inf"), 0.5], "n": 3, "path": tmp_path}
     text = strict_json(result)
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in strict JSON")) == {
-        "balanced_accuracy": None, "ci95": [None, 0.5], "n": 3, "path": str(tmp_path)}
+        "balanced_accuracy": None,
+        "ci95": [None, 0.5],
+        "n": 3,
+        "path": str(tmp_path),
+    }
     dump_json(result, tmp_path / "out.json")
     assert "NaN" not in (tmp_path / "out.json").read_text()
 
@@ -319,18 +424,33 @@ def test_results_are_strict_json_with_null_for_a_missing_figure(tmp_path):
 def test_a_person_reads_the_headline_figures_and_where_to_look():
     from skinml.app.result_text import summary
 
-    tested = {"eval_split": "test", "n_images": 1431, "balanced_accuracy": 0.404, "macro_auc": 0.906,
-              "accuracy": 0.737, "macro_f1": 0.465, "ece": float("nan"),
-              "ci95": {"balanced_accuracy": [0.347, 0.466], "macro_auc": [None, None]},
-              "per_class": {"df": {"recall": 0.24}, "mel": {"recall": 0.16}}}
-    result = {"train": {"model_uri": "models:/m-1", "run_id": "r1", "metrics": {"val_balanced_accuracy": 0.41}},
-              "evaluate": tested, "registry": {"name": "skinml", "version": "2", "aliases": ["challenger"]},
-              "promotion": {"reason": "v2 did not become champion: gain +0.010"}, "mlflow_ui": "http://ui/#/x"}
+    tested = {
+        "eval_split": "test",
+        "n_images": 1431,
+        "balanced_accuracy": 0.404,
+        "macro_auc": 0.906,
+        "accuracy": 0.737,
+        "macro_f1": 0.465,
+        "ece": float("nan"),
+        "ci95": {"balanced_accuracy": [0.347, 0.466], "macro_auc": [None, None]},
+        "per_class": {"df": {"recall": 0.24}, "mel": {"recall": 0.16}},
+    }
+    result = {
+        "train": {"model_uri": "models:/m-1", "run_id": "r1", "metrics": {"val_balanced_accuracy": 0.41}},
+        "evaluate": tested,
+        "registry": {"name": "skinml", "version": "2", "aliases": ["challenger"]},
+        "promotion": {"reason": "v2 did not become champion: gain +0.010"},
+        "mlflow_ui": "http://ui/#/x",
+    }
     lines = summary(result, "out.json").splitlines()
     assert lines == [
         "trained models:/m-1 (run r1): validation balanced accuracy 0.410",
         "test (1431 images): balanced accuracy 0.404 [0.347, 0.466], macro AUC 0.906, accuracy 0.737, macro F1 0.465, "
-        "ECE n/a", "recall df 0.240, mel 0.160", "registered skinml v2 (challenger)",
-        "promotion: v2 did not become champion: gain +0.010", "MLflow UI (run `mlflow ui` in this folder): http://ui/#/x",
-        "the whole result: out.json"]
+        "ECE n/a",
+        "recall df 0.240, mel 0.160",
+        "registered skinml v2 (challenger)",
+        "promotion: v2 did not become champion: gain +0.010",
+        "MLflow UI (run `mlflow ui` in this folder): http://ui/#/x",
+        "the whole result: out.json",
+    ]
     assert summary({"entries": 3, "path": "/c"}) is None  # no figures: the JSON is printed

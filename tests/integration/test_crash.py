@@ -21,9 +21,26 @@ BIN = Path(sys.executable).parent
 
 
 def start_training(synthetic_dir, weights, log, command: str = "train"):
-    return subprocess.Popen([str(BIN / "skinml"), command, "--data-dir", str(synthetic_dir), "--weights", weights,
-                             "--image-size", str(IMAGE_SIZE), "--epochs", "500", "--cached-views", "1"],
-                            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [
+            str(BIN / "skinml"),
+            command,
+            "--data-dir",
+            str(synthetic_dir),
+            "--weights",
+            weights,
+            "--image-size",
+            str(IMAGE_SIZE),
+            "--epochs",
+            "500",
+            "--cached-views",
+            "1",
+        ],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def train_runs():
@@ -62,8 +79,11 @@ def test_a_terminated_command_ends_its_runs_killed(synthetic_dir, test_weights, 
     if command == "pipeline":
         assert mlflow.get_run(run.data.tags["mlflow.parentRunId"]).info.status == "KILLED"
         with get_client(sync_client=True) as prefect:
-            states = {flow_run.state_type.value for flow_run in prefect.read_flow_runs()
-                      if flow_run.name == f"pipeline baseline size={IMAGE_SIZE} epochs=500 views=1"}
+            states = {
+                flow_run.state_type.value
+                for flow_run in prefect.read_flow_runs()
+                if flow_run.name == f"pipeline baseline size={IMAGE_SIZE} epochs=500 views=1"
+            }
         assert states == {"CRASHED"}
 
 
@@ -72,14 +92,34 @@ def trial_runs():
 
 
 def test_after_kill_9_of_a_sweep_the_next_command_closes_its_runs_and_stops_its_prefect_server(
-        synthetic_dir, test_weights, tmp_path):
+    synthetic_dir, test_weights, tmp_path
+):
     env = {key: value for key, value in os.environ.items() if key != "PREFECT_API_URL"}  # Prefect's temporary server
     trial_runs()  # the store's tables exist before the command starts (see above)
     with open(tmp_path / "sweep.log", "w") as log:
-        process = subprocess.Popen([str(BIN / "skinml"), "sweep", "--data-dir", str(synthetic_dir), "--weights",
-                                    test_weights, "--image-size", str(IMAGE_SIZE), "--epochs", "500",
-                                    "--cached-views", "1", "--n-trials", "3", "--no-retrain"],
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [
+                str(BIN / "skinml"),
+                "sweep",
+                "--data-dir",
+                str(synthetic_dir),
+                "--weights",
+                test_weights,
+                "--image-size",
+                str(IMAGE_SIZE),
+                "--epochs",
+                "500",
+                "--cached-views",
+                "1",
+                "--n-trials",
+                "3",
+                "--no-retrain",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None:
             runs = trial_runs()
@@ -100,5 +140,6 @@ def test_after_kill_9_of_a_sweep_the_next_command_closes_its_runs_and_stops_its_
     assert not orphaned_servers() and not process_exists(next(iter(left)))
     killed = trial_runs()
     assert set(killed["status"]) == {"KILLED"}
-    assert set(killed["tags.skinml.closed_because"]) == {f"process {process.pid} on {socket.gethostname()} ended "
-                                                          "without closing it"}
+    assert set(killed["tags.skinml.closed_because"]) == {
+        f"process {process.pid} on {socket.gethostname()} ended without closing it"
+    }

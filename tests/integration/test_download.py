@@ -56,7 +56,7 @@ class FakeDataverse:
                 self.end_headers()
                 if server.cut_first_transfer_of == name:
                     server.cut_first_transfer_of = None
-                    self.wfile.write(data[start:start + len(data) // 2])
+                    self.wfile.write(data[start : start + len(data) // 2])
                     self.wfile.flush()
                     self.connection.shutdown(2)  # the connection drops mid-transfer
                     return
@@ -70,14 +70,26 @@ class FakeDataverse:
         entries = []
         for file_id, (name, data) in self.files.items():
             md5 = self.md5_override.get(name, hashlib.md5(data).hexdigest())
-            data_file = {"id": file_id, "filename": name, "filesize": len(data),
-                         "checksum": {"type": "MD5", "value": md5}}
+            data_file = {
+                "id": file_id,
+                "filename": name,
+                "filesize": len(data),
+                "checksum": {"type": "MD5", "value": md5},
+            }
             if name == self.tabular:  # Dataverse ingests the CSV into a .tab and keeps the original
-                data_file.update(filename="HAM10000_metadata.tab", filesize=len(data) + 7,
-                                 originalFileName=name, originalFileSize=len(data))
+                data_file.update(
+                    filename="HAM10000_metadata.tab",
+                    filesize=len(data) + 7,
+                    originalFileName=name,
+                    originalFileSize=len(data),
+                )
             entries.append({"label": data_file["filename"], "dataFile": data_file})
-        entries.append({"label": "ISIC2018_Task3_Test_Images.zip",
-                        "dataFile": {"id": 999, "filename": "ISIC2018_Task3_Test_Images.zip", "filesize": 1}})
+        entries.append(
+            {
+                "label": "ISIC2018_Task3_Test_Images.zip",
+                "dataFile": {"id": 999, "filename": "ISIC2018_Task3_Test_Images.zip", "filesize": 1},
+            }
+        )
         return {"status": "OK", "data": {"latestVersion": {"files": entries}}}
 
     def stop(self) -> None:

@@ -77,15 +77,14 @@ KILLED_WRITER = textwrap.dedent("""
 """)
 
 
-def test_a_cache_left_by_a_killed_extraction_is_used_and_completed(test_weights, synthetic_dir, tmp_path,
-                                                                   monkeypatch):
+def test_a_cache_left_by_a_killed_extraction_is_used_and_completed(test_weights, synthetic_dir, tmp_path, monkeypatch):
     paths = load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:20]
     root = tmp_path / "c"
-    process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), str(IMAGE_SIZE), test_weights,
-                                *paths])
+    process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root), str(IMAGE_SIZE), test_weights, *paths])
     try:
-        wait_for(lambda: root.exists() and FeatureCache(root).info()["entries"] >= 4, 180, "the first entries",
-                 [process])
+        wait_for(
+            lambda: root.exists() and FeatureCache(root).info()["entries"] >= 4, 180, "the first entries", [process]
+        )
         process.send_signal(signal.SIGKILL)
         process.wait(30)
     finally:
@@ -94,8 +93,7 @@ def test_a_cache_left_by_a_killed_extraction_is_used_and_completed(test_weights,
     assert 4 <= left < 40  # killed part-way
     seen = []
     real = engine.predictor
-    monkeypatch.setattr(engine, "predictor", lambda *a: (lambda run: lambda b: seen.append(len(b)) or run(b))(
-        real(*a)))
+    monkeypatch.setattr(engine, "predictor", lambda *a: (lambda run: lambda b: seen.append(len(b)) or run(b))(real(*a)))
     extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
     completed = extract_features(extractor, paths, [0, 1], AugmentConfig(), 0, FeatureCache(root)).load()
     assert sum(seen) < 2 * len(paths)  # what the killed run wrote was used

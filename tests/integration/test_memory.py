@@ -14,7 +14,8 @@ print(subprocess.run([sys.executable, "-c", {CHILD!r}], capture_output=True, tex
 
 
 def test_peak_memory_is_the_process_own_not_its_parents():
-    child_peak = float(subprocess.run([sys.executable, "-c", PARENT], capture_output=True, text=True,
-                                      check=True).stdout)
+    child_peak = float(
+        subprocess.run([sys.executable, "-c", PARENT], capture_output=True, text=True, check=True).stdout
+    )
     assert 1 < child_peak < 300  # ru_maxrss would say ~600 here: the parent's
     assert peak_rss_mb() > 1

@@ -33,19 +33,24 @@ def flow_run_artifacts(result_key: str, mlflow_run_id: str) -> tuple[str, dict]:
     from prefect.client.schemas.sorting import ArtifactSort
 
     with get_client(sync_client=True) as prefect:
-        results = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[result_key])),
-                                         sort=ArtifactSort.CREATED_DESC, limit=20)
+        results = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[result_key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=20,
+        )
         flow_runs = {a.flow_run_id for a in results if mlflow_run_id in str(a.data)}
         assert len(flow_runs) == 1, [a.data for a in results]
         flow_run = prefect.read_flow_run(flow_runs.pop())
         artifacts = prefect.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id]))
+        )
     return flow_run.name, {a.key: a.data for a in artifacts}
 
 
 def children(parent_run_id: str, experiment: str = "skinml") -> pd.DataFrame:
-    return mlflow.search_runs(experiment_names=[experiment],
-                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+    return mlflow.search_runs(
+        experiment_names=[experiment], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    )
 
 
 def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, test_weights, tmp_path, subtests):
@@ -80,23 +85,35 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         named = f"{label} on {synthetic_dir.name}, {len(result['split']['classes'])} classes"
         assert parent.info.run_name == f"★ {named}"
         assert parent.data.tags["skinml.classes"] == ",".join(result["split"]["classes"])
-        assert sorted(stages["tags.mlflow.runName"]) == [f"evaluate test {label}", "promote v1 vs v1",
-                                                         "split grouped seed=7", f"train {label}"]
+        assert sorted(stages["tags.mlflow.runName"]) == [
+            f"evaluate test {label}",
+            "promote v1 vs v1",
+            "split grouped seed=7",
+            f"train {label}",
+        ]
         assert sorted(parent.data.metrics)[0] == "test_balanced_accuracy"  # the compare view's first metric
         assert set(parent.data.metrics) == {f"test_recall/{name}" for name in CLASSES} | {
-            "test_balanced_accuracy", "test_macro_auc", "test_ece", "test_macro_f1", "val_balanced_accuracy",
-            "val_macro_auc"}
+            "test_balanced_accuracy",
+            "test_macro_auc",
+            "test_ece",
+            "test_macro_f1",
+            "val_balanced_accuracy",
+            "val_macro_auc",
+        }
         assert not [m for m in parent.data.metrics if any(w in m for w in ("seconds", "rss", "split_n", "crossing"))]
         # the shared compare view: its columns and charts name metrics, params and tags the parent run has
         key = view_key(result["split"]["classes"])  # the view of this label set's runs
         view = json.loads(client.get_experiment(parent.info.experiment_id).tags[f"mlflow.sharedViewState.{key}"])
         assert view["selectedColumns"][0] == "tags.`skinml.champion`" and parent.data.tags["skinml.champion"] == "yes"
         columns = [c for c in view["selectedColumns"] if not c.startswith("attributes.")]
-        assert {c.split(".", 1)[1].strip("`") for c in columns} <= (set(parent.data.metrics) | set(parent.data.params)
-                                                                    | set(parent.data.tags))  # the champion mark
+        assert {c.split(".", 1)[1].strip("`") for c in columns} <= (
+            set(parent.data.metrics) | set(parent.data.params) | set(parent.data.tags)
+        )  # the champion mark
         assert {c["metricKey"] for c in view["compareRunCharts"] if c["type"] == "BAR"} <= set(parent.data.metrics)
-        assert result["mlflow_ui"].endswith(f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey={key}"
-                                            "&compareRunsMode=CHART&workflowType=machine_learning")
+        assert result["mlflow_ui"].endswith(
+            f"/#/experiments/{parent.info.experiment_id}/runs?viewStateShareKey={key}"
+            "&compareRunsMode=CHART&workflowType=machine_learning"
+        )
         note = parent.data.tags["mlflow.note.content"]
         assert f"`{label}`" in note and "**Test** balanced accuracy" in note and "v1" in note
         registered = client.get_registered_model("skinml")
@@ -112,13 +129,21 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
         with get_client(sync_client=True) as prefect:
-            flows = prefect.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[
-                f"pipeline {label}"])))
-            tasks = {run.name for run in prefect.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [
-                flows[0].id]}))}
+            flows = prefect.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[f"pipeline {label}"]))
+            )
+            tasks = {
+                run.name for run in prefect.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flows[0].id]}))
+            }
         # every stage is a task run of the pipeline's own flow run: its page lists them all
-        assert len(flows) == 1 and tasks == {f"read {synthetic_dir.name}", "split grouped seed=7", f"train {label}",
-                                             "evaluate", "register skinml", "promote skinml"}
+        assert len(flows) == 1 and tasks == {
+            f"read {synthetic_dir.name}",
+            "split grouped seed=7",
+            f"train {label}",
+            "evaluate",
+            "register skinml",
+            "promote skinml",
+        }
 
     # skinml's progress in the Prefect UI: the train task run's own logs hold each epoch's line
     with subtests.test("the train task's logs in Prefect hold each epoch"):
@@ -144,13 +169,17 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         assert result["promotion"]["reason"] in summary and "not promoted" in summary
         ui = "http://127.0.0.1:5000/#"  # a sqlite tracking URI: `mlflow ui`'s address
         for run_id in (result["parent_run_id"], train_run, tested["run_id"], result["promotion"]["promotion_run_id"]):
-            assert (f"({ui}/experiments/{parent.info.experiment_id}/runs/{run_id}?workflowType=machine_learning)"
-                    in summary)
+            assert (
+                f"({ui}/experiments/{parent.info.experiment_id}/runs/{run_id}?workflowType=machine_learning)" in summary
+            )
         assert f"({ui}/models/skinml/versions/1?workflowType=machine_learning)" in summary
         figures = {row["figure"]: row for row in json.loads(artifacts["pipeline-figures"])}
-        assert figures["test balanced accuracy"] == {"figure": "test balanced accuracy",
-                                                     "value": round(tested["balanced_accuracy"], 4),
-                                                     "ci95_low": round(low, 4), "ci95_high": round(high, 4)}
+        assert figures["test balanced accuracy"] == {
+            "figure": "test balanced accuracy",
+            "value": round(tested["balanced_accuracy"], 4),
+            "ci95_low": round(low, 4),
+            "ci95_high": round(high, 4),
+        }
 
     with subtests.test("the trained model predicts"):
         model = mlflow.pyfunc.load_model(result["train"]["model_uri"])
@@ -185,8 +214,10 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
 
     with subtests.test("a promotion's artifact shows the registry after it"):
         promoted = retrain_flow(str(synthetic_dir), experiment="retraining", promotion_margin=-1.0)
-        assert promoted["promotion"]["promoted"] is True and promoted["registry"]["aliases"] == ["challenger",
-                                                                                                "champion"]
+        assert promoted["promotion"]["promoted"] is True and promoted["registry"]["aliases"] == [
+            "challenger",
+            "champion",
+        ]
         _, artifacts = flow_run_artifacts("retrain-result", promoted["parent_run_id"])
         assert "promoted. v3 became champion" in artifacts["retrain-result"]
         assert "[registered skinml v3 (challenger, champion)]" in artifacts["retrain-result"]
@@ -211,19 +242,35 @@ def test_the_result_artifact_renders_whatever_the_result_has():
     Markdown says what there is and never fails."""
     with mlflow.start_run(experiment_id=mlflow.create_experiment("artifacts")) as run:
         pass
-    tested = {"run_id": "no-such-run", "balanced_accuracy": 0.5, "macro_auc": 0.75, "n_images": 14,
-              "ci95": {"balanced_accuracy": [0.25, 0.75]}}
+    tested = {
+        "run_id": "no-such-run",
+        "balanced_accuracy": 0.5,
+        "macro_auc": 0.75,
+        "n_images": 14,
+        "ci95": {"balanced_accuracy": [0.25, 0.75]},
+    }
     unregistered = result_markdown({"parent_run_id": run.info.run_id, "evaluate": tested}, "pipeline")
     assert "balanced accuracy 0.5000 [0.2500, 0.7500], macro AUC 0.7500" in unregistered
     assert "Promotion" not in unregistered and "registered" not in unregistered and "no-such-run" not in unregistered
     assert f"/experiments/{run.info.experiment_id}/runs/{run.info.run_id}?workflowType=machine_learning" in unregistered
-    sweep = {"best_value": 0.61, "best_trial": 3, "best_params": {"dropout": 0.2, "learning_rate": 0.001},
-             "metric": "val_balanced_accuracy", "n_complete": 4, "n_pruned": 1, "baseline_value": 0.0,
-             "study_name": "s", "parent_run_id": run.info.run_id}
+    sweep = {
+        "best_value": 0.61,
+        "best_trial": 3,
+        "best_params": {"dropout": 0.2, "learning_rate": 0.001},
+        "metric": "val_balanced_accuracy",
+        "n_complete": 4,
+        "n_pruned": 1,
+        "baseline_value": 0.0,
+        "study_name": "s",
+        "parent_run_id": run.info.run_id,
+    }
     assert "best val_balanced_accuracy 0.6100 (trial 3: dropout=0.2, learning_rate=0.001); baseline trial 0.0000" in (
-        result_markdown(sweep, "sweep"))
+        result_markdown(sweep, "sweep")
+    )
     retrained = {**sweep, "best_test_balanced_accuracy": 0.5, "best_test_ci95": {"balanced_accuracy": [0.4, 0.6]}}
     assert "**Test**: balanced accuracy 0.5000 [0.4000, 0.6000] (95% intervals" in result_markdown(retrained, "sweep")
-    assert [row["figure"] for row in figure_rows(sweep)] == ["best trial val_balanced_accuracy",
-                                                             "baseline trial val_balanced_accuracy"]
+    assert [row["figure"] for row in figure_rows(sweep)] == [
+        "best trial val_balanced_accuracy",
+        "baseline trial val_balanced_accuracy",
+    ]
     assert result_markdown({}, "retrain") == "# retrain result" and figure_rows({}) == []

@@ -55,18 +55,44 @@ def post(url: str, payload) -> tuple[int, dict]:
 
 @pytest.fixture
 def server(synthetic_dir, test_weights, tmp_path):
-    trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=2, cached_views=1,
-                                target_balanced_accuracy=0.05), synthetic_dir)  # a deferral even a tiny model reaches
+    trained = train(
+        TrainConfig(
+            weights=test_weights, image_size=IMAGE_SIZE, epochs=2, cached_views=1, target_balanced_accuracy=0.05
+        ),
+        synthetic_dir,
+    )  # a deferral even a tiny model reaches
     register(trained["model_uri"])
     port = free_port()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "SKINML_ENGINE": "auto",  # OpenVINO on a CPU, as for users
-           "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # the model is logged as code, not as a pickle
-           "SKINML_SERVE_MAX_ROWS": "24"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "SKINML_ENGINE": "auto",  # OpenVINO on a CPU, as for users
+        "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false",  # the model is logged as code, not as a pickle
+        "SKINML_SERVE_MAX_ROWS": "24",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/skinml@champion", "--env-manager",
-         "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "serve.log", "w"), start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/skinml@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "serve.log", "w"),
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -161,12 +187,15 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
         wrong_forms = [
             ("the request is JSON sent as text/csv", record, "text/csv"),
             ("no images in the request", json.dumps({"dataframe_records": []}), "application/json"),
-            ("no column 'image' in the request", json.dumps({"dataframe_records": [{"img": images[0]}]}),
-             "application/json"),
+            (
+                "no column 'image' in the request",
+                json.dumps({"dataframe_records": [{"img": images[0]}]}),
+                "application/json",
+            ),
             ("no column 'image' in the request", f"img\n{images[0]}\n", "text/csv"),
             ("no column 'image' in the request", json.dumps({"inputs": {"img": images[:2]}}), "application/json"),
         ]
-        pieces = {images[0][i:i + 40] for i in range(0, len(images[0]) - 40, 40)}
+        pieces = {images[0][i : i + 40] for i in range(0, len(images[0]) - 40, 40)}
         for problem, body, content_type in wrong_forms:
             status, answer = send(f"{server}/invocations", body.encode(), content_type)
             assert status == 400 and len(answer) < 1000, (problem, status, answer[:300])
@@ -181,12 +210,18 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
     with subtests.test("concurrent clients get their own answers"):
         alone = [post(f"{server}/invocations", {"inputs": {"image": [image]}}) for image in images]
         with concurrent.futures.ThreadPoolExecutor(8) as clients:
-            at_once = list(clients.map(
-                lambda k: (k, post(f"{server}/invocations", {"inputs": {"image": [images[k % 4]]}})), range(48)))
+            at_once = list(
+                clients.map(
+                    lambda k: (k, post(f"{server}/invocations", {"inputs": {"image": [images[k % 4]]}})), range(48)
+                )
+            )
         for k, (status, body) in at_once:
             assert status == 200, body
-            np.testing.assert_allclose([body["predictions"][0][c] for c in CLASSES],
-                                       [alone[k % 4][1]["predictions"][0][c] for c in CLASSES], atol=1e-6)
+            np.testing.assert_allclose(
+                [body["predictions"][0][c] for c in CLASSES],
+                [alone[k % 4][1]["predictions"][0][c] for c in CLASSES],
+                atol=1e-6,
+            )
 
     # the worker survived all of that
     with subtests.test("the worker survives"):
@@ -195,6 +230,7 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims width x height pixels and holds none: what a decompression bomb looks like to a reader."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
@@ -222,23 +258,29 @@ def test_predict_names_the_file_of_a_decompression_bomb(tmp_path, capsys):
     bomb.write_bytes(png_header_only(20000, 20000))
     assert main(["predict", str(bomb), "--model-uri", "models:/skinml@champion"]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"skinml predict: error: {bomb}: image is too large (limit 40000000 pixels)"]
+        f"skinml predict: error: {bomb}: image is too large (limit 40000000 pixels)"
+    ]
 
 
 def test_predict_answers_the_readable_files_and_names_the_others(synthetic_dir, test_weights, tmp_path, capsys):
-    model_uri = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1,
-                                  target_balanced_accuracy=0.05),
-                      synthetic_dir)["model_uri"]
+    model_uri = train(
+        TrainConfig(
+            weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1, target_balanced_accuracy=0.05
+        ),
+        synthetic_dir,
+    )["model_uri"]
     capsys.readouterr()  # training's lines
     real = load_dataset(synthetic_dir)["path"].tolist()[0]
     fake, truncated = tmp_path / "fake.jpg", tmp_path / "truncated.jpg"
     fake.write_bytes(b"not an image")
     data = Path(real).read_bytes()
-    truncated.write_bytes(data[:data.index(b"\xff\xda") + 20])  # cut in the scan: the header reads, the data not
+    truncated.write_bytes(data[: data.index(b"\xff\xda") + 20])  # cut in the scan: the header reads, the data not
     files = [str(fake), real, str(tmp_path / "missing.jpg"), str(truncated)]
-    errors = [f"skinml predict: error: {fake}: not a JPEG/PNG image",
-              f"skinml predict: error: {tmp_path / 'missing.jpg'}: no such file or directory",
-              f"skinml predict: error: {truncated}: the image could not be decoded"]
+    errors = [
+        f"skinml predict: error: {fake}: not a JPEG/PNG image",
+        f"skinml predict: error: {tmp_path / 'missing.jpg'}: no such file or directory",
+        f"skinml predict: error: {truncated}: the image could not be decoded",
+    ]
     assert main(["predict", *files, "--model-uri", model_uri]) == 2
     out, err = capsys.readouterr()
     assert err.splitlines() == errors
@@ -264,16 +306,20 @@ print(json.dumps({"probabilities": table[list(CLASSES)].to_numpy().tolist(),
 """
 
 
-def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synthetic_dir, test_weights,
-                                                                           monkeypatch):
+def test_the_logged_model_answers_from_its_openvino_form_without_tensorflow(synthetic_dir, test_weights, monkeypatch):
     trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1), synthetic_dir)
     register(trained["model_uri"])
     model_dir = Path(mlflow.artifacts.download_artifacts(trained["model_uri"]))
     files = set(os.listdir(model_dir / "artifacts" / "openvino"))
     assert files == {"classifier.xml", "classifier.bin"}
     paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
-    done = subprocess.run([sys.executable, "-c", SERVED_IN_A_NEW_PROCESS, *paths],
-                          env={**os.environ, "SKINML_ENGINE": "auto"}, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", SERVED_IN_A_NEW_PROCESS, *paths],
+        env={**os.environ, "SKINML_ENGINE": "auto"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["tensorflow"] is False  # Pillow decodes, OpenVINO resizes and classifies
@@ -298,7 +344,8 @@ def test_each_serving_form_answers_threads_at_once_as_alone(synthetic_dir, test_
             model = load_model(trained["model_uri"], check_requirements=False)
             alone = [model.predict(frame)[list(CLASSES)].to_numpy() for frame in requests]
             with concurrent.futures.ThreadPoolExecutor(6) as threads:
-                at_once = list(threads.map(lambda k: (k, model.predict(requests[k % 6])[list(CLASSES)].to_numpy()),
-                                           range(36)))
+                at_once = list(
+                    threads.map(lambda k: (k, model.predict(requests[k % 6])[list(CLASSES)].to_numpy()), range(36))
+                )
             for k, answer in at_once:
                 np.testing.assert_allclose(answer, alone[k % 6], atol=1e-6)

@@ -35,8 +35,9 @@ def test_sweep_nests_trials_under_one_parent_baseline_first(synthetic_dir, test_
     assert parent.data.tags["skinml.classes"] == ",".join(summary["classes"])
     experiment = mlflow.MlflowClient().get_experiment(parent.info.experiment_id)
     assert f"mlflow.sharedViewState.skinml-{'-'.join(summary['classes'])}" in experiment.tags
-    trials = mlflow.search_runs(experiment_names=[SWEEP_EXPERIMENT],
-                                filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    trials = mlflow.search_runs(
+        experiment_names=[SWEEP_EXPERIMENT], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     assert len(trials) == 5
     states = dict(zip(trials["params.trial_number"].astype(int), trials["tags.optuna.state"]))
     assert states == {0: "COMPLETE", 1: "PRUNED", 2: "COMPLETE", 3: "PRUNED", 4: "COMPLETE"}
@@ -65,8 +66,13 @@ sweep(sys.argv[1], TrainConfig(weights=sys.argv[2], image_size=32, epochs=3, cac
 
 
 def start_worker(synthetic_dir, weights, n_trials, storage, log):
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(synthetic_dir), weights, str(n_trials), storage],
-                            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(synthetic_dir), weights, str(n_trials), storage],
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def finished(storage: str) -> list:

@@ -39,8 +39,9 @@ def test_imagenet_weights_are_downloaded_verified_and_cached(weights_server, tmp
     fname = imagenet_weights_filename(0.5)
     monkeypatch.setenv("SKINML_WEIGHTS_URL", url)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setitem(skinml_weights.KNOWN_WEIGHT_HASHES, fname,
-                        hashlib.sha256((served / fname).read_bytes()).hexdigest())
+    monkeypatch.setitem(
+        skinml_weights.KNOWN_WEIGHT_HASHES, fname, hashlib.sha256((served / fname).read_bytes()).hexdigest()
+    )
     path = resolve_weights("imagenet", alpha=0.5)
     assert path.startswith(str(tmp_path / "keras" / "models"))
     extractor = build_feature_extractor(32, "imagenet", alpha=0.5)
@@ -83,7 +84,8 @@ def test_every_bad_weights_file_is_one_named_error(tmp_path):
     with pytest.raises(WeightsError, match=f"weights file {text} is not MobileNetV2"):
         build_backbone(32, str(text))
     other = tmp_path / "alpha035.weights.h5"  # a real weights file of another width
-    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None,
-                                   alpha=0.35).save_weights(other)
+    keras.applications.MobileNetV2(input_shape=(32, 32, 3), include_top=False, weights=None, alpha=0.35).save_weights(
+        other
+    )
     with pytest.raises(WeightsError, match=r"is not MobileNetV2 \(alpha 1.0"):
         build_backbone(32, str(other))

@@ -32,8 +32,10 @@ REPO = Path(__file__).resolve().parents[2]
 STACK = [sys.executable, str(REPO / "deploy" / "stack")]
 N_TRIALS = 6
 
-pytestmark = pytest.mark.skipif(not (shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")),
-                                reason="PostgreSQL's server binaries are not installed (apt-get install postgresql)")
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("initdb") or glob.glob("/usr/lib/postgresql/*/bin/initdb")),
+    reason="PostgreSQL's server binaries are not installed (apt-get install postgresql)",
+)
 
 
 def exports(stdout: str) -> dict[str, str]:
@@ -42,8 +44,9 @@ def exports(stdout: str) -> dict[str, str]:
 
 def start(command: list[str], folder: Path, env: dict, log: str) -> subprocess.Popen:
     folder.mkdir(exist_ok=True)
-    return subprocess.Popen(command, cwd=folder, env=env, stdout=open(folder / log, "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        command, cwd=folder, env=env, stdout=open(folder / log, "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 @needs_strace
@@ -54,13 +57,26 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
     up = [*STACK, "up", str(stack_dir), *[str(x) for pair in ports.items() for x in pair]]
     # `up` and the servers it starts run under strace until `down`, in a user's environment (no telemetry switches)
     user_env, stack_trace = user_environment(tmp_path / "home"), tmp_path / "stack.strace"
-    tracer = subprocess.Popen(traced(up, stack_trace), env=user_env, stdout=open(tmp_path / "up.out", "w"),
-                              stderr=open(tmp_path / "up.err", "w"), start_new_session=True)
+    tracer = subprocess.Popen(
+        traced(up, stack_trace),
+        env=user_env,
+        stdout=open(tmp_path / "up.out", "w"),
+        stderr=open(tmp_path / "up.err", "w"),
+        start_new_session=True,
+    )
     processes: list[subprocess.Popen] = []
     try:
-        expected = {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PREFECT_API_URL",
-                    "PREFECT_API_AUTH_STRING", "SKINML_SWEEP_STORAGE",
-                    "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PREFECT_SERVER_ANALYTICS_ENABLED"}  # for mlflow's CLI
+        expected = {
+            "MLFLOW_TRACKING_URI",
+            "MLFLOW_TRACKING_USERNAME",
+            "MLFLOW_TRACKING_PASSWORD",
+            "PREFECT_API_URL",
+            "PREFECT_API_AUTH_STRING",
+            "SKINML_SWEEP_STORAGE",
+            "MLFLOW_DISABLE_TELEMETRY",
+            "DO_NOT_TRACK",
+            "PREFECT_SERVER_ANALYTICS_ENABLED",
+        }  # for mlflow's CLI
         wait_for(lambda: set(exports((tmp_path / "up.out").read_text())) == expected, 300, "deploy/stack up", [tracer])
         env_vars = exports((tmp_path / "up.out").read_text())
         assert oct((stack_dir / "secrets" / "mlflow_admin_password").stat().st_mode & 0o777) == "0o600"
@@ -95,20 +111,41 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
                 busy.bind(("127.0.0.1", 0))
                 busy.listen()
                 taken = busy.getsockname()[1]
-                refused = subprocess.run([*STACK, "up", str(tmp_path / "other"), "--pg-port", str(taken)],
-                                         capture_output=True, text=True, timeout=60)
+                refused = subprocess.run(
+                    [*STACK, "up", str(tmp_path / "other"), "--pg-port", str(taken)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
             assert refused.returncode == 1 and f"port {taken} on 127.0.0.1 is in use" in refused.stderr
 
         # workers: only the exports and their own folder and cache
         base_env = {k: v for k, v in user_env.items() if not k.startswith(("MLFLOW_", "PREFECT_", "SKINML_"))}
-        env = {**base_env, **env_vars, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "250",
-               "SKINML_ENGINE": "tensorflow", "SKINML_SWEEP_HEARTBEAT_SECONDS": "1", "SKINML_REPO_DIR": str(REPO),
-               "PREFECT_WORKER_QUERY_SECONDS": "2"}  # the pool's worker asks for work every 2 s, not 10
+        env = {
+            **base_env,
+            **env_vars,
+            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+            "COLUMNS": "250",
+            "SKINML_ENGINE": "tensorflow",
+            "SKINML_SWEEP_HEARTBEAT_SECONDS": "1",
+            "SKINML_REPO_DIR": str(REPO),
+            "PREFECT_WORKER_QUERY_SECONDS": "2",
+        }  # the pool's worker asks for work every 2 s, not 10
         for name in env_vars:
             monkeypatch.setenv(name, env_vars[name])
         mlflow.set_tracking_uri(tracking)
-        recipe = ["--data-dir", str(synthetic_dir), "--weights", test_weights, "--image-size", str(IMAGE_SIZE),
-                  "--epochs", "3", "--cached-views", "1"]
+        recipe = [
+            "--data-dir",
+            str(synthetic_dir),
+            "--weights",
+            test_weights,
+            "--image-size",
+            str(IMAGE_SIZE),
+            "--epochs",
+            "3",
+            "--cached-views",
+            "1",
+        ]
         sweep = [str(BIN / "skinml"), "sweep", *recipe, "--n-trials", str(N_TRIALS), "--study-name", "team"]
         folders = {name: tmp_path / name for name in ("a", "b", "c", "d")}
 
@@ -127,14 +164,22 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
                 except KeyError:
                     return None
 
-            wait_for(lambda: study() is not None and study().user_attrs.get("mlflow_parent_run_id"), 180,
-                     "the study and its parent run", [first])
+            wait_for(
+                lambda: study() is not None and study().user_attrs.get("mlflow_parent_run_id"),
+                180,
+                "the study and its parent run",
+                [first],
+            )
             second = start([*sweep, "--no-retrain"], folders["b"], worker_env("b"), "sweep.log")
             processes.append(second)
 
             def second_in_a_trial() -> bool:
-                return any(t.state == TrialState.RUNNING and t.user_attrs.get("worker", "").endswith(f":{second.pid}")
-                           and "mlflow_run_id" in t.user_attrs for t in study().trials)  # its MLflow run has begun
+                return any(
+                    t.state == TrialState.RUNNING
+                    and t.user_attrs.get("worker", "").endswith(f":{second.pid}")
+                    and "mlflow_run_id" in t.user_attrs
+                    for t in study().trials
+                )  # its MLflow run has begun
 
             wait_for(second_in_a_trial, 180, "the second worker's first trial", [first, second])
             os.killpg(second.pid, signal.SIGKILL)  # mid-trial
@@ -150,8 +195,9 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
             assert len({t.user_attrs["worker"] for t in trials}) == 2  # both did a share
             assert client.get_run(killed[0].user_attrs["mlflow_run_id"]).info.status == "KILLED"
             parent = study().user_attrs["mlflow_parent_run_id"]
-            nested = mlflow.search_runs(experiment_names=["skinml-sweeps"],
-                                        filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+            nested = mlflow.search_runs(
+                experiment_names=["skinml-sweeps"], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+            )
             assert len(nested[nested["tags.skinml.stage"] == "trial"]) == len(trials)
             assert set(nested["status"]) <= {"FINISHED", "KILLED"}
             assert client.get_model_version_by_alias("skinml", "champion").version == "1"  # the best, retrained
@@ -159,22 +205,30 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         # scheduled retraining through the work pool, picked up by a worker in another folder
         with subtests.test("scheduled retraining runs on the work pool's worker"):
             prefect = str(BIN / "prefect")
-            for command in ([prefect, "work-pool", "create", "skinml", "--type", "process"],
-                            [prefect, "--no-prompt", "deploy", "--all"]):
+            for command in (
+                [prefect, "work-pool", "create", "skinml", "--type", "process"],
+                [prefect, "--no-prompt", "deploy", "--all"],
+            ):
                 done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
                 assert done.returncode == 0, done.stdout + done.stderr
-            pool_worker = start([prefect, "worker", "start", "--pool", "skinml"], folders["c"], worker_env("c"),
-                                "worker.log")
+            pool_worker = start(
+                [prefect, "worker", "start", "--pool", "skinml"], folders["c"], worker_env("c"), "worker.log"
+            )
             processes.append(pool_worker)
-            triggered = subprocess.run([prefect, "deployment", "run", "retrain/skinml-retrain", "--param",
-                                        f"data_dir={synthetic_dir}"], env=env, capture_output=True, text=True,
-                                       timeout=120)
+            triggered = subprocess.run(
+                [prefect, "deployment", "run", "retrain/skinml-retrain", "--param", f"data_dir={synthetic_dir}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert triggered.returncode == 0, triggered.stdout + triggered.stderr
             flow_run = re.search(r"UUID: ([0-9a-f-]{36})", triggered.stdout).group(1)
 
             def finished_run() -> bool:
-                shown = subprocess.run([prefect, "flow-run", "inspect", flow_run], env=env, capture_output=True,
-                                       text=True).stdout
+                shown = subprocess.run(
+                    [prefect, "flow-run", "inspect", flow_run], env=env, capture_output=True, text=True
+                ).stdout
                 log = (folders["c"] / "worker.log").read_text()[-4000:]
                 assert "FAILED" not in shown and "CRASHED" not in shown, log
                 return "COMPLETED" in shown
@@ -186,15 +240,32 @@ def test_team_stack_workers_share_only_the_servers(synthetic_dir, test_weights, 
         # serving from a fourth folder: the model comes through the tracking server
         with subtests.test("serving from a fourth folder through the tracking server"):
             port = free_port()
-            server = start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/skinml@champion", "--env-manager",
-                            "local", "--host", "127.0.0.1", "--port", str(port)], folders["d"], worker_env("d"),
-                           "serve.log")
+            server = start(
+                [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    "models:/skinml@champion",
+                    "--env-manager",
+                    "local",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                ],
+                folders["d"],
+                worker_env("d"),
+                "serve.log",
+            )
             processes.append(server)
             wait_for(lambda: http_status(f"http://127.0.0.1:{port}/ping") == 200, 180, "mlflow models serve", [server])
             image = base64.b64encode(next((synthetic_dir / "images").glob("*.jpg")).read_bytes()).decode()
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
-                                             json.dumps({"dataframe_records": [{"image": image}]}).encode(),
-                                             {"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                json.dumps({"dataframe_records": [{"image": image}]}).encode(),
+                {"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(request, timeout=60) as response:
                 assert "label" in json.loads(response.read())["predictions"][0]
             stop_process(server)

@@ -37,7 +37,11 @@ def test_a_flip_only_view_is_one_of_the_four_flips():
 def test_on_the_fly_layers_augment_in_training_only():
     layers = augmentation_layers(AugmentConfig(), seed=1)
     assert [type(layer).__name__ for layer in layers.layers] == [
-        "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation"]
+        "RandomFlip",
+        "RandomRotation",
+        "RandomZoom",
+        "RandomTranslation",
+    ]
     batch = images(4)
     assert not np.allclose(np.asarray(layers(batch, training=True)), batch)
     np.testing.assert_array_equal(np.asarray(layers(batch, training=False)), batch)

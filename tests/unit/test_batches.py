@@ -27,8 +27,15 @@ def trained_in_memory(x: np.ndarray, labels: np.ndarray, config: TrainConfig) ->
     rng, targets = np.random.default_rng(config.seed), keras.utils.to_categorical(labels, CLASSES)
     for epoch in range(config.epochs):
         chosen = x[np.arange(N), rng.integers(VIEWS, size=N)]
-        head.fit(chosen, targets, batch_size=config.batch_size, shuffle=True, epochs=epoch + 1, initial_epoch=epoch,
-                 verbose=0)
+        head.fit(
+            chosen,
+            targets,
+            batch_size=config.batch_size,
+            shuffle=True,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            verbose=0,
+        )
     return head.get_weights()
 
 
@@ -49,7 +56,7 @@ def test_row_file_reads_the_rows_it_was_given(tmp_path):
     x, _ = features_and_labels()
     rows = RowFile(tmp_path / "rows.f32", x.shape)
     for start in range(0, N * VIEWS, 64):  # appended in (image, view) order, any chunking
-        rows.append(x.reshape(N * VIEWS, DIM)[start:start + 64])
+        rows.append(x.reshape(N * VIEWS, DIM)[start : start + 64])
     picked, views = np.array([5, 0, 202, 5]), np.array([2, 0, 1, 0])
     np.testing.assert_array_equal(rows.read(picked, views), x[picked, views])
     rows.close()

@@ -49,7 +49,12 @@ def test_config_rejects_unknown_values_naming_the_field():
 
 def test_baseline_preset_is_the_baseline_and_best_differs_only_in_documented_fields():
     baseline, best = preset("baseline"), preset("best")
-    assert (baseline.image_size, baseline.dropout, baseline.learning_rate, baseline.epochs, baseline.batch_size) == \
-        (224, 0.2, 1e-3, 10, 32)
+    assert (baseline.image_size, baseline.dropout, baseline.learning_rate, baseline.epochs, baseline.batch_size) == (
+        224,
+        0.2,
+        1e-3,
+        10,
+        32,
+    )
     assert baseline.fine_tune_from is None and baseline.loss == "crossentropy" and not baseline.temperature_scaling
     assert best.fine_tune_from and best.temperature_scaling and best.image_size == 224

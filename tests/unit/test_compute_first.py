@@ -21,8 +21,15 @@ from ..conftest import IMAGE_SIZE
 @pytest.fixture(scope="module")
 def trained(synthetic_dir, test_weights):
     """A tiny classifier fitted with no MLflow run active, and each epoch's report."""
-    config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=3, cached_views=1, batch_size=16,
-                         temperature_scaling=True, target_balanced_accuracy=0.05)
+    config = TrainConfig(
+        weights=test_weights,
+        image_size=IMAGE_SIZE,
+        epochs=3,
+        cached_views=1,
+        batch_size=16,
+        temperature_scaling=True,
+        target_balanced_accuracy=0.05,
+    )
     data, _, classes = labelled_split(synthetic_dir, None, config)
     reports = []
     result = fit_classifier(config, data, classes, on_epoch=lambda epoch, figures: reports.append((epoch, figures)))
@@ -33,8 +40,9 @@ def test_training_is_a_value_computed_without_a_run(trained):
     result, data, classes, reports = trained
     assert mlflow.active_run() is None
     assert [epoch for epoch, _ in reports] == [1, 2, 3]
-    assert result.history[metric_name(VAL, "balanced_accuracy")] == [f[metric_name(VAL, "balanced_accuracy")]
-                                                                     for _, f in reports]
+    assert result.history[metric_name(VAL, "balanced_accuracy")] == [
+        f[metric_name(VAL, "balanced_accuracy")] for _, f in reports
+    ]
     n_val = int((data["split"] == "val").sum())
     assert result.val_probs.shape == (n_val, len(classes))
     np.testing.assert_allclose(result.val_probs.sum(axis=1), 1.0, rtol=1e-5)
@@ -54,8 +62,11 @@ def test_an_evaluation_is_computed_without_a_run_and_logged_as_computed(trained)
     predicted = evaluation.predictions[list(classes)].to_numpy().argmax(axis=1)
     accuracy = float(np.mean(predicted == class_indices(test["dx"], classes)))
     assert metrics["accuracy"] == pytest.approx(accuracy)
-    assert metrics["ci95"]["balanced_accuracy"][0] <= metrics["balanced_accuracy"] <= metrics["ci95"][
-        "balanced_accuracy"][1]
+    assert (
+        metrics["ci95"]["balanced_accuracy"][0]
+        <= metrics["balanced_accuracy"]
+        <= metrics["ci95"]["balanced_accuracy"][1]
+    )
     assert {CONFUSION_MATRIX_ARTIFACT, GRAD_CAM_ARTIFACT} <= set(evaluation.figures)
     assert "Decisions:" in evaluation.report and "deferral" in metrics["decisions"]
 
@@ -69,8 +80,14 @@ def test_an_evaluation_is_computed_without_a_run_and_logged_as_computed(trained)
 
 
 def test_the_promotion_rule_is_a_value():
-    evidence = {"champion_balanced_accuracy": 0.40, "challenger_balanced_accuracy": 0.47, "difference": 0.07,
-                "difference_ci95": [0.02, 0.12], "n_images": 1431, "n_lesions": 1000}
+    evidence = {
+        "champion_balanced_accuracy": 0.40,
+        "challenger_balanced_accuracy": 0.47,
+        "difference": 0.07,
+        "difference_ci95": [0.02, 0.12],
+        "n_images": 1431,
+        "n_lesions": 1000,
+    }
     promoted = decide("skinml", "1", "2", margin=0.0, evidence=evidence)
     assert promoted.promoted and promoted.reason.startswith("v2 became champion")
     kept = decide("skinml", "1", "2", margin=0.05, evidence=evidence)  # the interval's low end is not above it

@@ -30,8 +30,15 @@ def by_name(requirements: list[str]) -> dict[str, tuple]:
     """{normalized name: (name, extras, version bounds, marker)}; an entry pip reads but PEP 508 does not (`-e .`)
     fails here."""
     parsed = [Requirement(text) for text in requirements]
-    found = {canonicalize_name(r.name): (canonicalize_name(r.name), tuple(sorted(r.extras)), str(r.specifier),
-                                         str(r.marker or "")) for r in parsed}
+    found = {
+        canonicalize_name(r.name): (
+            canonicalize_name(r.name),
+            tuple(sorted(r.extras)),
+            str(r.specifier),
+            str(r.marker or ""),
+        )
+        for r in parsed
+    }
     assert len(found) == len(parsed), f"a package listed twice in {requirements}"
     return found
 
@@ -39,8 +46,9 @@ def by_name(requirements: list[str]) -> dict[str, tuple]:
 def test_conda_env_has_exactly_the_project_dependencies():
     wanted, listed = by_name(project()["dependencies"]), by_name(conda_pip())
     assert not sorted(set(wanted) - set(listed)), f"conda.yaml lacks {sorted(set(wanted) - set(listed))}"
-    differing = {name: {"conda.yaml": listed[name], "pyproject": wanted[name]} for name in wanted
-                 if listed[name] != wanted[name]}
+    differing = {
+        name: {"conda.yaml": listed[name], "pyproject": wanted[name]} for name in wanted if listed[name] != wanted[name]
+    }
     assert not differing, f"extras or version bounds differ: {differing}"
     assert not sorted(set(listed) - set(wanted)), f"not in pyproject: {sorted(set(listed) - set(wanted))}"
 

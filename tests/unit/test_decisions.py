@@ -70,8 +70,14 @@ def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
     probs = rng.dirichlet(np.ones(7), 700)
     probs[np.arange(700), y] += 1.0
     probs /= probs.sum(axis=1, keepdims=True)
-    decisions = choose(probs[:350], y[:350], CLASSES, positive_classes=(), target_sensitivities=(0.9, 0.95),
-                       target_balanced_accuracy=0.8)
+    decisions = choose(
+        probs[:350],
+        y[:350],
+        CLASSES,
+        positive_classes=(),
+        target_sensitivities=(0.9, 0.95),
+        target_balanced_accuracy=0.8,
+    )
     assert decisions["positive_classes"] == ["akiec", "bcc", "mel"]
     assert [p["target_sensitivity"] for p in decisions["operating_points"]] == [0.9, 0.95]
     assert decisions["operating_points"][1]["threshold"] <= decisions["operating_points"][0]["threshold"]
@@ -86,13 +92,15 @@ def test_decisions_chosen_on_validation_are_scored_on_test_with_intervals():
     assert {"test_sens95_specificity_ci95_low", "test_defer_coverage", "test_defer_balanced_accuracy"} <= set(metrics)
     json.dumps(scored)  # logged as JSON with the report
 
-    never = choose(probs[:350], y[:350], CLASSES, positive_classes=(), target_sensitivities=(0.9,),
-                   target_balanced_accuracy=1.01)  # a target no confidence reaches
+    never = choose(
+        probs[:350], y[:350], CLASSES, positive_classes=(), target_sensitivities=(0.9,), target_balanced_accuracy=1.01
+    )  # a target no confidence reaches
     scored = score(probs[350:], y[350:], CLASSES, never, lesions=np.arange(350) // 2, n_resamples=50)
     assert scored["deferral"]["coverage"] == 0.0 and np.isnan(scored["deferral"]["balanced_accuracy"])
     assert "test_defer_balanced_accuracy" not in decision_metrics(scored, "test")  # no image kept: no figure
-    assert decisions_text(scored).endswith("no deferral (no confidence reached balanced accuracy 1.01 on validation; "
-                                           "the answers carry no `defer`)")
+    assert decisions_text(scored).endswith(
+        "no deferral (no confidence reached balanced accuracy 1.01 on validation; the answers carry no `defer`)"
+    )
 
 
 def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(synthetic_dir, test_weights):
@@ -102,8 +110,14 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
 
     from ..conftest import IMAGE_SIZE
 
-    config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=3, batch_size=16,
-                         target_sensitivities=(0.8,), target_balanced_accuracy=0.05)
+    config = TrainConfig(
+        weights=test_weights,
+        image_size=IMAGE_SIZE,
+        epochs=3,
+        batch_size=16,
+        target_sensitivities=(0.8,),
+        target_balanced_accuracy=0.05,
+    )
     trained = train(config, synthetic_dir)
     decisions = LoggedModel.resolve(trained["model_uri"]).decisions
     assert decisions["positive_classes"] == ["akiec", "bcc", "mel"] and len(decisions["operating_points"]) == 1
@@ -137,8 +151,9 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
     assert f"Decisions, on test: refer when P(akiec+bcc+mel) >= {point['threshold']:.3f}" in description
 
 
-def test_every_registered_version_gets_a_model_card_built_from_logged_values(synthetic_dir, test_weights, tmp_path,
-                                                                             capsys):
+def test_every_registered_version_gets_a_model_card_built_from_logged_values(
+    synthetic_dir, test_weights, tmp_path, capsys
+):
     from skinml.app.cli import main
     from skinml.core.recipe import TrainConfig
     from skinml.registry.versions import register

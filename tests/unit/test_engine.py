@@ -61,9 +61,12 @@ def test_openvino_computes_the_same_features_as_tensorflow(test_weights, cut):
 def test_cache_filled_by_either_engine_holds_the_same_features(test_weights, synthetic_dir, tmp_path):
     extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
     paths = load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:6]
-    by_engine = {engine: extract_features(extractor, paths, [0, 1], AugmentConfig(), 0,
-                                          FeatureCache(tmp_path / engine), engine=engine).load()
-                 for engine in ("tensorflow", "openvino")}
+    by_engine = {
+        engine: extract_features(
+            extractor, paths, [0, 1], AugmentConfig(), 0, FeatureCache(tmp_path / engine), engine=engine
+        ).load()
+        for engine in ("tensorflow", "openvino")
+    }
     scale = np.abs(by_engine["tensorflow"]).max()
     np.testing.assert_allclose(by_engine["openvino"], by_engine["tensorflow"], atol=1e-4 * scale, rtol=1e-4)
 
@@ -84,11 +87,16 @@ def test_bf16_features_are_close_to_f32_but_cached_apart(test_weights, synthetic
     extractor = build_feature_extractor(IMAGE_SIZE, test_weights)
     paths = load_dataset(synthetic_dir, check_images=False)["path"].tolist()[:6]
     cache = FeatureCache(tmp_path)
-    bf16, f32 = (extract_features(extractor, paths, [0], AugmentConfig(), 0, cache, engine="openvino",
-                                  precision=precision).load() for precision in ("bf16", "f32"))
+    bf16, f32 = (
+        extract_features(
+            extractor, paths, [0], AugmentConfig(), 0, cache, engine="openvino", precision=precision
+        ).load()
+        for precision in ("bf16", "f32")
+    )
     assert cache.info()["entries"] == 12  # one entry per image and precision: f32 did not read bf16's
-    reference = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "tf"),
-                                 engine="tensorflow").load()
+    reference = extract_features(
+        extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "tf"), engine="tensorflow"
+    ).load()
     scale = np.abs(reference).max()
     np.testing.assert_allclose(f32, reference, atol=1e-4 * scale, rtol=1e-4)
     assert np.abs(bf16 - f32).max() > 1e-3 * scale  # a different function...

@@ -34,19 +34,29 @@ def test_key_changes_with_every_ingredient_and_only_then(extractor, test_weights
     augment = AugmentConfig()
     image, fingerprint = file_digest(paths[0]), extractor_fingerprint(extractor)
     key = FeatureCache.key(image, fingerprint, view_name(1, augment, 0))
-    assert key == FeatureCache.key(file_digest(paths[0]), extractor_fingerprint(build_feature_extractor(
-        IMAGE_SIZE, test_weights)), view_name(1, AugmentConfig(), 0))
+    assert key == FeatureCache.key(
+        file_digest(paths[0]),
+        extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, test_weights)),
+        view_name(1, AugmentConfig(), 0),
+    )
     changed = [
         FeatureCache.key(file_digest(paths[1]), fingerprint, view_name(1, augment, 0)),  # image bytes
-        FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(48, test_weights)),
-                         view_name(1, augment, 0)),  # input size
-        FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, "none")),
-                         view_name(1, augment, 0)),  # weights
-        FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, "none", alpha=0.35)),
-                         view_name(1, augment, 0)),  # architecture
-        FeatureCache.key(image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, test_weights,
-                                                                              fine_tune_from="block_14")),
-                         view_name(1, augment, 0)),  # where the backbone is cut
+        FeatureCache.key(
+            image, extractor_fingerprint(build_feature_extractor(48, test_weights)), view_name(1, augment, 0)
+        ),  # input size
+        FeatureCache.key(
+            image, extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, "none")), view_name(1, augment, 0)
+        ),  # weights
+        FeatureCache.key(
+            image,
+            extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, "none", alpha=0.35)),
+            view_name(1, augment, 0),
+        ),  # architecture
+        FeatureCache.key(
+            image,
+            extractor_fingerprint(build_feature_extractor(IMAGE_SIZE, test_weights, fine_tune_from="block_14")),
+            view_name(1, augment, 0),
+        ),  # where the backbone is cut
         FeatureCache.key(image, fingerprint, view_name(2, augment, 0)),  # view index
         FeatureCache.key(image, fingerprint, view_name(1, augment, 1)),  # augmentation seed
         FeatureCache.key(image, fingerprint, view_name(1, AugmentConfig(rotation=0.2), 0)),  # augmentation
@@ -64,8 +74,9 @@ def test_second_extraction_is_served_from_cache(extractor, paths, tmp_path, monk
     assert cache.info()["entries"] == 30
     assert not np.allclose(first[:, 0], first[:, 1])  # augmented views differ from the plain image
     monkeypatch.setattr(engine, "predictor", lambda *_: pytest.fail("backbone ran on a warm cache"))
-    np.testing.assert_array_equal(extract_features(extractor, paths, [0, 1, 2], AugmentConfig(), 0, cache).load(),
-                                  first)
+    np.testing.assert_array_equal(
+        extract_features(extractor, paths, [0, 1, 2], AugmentConfig(), 0, cache).load(), first
+    )
 
 
 def test_corrupted_and_half_written_entries_are_recomputed(extractor, paths, tmp_path):
@@ -73,8 +84,10 @@ def test_corrupted_and_half_written_entries_are_recomputed(extractor, paths, tmp
     handle = extract_features(extractor, paths, [0], AugmentConfig(), 0, cache)
     first = handle.load()
     corrupted, truncated = handle.keys[0, 0], handle.keys[1, 0]
-    for key, change in ((corrupted, lambda blob: blob[:100] + bytes([blob[100] ^ 0xFF]) + blob[101:]),
-                        (truncated, lambda blob: blob[:57])):
+    for key, change in (
+        (corrupted, lambda blob: blob[:100] + bytes([blob[100] ^ 0xFF]) + blob[101:]),
+        (truncated, lambda blob: blob[:57]),
+    ):
         with sqlite3.connect(cache.shard_path(key[0])) as shard:
             blob = shard.execute("SELECT value FROM entries WHERE key = ?", (key,)).fetchone()[0]
             shard.execute("UPDATE entries SET value = ? WHERE key = ?", (change(blob), key))
@@ -98,8 +111,9 @@ def test_training_from_cache_equals_training_through_the_backbone(extractor, pat
     from skinml.model.network import build_classifier
 
     labels = keras.utils.to_categorical(np.arange(10) % 7, 7)
-    features = extract_features(extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "c"),
-                                engine="tensorflow").load()[:, 0]  # the engines agree to 1e-5: test_engine.py
+    features = extract_features(
+        extractor, paths, [0], AugmentConfig(), 0, FeatureCache(tmp_path / "c"), engine="tensorflow"
+    ).load()[:, 0]  # the engines agree to 1e-5: test_engine.py
     head_a = build_head(1280, 7, dropout=0.0, seed=7)
     head_a.compile(keras.optimizers.Adam(1e-2), "categorical_crossentropy")
     head_a.fit(features, labels, batch_size=5, epochs=3, shuffle=False, verbose=0)

@@ -77,8 +77,9 @@ def test_warm_up_trains_the_heads_own_dense_layer_on_the_tops_pooled_output(test
     warm_up.compile(optimizer=keras.optimizers.Adam(1e-2), loss="categorical_crossentropy")
     warm_up.fit(pooled.reshape(10, -1), keras.utils.to_categorical(np.arange(10) % 7, 7), epochs=2, verbose=0)
     assert not np.allclose(np.array(head.get_layer("probs").kernel), before)  # the head's own layer trained
-    np.testing.assert_allclose(np.asarray(warm_up(pooled[:, 0])), np.asarray(head(maps[:, 0])), rtol=1e-4,
-                               atol=1e-6)  # the warm-up model is the head on the pooled output
+    np.testing.assert_allclose(
+        np.asarray(warm_up(pooled[:, 0])), np.asarray(head(maps[:, 0])), rtol=1e-4, atol=1e-6
+    )  # the warm-up model is the head on the pooled output
 
 
 def test_temperature_layer_is_saved_with_the_model(tmp_path, test_weights):
@@ -110,8 +111,15 @@ def assert_fitted_on_the_final_model(classifier: keras.Model, data_dir, seed: in
 
 
 def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir, test_weights):
-    config = tiny_config(test_weights, epochs=3, fine_tune_from="block_15", fine_tune_epochs=3,
-                         fine_tune_learning_rate=1e-3, loss="logit_adjusted", temperature_scaling=True)
+    config = tiny_config(
+        test_weights,
+        epochs=3,
+        fine_tune_from="block_15",
+        fine_tune_epochs=3,
+        fine_tune_learning_rate=1e-3,
+        loss="logit_adjusted",
+        temperature_scaling=True,
+    )
     result = train(config, synthetic_dir)
     run = mlflow.get_run(result["run_id"])
     assert run.data.params["fine_tune_from"] == "block_15"
@@ -129,8 +137,10 @@ def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir,
     trained_top = next(layer for layer in head.layers if isinstance(layer, keras.Model))
     kernel = "block_16_project/kernel"
     changed = {w.path: w for w in trained_top.weights}
-    assert not np.allclose(np.asarray(changed[next(p for p in changed if kernel in p)]),
-                           np.asarray(next(w for w in fresh_top.weights if kernel in w.path)))  # fine-tuned
+    assert not np.allclose(
+        np.asarray(changed[next(p for p in changed if kernel in p)]),
+        np.asarray(next(w for w in fresh_top.weights if kernel in w.path)),
+    )  # fine-tuned
     moving = [(w.path, np.asarray(w)) for w in trained_top.weights if "moving_variance" in w.path]
     fresh = {w.path: np.asarray(w) for w in fresh_top.weights}
     assert all(np.array_equal(value, fresh[path]) for path, value in moving)  # BatchNorm statistics kept
@@ -139,16 +149,22 @@ def test_fine_tuning_from_cached_maps_with_calibration_end_to_end(synthetic_dir,
     paths = load_dataset(synthetic_dir)["path"].tolist()[:6]
     served = mlflow.pyfunc.load_model(result["model_uri"]).predict(b64_images(paths))
     images = np.concatenate([b.numpy() for b in image_dataset(paths, IMAGE_SIZE, 8)])
-    np.testing.assert_allclose(served[list(CLASSES)].to_numpy(), np.asarray(classifier(images)), rtol=1e-4,
-                               atol=1e-6)
+    np.testing.assert_allclose(served[list(CLASSES)].to_numpy(), np.asarray(classifier(images)), rtol=1e-4, atol=1e-6)
     report = evaluate(result["model_uri"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(report["run_id"], "plots")}
     assert "plots/grad_cam.jpg" in artifacts and "plots/reliability_diagram.png" in artifacts
 
 
 def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthetic_dir, test_weights):
-    config = tiny_config(test_weights, feature_cache=False, epochs=1, fine_tune_from="block_15", fine_tune_epochs=2,
-                         fine_tune_learning_rate=1e-3, temperature_scaling=True)
+    config = tiny_config(
+        test_weights,
+        feature_cache=False,
+        epochs=1,
+        fine_tune_from="block_15",
+        fine_tune_epochs=2,
+        fine_tune_learning_rate=1e-3,
+        temperature_scaling=True,
+    )
     result = train(config, synthetic_dir)
     run = mlflow.get_run(result["run_id"])
     assert run.data.params["feature_cache"] == "False" and run.data.params["fine_tune_from"] == "block_15"
@@ -170,7 +186,8 @@ def test_fine_tuning_on_the_fly_trains_the_top_and_keeps_the_frozen_part(synthet
     assert moving and all(np.array_equal(np.asarray(w), fresh_top[w.path]) for w in moving)
 
     served = mlflow.pyfunc.load_model(result["model_uri"]).predict(
-        b64_images(load_dataset(synthetic_dir)["path"].tolist()[:3]))
+        b64_images(load_dataset(synthetic_dir)["path"].tolist()[:3])
+    )
     np.testing.assert_allclose(served[list(CLASSES)].sum(axis=1), 1.0, rtol=1e-5)
 
 

@@ -18,8 +18,15 @@ from ..conftest import IMAGE_SIZE
 THREE = ("keratosis", "melanoma", "naevus")
 # what a model of THREE answers: melanoma is its positive group untold; `refer` and `defer` where validation chose them
 ANSWERS = tuple([*THREE, "label", "p_positive", *more] for more in ((), ("refer",), ("defer",), ("refer", "defer")))
-MALIGNANT = {"akiec": "malignant", "bcc": "malignant", "mel": "malignant", "bkl": "benign", "df": "benign",
-             "nv": "benign", "vasc": "benign"}
+MALIGNANT = {
+    "akiec": "malignant",
+    "bcc": "malignant",
+    "mel": "malignant",
+    "bkl": "benign",
+    "df": "benign",
+    "nv": "benign",
+    "vasc": "benign",
+}
 
 
 def tiny(weights: str) -> list[str]:
@@ -38,8 +45,7 @@ def write_map(path, mapping: dict[str, str]):
     return path
 
 
-def test_a_three_class_model_from_a_plain_csv_trains_evaluates_registers_and_answers(tmp_path, test_weights,
-                                                                                     capsys):
+def test_a_three_class_model_from_a_plain_csv_trains_evaluates_registers_and_answers(tmp_path, test_weights, capsys):
     data = make_synthetic_set(tmp_path / "clinic", "csv", THREE, n_per_class=8)
     status, trained, _ = run_cli(["train", "--data-dir", str(data), *tiny(test_weights)], capsys)
     assert status == 0 and trained["classes"] == list(THREE)
@@ -57,15 +63,17 @@ def test_a_three_class_model_from_a_plain_csv_trains_evaluates_registers_and_ans
     description = mlflow.MlflowClient().get_registered_model("clinic").description
     assert "3 classes of its training data: keratosis, melanoma, naevus" in description
     served = load_model(f"models:/clinic/{registered['version']}").predict(
-        request_frame([p.read_bytes() for p in sorted(data.rglob("*.jpg"))[:3]]))
+        request_frame([p.read_bytes() for p in sorted(data.rglob("*.jpg"))[:3]])
+    )
     assert list(served.columns) in ANSWERS and set(served["label"]) <= set(THREE)
 
 
 def test_a_binary_model_through_a_label_map_and_its_evaluation_elsewhere(tmp_path, test_weights, capsys):
     data = make_synthetic_ham(tmp_path / "ham", n_per_class=8)
     label_map = write_map(tmp_path / "malignant.csv", MALIGNANT)
-    status, trained, _ = run_cli(["train", "--data-dir", str(data), "--label-map", str(label_map),
-                                  *tiny(test_weights)], capsys)
+    status, trained, _ = run_cli(
+        ["train", "--data-dir", str(data), "--label-map", str(label_map), *tiny(test_weights)], capsys
+    )
     assert status == 0 and trained["classes"] == ["benign", "malignant"]
     run = mlflow.get_run(trained["run_id"])
     assert run.data.params["label_map"].startswith("akiec>malignant,bcc>malignant,bkl>benign")
@@ -85,18 +93,26 @@ def test_a_binary_model_through_a_label_map_and_its_evaluation_elsewhere(tmp_pat
     extra = make_synthetic_set(tmp_path / "extra", "csv", ("benign", "malignant", "scc"), n_per_class=4)
     status, _, err = run_cli(["evaluate", "--model-uri", trained["model_uri"], "--data-dir", str(extra)], capsys)
     assert status == 2 and "'scc': 4 image(s)" in err and len(err.strip().splitlines()) == 1
-    assert not mlflow.search_runs(search_all_experiments=True, filter_string="tags.`skinml.stage` = 'evaluate'",
-                                  ).query("status != 'FINISHED'").shape[0]
+    assert (
+        not mlflow.search_runs(
+            search_all_experiments=True,
+            filter_string="tags.`skinml.stage` = 'evaluate'",
+        )
+        .query("status != 'FINISHED'")
+        .shape[0]
+    )
     drop = write_map(tmp_path / "drop.csv", {"scc": ""})
-    status, tested, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"], "--data-dir", str(extra),
-                                 "--label-map", str(drop)], capsys)
+    status, tested, _ = run_cli(
+        ["evaluate", "--model-uri", trained["model_uri"], "--data-dir", str(extra), "--label-map", str(drop)], capsys
+    )
     assert status == 0 and tested["n_images"] == 8
     assert tested["left_out"] == {"scc (dropped by the label map)": 4}
     report = mlflow.artifacts.load_text(f"runs:/{tested['run_id']}/report/classification_report.txt")
     assert "scc (dropped by the label map): 4 image(s)" in report
     unknown = write_map(tmp_path / "unknown.csv", {"scc": "squamous"})
-    status, tested, _ = run_cli(["evaluate", "--model-uri", trained["model_uri"], "--data-dir", str(extra),
-                                 "--label-map", str(unknown)], capsys)
+    status, tested, _ = run_cli(
+        ["evaluate", "--model-uri", trained["model_uri"], "--data-dir", str(extra), "--label-map", str(unknown)], capsys
+    )
     assert status == 0 and tested["left_out"] == {"squamous": 4}
 
 
@@ -105,18 +121,22 @@ def test_a_model_of_other_classes_is_registered_under_a_name_of_its_classes(tmp_
     _, seven, _ = run_cli(["train", "--data-dir", str(data), *tiny(test_weights)], capsys)
     register(seven["model_uri"], "skinml")
     label_map = write_map(tmp_path / "malignant.csv", MALIGNANT)
-    _, binary, _ = run_cli(["train", "--data-dir", str(data), "--label-map", str(label_map), *tiny(test_weights)],
-                           capsys)
+    _, binary, _ = run_cli(
+        ["train", "--data-dir", str(data), "--label-map", str(label_map), *tiny(test_weights)], capsys
+    )
     registered = register(binary["model_uri"], "skinml")
     assert registered["name"] == "skinml-benign-malignant" and registered["aliases"] == ["challenger", "champion"]
     assert len(mlflow.MlflowClient().search_model_versions("name='skinml'")) == 1
     assert register(binary["model_uri"], "skinml")["name"] == "skinml-benign-malignant"  # the same name again
 
 
-@pytest.mark.parametrize("problem, expected", [
-    ("few", "'rare' has 2 group(s), at least 3 needed"),
-    ("no layout", "no layout matches what the folder holds (notes.txt); tried ham10000"),
-])
+@pytest.mark.parametrize(
+    "problem, expected",
+    [
+        ("few", "'rare' has 2 group(s), at least 3 needed"),
+        ("no layout", "no layout matches what the folder holds (notes.txt); tried ham10000"),
+    ],
+)
 def test_bad_data_gives_one_line_and_leaves_no_run(tmp_path, test_weights, capsys, problem, expected):
     if problem == "few":
         data = make_synthetic_set(tmp_path / "d", "csv", ("common", "rare"), n_per_class=4, images_per_group=2)
@@ -135,8 +155,10 @@ def test_bad_data_gives_one_line_and_leaves_no_run(tmp_path, test_weights, capsy
 @pytest.mark.parametrize("layout", ["isic", "isic2020", "pad-ufes-20", "folder"])
 def test_train_needs_no_option_but_the_folder_in_every_layout(tmp_path, test_weights, capsys, layout):
     data = make_synthetic_set(tmp_path / layout, layout, THREE, n_per_class=8)
-    status, trained, _ = run_cli(["train", "--data-dir", str(data), "--weights", test_weights, "--image-size",
-                                  str(IMAGE_SIZE), "--epochs", "1"], capsys)
+    status, trained, _ = run_cli(
+        ["train", "--data-dir", str(data), "--weights", test_weights, "--image-size", str(IMAGE_SIZE), "--epochs", "1"],
+        capsys,
+    )
     assert status == 0 and trained["classes"] == list(THREE)
     image = next(p for p in sorted(data.rglob("*")) if p.suffix in (".jpg", ".png"))
     served = load_model(trained["model_uri"]).predict(request_frame([image.read_bytes()]))

@@ -16,8 +16,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LAYERS = ("core", "data", "model", "features", "evaluation", "training", "serving", "tracking", "stages", "registry",
-          "flows", "app")
+LAYERS = (
+    "core",
+    "data",
+    "model",
+    "features",
+    "evaluation",
+    "training",
+    "serving",
+    "tracking",
+    "stages",
+    "registry",
+    "flows",
+    "app",
+)
 COMPUTE = LAYERS[:6]
 FORBIDDEN = {  # third-party package -> the layers that must not import it
     "mlflow": COMPUTE,
@@ -43,8 +55,13 @@ def imports_of(path: Path, module: str) -> list[tuple[str, int, bool]]:
     """(imported module, line, inside a function) for every import statement of a file, relative ones resolved."""
     tree = ast.parse(path.read_text())
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    local = {id(node) for function in ast.walk(tree) if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
-             for node in ast.walk(function) if isinstance(node, (ast.Import, ast.ImportFrom))}
+    local = {
+        id(node)
+        for function in ast.walk(tree)
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(function)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    }
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -78,8 +95,9 @@ def violations(root: Path) -> list[str]:
             if target in modules and target != name:
                 edges[name].add(target)
                 if LAYERS.index(layer_of(target)) > own:
-                    problems.append(f"{where}: {name} ({layer_of(name)}) imports {target} ({layer_of(target)}), "
-                                    "a layer above it")
+                    problems.append(
+                        f"{where}: {name} ({layer_of(name)}) imports {target} ({layer_of(target)}), a layer above it"
+                    )
             if in_function and not explained(lines, line):
                 problems.append(f"{where}: a function-local import without a comment saying why")
     problems += [f"import circle: {' -> '.join(circle)}" for circle in circles(edges)]
@@ -92,7 +110,7 @@ def explained(lines: list[str], line: int) -> bool:
     first = line - 1
     while first > 0 and lines[first - 1].strip().startswith(("import ", "from ")):
         first -= 1
-    return any("#" in text for text in lines[max(first - 1, 0):line])
+    return any("#" in text for text in lines[max(first - 1, 0) : line])
 
 
 def circles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -132,14 +150,17 @@ def test_every_module_is_in_a_layer():
     assert [name for name in modules if layer_of(name) not in LAYERS] == []
 
 
-@pytest.mark.parametrize(("module", "source", "broken"), [
-    ("skinml/core/bad.py", "import mlflow\n", "the core layer imports mlflow"),
-    ("skinml/data/bad.py", "from skinml.tracking.runs import stage_run\n", "a layer above it"),
-    ("skinml/registry/bad.py", "import flows.pipeline\n", "a layer above it"),
-    ("skinml/stages/bad.py", "import prefect\n", "the stages layer imports prefect"),
-    ("skinml/core/bad.py", "def f():\n    import json\n", "without a comment"),
-    ("skinml/core/bad.py", "from skinml.core import other\n", "import circle"),
-])
+@pytest.mark.parametrize(
+    ("module", "source", "broken"),
+    [
+        ("skinml/core/bad.py", "import mlflow\n", "the core layer imports mlflow"),
+        ("skinml/data/bad.py", "from skinml.tracking.runs import stage_run\n", "a layer above it"),
+        ("skinml/registry/bad.py", "import flows.pipeline\n", "a layer above it"),
+        ("skinml/stages/bad.py", "import prefect\n", "the stages layer imports prefect"),
+        ("skinml/core/bad.py", "def f():\n    import json\n", "without a comment"),
+        ("skinml/core/bad.py", "from skinml.core import other\n", "import circle"),
+    ],
+)
 def test_a_broken_rule_is_found(tmp_path, module, source, broken):
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows/__init__.py").write_text("")

@@ -15,13 +15,23 @@ from skinml.data.synthetic import make_synthetic_ham, make_synthetic_set
 THREE = ("keratosis", "melanoma", "naevus")
 
 
-@pytest.mark.parametrize("layout, grouped_by", [("ham10000", "lesion_id"), ("isic", "lesion_id"),
-                                                ("isic2020", "patient_id"), ("pad-ufes-20", "patient_id"),
-                                                ("csv", "group"), ("folder", None)])
+@pytest.mark.parametrize(
+    "layout, grouped_by",
+    [
+        ("ham10000", "lesion_id"),
+        ("isic", "lesion_id"),
+        ("isic2020", "patient_id"),
+        ("pad-ufes-20", "patient_id"),
+        ("csv", "group"),
+        ("folder", None),
+    ],
+)
 def test_each_layout_is_recognised_with_its_labels_and_groups(tmp_path, layout, grouped_by):
     if layout == "ham10000":
-        data, classes = make_synthetic_ham(tmp_path / layout, n_per_class=4), ("akiec", "bcc", "bkl", "df", "mel",
-                                                                                "nv", "vasc")
+        data, classes = (
+            make_synthetic_ham(tmp_path / layout, n_per_class=4),
+            ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc"),
+        )
     else:
         data, classes = make_synthetic_set(tmp_path / layout, layout, THREE, n_per_class=4), THREE
     frame = load_dataset(data)
@@ -78,15 +88,21 @@ def test_a_plain_csv_may_name_images_by_stem_in_any_sub_folder(tmp_path):
     assert (frame["lesion_id"] == frame["image_id"]).all()
 
 
-@pytest.mark.parametrize("problem, message", [
-    ("no label column", "labels.csv: missing required column(s) ['label']"),
-    ("image absent", "labels.csv row 3: image images/IMG_00000001.jpg not found"),
-    ("empty label", "labels.csv row 4: empty label"),
-    ("forced layout", "no layout matches what the folder holds (labels.csv (columns image, label, group), images/); "
-                      "tried ham10000 (a CSV with image_id, dx, lesion_id: no image_id, dx, lesion_id)"),
-    ("label map", "map.csv row 3: 'a' is mapped twice"),
-    ("not one-hot", "GroundTruth.csv row 2: MELANOMA='x' is not 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "problem, message",
+    [
+        ("no label column", "labels.csv: missing required column(s) ['label']"),
+        ("image absent", "labels.csv row 3: image images/IMG_00000001.jpg not found"),
+        ("empty label", "labels.csv row 4: empty label"),
+        (
+            "forced layout",
+            "no layout matches what the folder holds (labels.csv (columns image, label, group), images/); "
+            "tried ham10000 (a CSV with image_id, dx, lesion_id: no image_id, dx, lesion_id)",
+        ),
+        ("label map", "map.csv row 3: 'a' is mapped twice"),
+        ("not one-hot", "GroundTruth.csv row 2: MELANOMA='x' is not 0 or 1"),
+    ],
+)
 def test_bad_label_tables_give_one_line_naming_file_and_row(tmp_path, capsys, problem, message):
     layout = "isic" if problem == "not one-hot" else "csv"
     data = make_synthetic_set(tmp_path / "d", layout, THREE, n_per_class=3)
@@ -144,15 +160,19 @@ def test_several_problems_are_one_line(tmp_path):
     with pytest.raises(DataValidationError) as error:
         load_dataset(data)
     assert "\n" not in str(error.value) and "2 problems: labels.csv row 3: empty label; labels.csv row 6" in str(
-        error.value)
+        error.value
+    )
 
 
 def test_a_csv_that_matches_no_layout_is_not_taken_for_a_folder_tree(tmp_path):
     data = make_synthetic_set(tmp_path / "tree", "folder", THREE, n_per_class=3)
     pd.DataFrame({"imageid": ["x"], "dx": ["mel"]}).to_csv(data / "metadata.csv", index=False)  # a header typo
-    with pytest.raises(DataValidationError, match=r"no layout matches what the folder holds \(metadata.csv \(columns "
-                                                  r"imageid, dx\), keratosis/, .*ham10000 \(a CSV with image_id, dx, "
-                                                  r"lesion_id: no image_id, lesion_id\)"):
+    with pytest.raises(
+        DataValidationError,
+        match=r"no layout matches what the folder holds \(metadata.csv \(columns "
+        r"imageid, dx\), keratosis/, .*ham10000 \(a CSV with image_id, dx, "
+        r"lesion_id: no image_id, lesion_id\)",
+    ):
         load_dataset(data)
     assert load_dataset(data, data_format="folder").attrs["data_format"] == "folder"
     pd.DataFrame({"image": ["x"], "diagnosis": ["mel"]}).to_csv(data / "metadata.csv", index=False)
@@ -170,16 +190,18 @@ def test_the_label_table_is_chosen_among_the_csvs_of_a_layout(tmp_path):
     assert load_dataset(data)["dx"].value_counts().to_dict() == {"benign": 4, "malignant": 4}
     # ISIC 2019: the metadata CSV that covers the ground truth's images, not the test set's
     data = isic2019(tmp_path / "isic2019")
-    pd.DataFrame({"image": ["ISIC_T1"], "lesion_id": ["L1"]}).to_csv(data / "ISIC_2019_Test_Metadata.csv",
-                                                                     index=False)
+    pd.DataFrame({"image": ["ISIC_T1"], "lesion_id": ["L1"]}).to_csv(data / "ISIC_2019_Test_Metadata.csv", index=False)
     frame = load_dataset(data)
     assert frame.attrs["grouped_by"] == "lesion_id" and frame["lesion_id"].str.startswith("G_").all()
 
 
-@pytest.mark.parametrize("labels, message", [
-    (("benign", "label"), "class name(s) ['label'] are column names of the model's answer"),
-    (("naevus",), "only one class ('naevus', 6 images): a classifier needs at least two"),
-])
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (("benign", "label"), "class name(s) ['label'] are column names of the model's answer"),
+        (("naevus",), "only one class ('naevus', 6 images): a classifier needs at least two"),
+    ],
+)
 def test_labels_no_model_can_have_are_refused_in_one_line(tmp_path, capsys, labels, message):
     data = make_synthetic_set(tmp_path / "d", "csv", labels, n_per_class=6)
     assert main(["split", "--data-dir", str(data), "--output", str(tmp_path / "split.csv")]) == 2

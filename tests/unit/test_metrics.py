@@ -42,8 +42,15 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_large_when_overconfide
 
 def test_slices_cover_each_metadata_value_and_flag_small_ones():
     n = 40
-    frame = pd.DataFrame({"sex": ["male"] * 35 + ["female"] * 5, "age": [50] * 20 + [80] * 19 + [None],
-                          "localization": ["back"] * n, "dx_type": ["histo"] * n, "dataset": ["x"] * n})
+    frame = pd.DataFrame(
+        {
+            "sex": ["male"] * 35 + ["female"] * 5,
+            "age": [50] * 20 + [80] * 19 + [None],
+            "localization": ["back"] * n,
+            "dx_type": ["histo"] * n,
+            "dataset": ["x"] * n,
+        }
+    )
     y = np.arange(n) % 7
     probs = np.eye(7)[y]
     slices = slice_metrics(frame, y, probs).set_index(["column", "value"])
@@ -63,8 +70,9 @@ def test_bootstrap_intervals_resample_whole_lesions():
     point = classification_metrics(y_true, probs, CLASSES)
     by_class = list(per_class_auc(y_true, probs, CLASSES).values())
     np.testing.assert_allclose(rank_auc(y_true, probs), by_class, atol=1e-12)
-    intervals = lesion_bootstrap_intervals(y_true, probs, lesions=np.arange(len(y_true)), classes=CLASSES,
-                                           n_resamples=200)
+    intervals = lesion_bootstrap_intervals(
+        y_true, probs, lesions=np.arange(len(y_true)), classes=CLASSES, n_resamples=200
+    )
     for name in ("balanced_accuracy", "macro_auc"):
         low, high = intervals[name]
         assert low < point[name] < high and high - low > 0.02
@@ -73,14 +81,20 @@ def test_bootstrap_intervals_resample_whole_lesions():
         assert low <= point["per_class"][name]["recall"] <= high and high - low > 0.1
     assert interval_metrics(intervals, "test")["test_recall_ci95_low/mel"] == intervals["recall/mel"][0]
     # ten images of each lesion carry no more evidence than one: the same intervals, not ten-fold narrower ones
-    tenfold = lesion_bootstrap_intervals(np.repeat(y_true, 10), np.repeat(probs, 10, axis=0),
-                                         lesions=np.repeat(np.arange(len(y_true)), 10), classes=CLASSES,
-                                         n_resamples=200)
+    tenfold = lesion_bootstrap_intervals(
+        np.repeat(y_true, 10),
+        np.repeat(probs, 10, axis=0),
+        lesions=np.repeat(np.arange(len(y_true)), 10),
+        classes=CLASSES,
+        n_resamples=200,
+    )
     for name in intervals:
         np.testing.assert_allclose(tenfold[name], intervals[name], atol=1e-9)
     perfect = np.eye(len(CLASSES))[y_true]
     assert lesion_bootstrap_intervals(y_true, perfect, np.arange(len(y_true)), n_resamples=50) == {
-        "balanced_accuracy": [1.0, 1.0], "macro_auc": [1.0, 1.0]}
+        "balanced_accuracy": [1.0, 1.0],
+        "macro_auc": [1.0, 1.0],
+    }
 
 
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
@@ -115,4 +129,5 @@ def test_paired_difference_matches_scikit_learn_and_is_zero_for_one_model():
     assert paired_balanced_accuracy_difference(truth, first, first, lesions)[2] == [0.0, 0.0]  # paired: no noise
     # a lesion's images move together: one lesion holding every image leaves no spread at all
     assert paired_balanced_accuracy_difference(truth, first, second, np.zeros(300))[2] == pytest.approx(
-        [second_score - first_score] * 2)
+        [second_score - first_score] * 2
+    )

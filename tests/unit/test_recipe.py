@@ -11,8 +11,11 @@ from skinml.core.recipe import TrainConfig, recipe, recipe_field
 
 def test_a_new_recipe_field_brings_its_option_parameter_and_name():
     Extended = dataclasses.make_dataclass(
-        "Extended", [("warmup_epochs", int, recipe_field(3, "epochs of learning-rate warm-up", short="warmup"))],
-        bases=(TrainConfig,), frozen=True)
+        "Extended",
+        [("warmup_epochs", int, recipe_field(3, "epochs of learning-rate warm-up", short="warmup"))],
+        bases=(TrainConfig,),
+        frozen=True,
+    )
     parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
     add_recipe_options(parser, Extended)
     given = vars(parser.parse_args(["--warmup-epochs", "5", "--learning-rate", "0.0003"]))
@@ -27,15 +30,35 @@ def test_a_new_recipe_field_brings_its_option_parameter_and_name():
 def test_every_recipe_option_parses_to_its_field():
     parser = argparse.ArgumentParser(argument_default=argparse.SUPPRESS)
     add_recipe_options(parser)
-    given = vars(parser.parse_args([
-        "--alpha", "0.5", "--no-feature-cache", "--fine-tune-from", "none", "--target-sensitivity", "0.8", "0.9",
-        "--positive-classes", "mel,bcc", "--weights", "none", "--loss", "logit_adjusted"]))
+    given = vars(
+        parser.parse_args(
+            [
+                "--alpha",
+                "0.5",
+                "--no-feature-cache",
+                "--fine-tune-from",
+                "none",
+                "--target-sensitivity",
+                "0.8",
+                "0.9",
+                "--positive-classes",
+                "mel,bcc",
+                "--weights",
+                "none",
+                "--loss",
+                "logit_adjusted",
+            ]
+        )
+    )
     config = recipe("baseline", given)
     assert (config.alpha, config.feature_cache, config.fine_tune_from) == (0.5, False, None)
     assert (config.target_sensitivities, config.positive_classes) == ((0.8, 0.9), ("mel", "bcc"))
     params = config.params()
-    assert (params["cached_views"], params["positive_classes"], params["target_sensitivities"]) == (0, "mel,bcc",
-                                                                                                    "0.8,0.9")
+    assert (params["cached_views"], params["positive_classes"], params["target_sensitivities"]) == (
+        0,
+        "mel,bcc",
+        "0.8,0.9",
+    )
     assert params["loss"] == "logit_adjusted_crossentropy" and params["augmentation"].startswith("rot=")
     options = {option for action in parser._actions for option in action.option_strings}
     fields = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("option", True)}

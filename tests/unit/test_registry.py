@@ -27,8 +27,10 @@ def test_promotion_moves_aliases_only_for_a_challenger_better_beyond_the_noise(t
     manifest = tmp_path / "manifest.csv"
     run_split(data, manifest)
     config = TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, cached_views=1, batch_size=16)
-    weak, strong = [train(config.replace(epochs=epochs, learning_rate=rate), data, manifest)
-                    for epochs, rate in ((1, 1e-6), (15, 3e-3))]
+    weak, strong = [
+        train(config.replace(epochs=epochs, learning_rate=rate), data, manifest)
+        for epochs, rate in ((1, 1e-6), (15, 3e-3))
+    ]
     scored = {model["model_uri"]: evaluate(model["model_uri"])["run_id"] for model in (weak, strong)}
 
     first = register(weak["model_uri"])
@@ -41,11 +43,14 @@ def test_promotion_moves_aliases_only_for_a_challenger_better_beyond_the_noise(t
     assert decision["promoted"] is True, decision["reason"]
     low, high = decision["difference_ci95"]
     assert 0 < low <= decision["difference"] <= high
-    assert decision["difference"] == pytest.approx(decision["challenger_balanced_accuracy"]
-                                                   - decision["champion_balanced_accuracy"])
+    assert decision["difference"] == pytest.approx(
+        decision["challenger_balanced_accuracy"] - decision["champion_balanced_accuracy"]
+    )
     # both models' per-image predictions came from their evaluations: nothing was scored again
-    assert decision["evaluation_run_ids"] == {"champion": scored[weak["model_uri"]],
-                                              "challenger": scored[strong["model_uri"]]}
+    assert decision["evaluation_run_ids"] == {
+        "champion": scored[weak["model_uri"]],
+        "challenger": scored[strong["model_uri"]],
+    }
     assert "95% paired lesion bootstrap" in MlflowClient().get_model_version("skinml", "2").description
     assert mlflow.get_run(strong["run_id"]).data.tags["skinml.champion"] == "yes"
     assert "skinml.champion" not in mlflow.get_run(weak["run_id"]).data.tags
@@ -74,7 +79,8 @@ def test_a_registered_model_whose_files_changed_is_refused_at_load(synthetic_dir
     trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, cached_views=1, epochs=1), synthetic_dir)
     version = register(trained["model_uri"])["version"]
     assert MlflowClient().get_model_version("skinml", version).tags[DIGEST_TAG] == model_files_digest(
-        trained["model_uri"])
+        trained["model_uri"]
+    )
     image = str(next(synthetic_dir.rglob("*.jpg")))
     assert main(["predict", image, "--model-uri", "models:/skinml@champion"]) == 0  # untouched: loads
     capsys.readouterr()
@@ -90,8 +96,9 @@ def test_a_registered_model_whose_files_changed_is_refused_at_load(synthetic_dir
     with pytest.raises(ModelIntegrityError, match=message):
         load_model("models:/skinml@champion")
     assert main(["predict", image, "--model-uri", f"models:/skinml/{version}"]) == 2
-    assert capsys.readouterr().err.splitlines() == [f"skinml predict: error: {message} ({DIGEST_TAG}): refusing "
-                                                    "to load it (docs/security.md)"]
+    assert capsys.readouterr().err.splitlines() == [
+        f"skinml predict: error: {message} ({DIGEST_TAG}): refusing to load it (docs/security.md)"
+    ]
     # what `mlflow models serve -m models:/skinml@champion` does: MLflow downloads the version, then loads the copy
     served_copy = mlflow.artifacts.download_artifacts(artifact_uri="models:/skinml@champion", dst_path=str(tmp_path))
     with pytest.raises(ModelIntegrityError, match=message):

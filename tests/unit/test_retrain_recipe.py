@@ -20,9 +20,16 @@ def champion_logged(monkeypatch, tmp_path, logged: dict) -> None:
 def test_retrain_recipe_is_the_champions_whole_config(monkeypatch, tmp_path):
     # Every kind of change from the preset: tuned numbers, the loss, the fine-tuning cut (here: none at all, a
     # None that must not fall back to the preset's block_4) and the augmentation.
-    champion = preset("best").replace(dropout=0.3, learning_rate=5e-4, loss="crossentropy", fine_tune_from=None,
-                                      fine_tune_epochs=0, augment={"rotation": 0.2, "flip": False},
-                                      data_format="csv", label_map={"mel": "malignant", "nv": "benign", "unk": ""})
+    champion = preset("best").replace(
+        dropout=0.3,
+        learning_rate=5e-4,
+        loss="crossentropy",
+        fine_tune_from=None,
+        fine_tune_epochs=0,
+        augment={"rotation": 0.2, "flip": False},
+        data_format="csv",
+        label_map={"mel": "malignant", "nv": "benign", "unk": ""},
+    )
     champion_logged(monkeypatch, tmp_path, champion.to_dict())  # what `train` logs
     config, run_id = retrain.champion_recipe("skinml")
     assert (config.preset, run_id) == ("best", "champion-run")

@@ -16,8 +16,9 @@ from skinml.data.synthetic import make_synthetic_ham
 
 @pytest.fixture(scope="module")
 def frame(tmp_path_factory):
-    return load_dataset(make_synthetic_ham(tmp_path_factory.mktemp("s") / "d", n_per_class=30, images_per_lesion=3),
-                        check_images=False)
+    return load_dataset(
+        make_synthetic_ham(tmp_path_factory.mktemp("s") / "d", n_per_class=30, images_per_lesion=3), check_images=False
+    )
 
 
 def test_grouped_split_keeps_lesions_together_and_stratifies(frame):

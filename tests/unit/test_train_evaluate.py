@@ -22,8 +22,9 @@ from ..conftest import IMAGE_SIZE
 
 
 def tiny_config(weights: str, **changes) -> TrainConfig:
-    return TrainConfig(weights=weights, image_size=IMAGE_SIZE, epochs=8, learning_rate=3e-3, cached_views=2,
-                       batch_size=16).replace(**changes)
+    return TrainConfig(
+        weights=weights, image_size=IMAGE_SIZE, epochs=8, learning_rate=3e-3, cached_views=2, batch_size=16
+    ).replace(**changes)
 
 
 def b64_images(paths) -> pd.DataFrame:
@@ -35,8 +36,9 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
     assert json.loads((tmp_path / "train.json").read_text())["run_id"] == result["run_id"]
 
     run, client = mlflow.get_run(result["run_id"]), mlflow.MlflowClient()
-    test_ids = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=result["run_id"],
-                                                               artifact_path="split/manifest.csv"))
+    test_ids = pd.read_csv(
+        mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="split/manifest.csv")
+    )
     with subtests.test("the train run's params, curves, tags and artifacts"):
         assert run.info.status == "FINISHED"
         params = run.data.params
@@ -44,8 +46,14 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
         assert params["learning_rate"] == "0.003" and params["batch_size"] == "16" and params["dropout"] == "0.2"
         assert params["augmentation"] == "rot=0.1,zoom=0.1,shift=0.1,flip=1"
         assert params["loss"] == "categorical_crossentropy"
-        for metric in ("train_loss", "train_accuracy", "train_balanced_accuracy", "val_loss", "val_accuracy",
-                       "val_balanced_accuracy"):
+        for metric in (
+            "train_loss",
+            "train_accuracy",
+            "train_balanced_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "val_balanced_accuracy",
+        ):
             history = client.get_metric_history(run.info.run_id, metric)
             assert [m.step for m in history] == list(range(1, 9)), metric
         assert run.data.tags["skinml.split_lesions_crossing_splits"] == "0"
@@ -53,8 +61,9 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
         bookkeeping = ("seconds", "rss", "split_n", "lesions_crossing")
         assert not [name for name in run.data.metrics if any(word in name for word in bookkeeping)]
         assert float(run.data.tags["skinml.train_seconds"]) > 0 and float(run.data.tags["skinml.peak_rss_mb"]) > 0
-        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")} | \
-            {a.path for a in client.list_artifacts(run.info.run_id, "split")}
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")} | {
+            a.path for a in client.list_artifacts(run.info.run_id, "split")
+        }
         assert {"plots/training_curves.png", "split/manifest.csv"} <= artifacts
         assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name.startswith("data-")
 
@@ -98,14 +107,22 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
         assert 0 <= low <= high <= 1
         assert eval_run.data.metrics["test_macro_auc_ci95_high"] == saved["ci95"]["macro_auc"][1]
         assert eval_run.data.metrics["test_recall_ci95_high/mel"] == saved["ci95"]["recall/mel"][1]
-        eval_artifacts = {a.path for folder in ("plots", "report")
-                          for a in client.list_artifacts(report["run_id"], folder)}
-        assert {"plots/confusion_matrix.png", "plots/roc_curves.png", "report/classification_report.txt",
-                "report/metrics.json", "plots/reliability_diagram.png", "plots/slices.png",
-                "report/slices.csv"} <= eval_artifacts
+        eval_artifacts = {
+            a.path for folder in ("plots", "report") for a in client.list_artifacts(report["run_id"], folder)
+        }
+        assert {
+            "plots/confusion_matrix.png",
+            "plots/roc_curves.png",
+            "report/classification_report.txt",
+            "report/metrics.json",
+            "plots/reliability_diagram.png",
+            "plots/slices.png",
+            "report/slices.csv",
+        } <= eval_artifacts
         assert 0 <= report["ece"] <= 1 and "test_ece" in eval_run.data.metrics
-        slices = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=report["run_id"],
-                                                                 artifact_path="report/slices.csv"))
+        slices = pd.read_csv(
+            mlflow.artifacts.download_artifacts(run_id=report["run_id"], artifact_path="report/slices.csv")
+        )
         assert {"sex", "age_band", "localization", "dx_type", "dataset"} == set(slices["column"])
         assert slices["small"].all()  # a dozen test images: every slice is flagged small
 
@@ -163,8 +180,9 @@ def break_empty_folder(d: Path) -> str:
     return "no layout matches what the folder holds"
 
 
-@pytest.mark.parametrize("breaker", [break_missing_column, break_missing_image, break_corrupt_jpeg,
-                                     break_unknown_class, break_empty_folder])
+@pytest.mark.parametrize(
+    "breaker", [break_missing_column, break_missing_image, break_corrupt_jpeg, break_unknown_class, break_empty_folder]
+)
 def test_bad_data_fails_clearly_and_leaves_no_run(breaker, tmp_path):
     data = make_synthetic_ham(tmp_path / "bad", n_per_class=2)
     culprit = breaker(data)
@@ -174,8 +192,9 @@ def test_bad_data_fails_clearly_and_leaves_no_run(breaker, tmp_path):
 
 
 def test_a_run_that_fails_after_it_started_is_marked_failed(synthetic_dir, monkeypatch):
-    monkeypatch.setattr("skinml.training.fit.train_with_cache",
-                        lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(
+        "skinml.training.fit.train_with_cache", lambda *args: (_ for _ in ()).throw(RuntimeError("boom"))
+    )
     with pytest.raises(RuntimeError, match="boom"):
         train(tiny_config("none"), synthetic_dir)
     assert list(mlflow.search_runs(experiment_names=["skinml"])["status"]) == ["FAILED"]

@@ -42,8 +42,10 @@ def test_each_label_set_has_a_view_of_its_own_runs_champion_mark_first():
     for classes in (tuple(CLASSES), ("bkl", "mel", "nv"), ("Bowen's", "naevus")):  # a quote: MLflow has no escape
         with mlflow.start_run() as run:
             pass
-        links[classes] = (run.info.run_id, name_parent(run.info.run_id, run_name("baseline", "/data/ham", classes),
-                                                       classes))
+        links[classes] = (
+            run.info.run_id,
+            name_parent(run.info.run_id, run_name("baseline", "/data/ham", classes), classes),
+        )
     tags = client.get_experiment(experiment_id).tags
     for classes, (run_id, link) in links.items():
         view = json.loads(tags[view_tag(classes)])
@@ -59,25 +61,40 @@ def test_each_label_set_has_a_view_of_its_own_runs_champion_mark_first():
 def test_links_open_in_the_model_training_mode():
     assert run_url("3", "abc") == "http://127.0.0.1:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     assert run_url("3", "abc", "https://mlflow.example.org/") == (
-        "https://mlflow.example.org/#/experiments/3/runs/abc?workflowType=machine_learning")
+        "https://mlflow.example.org/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )
     assert view_url("3", ("bkl", "mel", "nv"), "http://tracking:5000") == (
         "http://tracking:5000/#/experiments/3/runs?viewStateShareKey=skinml-bkl-mel-nv&compareRunsMode=CHART"
-        "&workflowType=machine_learning")
+        "&workflowType=machine_learning"
+    )
     assert run_url("3", "abc", "http://ann:secret@tracking:5000/mlflow/") == (
-        "http://tracking:5000/mlflow/#/experiments/3/runs/abc?workflowType=machine_learning")  # no password in links
+        "http://tracking:5000/mlflow/#/experiments/3/runs/abc?workflowType=machine_learning"
+    )  # no password in links
 
 
 def evaluation(n_images: int = 20) -> dict:
     """An evaluation result as skinml.stages.evaluate returns it (the keys a parent's summary reads)."""
-    return {"balanced_accuracy": 0.3947, "macro_auc": 0.9012, "ece": 0.051, "macro_f1": 0.41, "n_images": n_images,
-            "per_class": {name: {"recall": 0.5} for name in CLASSES}, "manifest_sha256": "ab" * 32,
-            "ci95": {"balanced_accuracy": [0.31, 0.47], "macro_auc": [0.85, 0.94]}}
+    return {
+        "balanced_accuracy": 0.3947,
+        "macro_auc": 0.9012,
+        "ece": 0.051,
+        "macro_f1": 0.41,
+        "n_images": n_images,
+        "per_class": {name: {"recall": 0.5} for name in CLASSES},
+        "manifest_sha256": "ab" * 32,
+        "ci95": {"balanced_accuracy": [0.31, 0.47], "macro_auc": [0.85, 0.94]},
+    }
 
 
 def split_manifest() -> pd.DataFrame:
-    return pd.DataFrame({"image_id": [f"ISIC_{i}" for i in range(6)], "lesion_id": [f"L{i // 2}" for i in range(6)],
-                         "dx": ["nv", "nv", "mel", "mel", "bkl", "bkl"],
-                         "split": ["train", "train", "val", "val", "test", "test"]})
+    return pd.DataFrame(
+        {
+            "image_id": [f"ISIC_{i}" for i in range(6)],
+            "lesion_id": [f"L{i // 2}" for i in range(6)],
+            "dx": ["nv", "nv", "mel", "mel", "bkl", "bkl"],
+            "split": ["train", "train", "val", "val", "test", "test"],
+        }
+    )
 
 
 def test_a_parent_run_shows_its_challengers_dataset_model_and_version(tmp_path):
@@ -93,8 +110,11 @@ def test_a_parent_run_shows_its_challengers_dataset_model_and_version(tmp_path):
             log_manifest(split_manifest(), tmp_path)
             info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=["mlflow"])
         version = mlflow.register_model(info.model_uri, "skinml").version
-        trained = {"run_id": train.info.run_id, "model_uri": info.model_uri,
-                   "metrics": {"val_balanced_accuracy": 0.4, "val_macro_auc": 0.9}}
+        trained = {
+            "run_id": train.info.run_id,
+            "model_uri": info.model_uri,
+            "metrics": {"val_balanced_accuracy": 0.4, "val_macro_auc": 0.9},
+        }
         registry = {"name": "skinml", "version": str(version), "aliases": ["challenger", "champion"]}
         promotion = {"reason": "v1 is the champion already"}
         for _ in range(2):
@@ -103,13 +123,15 @@ def test_a_parent_run_shows_its_challengers_dataset_model_and_version(tmp_path):
     run, source = client.get_run(parent.info.run_id), client.get_run(train.info.run_id)
     datasets = run.inputs.dataset_inputs
     assert [(d.dataset.name, d.dataset.digest) for d in datasets] == [
-        (d.dataset.name, d.dataset.digest) for d in source.inputs.dataset_inputs]
+        (d.dataset.name, d.dataset.digest) for d in source.inputs.dataset_inputs
+    ]
     assert datasets[0].dataset.name.rsplit("-", 1)[1].isalnum() and datasets[0].tags[0].value == "training"
     assert [o.model_id for o in run.outputs.model_outputs] == [info.model_id]
     # what the run page then asks for (its outputs' models, in its experiment) and lists under "Registered models":
     # the versions a logged model's `mlflow.modelVersions` tag names
-    [model] = client.search_logged_models([run.info.experiment_id],
-                                          filter_string=f"attributes.model_id IN ('{info.model_id}')")
+    [model] = client.search_logged_models(
+        [run.info.experiment_id], filter_string=f"attributes.model_id IN ('{info.model_id}')"
+    )
     registered = json.loads(model.tags["mlflow.modelVersions"])
     assert ("skinml", str(version)) in {(entry["name"], str(entry["version"])) for entry in registered}
     note = run.data.tags["mlflow.note.content"]
