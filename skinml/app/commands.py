@@ -109,7 +109,6 @@ def cmd_predict(args: argparse.Namespace) -> None:
     # lazy: start-up time
     import pandas as pd
 
-    # lazy: start-up time
     from skinml.app.predict import predict_files
     from skinml.serving.request_form import InvalidImageError
 

@@ -7,10 +7,13 @@ training uses; images are decoded with Pillow, which gives the pixels training's
 
 from __future__ import annotations
 
+import importlib.util
+import io
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from skinml.core import settings
 from skinml.model.infer_pool import InferPool
@@ -21,12 +24,9 @@ FILE_NAME = "classifier.xml"  # with classifier.bin beside it
 def export(model, folder: str | Path) -> Path | None:
     """Save the Keras classifier, behind its input resize, as OpenVINO IR in `folder`; None when OpenVINO is not
     installed (the model then runs on TensorFlow)."""
-    # lazy: OpenVINO is optional; this module must not load TensorFlow
-    import importlib.util
-
     if importlib.util.find_spec("openvino") is None:
         return None
-    # lazy: OpenVINO is optional; this module must not load TensorFlow
+    # lazy: OpenVINO is optional; TensorFlow is needed to export only (loading and running the form never need it)
     import openvino as ov
     import tensorflow as tf
 
@@ -47,7 +47,7 @@ def load(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
     any number of threads at once (skinml.model.infer_pool). It runs
     at f32 unless $SKINML_PRECISION asks for bf16 and the CPU computes it natively (as skinml.model.engine decides; that
     module needs TensorFlow, this one must not)."""
-    # lazy: OpenVINO is optional; this module must not load TensorFlow
+    # lazy: OpenVINO is optional
     import openvino as ov
 
     core = ov.Core()
@@ -65,12 +65,6 @@ def load(folder: str | Path) -> Callable[[np.ndarray], np.ndarray]:
 
 def decode(data: bytes) -> np.ndarray:
     """JPEG/PNG bytes -> uint8 RGB pixels (H x W x 3); OSError/ValueError when they do not decode."""
-    # lazy: OpenVINO is optional; this module must not load TensorFlow
-    import io
-
-    # lazy: OpenVINO is optional; this module must not load TensorFlow
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as image:
         return np.asarray(image.convert("RGB"))
 

@@ -44,7 +44,7 @@ def resolve_weights(weights: str, alpha: float = 1.0) -> str | None:
     base = settings.raw("SKINML_WEIGHTS_URL")
     keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     keras_home.mkdir(parents=True, exist_ok=True)  # else get_file falls back to /tmp/.keras
-    import keras
+    import keras  # lazy: Keras (and TensorFlow) load only when the ImageNet weights are fetched
 
     try:
         return keras.utils.get_file(

@@ -105,12 +105,14 @@ def violations(root: Path) -> list[str]:
 
 
 def explained(lines: list[str], line: int) -> bool:
-    """Whether the import at `line` (from 1), or its block of consecutive import lines, or the line just above the
-    block, carries a comment."""
-    first = line - 1
-    while first > 0 and lines[first - 1].strip().startswith(("import ", "from ")):
-        first -= 1
-    return any("#" in text for text in lines[max(first - 1, 0) : line])
+    """Whether the import at `line` (from 1) carries a comment, or the comment that heads its run of imports (the
+    lines above it that are imports or blank)."""
+    if "#" in lines[line - 1]:
+        return True
+    above = line - 2
+    while above >= 0 and (not lines[above].strip() or lines[above].strip().startswith(("import ", "from "))):
+        above -= 1
+    return above >= 0 and "#" in lines[above]
 
 
 def circles(edges: dict[str, set[str]]) -> list[list[str]]:
