@@ -166,6 +166,9 @@ def isolated_tracking(tmp_path, monkeypatch):
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # an experiment a previous test of this process set is not in this store: back to MLflow's default (MLflow
+    # has no public call that forgets it without opening the store)
+    mlflow.tracking.fluent._active_experiment_id = None
     yield
     while mlflow.active_run():
         mlflow.end_run()

@@ -39,10 +39,11 @@ def read_table(csv: Path, rows: int | None = None) -> pd.DataFrame:
         table = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""], nrows=rows)
     except UnicodeDecodeError:
         raise DataValidationError(
-            csv, [f"{csv.name}: line {first_line_not_utf8(csv)} is not UTF-8 text (save the file as UTF-8)"]
+            csv, [f"{csv}: line {first_line_not_utf8(csv)} is not UTF-8 text (save the file as UTF-8)"]
         ) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataValidationError(csv, [f"{csv.name}: not a readable CSV ({exc})"]) from None
+        reason = " ".join(str(exc).split())  # pandas' message ends with a newline: one line
+        raise DataValidationError(csv, [f"{csv}: not a readable CSV ({reason})"]) from None
     original = {str(c).strip().lower(): str(c).strip() for c in table.columns}
     table = table.rename(columns=lambda c: str(c).strip().lower())
     table.attrs["original_columns"] = original  # to name a column as the file spells it

@@ -43,4 +43,8 @@ class InferPool:
             return np.concatenate(outputs)
         finally:
             for request in held:
+                try:  # a request still running after another failed must finish before it is handed out again
+                    request.wait()
+                except Exception:  # noqa: BLE001  its own failure was raised, or will be, by its own caller
+                    pass
                 self._idle.put(request)
