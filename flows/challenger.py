@@ -40,7 +40,9 @@ def run_challenger(
     }
     if model_name:
         result["registry"] = register_model(
-            trained["model_uri"], model_name, {k: evaluated[k] for k in ("balanced_accuracy", "macro_auc")}
+            trained["model_uri"],
+            model_name,
+            {k: evaluated[k] for k in ("balanced_accuracy", "macro_auc", "decisions", "familiarity") if k in evaluated},
         )
         # the name the registry chose: another when the data's classes differ from the champion's
         # (skinml.registry.versions.name_for_classes)

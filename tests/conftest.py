@@ -162,6 +162,7 @@ def isolated_tracking(tmp_path, monkeypatch):
     """Each test gets its own MLflow store and feature cache, and runs in its own folder."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("SKINML_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # a run a previous test started set it
     monkeypatch.chdir(tmp_path)
     import mlflow
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from skinml.serving.classifier import InvalidImageError, answer_frame, image_bytes
+from skinml.serving.classifier import InvalidImageError, image_bytes
 from skinml.tracking.model_store import load_model
 
 
@@ -29,10 +29,9 @@ def predict_files(model_uri: str, paths: list[str]) -> tuple[pd.DataFrame, list[
             images[index] = read_image_file(path)
         except InvalidImageError as exc:
             problems[index] = exc.message
-    probabilities, classes = {}, ()
+    probabilities = {}
     if images:
         classifier = load_model(model_uri, check_requirements=False).unwrap_python_model()  # no 1 s package scan
-        classes = classifier.classes
         # the files' bytes go straight to what the server runs after its checks (decoded CHUNK_ROWS at a time): no
         # base64 round trip, and the server's per-request row limit does not apply to a folder of files
         try:
@@ -45,6 +44,6 @@ def predict_files(model_uri: str, paths: list[str]) -> tuple[pd.DataFrame, list[
                     problems[index] = f"{paths[index]}: the image could not be decoded"
     if not probabilities:
         return pd.DataFrame(columns=["file", "label"]), [problems[index] for index in sorted(problems)]
-    table = answer_frame(np.array(list(probabilities.values())), classes, classifier.decisions)
+    table = classifier.answer(np.array(list(probabilities.values())))
     table.insert(0, "file", [paths[index] for index in probabilities])
     return table, [problems[index] for index in sorted(problems)]

@@ -15,6 +15,13 @@ TRAIN, VAL, TEST = "train", "val", "test"
 EPOCH_FIGURES = ("loss", "accuracy", "balanced_accuracy")  # per epoch, train and validation; validation adds macro_auc
 ADJUSTED = "adjusted_"  # a validation figure of the temperature-scaled model: `val_adjusted_ece`
 TEMPERATURE_METRIC = "temperature"
+# Familiarity (skinml.evaluation.familiarity): a train run's threshold; a scored set's share of images flagged
+# unfamiliar `<split>_unfamiliar_share`, and its figures on the familiar images alone `<split>_familiar_<figure>` and
+# on the flagged ones `<split>_unfamiliar_<figure>`
+FAMILIARITY_THRESHOLD_METRIC = "familiarity_threshold"
+UNFAMILIAR_SHARE = "unfamiliar_share"
+FAMILIAR, UNFAMILIAR = "familiar", "unfamiliar"
+FAMILIARITY_FIGURES = ("balanced_accuracy", "macro_auc", "accuracy")
 
 
 def class_key(name: str) -> str:
@@ -115,6 +122,7 @@ VERSION_CLASSES = "classes"
 VERSION_MANIFEST_SHA256 = "manifest_sha256"
 VERSION_DATA_FINGERPRINT = "data_fingerprint"  # the manifest's images and labels without their split
 VERSION_DECISIONS = "decisions"
+VERSION_FAMILIARITY = "familiarity"  # the share of test images flagged unfamiliar and the figures without them
 VERSION_PROMOTION = "promotion_decision"
 
 # Sweeps
@@ -125,6 +133,7 @@ N_PRUNED_TRIALS_TAG = "skinml.n_pruned_trials"
 
 # A logged model's MLmodel metadata: the decisions it ships with (its classes: skinml.core.labels.METADATA_KEY)
 DECISIONS_KEY = "skinml_decisions"
+FAMILIARITY_KEY = "skinml_familiarity"  # what the model keeps to score familiarity: method, threshold, reference size
 
 # Artifacts: the train run's, the evaluate run's, the promote and sweep runs'
 CONFIG_ARTIFACT = "config.json"  # the whole recipe (TrainConfig.to_dict): what retraining reads back

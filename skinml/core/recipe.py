@@ -49,6 +49,7 @@ DATA_AND_DECISIONS = (
     "positive_classes",
     "target_sensitivities",
     "target_balanced_accuracy",
+    "target_familiar",
 )
 
 
@@ -190,6 +191,11 @@ class TrainConfig:
     target_balanced_accuracy: float = recipe_field(
         0.80, "balanced accuracy the images the model does not defer must reach (default 0.80)", metavar="B"
     )
+    # Familiarity (skinml.evaluation.familiarity): the share of validation images the threshold keeps familiar;
+    # an image farther from the training images than the threshold is flagged unfamiliar and deferred.
+    target_familiar: float = recipe_field(
+        0.99, "share of validation images the familiarity threshold keeps familiar (default 0.99)", metavar="F"
+    )
 
     def params(self) -> dict[str, Any]:
         """Flat, stable parameter names for MLflow (docs/mlflow.md): one per field (its `recipe_field` says how), and
@@ -219,6 +225,7 @@ class TrainConfig:
         for name, values in (
             ("target_sensitivities", self.target_sensitivities),
             ("target_balanced_accuracy", (self.target_balanced_accuracy,)),
+            ("target_familiar", (self.target_familiar,)),
         ):
             if not values or not all(0.0 < value < 1.0 for value in values):
                 raise OptionError(f"{name} must be in (0, 1), got {values}")

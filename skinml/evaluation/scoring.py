@@ -4,6 +4,7 @@ images. skinml.tracking.evaluations logs it; skinml.stages.evaluate picks the im
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import keras
 import numpy as np
@@ -25,6 +26,7 @@ from skinml.data.loader import image_dataset
 from skinml.evaluation.decision_plots import coverage_curve, referral_curves
 from skinml.evaluation.decisions import decisions_text, p_positive, positives, score
 from skinml.evaluation.explain import feature_maps, fixed_sample, grad_cam
+from skinml.evaluation.familiarity import Familiarity, familiarity_sentence, split_figures
 from skinml.evaluation.metrics import (
     classification_metrics,
     expected_calibration_error,
@@ -36,7 +38,7 @@ from skinml.evaluation.plots import confusion_matrices, grad_cam_grid, reliabili
 from skinml.features.batches import PredictionBatches
 from skinml.features.cache import FeatureCache
 from skinml.features.extraction import extract_features
-from skinml.model.network import PREDICT_BATCH_SIZE, split_classifier
+from skinml.model.network import PREDICT_BATCH_SIZE, head_with_representation, split_classifier
 
 
 @dataclass
@@ -53,13 +55,18 @@ class Evaluation:
     figures: dict[str, Figure] = field(default_factory=dict)  # artifact file -> plot
 
 
-def predict_paths(classifier: keras.Model, paths: list[str], cache: FeatureCache | None = None) -> np.ndarray:
-    """Class probabilities for image files; the frozen extractor's features come from the feature cache, read a
-    batch at a time."""
+def predict_paths(
+    classifier: keras.Model, paths: list[str], cache: FeatureCache | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities for image files and the classifier's representation of each (skinml.model.network); the
+    frozen extractor's features come from the feature cache, read a batch at a time."""
     extractor, head, temperature = split_classifier(classifier)
     features = extract_features(extractor, paths, [0], AugmentConfig(), seed=0, cache=cache)
-    probs = np.asarray(head.predict(PredictionBatches(features, PREDICT_BATCH_SIZE), verbose=0))
-    return probs if temperature is None else keras.ops.convert_to_numpy(temperature(probs))
+    probs, representation = head_with_representation(head).predict(
+        PredictionBatches(features, PREDICT_BATCH_SIZE), verbose=0
+    )
+    probs = np.asarray(probs) if temperature is None else keras.ops.convert_to_numpy(temperature(probs))
+    return probs, np.asarray(representation)
 
 
 def explanations(
@@ -115,11 +122,13 @@ def evaluate_classifier(
     prefix: str,
     decisions: dict | None = None,
     left_out: dict[str, int] | None = None,
+    familiarity: Familiarity | None = None,
     cache: FeatureCache | None = None,
 ) -> Evaluation:
     """The evaluation of `classifier` on `data` (columns path, dx, lesion_id, image_id and any metadata): figures
-    with lesion-bootstrap intervals, calibration, slices, Grad-CAM, the decisions' figures when it ships any."""
-    probs = predict_paths(classifier, data["path"].tolist(), cache)
+    with lesion-bootstrap intervals, calibration, slices, Grad-CAM, the decisions' figures when it ships any, and
+    with its familiarity the share of images flagged unfamiliar and the figures without them."""
+    probs, representation = predict_paths(classifier, data["path"].tolist(), cache)
     y_true = class_indices(data["dx"], classes)
     lesions = data["lesion_id"].to_numpy()
     metrics = classification_metrics(y_true, probs, classes)
@@ -147,6 +156,14 @@ def evaluate_classifier(
         dx=data["dx"].to_numpy(),
         predicted=[classes[k] for k in probs.argmax(axis=1)],
     )
+    if familiarity is not None:
+        distances = familiarity.distances(representation)
+        unfamiliar = familiarity.unfamiliar(distances)
+        metrics["familiarity"] = split_figures(
+            partial(classification_metrics, classes=classes), y_true, probs, unfamiliar
+        )
+        predictions = predictions.assign(familiarity_distance=distances, unfamiliar=unfamiliar)
+        report += f"\nFamiliarity: {familiarity_sentence(metrics['familiarity'])}.\n"
     return Evaluation(
         prefix=prefix,
         classes=classes,

@@ -148,3 +148,21 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model, Temp
     """The (feature extractor, head, temperature layer or None) of a classifier built by build_classifier."""
     scaling = [layer for layer in model.layers if isinstance(layer, TemperatureScaling)]
     return model.get_layer(FEATURE_EXTRACTOR), model.get_layer(HEAD), (scaling[0] if scaling else None)
+
+
+def head_with_representation(head: keras.Model) -> keras.Model:
+    """The head with two outputs, computed once: its probabilities and its representation of the image, what its
+    last layer reads (the pooled features before Dropout -> Dense; skinml.evaluation.familiarity)."""
+    return keras.Model(head.inputs, [head.outputs[0], head.get_layer("dropout").input], name="head_and_representation")
+
+
+def scoring_model(classifier: keras.Model) -> keras.Model:
+    """The classifier answering [probabilities | representation] in one output (n, classes + d): what the served
+    model runs when it scores familiarity (one output keeps the OpenVINO form and the engines as they are)."""
+    extractor, head, temperature = split_classifier(classifier)
+    inputs = keras.Input(classifier.input_shape[1:], name="image")
+    probs, representation = head_with_representation(head)(extractor(inputs))
+    if temperature is not None:
+        probs = temperature(probs)
+    scores = keras.layers.Concatenate(name="scores")([probs, representation])
+    return keras.Model(inputs, scores, name="skinml_scoring")

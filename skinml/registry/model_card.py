@@ -5,7 +5,6 @@ The intended use and the fixed limits are text kept in the repository (`model_ca
 from __future__ import annotations
 
 import base64
-import math
 import re
 import tempfile
 from pathlib import Path
@@ -16,7 +15,6 @@ import pandas as pd
 
 from skinml.core.names import (
     DATA_FORMAT_TAG,
-    DEFER,
     EVAL_DATA_TAG,
     EVAL_LEFT_OUT_TAG,
     EVAL_SPLIT_TAG,
@@ -25,13 +23,16 @@ from skinml.core.names import (
     MANIFEST_SHA256_TAG,
     N_IMAGES_TAG,
     SLICES_ARTIFACT,
-    TEST,
-    interval_name,
-    metric_name,
     point_name,
 )
 from skinml.core.recipe import SPLITS
-from skinml.evaluation.decisions import FIGURES, defers_everything
+from skinml.registry.card_decisions import (
+    decisions_section,
+    familiarity_section,
+    flagged_part,
+    interval,
+    logged_figure,
+)
 from skinml.registry.evidence import evaluations_filter, evaluations_of
 from skinml.tracking.logged_model import LoggedModel
 from skinml.tracking.runs import download_run_artifact
@@ -61,21 +62,6 @@ def evaluation_runs(model_uri: str) -> list:
             search_all_experiments=True, output_format="list", filter_string=evaluations_filter(model_uri)
         )
     return sorted(runs, key=lambda run: -run.info.start_time)
-
-
-def interval(metrics: dict, figure: str, label: str = "") -> str:
-    """'0.675 [0.613, 0.734]' from a test metric and its logged interval; '—' when not logged."""
-    if metric_name(TEST, figure, label) not in metrics:
-        return "—"
-    low, high = (metrics.get(interval_name(TEST, figure, end, label)) for end in ("low", "high"))
-    return f"{metrics[metric_name(TEST, figure, label)]:.3f}" + (
-        f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else ""
-    )
-
-
-def logged_figure(metrics: dict, name: str, label: str = "") -> float:
-    """A test metric; NaN when not logged."""
-    return metrics.get(metric_name(TEST, name, label), float("nan"))
 
 
 def data_section(train_run, classes: tuple[str, ...]) -> tuple[list[str], list[str]]:
@@ -127,41 +113,6 @@ def figures_section(test_run, classes: tuple[str, ...]) -> list[str]:
             f"{logged_figure(metrics, 'auc', name):.3f} |"
         )
     return lines
-
-
-def decisions_section(test_run, decisions: dict) -> list[str]:
-    metrics, lines = test_run.data.metrics, []
-    if decisions.get("operating_points"):
-        group = "+".join(decisions["positive_classes"])
-        lines += [
-            f"Refer when P({group}) is at or above the threshold chosen on the validation split for each target "
-            "sensitivity; on test:",
-            "",
-            "| target sensitivity | threshold | sensitivity | specificity | PPV | NPV | referral rate |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for point in decisions["operating_points"]:
-            cells = [interval(metrics, f"{point_name(point['target_sensitivity'])}_{name}") for name in FIGURES]
-            lines.append(
-                f"| {point['target_sensitivity']:.2f} | {point['threshold']:.3f} | " + " | ".join(cells) + " |"
-            )
-        lines.append("")
-    if decisions.get("deferral"):
-        deferral, kept = decisions["deferral"], logged_figure(metrics, f"{DEFER}_balanced_accuracy")
-        if defers_everything(deferral):
-            lines.append(
-                f"Defer (look again): no confidence level kept validation images at a balanced accuracy of "
-                f"{deferral['target_balanced_accuracy']:.2f}, so the model ships no deferral (its answers "
-                "carry no `defer`); a lower `--target-balanced-accuracy` sets a usable level."
-            )
-        else:
-            lines.append(
-                f"Defer (look again) when the model's confidence is below {deferral['confidence']:.3f}, "
-                f"chosen on validation for a balanced accuracy of {deferral['target_balanced_accuracy']:.2f} "
-                f"on the images kept; on test it keeps {logged_figure(metrics, f'{DEFER}_coverage'):.1%} of "
-                f"the images, at balanced accuracy {'n/a' if math.isnan(kept) else f'{kept:.3f}'}."
-            )
-    return lines or ["The model ships no decisions."]
 
 
 def slices_section(test_run) -> list[str]:
@@ -257,6 +208,10 @@ def card_markdown(model: LoggedModel) -> tuple[str, str | None]:
             "",
             *plot_link("operating_points.png", logged),
             *plot_link("deferral.png", logged),
+            "## Unfamiliar images",
+            "",
+            *familiarity_section(test, model.familiarity),
+            "",
         ]
         if small:
             lines += [
@@ -273,6 +228,7 @@ def card_markdown(model: LoggedModel) -> tuple[str, str | None]:
     }
     lines += [
         f"- `{run.data.tags.get(EVAL_DATA_TAG, '?')}` ({run.data.tags.get(N_IMAGES_TAG, '?')} images"
+        f"{flagged_part(run)}"
         f"{left_out.get(run.info.run_id, '')}"
         f"): balanced accuracy {interval(run.data.metrics, 'balanced_accuracy')}, macro AUC "
         f"{interval(run.data.metrics, 'macro_auc')}{referral_at_first_point(run, decisions)}"

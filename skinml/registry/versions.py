@@ -20,6 +20,7 @@ from skinml.core.names import (
     VERSION_DATA_DIR,
     VERSION_DATA_FINGERPRINT,
     VERSION_DECISIONS,
+    VERSION_FAMILIARITY,
     VERSION_MANIFEST_SHA256,
     VERSION_RUN_ID,
     metric_name,
@@ -27,6 +28,7 @@ from skinml.core.names import (
 from skinml.core.recipe import DEFAULT_MODEL_NAME
 from skinml.data.split import manifest_digest
 from skinml.evaluation.decisions import decisions_text
+from skinml.evaluation.familiarity import familiarity_sentence
 from skinml.registry.model_card import CARD_ARTIFACTS, log_card
 from skinml.serving.integrity import model_files_digest
 from skinml.tracking.logged_model import LoggedModel
@@ -70,6 +72,8 @@ def register(model_uri: str, name: str = DEFAULT_MODEL_NAME, metrics: dict | Non
     tags.update({metric_name(TEST, k): f"{v:.6g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))})
     if (metrics or {}).get("decisions"):  # chosen on validation, scored on test (skinml.evaluation.decisions)
         tags[VERSION_DECISIONS] = decisions_text(metrics["decisions"])
+    if (metrics or {}).get("familiarity"):  # on test (skinml.evaluation.familiarity)
+        tags[VERSION_FAMILIARITY] = familiarity_sentence(metrics["familiarity"])
     tags[DIGEST_TAG] = model_files_digest(model_uri)  # checked before the version is loaded (skinml.serving.integrity)
     version = mlflow.register_model(model_uri, name, tags=tags).version
     client = MlflowClient()
@@ -137,6 +141,7 @@ def describe_version(name: str, version: str, promotion: str | None = None) -> N
         f"split manifest sha256 `{tags[VERSION_MANIFEST_SHA256][:12]}`; "
         f"{figures or 'not evaluated'}."
         + (f" Decisions, on test: {decisions}." if decisions else "")
+        + (f" Familiarity, on test: {tags[VERSION_FAMILIARITY]}." if VERSION_FAMILIARITY in tags else "")
         + (f" Promotion: {promotion}." if promotion else "")
         + f" Model card: `{CARD_ARTIFACTS}/model_card.html` among the artifacts of run `{run_id}` "
         f"(`skinml card models:/{name}/{version}` writes it again)."

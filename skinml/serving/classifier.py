@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from skinml.core import settings
 from skinml.core.labels import LEGACY_CLASSES
+from skinml.evaluation.familiarity import Familiarity
 from skinml.model import openvino_form
 from skinml.serving.integrity import check_served_copy
 from skinml.serving.request_form import (
@@ -111,6 +112,13 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         self.classes = tuple(json.loads(Path(classes_file).read_text())) if classes_file else LEGACY_CLASSES
         decisions_file = context.artifacts.get("decisions")
         self.decisions = json.loads(Path(decisions_file).read_text()) if decisions_file else {}
+        familiarity_file = context.artifacts.get("familiarity")
+        self.familiarity = Familiarity.load(familiarity_file) if familiarity_file else None
+        if self.familiarity is None:
+            logging.getLogger(__name__).warning(
+                "this model was logged before skinml scored familiarity: its answers carry no `unfamiliar` "
+                "(retrain it to flag images unlike its training data)"
+            )
         check_served_copy(Path(self.keras_path).parents[1])  # the model folder
         folder = context.artifacts.get("openvino_model")
         self.openvino = None
@@ -120,7 +128,17 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
             from skinml.model.engine import predictor
 
-            self.run_model = predictor(self.model)  # OpenVINO on a CPU, TensorFlow on a GPU (skinml.model.engine)
+            # OpenVINO on a CPU, TensorFlow on a GPU (skinml.model.engine); with familiarity, the model that answers
+            # [probabilities | representation] (the OpenVINO form logged with such a model answers the same)
+            self.run_model = predictor(self.scoring_model if self.familiarity else self.model)
+
+    @functools.cached_property
+    def scoring_model(self):
+        """The Keras classifier answering [probabilities | representation] (skinml.model.network.scoring_model)."""
+        # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
+        from skinml.model.network import scoring_model
+
+        return scoring_model(self.model)
 
     @functools.cached_property
     def model(self):
@@ -137,7 +155,8 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         return keras.saving.load_model(self.keras_path, compile=False)
 
     def predict_images(self, images: list[bytes]) -> np.ndarray:
-        """Class probabilities for raw image bytes, shape (n, classes), decoded and run CHUNK_ROWS images at a time."""
+        """The model's answer for raw image bytes, decoded and run CHUNK_ROWS images at a time: class probabilities
+        (n, classes), followed by each image's representation (n, classes + d) for a model that scores familiarity."""
         if self.openvino is not None:
             return self.predict_with_openvino(images)
         # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
@@ -172,13 +191,22 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
 
     # MLflow reads the hint: from pd.DataFrame it infers no schema. The `inputs` and `instances` forms arrive as a
     # dict or an array (no input schema: skinml.serving.request_form.image_values).
+    def answer(self, scores: np.ndarray) -> pd.DataFrame:
+        """The answer for what predict_images returned: with familiarity, its representation part becomes each
+        image's distance and flag (answer_frame)."""
+        if self.familiarity is None:
+            return answer_frame(scores, self.classes, self.decisions)
+        probs, representation = scores[:, : len(self.classes)], scores[:, len(self.classes) :]
+        distances = self.familiarity.distances(representation)
+        return answer_frame(probs, self.classes, self.decisions, distances=distances, familiarity=self.familiarity)
+
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """The answer for a request; every error is a ServingError with a short message of skinml's own."""
         try:
             values = image_values(model_input)
             check_request_size(values)
             images = [image_bytes(value, f"row {row}") for row, value in enumerate(values)]
-            return answer_frame(self.predict_images(images), self.classes, self.decisions)
+            return self.answer(self.predict_images(images))
         except ServingError:
             raise
         except Exception as exc:  # else MLflow answers with its stack trace
@@ -188,19 +216,37 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             ) from exc
 
 
-def answer_frame(probs: np.ndarray, classes: tuple[str, ...], decisions: dict | None = None) -> pd.DataFrame:
+def answer_frame(
+    probs: np.ndarray,
+    classes: tuple[str, ...],
+    decisions: dict | None = None,
+    *,
+    distances: np.ndarray | None = None,
+    familiarity: Familiarity | None = None,
+) -> pd.DataFrame:
     """The model's answer: one row per image, a probability per class (columns named by class) and `label`; with
     the model's decisions (skinml.evaluation.decisions) also `p_positive` (P of the positive group), `refer` (at the
     first operating point) and `defer` (confidence below the deferral threshold; left out for a model whose deferral no
-    confidence reached on validation, skinml.evaluation.decisions.defers_everything)."""
-    result = pd.DataFrame(probs.astype(np.float64), columns=list(classes))
-    result["label"] = [classes[k] for k in probs.argmax(axis=1)]
+    confidence reached on validation, skinml.evaluation.decisions.defers_everything). With the model's familiarity
+    (skinml.evaluation.familiarity) and each image's `distances`, also `familiarity_distance` and `unfamiliar`: an
+    unfamiliar image is always `defer: true`, and its `refer` is null (no referral decision is made for it)."""
+    columns: dict[str, object] = {name: probs[:, k].astype(np.float64) for k, name in enumerate(classes)}
+    columns["label"] = [classes[k] for k in probs.argmax(axis=1)]
     decisions = decisions or {}
     if decisions.get("positive_classes"):
-        columns = [list(classes).index(name) for name in decisions["positive_classes"]]
-        result["p_positive"] = probs[:, columns].sum(axis=1).astype(np.float64)
+        positive = [list(classes).index(name) for name in decisions["positive_classes"]]
+        columns["p_positive"] = probs[:, positive].sum(axis=1).astype(np.float64)
         if decisions.get("operating_points"):
-            result["refer"] = result["p_positive"] >= decisions["operating_points"][0]["threshold"]
+            columns["refer"] = columns["p_positive"] >= decisions["operating_points"][0]["threshold"]
+    scored = familiarity is not None and distances is not None
+    unfamiliar = familiarity.unfamiliar(distances) if scored else np.zeros(len(probs), dtype=bool)
+    if "refer" in columns and unfamiliar.any():
+        columns["refer"] = np.where(unfamiliar, None, columns["refer"]).astype(object)
     if decisions.get("deferral") and decisions["deferral"]["confidence"] <= 1:  # above 1: it would defer every image,
-        result["defer"] = probs.max(axis=1) < decisions["deferral"]["confidence"]  # an answer that says nothing
-    return result
+        columns["defer"] = (probs.max(axis=1) < decisions["deferral"]["confidence"]) | unfamiliar  # it says nothing
+    elif scored:
+        columns["defer"] = unfamiliar
+    if scored:
+        columns["familiarity_distance"] = np.asarray(distances, dtype=np.float64)
+        columns["unfamiliar"] = unfamiliar
+    return pd.DataFrame(columns)

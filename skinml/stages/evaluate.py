@@ -29,7 +29,7 @@ from skinml.evaluation.scoring import evaluate_classifier
 from skinml.features.cache import FeatureCache
 from skinml.tracking.evaluations import log_evaluated_data, log_evaluation
 from skinml.tracking.logged_model import LoggedModel, training_recipe
-from skinml.tracking.model_store import load_keras_model
+from skinml.tracking.model_store import load_classifier
 from skinml.tracking.runs import dump_json, stage_run
 from skinml.tracking.splits import run_manifest
 
@@ -130,13 +130,15 @@ def evaluate(
     with stage_run("evaluate", context, tags={MODEL_URI_TAG: model_uri}, name=evaluation_name(model, evaluated)) as run:
         mlflow.set_tags(tags)
         log_evaluated_data(data, model_uri, evaluated, tags)
+        classifier, familiarity = load_classifier(model_uri)
         evaluation = evaluate_classifier(
-            load_keras_model(model_uri),
+            classifier,
             data,
             model.classes,
             prefix=prefix,
             decisions=model.decisions,
             left_out=left_out,
+            familiarity=familiarity,
             cache=cache,
         )
         log_evaluation(evaluation)

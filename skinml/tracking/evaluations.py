@@ -18,6 +18,7 @@ from skinml.core.names import (
     SLICES_ARTIFACT,
 )
 from skinml.evaluation.decisions import decision_metrics
+from skinml.evaluation.familiarity import familiarity_metrics
 from skinml.evaluation.metrics import flat_metrics, interval_metrics
 from skinml.evaluation.scoring import Evaluation
 from skinml.tracking.runs import log_dataset
@@ -46,6 +47,8 @@ def log_evaluation(evaluation: Evaluation) -> None:
     mlflow.log_metrics(interval_metrics(metrics["ci95"], prefix))
     if "decisions" in metrics:
         mlflow.log_metrics(decision_metrics(metrics["decisions"], prefix))
+    if "familiarity" in metrics:
+        mlflow.log_metrics(familiarity_metrics(metrics["familiarity"], prefix))
     mlflow.set_tag(N_IMAGES_TAG, str(metrics["n_images"]))  # a count: a tag, not a model figure
     for artifact, figure in evaluation.figures.items():
         mlflow.log_figure(figure, artifact, save_kwargs=JPEG_QUALITY if artifact == GRAD_CAM_ARTIFACT else None)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 from mlflow.exceptions import MlflowException
 
 from skinml.core.errors import ModelMismatchError
 from skinml.core.labels import LEGACY_CLASSES, METADATA_KEY
-from skinml.core.names import CONFIG_ARTIFACT, DECISIONS_KEY
+from skinml.core.names import CONFIG_ARTIFACT, DECISIONS_KEY, FAMILIARITY_KEY
 from skinml.core.recipe import TrainConfig
 from skinml.tracking.runs import download_run_artifact
 
@@ -25,6 +25,7 @@ class LoggedModel:
     classes: tuple[str, ...]
     decisions: dict
     run_id: str | None  # the run that trained (logged) it
+    familiarity: dict = field(default_factory=dict)  # what it keeps to flag unfamiliar images; {} for an older model
 
     @classmethod
     def resolve(cls, uri: str) -> LoggedModel:
@@ -36,6 +37,7 @@ class LoggedModel:
             uri=uri,
             classes=tuple(classes) if classes else LEGACY_CLASSES,
             decisions=dict(metadata.get(DECISIONS_KEY) or {}),
+            familiarity=dict(metadata.get(FAMILIARITY_KEY) or {}),
             run_id=info.run_id or None,
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mlflow
 from mlflow.models.model import ModelInfo
 
-from skinml.core.names import FEATURE_SECONDS_TAG, TRAINING_CURVES_ARTIFACT
+from skinml.core.names import FAMILIARITY_THRESHOLD_METRIC, FEATURE_SECONDS_TAG, TRAINING_CURVES_ARTIFACT
 from skinml.evaluation.decisions import chosen_thresholds
 from skinml.evaluation.plots import training_curves
 from skinml.tracking.model_store import log_classifier
@@ -20,4 +20,5 @@ def log_training(result: TrainingResult, classes: tuple[str, ...]) -> ModelInfo:
     mlflow.log_metrics(result.calibration)
     mlflow.log_figure(training_curves(result.history), TRAINING_CURVES_ARTIFACT)
     mlflow.log_metrics(chosen_thresholds(result.decisions))
-    return log_classifier(result.classifier, classes, result.decisions)
+    mlflow.log_metric(FAMILIARITY_THRESHOLD_METRIC, result.familiarity.threshold)
+    return log_classifier(result.classifier, classes, result.decisions, familiarity=result.familiarity)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -24,6 +25,7 @@ from skinml.core.recipe import TrainConfig
 from skinml.data.augment import augmentation_layers
 from skinml.data.loader import image_dataset
 from skinml.evaluation.decisions import choose
+from skinml.evaluation.familiarity import Familiarity, fit_familiarity
 from skinml.evaluation.metrics import classification_metrics, expected_calibration_error
 from skinml.features.cache import FeatureCache
 from skinml.features.extraction import CachedFeatures, extract_features
@@ -38,6 +40,7 @@ from skinml.model.network import (
 )
 from skinml.training.head import EpochMetrics, EpochReport, build_top, compile_for_training, fine_tune_schedule
 from skinml.training.head import train_head as train_head_on_features
+from skinml.training.representations import feature_representations, image_representations
 
 log = logging.getLogger("skinml.train")  # the name users see on training lines
 
@@ -51,7 +54,19 @@ class TrainingResult:
     history: dict[str, list[float]]  # each epoch's figures by metric name
     decisions: dict  # chosen on validation (skinml.evaluation.decisions)
     calibration: dict[str, float]  # val_ece; with temperature scaling, the temperature and the adjusted figures
+    familiarity: Familiarity  # the training images' representations and the threshold chosen on validation
     feature_seconds: float | None = None  # time to extract (or read) the cached features; None end to end
+
+
+class Trained(NamedTuple):
+    """What either training path returns: the frozen extractor, the trained head, its validation probabilities, the
+    familiarity fitted on its representation, and the seconds the cached features took (None end to end)."""
+
+    extractor: keras.Model
+    head: keras.Model
+    val_probs: np.ndarray
+    familiarity: Familiarity
+    feature_seconds: float | None = None
 
 
 def build_extractor(config: TrainConfig) -> keras.Model:
@@ -102,9 +117,8 @@ def train_with_cache(
     cache: FeatureCache | None,
     history: dict[str, list[float]],
     on_epoch: EpochReport | None = None,
-) -> tuple[keras.Model, keras.Model, np.ndarray, float]:
-    """Frozen-backbone training from the feature cache; returns the extractor, the trained head, its validation
-    probabilities and the seconds the features took."""
+) -> Trained:
+    """Frozen-backbone training from the feature cache."""
     started = time.perf_counter()
     extractor, train_x, val_x = cached_features(config, data, cache)
     feature_seconds = time.perf_counter() - started
@@ -113,7 +127,14 @@ def train_with_cache(
         config, train_x, labels["train"], val_x, labels["val"], classes, history, on_epoch=on_epoch
     )
     drop_training_state(head)
-    return extractor, head, val_probs, feature_seconds
+    familiarity = fit_familiarity(
+        feature_representations(head, train_x),  # each training image's first cached view
+        feature_representations(head, val_x),
+        train_labels=labels["train"],
+        target_familiar=config.target_familiar,
+        seed=config.seed,
+    )
+    return Trained(extractor, head, val_probs, familiarity, feature_seconds)
 
 
 def train_end_to_end(
@@ -123,9 +144,8 @@ def train_end_to_end(
     *,
     history: dict[str, list[float]],
     on_epoch: EpochReport | None = None,
-) -> tuple[keras.Model, keras.Model, np.ndarray]:
-    """The plain Keras way: backbone in the loop, on-the-fly augmentation; returns the extractor, the trained head
-    and its validation probabilities.
+) -> Trained:
+    """The plain Keras way: backbone in the loop, on-the-fly augmentation.
 
     With `fine_tune_from`, the head holds the backbone from that block on: `epochs` with it frozen, then
     `fine_tune_epochs` with it trainable (BatchNorm in inference mode), on fresh augmented images every step.
@@ -158,7 +178,14 @@ def train_end_to_end(
         trainer.fit(train_ds, initial_epoch=config.epochs, epochs=config.epochs + config.fine_tune_epochs, **fit)
         set_top_trainable(head, False)
     drop_training_state(trainer)
-    return extractor, head, callback.probs
+    familiarity = fit_familiarity(
+        image_representations(classifier, train["path"].tolist()),
+        image_representations(classifier, val["path"].tolist()),
+        train_labels=train_labels,
+        target_familiar=config.target_familiar,
+        seed=config.seed,
+    )
+    return Trained(extractor, head, callback.probs, familiarity)
 
 
 def fit_classifier(
@@ -173,16 +200,13 @@ def fit_classifier(
     epoch's figures go to `on_epoch`. The temperature layer (when the recipe asks for one) and the decisions are
     chosen on validation."""
     history: dict[str, list[float]] = {}
-    feature_seconds = None
     if config.feature_cache:
-        extractor, head, val_probs, feature_seconds = train_with_cache(
-            config, data, classes, cache=cache, history=history, on_epoch=on_epoch
-        )
+        trained = train_with_cache(config, data, classes, cache=cache, history=history, on_epoch=on_epoch)
     else:
-        extractor, head, val_probs = train_end_to_end(config, data, classes, history=history, on_epoch=on_epoch)
+        trained = train_end_to_end(config, data, classes, history=history, on_epoch=on_epoch)
     val_labels = data.loc[data["split"] == "val", "label"].to_numpy()
-    temperature, val_probs, calibration = fit_temperature_layer(config, val_probs, val_labels, classes)
-    classifier = build_classifier(extractor, head, temperature)
+    temperature, val_probs, calibration = fit_temperature_layer(config, trained.val_probs, val_labels, classes)
+    classifier = build_classifier(trained.extractor, trained.head, temperature)
     decisions = choose(
         val_probs,
         val_labels,
@@ -197,5 +221,6 @@ def fit_classifier(
         history=history,
         decisions=decisions,
         calibration=calibration,
-        feature_seconds=feature_seconds,
+        familiarity=trained.familiarity,
+        feature_seconds=trained.feature_seconds,
     )

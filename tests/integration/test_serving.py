@@ -131,8 +131,9 @@ def test_served_model_answers_every_json_form_and_rejects_garbage(server, synthe
             rows = body["predictions"]
             assert len(rows) == 4, form
             for row in rows:
-                assert set(row) == {*CLASSES, "label", "p_positive", "refer", "defer"} and row["label"] in CLASSES
-                assert row["refer"] in (True, False) and row["defer"] in (True, False)
+                columns = {*CLASSES, "label", "p_positive", "refer", "defer", "familiarity_distance", "unfamiliar"}
+                assert set(row) == columns and row["label"] in CLASSES
+                assert row["refer"] in (True, False, None) and row["defer"] in (True, False)
                 assert abs(row["p_positive"] - row["akiec"] - row["bcc"] - row["mel"]) < 1e-6
                 assert abs(sum(row[c] for c in CLASSES) - 1) < 1e-4
             answers[form] = np.array([[row[c] for c in CLASSES] for row in rows])
@@ -287,7 +288,7 @@ def test_predict_answers_the_readable_files_and_names_the_others(synthetic_dir, 
     table = out.splitlines()
     assert len(table) == 2 and table[0].split()[0] == "file" and table[1].split()[0] == real
     row = dict(zip(table[0].split(), table[1].split()))
-    assert row["label"] in CLASSES and row["refer"] in ("True", "False") and row["defer"] in ("True", "False")
+    assert row["label"] in CLASSES and row["refer"] in ("True", "False", "None") and row["defer"] in ("True", "False")
     assert main(["predict", *files, "--model-uri", model_uri, "--json"]) == 2
     out, err = capsys.readouterr()
     assert err.splitlines() == errors

@@ -127,8 +127,11 @@ def test_the_model_ships_its_decisions_serves_them_and_evaluation_scores_them(sy
 
     images = sorted(synthetic_dir.rglob("*.jpg"))[:6]
     answer = load_model(trained["model_uri"]).predict(request_frame([p.read_bytes() for p in images]))
-    assert (answer["refer"] == (answer["p_positive"] >= decisions["operating_points"][0]["threshold"])).all()
-    assert (answer["defer"] == (answer[list(CLASSES)].max(axis=1) < decisions["deferral"]["confidence"])).all()
+    familiar = ~answer["unfamiliar"]  # an unfamiliar image is deferred, with no referral (test_familiarity.py)
+    referred = answer["p_positive"] >= decisions["operating_points"][0]["threshold"]
+    assert (answer["refer"][familiar] == referred[familiar]).all() and answer["refer"][~familiar].isna().all()
+    unsure = answer[list(CLASSES)].max(axis=1) < decisions["deferral"]["confidence"]
+    assert (answer["defer"] == (unsure | answer["unfamiliar"])).all()
     unreachable = {**decisions, "deferral": {**decisions["deferral"], "confidence": float(np.nextafter(1.0, 2.0))}}
     assert "defer" not in answer_frame(np.full((2, 7), 1 / 7), CLASSES, unreachable).columns  # no constant answer
     assert "defer" not in [c.name for c in signature(CLASSES, unreachable).outputs.inputs]

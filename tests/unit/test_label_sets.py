@@ -16,8 +16,11 @@ from skinml.tracking.model_store import load_model, request_frame
 from ..conftest import IMAGE_SIZE
 
 THREE = ("keratosis", "melanoma", "naevus")
-# what a model of THREE answers: melanoma is its positive group untold; `refer` and `defer` where validation chose them
-ANSWERS = tuple([*THREE, "label", "p_positive", *more] for more in ((), ("refer",), ("defer",), ("refer", "defer")))
+# what a model of THREE answers: melanoma is its positive group untold; `refer` where validation chose it; `defer`
+# (at least for unfamiliar images) and the familiarity columns always
+ANSWERS = tuple(
+    [*THREE, "label", "p_positive", *more, "defer", "familiarity_distance", "unfamiliar"] for more in ((), ("refer",))
+)
 MALIGNANT = {
     "akiec": "malignant",
     "bcc": "malignant",

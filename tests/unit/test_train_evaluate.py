@@ -20,6 +20,8 @@ from skinml.tracking.logged_model import LoggedModel
 
 from ..conftest import IMAGE_SIZE
 
+FAMILIARITY_COLUMNS = ["familiarity_distance", "unfamiliar"]
+
 
 def tiny_config(weights: str, **changes) -> TrainConfig:
     return TrainConfig(
@@ -77,8 +79,11 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
         paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
         predictions = model.predict(b64_images(paths))
         decisions = LoggedModel.resolve(result["model_uri"]).decisions
-        deferral = [] if defers_everything(decisions["deferral"]) else ["defer"]
-        assert list(predictions.columns) == [*CLASSES, "label", "p_positive", "refer", *deferral]
+        assert list(predictions.columns) == [*CLASSES, "label", "p_positive", "refer", "defer", *FAMILIARITY_COLUMNS]
+        deferred = predictions[list(CLASSES)].max(axis=1) < decisions["deferral"]["confidence"]
+        if defers_everything(decisions["deferral"]):  # no deferral: only the unfamiliar images are deferred
+            deferred = deferred & False
+        assert (predictions["defer"] == (deferred | predictions["unfamiliar"])).all()
         np.testing.assert_allclose(predictions[list(CLASSES)].sum(axis=1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(predictions["p_positive"], predictions[["akiec", "bcc", "mel"]].sum(axis=1))
         assert set(predictions["label"]) <= set(CLASSES)
@@ -193,7 +198,7 @@ def test_bad_data_fails_clearly_and_leaves_no_run(breaker, tmp_path):
 
 def test_a_run_that_fails_after_it_started_is_marked_failed(synthetic_dir, monkeypatch):
     monkeypatch.setattr(
-        "skinml.training.fit.train_with_cache", lambda *args: (_ for _ in ()).throw(RuntimeError("boom"))
+        "skinml.training.fit.train_with_cache", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("boom"))
     )
     with pytest.raises(RuntimeError, match="boom"):
         train(tiny_config("none"), synthetic_dir)
