@@ -12,6 +12,7 @@ docs/ablation.md compares it with a Mahalanobis distance and the energy of the l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import io
 from dataclasses import dataclass
@@ -112,9 +113,9 @@ def fit_familiarity(
     if len(train) > MAX_REFERENCE:
         train = train[np.sort(np.random.default_rng(seed).choice(len(train), MAX_REFERENCE, replace=False))]
     reference = unit_rows(train).astype(np.float16)
-    unthresholded = Familiarity(reference, threshold=np.inf, target_familiar=target_familiar, k=k)
-    threshold = float(np.quantile(unthresholded.distances(val), target_familiar))
-    return Familiarity(reference, threshold=threshold, target_familiar=target_familiar, k=k)
+    familiarity = Familiarity(reference, threshold=np.inf, target_familiar=target_familiar, k=k)
+    threshold = float(np.quantile(familiarity.distances(val), target_familiar))
+    return dataclasses.replace(familiarity, threshold=threshold)
 
 
 def split_figures(metrics_of, y_true: np.ndarray, probs: np.ndarray, unfamiliar: np.ndarray) -> dict:

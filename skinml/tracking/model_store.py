@@ -147,4 +147,4 @@ def load_classifier(model_uri: str) -> tuple[object, Familiarity | None]:
 
 def load_keras_model(model_uri: str):
     """The Keras classifier inside a logged skinml pyfunc model."""
-    return load_model(model_uri, with_keras=True).unwrap_python_model().model
+    return load_classifier(model_uri)[0]
