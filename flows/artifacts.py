@@ -14,6 +14,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from skinml.core.names import AUDIT_PAGE_ARTIFACT
 from skinml.tracking.ui_view import MODEL_TRAINING, run_url, ui_base
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,32 @@ def result_markdown(result: dict, flow: str, tracking_uri: str | None = None) ->
     lines += promotion_lines(result.get("promotion") or {})
     lines += link_lines(result, flow, tracking_uri)
     return "\n\n".join(lines)
+
+
+AUDIT_COUNTS = (
+    ("exact_duplicate_pairs", "exact duplicate pairs"),
+    ("near_duplicate_pairs", "near-duplicate pairs"),
+    ("missed_duplicate_pairs", "duplicate pairs under two group ids"),
+    ("groups_of_several_images", "groups of several images"),
+    ("label_suspects", "label suspects"),
+)
+
+
+def audit_markdown(summary: dict, tracking_uri: str | None = None) -> str:
+    """The audit stage's counts and where its page is, as Markdown."""
+    counts = [f"- {label}: {summary[key]}" for key, label in AUDIT_COUNTS if key in summary]
+    experiment = experiment_of(summary["run_id"], tracking_uri) if summary.get("run_id") else None
+    run = f"[the audit run]({run_url(experiment, summary['run_id'], tracking_uri)})" if experiment else "the audit run"
+    page = f"The page with the pairs, groups and suspects side by side: `{AUDIT_PAGE_ARTIFACT}` of {run}."
+    return "\n".join([f"# audit of {summary.get('images', '?')} images", *counts, "", page])
+
+
+def publish_audit(summary: dict, tracking_uri: str | None = None) -> None:
+    """The audit stage's Prefect artifact `audit` (Markdown); a failure is logged, never raised."""
+    try:
+        create_markdown_artifact(audit_markdown(summary, tracking_uri), key="audit", description="The data audit")
+    except Exception as exc:  # noqa: BLE001 - a display must not fail the pipeline
+        log.warning("no Prefect artifact for this audit: %s", exc)
 
 
 def publish_result(result: dict, flow: str, tracking_uri: str | None = None) -> None:

@@ -1,6 +1,6 @@
-"""The pipeline flow: download -> split -> train -> evaluate -> register -> promote, one parent MLflow run with a
-child run per stage. Runs on Prefect's ephemeral local API by default, or against a server when PREFECT_API_URL is
-set."""
+"""The pipeline flow: download -> audit -> split -> train -> evaluate -> register -> promote, one parent MLflow run
+with a child run per stage. Runs on Prefect's ephemeral local API by default, or against a server when
+PREFECT_API_URL is set."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.artifacts import publish_result
+from flows.artifacts import publish_audit, publish_result
 from flows.challenger import run_challenger
 from flows.names import pipeline_run_name
 from flows.stopping import stops_like_skinml
-from flows.tasks import download, split
+from flows.tasks import audit, download, split
 from skinml.core.recipe import DEFAULT_EXPERIMENT, DEFAULT_MODEL_NAME, recipe
 from skinml.core.run_context import RunContext
 from skinml.tracking.runs import dump_json, log_params_once, stage_run
@@ -31,7 +31,7 @@ def pipeline_flow(
     model_name: str | None = DEFAULT_MODEL_NAME,
     promotion_margin: float = 0.0,
 ) -> dict:
-    """Run every stage for the recipe (preset + overrides); returns {parent_run_id, data_dir, split, train,
+    """Run every stage for the recipe (preset + overrides); returns {parent_run_id, data_dir, audit, split, train,
     evaluate[, registry, promotion], mlflow_ui}, also shown as the flow run's Prefect artifacts (flows/artifacts.py).
     `model_name=None` skips the registry."""
     config = recipe(preset_name, overrides)  # refuses a bad recipe before any work
@@ -42,7 +42,9 @@ def pipeline_flow(
         folder = download(data_dir)
         log_params_once({"data_dir": str(Path(folder).resolve())})
         manifest = str(Path(tempfile.mkdtemp(prefix="skinml-split-")) / "manifest.csv")
-        split_summary = split(folder, manifest, split_strategy, config, stages)
+        audit_summary = audit(folder, config, stages)
+        publish_audit(audit_summary)
+        split_summary = split(folder, manifest, split_strategy, config, stages, audit_run_id=audit_summary["run_id"])
         get_run_logger().info(
             "split %s: %d train / %d val / %d test images, %s lesions on two sides",
             split_summary["strategy"],
@@ -57,7 +59,14 @@ def pipeline_flow(
         result = run_challenger(
             config, folder, manifest, context=stages, model_name=model_name, promotion_margin=promotion_margin
         )
-        result = {"parent_run_id": parent_id, "data_dir": folder, "split": split_summary, **result, "mlflow_ui": link}
+        result = {
+            "parent_run_id": parent_id,
+            "data_dir": folder,
+            "audit": audit_summary,
+            "split": split_summary,
+            **result,
+            "mlflow_ui": link,
+        }
         dump_json(result, output)
         publish_result(result, "pipeline")
         return result

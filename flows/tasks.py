@@ -12,6 +12,7 @@ from skinml.core.run_context import RunContext
 from skinml.data.download import download_ham10000
 from skinml.registry.promotion import promote
 from skinml.registry.versions import register
+from skinml.stages.audit import run_audit
 from skinml.stages.evaluate import evaluate
 from skinml.stages.split import run_split
 from skinml.stages.train import train
@@ -23,6 +24,19 @@ def download(data_dir: str | None) -> str:
     return data_dir if data_dir else str(download_ham10000())
 
 
+@task(cache_policy=NO_CACHE, task_run_name="audit")
+def audit(data_dir: str, config: TrainConfig, context: RunContext) -> dict:
+    """The audit stage on the folder read as the recipe reads it, suspects ranked on the recipe's backbone weights."""
+    return run_audit(
+        data_dir,
+        weights=config.weights,
+        image_size=config.image_size,
+        context=context,
+        data_format=config.data_format,
+        label_map=dict(config.label_map),
+    )
+
+
 @task(cache_policy=NO_CACHE, task_run_name="split {strategy} seed={config.seed}")
 def split(
     data_dir: str,
@@ -31,8 +45,10 @@ def split(
     config: TrainConfig,
     context: RunContext,
     keep_test_of: str | None = None,
+    audit_run_id: str | None = None,
 ) -> dict:
-    """The split stage, the folder read with the recipe's layout and label map, split by its seed."""
+    """The split stage, the folder read with the recipe's layout and label map, split by its seed (on the groups of
+    the audit run when the data needs duplicate groups)."""
     return run_split(
         data_dir,
         manifest,
@@ -42,6 +58,8 @@ def split(
         keep_test_of=keep_test_of,
         data_format=config.data_format,
         label_map=dict(config.label_map),
+        merge_near_duplicates=config.merge_near_duplicates,
+        audit_run_id=audit_run_id,
     )
 
 

@@ -1,4 +1,4 @@
-"""The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, promote, predict,
+"""The `skinml` command: one subcommand per stage (download, audit, split, train, evaluate, pipeline, promote, predict,
 schedule, sweep, card, cache), parsed here and run by skinml.app.commands; one line per user error, an internal
 error's traceback with -v."""
 
@@ -26,8 +26,8 @@ from skinml.core.recipe import (
 )
 from skinml.model.tensorflow_import import import_tensorflow_quietly
 
-DESCRIPTION = """The `skinml` command: one subcommand per stage (download, split, train, evaluate, pipeline, promote,
-predict, schedule, sweep, card, cache)."""
+DESCRIPTION = """The `skinml` command: one subcommand per stage (download, audit, split, train, evaluate, pipeline,
+promote, predict, schedule, sweep, card, cache)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,7 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="outputs/manifest.csv", help="manifest CSV to write")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     add_data_options(p)
+    p.add_argument(
+        "--merge-near-duplicates",
+        action="store_true",
+        help="join the groups of near-duplicate images (skinml audit); data with no group column always is",
+    )
     p.set_defaults(func=commands.cmd_split, tensorflow=False, logs_runs=False)
+
+    p = sub.add_parser("audit", help="duplicates, inferred groups, label suspects: a report to read before training")
+    p.add_argument("--data-dir")
+    add_data_options(p)
+    p.add_argument("--output", default="outputs/audit", help="folder for the page (audit.html) and the CSVs")
+    p.add_argument("--weights", default="imagenet", help="imagenet | PATH: the backbone whose features rank suspects")
+    p.add_argument(
+        "--label-suspects",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rank label suspects (needs the backbone's features; --no-label-suspects: duplicates only)",
+    )
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
+    p.set_defaults(func=commands.cmd_audit)
 
     p = sub.add_parser("train", help="train a classifier, logged to MLflow")
     add_training_options(p)

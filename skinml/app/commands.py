@@ -48,6 +48,23 @@ def cmd_split(args: argparse.Namespace) -> dict:
         context=RunContext(args.experiment),
         data_format=args.data_format or "auto",
         label_map=label_map_of(args.label_map),
+        merge_near_duplicates=args.merge_near_duplicates,
+    )
+
+
+def cmd_audit(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
+    from skinml.data.label_map import label_map_of
+    from skinml.stages.audit import run_audit
+
+    return run_audit(
+        data_dir_or_download(args.data_dir),
+        output=args.output,
+        weights=args.weights,
+        label_suspects=args.label_suspects,
+        context=RunContext(args.experiment),
+        data_format=args.data_format or "auto",
+        label_map=label_map_of(args.label_map),
     )
 
 

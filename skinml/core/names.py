@@ -88,6 +88,9 @@ MANIFEST_SHA256_TAG = "skinml.manifest_sha256"
 SPLIT_TAG_PREFIX = "skinml.split_"  # + n_train, n_val, n_test, lesions_crossing_splits
 SPLIT_COUNTS = ("n_train", "n_val", "n_test", "lesions_crossing_splits")
 TEST_SPLIT_FROM_RUN_TAG = "skinml.test_split_from_run"
+AUDIT_RUN_ID_TAG = "skinml.audit_run_id"  # on a split run: the audit run whose duplicates grouped it
+DUPLICATE_GROUPS_TAG = "skinml.duplicate_groups"  # on a split run: groups of several images the duplicates made
+AUDIT_SECONDS_TAG = "skinml.audit_seconds"  # an audit run's time
 
 # Training: where the frozen backbone ran, timings and memory
 BACKBONE_ENGINE_TAG = "skinml.backbone_engine"
@@ -135,6 +138,22 @@ N_PRUNED_TRIALS_TAG = "skinml.n_pruned_trials"
 DECISIONS_KEY = "skinml_decisions"
 FAMILIARITY_KEY = "skinml_familiarity"  # what the model keeps to score familiarity: method, threshold, reference size
 
+# An audit run's counts (skinml.audit.findings.Audit.counts); an evaluation of an external set's leaks: the images
+# duplicating a training image, and the test figures without them `test_without_leaks_<figure>`
+AUDIT_METRICS = (
+    "images",
+    "exact_duplicate_pairs",
+    "near_duplicate_pairs",
+    "duplicate_pairs_across_labels",
+    "groups",
+    "groups_of_several_images",
+    "largest_group",
+    "missed_duplicate_pairs",
+    "label_suspects",
+)
+LEAKED_IMAGES_METRIC = "leaked_images"
+WITHOUT_LEAKS = "without_leaks"
+
 # Artifacts: the train run's, the evaluate run's, the promote and sweep runs'
 CONFIG_ARTIFACT = "config.json"  # the whole recipe (TrainConfig.to_dict): what retraining reads back
 MANIFEST_ARTIFACT = "split/manifest.csv"
@@ -152,6 +171,12 @@ METRICS_ARTIFACT = "report/metrics.json"
 PREDICTIONS_ARTIFACT = "report/predictions.csv"  # each image's probabilities: what promotion compares
 PROMOTION_ARTIFACT = "promotion.json"
 SWEEP_SUMMARY_ARTIFACT = "sweep/summary.json"
+AUDIT_PAGE_ARTIFACT = "audit/audit.html"  # the audit run's page and its findings
+AUDIT_DUPLICATES_ARTIFACT = "audit/duplicates.csv"
+AUDIT_MISSED_ARTIFACT = "audit/missed_duplicates.csv"
+AUDIT_GROUPS_ARTIFACT = "audit/groups.csv"
+AUDIT_SUSPECTS_ARTIFACT = "audit/label_suspects.csv"
+LEAKS_ARTIFACT = "report/leaks.csv"  # an evaluation of an external set: its images duplicating training images
 
 
 def all_tags() -> set[str]:

@@ -46,6 +46,7 @@ class AugmentConfig:
 DATA_AND_DECISIONS = (
     "data_format",
     "label_map",
+    "merge_near_duplicates",
     "positive_classes",
     "target_sensitivities",
     "target_balanced_accuracy",
@@ -167,6 +168,11 @@ class TrainConfig:
     data_format: str = recipe_field("auto", option=False)
     label_map: tuple[tuple[str, str], ...] = recipe_field(
         (), option=False, param=lambda c: ",".join(f"{old}>{new or '(drop)'}" for old, new in c.label_map) or "none"
+    )
+    # Images the audit finds to be duplicates (skinml.audit) join one group for the split; data that names no group
+    # is always grouped so.
+    merge_near_duplicates: bool = recipe_field(
+        False, "join the groups of near-duplicate images for the split (skinml audit; always when the data has none)"
     )
     # Decisions (skinml.evaluation.decisions), chosen on validation and shipped with the model: the classes that
     # mean "refer" (empty: HAM10000's mel, bcc, akiec, or a binary model's class named malignant or the like), the

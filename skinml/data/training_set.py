@@ -4,6 +4,7 @@ and the model's classes (the split's labels)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +14,7 @@ from skinml.core.labels import class_indices, classes_of
 from skinml.core.names import (
     DATA_FORMAT_TAG,
     DATA_NOTES_TAG,
+    DUPLICATE_GROUPS_TAG,
     GROUPED_BY_TAG,
     LABEL_MAP_DROPPED_TAG,
     SPLIT_GROUPED_BY_TAG,
@@ -25,14 +27,21 @@ log = logging.getLogger(__name__)
 
 
 def labelled_split(
-    data_dir: str | Path, manifest: pd.DataFrame | None, config: TrainConfig
+    data_dir: str | Path,
+    manifest: pd.DataFrame | None,
+    config: TrainConfig,
+    *,
+    regroup: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
     """The validated data folder joined with its split manifest (a lesion-grouped split by the config's seed made
-    here when not given), and the model's classes: the manifest's labels. `label` holds each image's class index;
-    the joined frame's attrs hold `data_tags`, what reading the data found."""
+    here when not given, on the groups `regroup` gives the read folder when given), and the model's classes: the
+    manifest's labels. `label` holds each image's class index; the joined frame's attrs hold `data_tags`, what
+    reading the data found."""
     frame = load_dataset(data_dir, data_format=config.data_format, label_map=dict(config.label_map))
     made_here = manifest is None
     if manifest is None:
+        if regroup is not None:
+            frame = regroup(frame)
         manifest = make_split(frame, seed=config.seed)
         warn_if_ungrouped(frame)
     missing = sorted(set(manifest["image_id"]) - set(frame["image_id"]))
@@ -52,8 +61,8 @@ def labelled_split(
 
 
 def warn_if_ungrouped(frame: pd.DataFrame) -> None:
-    """Say on the terminal when the data has no group column: its split is by image."""
-    if frame.attrs.get("grouped_by", "lesion_id") is None:
+    """Say on the terminal when the data has no group column and no duplicate groups: its split is by image."""
+    if frame.attrs.get("grouped_by", "lesion_id") is None and frame.attrs.get("duplicate_groups") is None:
         log.warning(
             "%s: no column groups the images (lesion or patient): the split is by image, and images of one "
             "lesion may fall on both sides",
@@ -68,7 +77,15 @@ def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
         DATA_FORMAT_TAG: str(frame.attrs.get("data_format", "")),
         GROUPED_BY_TAG: frame.attrs.get("grouped_by") or "image",
     }
-    if split_made and frame.attrs.get("grouped_by", "lesion_id") is None:
+    duplicate_groups = frame.attrs.get("duplicate_groups")
+    if split_made and duplicate_groups is not None:
+        tags[SPLIT_GROUPED_BY_TAG] = (
+            f"{frame.attrs['grouped_by']} joined by near-duplicates"
+            if frame.attrs.get("grouped_by")
+            else "near-duplicate groups (the data has no group column)"
+        )
+        tags[DUPLICATE_GROUPS_TAG] = str(duplicate_groups)
+    elif split_made and frame.attrs.get("grouped_by", "lesion_id") is None:
         tags[SPLIT_GROUPED_BY_TAG] = "image (the data has no group column)"
     dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
     if dropped:

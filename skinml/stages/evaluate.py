@@ -3,11 +3,13 @@ computed first (skinml.evaluation.scoring) and logged second (skinml.tracking.ev
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 
+from skinml.audit.leaks import leak_metrics, leaked_images
 from skinml.core.errors import DataError, OptionError
 from skinml.core.names import (
     EVAL_DATA_FORMAT_TAG,
@@ -27,11 +29,14 @@ from skinml.data.split import lesions_crossing, manifest_digest
 from skinml.data.training_set import model_labels
 from skinml.evaluation.scoring import evaluate_classifier
 from skinml.features.cache import FeatureCache
+from skinml.tracking.audits import log_leaks
 from skinml.tracking.evaluations import log_evaluated_data, log_evaluation
 from skinml.tracking.logged_model import LoggedModel, training_recipe
 from skinml.tracking.model_store import load_classifier
 from skinml.tracking.runs import dump_json, stage_run
 from skinml.tracking.splits import run_manifest
+
+log = logging.getLogger("skinml.evaluate")
 
 
 def evaluation_name(model: LoggedModel, part: str) -> str:
@@ -67,6 +72,20 @@ def external_set(
     if left_out:
         tags[EVAL_LEFT_OUT_TAG] = ", ".join(f"{label}: {count}" for label, count in sorted(left_out.items()))
     return frame, tags, left_out
+
+
+def training_images(model: LoggedModel) -> pd.DataFrame | None:
+    """The images the model trained and chose its thresholds on (its manifest's train and val splits), read from its
+    training folder; None (said on the terminal) when that folder is gone."""
+    run = mlflow.get_run(model.training_run_id)
+    folder = run.data.params.get("data_dir")
+    if not folder or not Path(folder).is_dir():
+        log.warning("no leak check: the model's training folder %s is not here", folder)
+        return None
+    manifest = run_manifest(model.training_run_id)
+    seen = manifest.loc[manifest["split"] != "test", "image_id"]
+    frame = load_dataset(folder, check_images=False, data_format=model.recipe.data_format)
+    return frame[frame["image_id"].isin(seen)]
 
 
 def evaluation_set(
@@ -142,8 +161,13 @@ def evaluate(
             cache=cache,
         )
         log_evaluation(evaluation)
+        leaks = None
+        if data_dir is not None and (training := training_images(model)) is not None:
+            leaks = leaked_images(data, training)
+            log_leaks(leaks, leak_metrics(evaluation.predictions, model.classes, leaks, prefix))
         result = {
             **evaluation.metrics,
+            **({"leaked_images": leaks["image_id"].tolist()} if leaks is not None else {}),
             "run_id": run.info.run_id,
             "model_uri": model_uri,
             **{k.split(".", 1)[1]: v for k, v in tags.items()},

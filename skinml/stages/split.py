@@ -6,11 +6,12 @@ from pathlib import Path
 
 import mlflow
 
-from skinml.core.names import TEST_SPLIT_FROM_RUN_TAG
+from skinml.core.names import AUDIT_RUN_ID_TAG, TEST_SPLIT_FROM_RUN_TAG
 from skinml.core.run_context import RunContext
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split, split_keeping_test
 from skinml.data.training_set import data_tags, warn_if_ungrouped
+from skinml.stages.grouping import regrouped
 from skinml.tracking.runs import log_params_once, stage_run
 from skinml.tracking.splits import log_manifest, run_manifest
 
@@ -27,16 +28,22 @@ def run_split(
     keep_test_of: str | None = None,
     data_format: str = "auto",
     label_map: dict[str, str] | None = None,
+    merge_near_duplicates: bool = False,
+    audit_run_id: str | None = None,
 ) -> dict:
     """The split stage: validate the folder, split it, write the manifest CSV and log it; returns a summary.
 
     With `keep_test_of` (a run id), the test split that run logged stays as it was (new images of its lesions join
     it) and every other lesion is re-split into train/val: how retraining keeps models comparable. The folder is
-    read in `data_format` (recognised when "auto") with its labels mapped by `label_map`.
+    read in `data_format` (recognised when "auto") with its labels mapped by `label_map`. Data that names no group is
+    split by near-duplicate groups, and so is data that does with `merge_near_duplicates` (skinml.stages.grouping;
+    the groups of `audit_run_id` when given).
     """
     name = f"split {strategy} seed={seed}" + (" keeping the champion's test split" if keep_test_of else "")
     # the data is read and split before the run starts: bad data leaves no run behind
     frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)
+    if strategy == "grouped":
+        frame = regrouped(frame, merge=merge_near_duplicates, audit_run_id=audit_run_id)
     warn_if_ungrouped(frame)
     if keep_test_of:
         manifest = split_keeping_test(frame, run_manifest(keep_test_of), val_fraction, seed)
@@ -61,11 +68,17 @@ def run_split(
         mlflow.set_tags(data_tags(frame, split_made=True))
         if keep_test_of:
             mlflow.set_tag(TEST_SPLIT_FROM_RUN_TAG, keep_test_of)
+        if audit_run_id:
+            mlflow.set_tag(AUDIT_RUN_ID_TAG, audit_run_id)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(output, index=False)
         grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
         summary = log_manifest(manifest, data_dir, grouped=grouped)
-        if not grouped:  # say what was done
+        duplicate_groups = frame.attrs.get("duplicate_groups")
+        if duplicate_groups is not None:  # say what was done
+            joined = "the data's groups joined by" if grouped else "the data names no group:"
+            strategy = f"{strategy}, {joined} near-duplicates ({duplicate_groups} groups of several images)"
+        elif not grouped:
             strategy = "by image (the data names no lesion or patient)"
         dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
         return {

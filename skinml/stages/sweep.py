@@ -39,6 +39,7 @@ from skinml.core.run_context import RunContext
 from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
 from skinml.features.cache import FeatureCache
+from skinml.stages.grouping import regroup_for
 from skinml.tracking.runs import dump_json, file_under_label_set, log_epoch, log_params_once, stage_run
 from skinml.tracking.splits import log_manifest
 from skinml.training.fit import cached_features
@@ -237,7 +238,7 @@ def sweep(
         raise OptionError("sweeps train heads on cached features: feature_cache must be on")
     study, created = open_study(study_name, storage, seed=base.seed, base=base, pruner=pruner)
     manifest = read_manifest(manifest_path) if manifest_path else None
-    data, manifest, classes = labelled_split(data_dir, manifest, base)
+    data, manifest, classes = labelled_split(data_dir, manifest, base, regroup=regroup_for(base))
     parent_id = parent_run_id(
         study,
         created,

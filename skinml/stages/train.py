@@ -26,6 +26,7 @@ from skinml.data.training_set import labelled_split
 from skinml.evaluation.decisions import positive_group
 from skinml.features.cache import FeatureCache
 from skinml.model.engine import effective_precision, pick_engine
+from skinml.stages.grouping import regroup_for
 from skinml.tracking.runs import dump_json, log_epoch, log_params_once, stage_run
 from skinml.tracking.splits import log_manifest
 from skinml.tracking.trainings import log_training
@@ -48,7 +49,8 @@ def train(
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
     manifest = read_manifest(manifest_path) if manifest_path else None
-    data, manifest, classes = labelled_split(data_dir, manifest, config)  # bad data: no run at all
+    # bad data: no run at all
+    data, manifest, classes = labelled_split(data_dir, manifest, config, regroup=regroup_for(config))
     if not positive_group(classes, config.positive_classes):  # a positive class the data lacks: refused here
         log.warning(
             "no class of %s is a malignant one: no referral threshold is chosen (name the classes that mean refer "

@@ -65,9 +65,10 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         assert parent.info.status == "FINISHED"
         assert parent.data.params["epochs"] == "3" and parent.data.params["image_size"] == "32"
         assert "test_balanced_accuracy" in parent.data.metrics and "test_macro_auc" in parent.data.metrics
-        assert sorted(stages["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
+        assert sorted(stages["tags.skinml.stage"]) == ["audit", "evaluate", "promote", "split", "train"]
         assert set(stages["status"]) == {"FINISHED"}
         assert stages[stages["tags.skinml.stage"] == "split"].iloc[0]["params.seed"] == "7"  # the recipe's seed
+        assert result["audit"]["images"] == sum(result["split"][f"n_{part}"] for part in ("train", "val", "test"))
 
         history = mlflow.MlflowClient().get_metric_history(train_run, "val_loss")
         assert [m.step for m in history] == [1, 2, 3]
@@ -86,6 +87,7 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         assert parent.info.run_name == f"★ {named}"
         assert parent.data.tags["skinml.classes"] == ",".join(result["split"]["classes"])
         assert sorted(stages["tags.mlflow.runName"]) == [
+            f"audit {synthetic_dir.name}",
             f"evaluate test {label}",
             "promote v1 vs v1",
             "split grouped seed=7",
@@ -138,6 +140,7 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         # every stage is a task run of the pipeline's own flow run: its page lists them all
         assert len(flows) == 1 and tasks == {
             f"read {synthetic_dir.name}",
+            "audit",
             "split grouped seed=7",
             f"train {label}",
             "evaluate",
@@ -161,7 +164,9 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
     # Prefect's Artifacts tab of the pipeline's flow run: the figures, the promotion decision, links to MLflow
     with subtests.test("Prefect's Artifacts tab of the pipeline"):
         name, artifacts = flow_run_artifacts("pipeline-result", result["parent_run_id"])
-        assert name == f"pipeline {label}" and set(artifacts) == {"pipeline-result", "pipeline-figures"}
+        assert name == f"pipeline {label}" and set(artifacts) == {"audit", "pipeline-result", "pipeline-figures"}
+        assert f"# audit of {result['audit']['images']} images" in artifacts["audit"]
+        assert "`audit/audit.html` of [the audit run](" in artifacts["audit"]
         summary, tested = artifacts["pipeline-result"], result["evaluate"]
         low, high = tested["ci95"]["balanced_accuracy"]
         assert f"balanced accuracy {tested['balanced_accuracy']:.4f} [{low:.4f}, {high:.4f}]" in summary

@@ -2,8 +2,8 @@
 
 - a module imports only from its own layer and the layers below it (so nothing imports the app layer, and only the
   app layer imports `flows`);
-- the compute layers (core, data, model, features, evaluation, training) import neither MLflow, Prefect nor Optuna;
-  only `flows` and the app layer import Prefect; only the stages import Optuna;
+- the compute layers (core, data, model, features, evaluation, audit, training) import neither MLflow, Prefect nor
+  Optuna; only `flows` and the app layer import Prefect; only the stages import Optuna;
 - no import circle between modules;
 - a function-local import says why it is there (a comment: it saves start-up time, or breaks nothing else).
 """
@@ -22,6 +22,7 @@ LAYERS = (
     "model",
     "features",
     "evaluation",
+    "audit",
     "training",
     "serving",
     "tracking",
@@ -30,7 +31,7 @@ LAYERS = (
     "flows",
     "app",
 )
-COMPUTE = LAYERS[:6]
+COMPUTE = LAYERS[:7]
 FORBIDDEN = {  # third-party package -> the layers that must not import it
     "mlflow": COMPUTE,
     "prefect": tuple(layer for layer in LAYERS if layer not in ("flows", "app")),

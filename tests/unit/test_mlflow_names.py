@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from skinml.core.names import (
+    AUDIT_METRICS,
     BEST_PARAMETER_PREFIX,
     BEST_VALUE_METRIC,
     PROMOTE_METRICS,
@@ -101,7 +102,12 @@ def test_docs_name_every_metric_the_writers_log():
         **headline_metrics(scored, {}),
     }
     logged = {re.sub(r"/(akiec|mel|nv)$", "/<class>", name) for name in logged}
-    logged |= {*PROMOTE_METRICS, BEST_VALUE_METRIC, *(BEST_PARAMETER_PREFIX + p for p in ("dropout", "learning_rate"))}
+    logged |= {
+        *AUDIT_METRICS,
+        *PROMOTE_METRICS,
+        BEST_VALUE_METRIC,
+        *(BEST_PARAMETER_PREFIX + p for p in ("dropout", "learning_rate")),
+    }
     assert "test_recall_ci95_low/<class>" in logged and "test_sens90_ppv_ci95_high" in logged
     assert logged - documented_metrics() == set()
 

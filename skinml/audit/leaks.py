@@ -1,0 +1,50 @@
+"""Leaks across data sets: the images of an evaluation set that duplicate an image a model trained on, and the
+figures of the evaluation without them."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from skinml.audit.duplicates import duplicate_pairs
+from skinml.audit.findings import named_pairs
+from skinml.audit.keypoints import all_keypoints
+from skinml.core.labels import class_indices
+from skinml.core.names import FAMILIARITY_FIGURES, LEAKED_IMAGES_METRIC, WITHOUT_LEAKS, metric_name
+from skinml.evaluation.metrics import classification_metrics
+
+LEAK_COLUMNS = ["image_id", "training_image", "kind", "inliers", "dx", "training_dx"]
+
+
+def leaked_images(images: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
+    """The images of `images` (image_id, lesion_id, dx, path) that duplicate one of `training`: image_id, the
+    training image it duplicates, kind ('exact' | 'near'), inliers, both labels. One row per leaked image."""
+    images, training = images.reset_index(drop=True), training.reset_index(drop=True)
+    pairs = duplicate_pairs(all_keypoints(images["path"].tolist()), all_keypoints(training["path"].tolist()))
+    named = named_pairs(images, pairs, training)
+    leaks = pd.DataFrame(
+        {
+            "image_id": named["image_a"],
+            "training_image": named["image_b"],
+            "kind": named["kind"],
+            "inliers": named["inliers"],
+            "dx": named["dx_a"],
+            "training_dx": named["dx_b"],
+        },
+        columns=LEAK_COLUMNS,
+    )
+    return leaks.sort_values(["image_id", "inliers"], ascending=[True, False]).drop_duplicates("image_id")
+
+
+def leak_metrics(predictions: pd.DataFrame, classes: tuple[str, ...], leaks: pd.DataFrame, prefix: str) -> dict:
+    """`<prefix>_leaked_images` and `<prefix>_without_leaks_<figure>` (FAMILIARITY_FIGURES) from an evaluation's
+    predictions (a probability per class, image_id, dx) with the leaked images left out."""
+    named = {metric_name(prefix, LEAKED_IMAGES_METRIC): float(len(leaks))}
+    kept = predictions[~predictions["image_id"].isin(leaks["image_id"])]
+    if kept.empty:
+        return named
+    figures = classification_metrics(class_indices(kept["dx"], classes), kept[list(classes)].to_numpy(), classes)
+    for figure in FAMILIARITY_FIGURES:
+        value = figures.get(figure)
+        if value is not None and value == value:  # NaN: not logged
+            named[metric_name(prefix, f"{WITHOUT_LEAKS}_{figure}")] = float(value)
+    return named

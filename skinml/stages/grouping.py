@@ -1,0 +1,56 @@
+"""The split's groups joined by duplicates: for data that names no group (an image folder, a CSV without a group
+column), the confirmed near-duplicate clusters become the groups; for data that names them, `merge` joins the
+groups a duplicate pair links."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import pandas as pd
+
+from skinml.audit.findings import duplicate_groups
+from skinml.audit.groups import cluster_sizes
+from skinml.audit.keypoints import all_keypoints
+from skinml.core.recipe import TrainConfig
+from skinml.tracking.audits import audit_groups
+
+log = logging.getLogger("skinml.audit")
+
+
+def needs_duplicate_groups(frame: pd.DataFrame, merge: bool) -> bool:
+    """Whether the split groups `frame` by duplicates: it names no group, or `merge` asks."""
+    return merge or frame.attrs.get("grouped_by", "lesion_id") is None
+
+
+def regrouped(frame: pd.DataFrame, *, merge: bool = False, audit_run_id: str | None = None) -> pd.DataFrame:
+    """`frame` with `lesion_id` holding the groups joined by duplicates where `needs_duplicate_groups` (the groups
+    an audit run logged when given, else found here), and attrs `duplicate_groups`: how many groups of several
+    images they made. Else `frame` as it is."""
+    if not needs_duplicate_groups(frame, merge):
+        return frame
+    grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
+    if audit_run_id:
+        logged = audit_groups(audit_run_id).set_index("image_id")["group"]
+        groups = frame["image_id"].map(logged)
+        if groups.isna().any():
+            raise RuntimeError(f"audit run {audit_run_id} has no group for {groups.isna().sum()} image(s)")
+    else:
+        log.info("finding near-duplicates among %d images to group the split", len(frame))
+        _, groups = duplicate_groups(frame, all_keypoints(frame["path"].tolist()), grouped=grouped)
+    several = len(cluster_sizes(groups))
+    log.info(
+        "split groups: %d of %d images in %d groups of several images (near-duplicates%s)",
+        int(cluster_sizes(groups).sum()),
+        len(frame),
+        several,
+        " joined with the data's groups" if grouped else "",
+    )
+    joined = frame.assign(lesion_id=groups.to_numpy())
+    joined.attrs = {**frame.attrs, "duplicate_groups": several}
+    return joined
+
+
+def regroup_for(config: TrainConfig):
+    """The `regroup` a training split takes for `config` (skinml.data.training_set.labelled_split)."""
+    return partial(regrouped, merge=config.merge_near_duplicates)
