@@ -60,6 +60,7 @@ def split(
         label_map=dict(config.label_map),
         merge_near_duplicates=config.merge_near_duplicates,
         audit_run_id=audit_run_id,
+        exclude_images=config.exclude_images,
     )
 
 

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="join the groups of near-duplicate images (skinml audit); data with no group column always is",
     )
+    p.add_argument("--exclude-images", metavar="FILE", help="a CSV with an image_id column: those images are left out")
     p.set_defaults(func=commands.cmd_split, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("audit", help="duplicates, inferred groups, label suspects: a report to read before training")

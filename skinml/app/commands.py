@@ -36,6 +36,7 @@ def cmd_download(args: argparse.Namespace) -> dict:
 def cmd_split(args: argparse.Namespace) -> dict:
     # lazy: start-up time
     from skinml.data.label_map import label_map_of
+    from skinml.data.tables import image_list_of
     from skinml.stages.split import run_split
 
     return run_split(
@@ -49,6 +50,7 @@ def cmd_split(args: argparse.Namespace) -> dict:
         data_format=args.data_format or "auto",
         label_map=label_map_of(args.label_map),
         merge_near_duplicates=args.merge_near_duplicates,
+        exclude_images=image_list_of(args.exclude_images) if args.exclude_images else (),
     )
 
 

@@ -74,9 +74,12 @@ def explicit_options(args: argparse.Namespace) -> dict:
     """The TrainConfig fields given on the command line (the others come from the preset or the champion)."""
     # lazy: `skinml --help` starts without pandas
     from skinml.data.label_map import label_map_of
+    from skinml.data.tables import image_list_of
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
     given = {name: value for name, value in vars(args).items() if name in fields}
     if given.get("label_map"):  # a file: its mapping is the recipe's, so that retraining needs no file
         given["label_map"] = label_map_of(given["label_map"])
+    if isinstance(given.get("exclude_images"), str):  # a file, read into the recipe likewise
+        given["exclude_images"] = image_list_of(given["exclude_images"])
     return given

@@ -103,8 +103,9 @@ def audit_page(audit: Audit, frame: pd.DataFrame, *, title: str) -> str:
         sections.append("<h2>Missed duplicates (two group ids)</h2>" + _pairs(audit.missed, paths))
     if audit.suspects is not None:
         sections.append(
-            "<h2>Label suspects</h2><p>Never edited: drop them with an exclusion list or relabel them with "
-            "--label-map after a look.</p>" + _suspects(audit.suspects, paths)
+            "<h2>Label suspects</h2><p>Never edited. After a look, leave them out with <code>--exclude-images "
+            "label_suspects.csv</code> (the CSV beside this page, rows deleted as you see fit) on split, train or "
+            "pipeline.</p>" + _suspects(audit.suspects, paths)
         )
     body = "".join(sections)
     head = f"<meta charset='utf-8'><title>{html.escape(title)}</title><style>{STYLE}</style>"

@@ -47,6 +47,7 @@ DATA_AND_DECISIONS = (
     "data_format",
     "label_map",
     "merge_near_duplicates",
+    "exclude_images",
     "positive_classes",
     "target_sensitivities",
     "target_balanced_accuracy",
@@ -174,6 +175,15 @@ class TrainConfig:
     merge_near_duplicates: bool = recipe_field(
         False, "join the groups of near-duplicate images for the split (skinml audit; always when the data has none)"
     )
+    # Images left out of the split and training: on the command line a CSV with an image_id column (the audit's
+    # label_suspects.csv, or a list of one's own), here the ids themselves, so that retraining needs no file.
+    exclude_images: tuple[str, ...] = recipe_field(
+        (),
+        "a CSV with an image_id column (e.g. the audit's label_suspects.csv): those images are left out",
+        metavar="FILE",
+        param=lambda c: len(c.exclude_images),
+        param_name="excluded_images",
+    )
     # Decisions (skinml.evaluation.decisions), chosen on validation and shipped with the model: the classes that
     # mean "refer" (empty: HAM10000's mel, bcc, akiec, or a binary model's class named malignant or the like), the
     # sensitivities to choose referral thresholds for, and the balanced accuracy the images the model does not
@@ -247,6 +257,8 @@ class TrainConfig:
             pairs = changes["label_map"]
             pairs = pairs.items() if isinstance(pairs, dict) else (pairs or ())
             changes = {**changes, "label_map": tuple(sorted((str(old), str(new or "")) for old, new in pairs))}
+        if "exclude_images" in changes:
+            changes = {**changes, "exclude_images": tuple(sorted({str(i) for i in changes["exclude_images"] or ()}))}
         for name, kind in (("positive_classes", str), ("target_sensitivities", float)):
             if name in changes:  # a list in JSON, a comma-separated text on the command line
                 values = changes[name]
@@ -266,6 +278,7 @@ class TrainConfig:
         return {
             **dataclasses.asdict(self),
             "label_map": [list(pair) for pair in self.label_map],
+            "exclude_images": list(self.exclude_images),
             "positive_classes": list(self.positive_classes),
             "target_sensitivities": list(self.target_sensitivities),
         }

@@ -59,3 +59,29 @@ def read_head(csv: Path, rows: int = 20) -> pd.DataFrame:
         with csv.open("rb") as file:
             header = file.readline().decode("utf-8", "replace")
         return pd.DataFrame(columns=[name.strip().lower() for name in header.split(",")])
+
+
+def image_list_of(path: str | Path) -> tuple[str, ...]:
+    """The image ids of a CSV with an `image_id` column (the audit's label_suspects.csv, or one's own list)."""
+    csv = Path(path)
+    if not csv.is_file():
+        raise DataValidationError(csv, [f"image list {csv} does not exist"])
+    table = read_table(csv)
+    if "image_id" not in table.columns:
+        raise DataValidationError(csv, [f"{csv}: no image_id column (its columns: {list(table.columns)})"])
+    return tuple(sorted(set(table["image_id"].dropna().astype(str))))
+
+
+def without_images(frame: pd.DataFrame, excluded: tuple[str, ...] | list[str]) -> pd.DataFrame:
+    """`frame` without the images `excluded` names; its attrs' notes say how many were left out (and how many of
+    the list it does not hold)."""
+    if not excluded:
+        return frame
+    dropped = frame["image_id"].isin(excluded)
+    kept = frame[~dropped].reset_index(drop=True)
+    absent = len(set(excluded)) - int(dropped.sum())
+    note = f"left out {int(dropped.sum())} image(s) the exclusion list names" + (
+        f" ({absent} of its ids are not in the data)" if absent else ""
+    )
+    kept.attrs = {**frame.attrs, "notes": [*frame.attrs.get("notes", []), note]}
+    return kept

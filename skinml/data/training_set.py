@@ -22,6 +22,7 @@ from skinml.core.names import (
 from skinml.core.recipe import TrainConfig
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
+from skinml.data.tables import without_images
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def labelled_split(
     manifest's labels. `label` holds each image's class index; the joined frame's attrs hold `data_tags`, what
     reading the data found."""
     frame = load_dataset(data_dir, data_format=config.data_format, label_map=dict(config.label_map))
+    frame = without_images(frame, config.exclude_images)
+    if manifest is not None and config.exclude_images:
+        manifest = manifest[~manifest["image_id"].isin(config.exclude_images)].reset_index(drop=True)
     made_here = manifest is None
     if manifest is None:
         if regroup is not None:

@@ -10,6 +10,7 @@ from skinml.core.names import AUDIT_RUN_ID_TAG, TEST_SPLIT_FROM_RUN_TAG
 from skinml.core.run_context import RunContext
 from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split, split_keeping_test
+from skinml.data.tables import without_images
 from skinml.data.training_set import data_tags, warn_if_ungrouped
 from skinml.stages.grouping import regrouped
 from skinml.tracking.runs import log_params_once, stage_run
@@ -30,6 +31,7 @@ def run_split(
     label_map: dict[str, str] | None = None,
     merge_near_duplicates: bool = False,
     audit_run_id: str | None = None,
+    exclude_images: tuple[str, ...] = (),
 ) -> dict:
     """The split stage: validate the folder, split it, write the manifest CSV and log it; returns a summary.
 
@@ -37,11 +39,11 @@ def run_split(
     it) and every other lesion is re-split into train/val: how retraining keeps models comparable. The folder is
     read in `data_format` (recognised when "auto") with its labels mapped by `label_map`. Data that names no group is
     split by near-duplicate groups, and so is data that does with `merge_near_duplicates` (skinml.stages.grouping;
-    the groups of `audit_run_id` when given).
+    the groups of `audit_run_id` when given). The images `exclude_images` names are left out.
     """
     name = f"split {strategy} seed={seed}" + (" keeping the champion's test split" if keep_test_of else "")
     # the data is read and split before the run starts: bad data leaves no run behind
-    frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)
+    frame = without_images(load_dataset(data_dir, data_format=data_format, label_map=label_map), exclude_images)
     if strategy == "grouped":
         frame = regrouped(frame, merge=merge_near_duplicates, audit_run_id=audit_run_id)
     warn_if_ungrouped(frame)

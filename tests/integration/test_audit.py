@@ -73,3 +73,25 @@ def test_evaluate_names_the_external_images_the_model_trained_on(tmp_path, test_
     assert metrics["test_leaked_images"] == 3 and "test_without_leaks_accuracy" in metrics
     leaks = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="report/leaks.csv"))
     assert sorted(leaks["training_image"]) == sorted(seen["image_id"])
+
+
+def test_an_exclusion_list_leaves_its_images_out_and_stays_in_the_recipe(tmp_path, capsys):
+    from skinml.app.cli import build_parser
+    from skinml.app.commands import training_config
+    from skinml.core.recipe import TrainConfig
+
+    planted_set(tmp_path / "ham", n=45)
+    pd.DataFrame({"image_id": ["img001", "img002", "not-there"], "given": "mel"}).to_csv("drop.csv", index=False)
+    split = ["split", "--data-dir", str(tmp_path / "ham"), "--output", "m.csv"]
+    assert main([*split, "--exclude-images", "drop.csv"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    manifest = pd.read_csv("m.csv")
+    assert len(manifest) == 45 + len(COPIES) - 2 and not manifest["image_id"].isin(["img001", "img002"]).any()
+    assert "left out 2 image(s) the exclusion list names (1 of its ids are not in the data)" in (
+        mlflow.get_run(summary["run_id"]).data.tags["skinml.data_notes"]
+    )
+    config = training_config(build_parser().parse_args(["train", "--exclude-images", "drop.csv"]))
+    assert config.exclude_images == ("img001", "img002", "not-there") and config.params()["excluded_images"] == 3
+    assert TrainConfig.from_dict(config.to_dict()) == config  # retraining reads it back without the file
+    assert main(["split", "--data-dir", str(tmp_path / "ham"), "--exclude-images", "nothing.csv"]) == 2
+    assert "image list nothing.csv does not exist" in capsys.readouterr().err

@@ -135,7 +135,9 @@ def test_train_help_lists_the_recipe_and_no_retired_option(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     options = re.findall(r"^  (-[-\w]+)", capsys.readouterr().out, flags=re.MULTILINE)
-    assert len(options) <= 27, options  # the recipe, the data (--data-dir, --data-format, --label-map), the decisions
+    # the recipe, the data (--data-dir, --data-format, --label-map, --merge-near-duplicates, --exclude-images), the
+    # decisions
+    assert len(options) <= 28, options
     assert "--loss" in options and "--fine-tune-from" in options and "--temperature-scaling" in options
     for retired in (
         "--class-weight",

@@ -62,6 +62,6 @@ def test_every_recipe_option_parses_to_its_field():
     assert params["loss"] == "logit_adjusted_crossentropy" and params["augmentation"].startswith("rot=")
     options = {option for action in parser._actions for option in action.option_strings}
     fields = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("option", True)}
-    assert len(options) == len(fields) + 2 + 2  # two --no- flags, -h and --help
+    assert len(options) == len(fields) + 3 + 2  # three --no- flags, -h and --help
     with pytest.raises(SystemExit):
         parser.parse_args(["--loss", "hinge"])
