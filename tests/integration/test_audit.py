@@ -87,8 +87,9 @@ def test_an_exclusion_list_leaves_its_images_out_and_stays_in_the_recipe(tmp_pat
     summary = json.loads(capsys.readouterr().out)
     manifest = pd.read_csv("m.csv")
     assert len(manifest) == 45 + len(COPIES) - 2 and not manifest["image_id"].isin(["img001", "img002"]).any()
-    assert "left out 2 image(s) the exclusion list names (1 of its ids are not in the data)" in (
-        mlflow.get_run(summary["run_id"]).data.tags["skinml.data_notes"]
+    assert (
+        "left out 2 image(s) the exclusion list names (1 of its ids are not in the data)"
+        in (mlflow.get_run(summary["run_id"]).data.tags["skinml.data_notes"])
     )
     config = training_config(build_parser().parse_args(["train", "--exclude-images", "drop.csv"]))
     assert config.exclude_images == ("img001", "img002", "not-there") and config.params()["excluded_images"] == 3
