@@ -88,7 +88,7 @@ MANIFEST_SHA256_TAG = "skinml.manifest_sha256"
 SPLIT_TAG_PREFIX = "skinml.split_"  # + n_train, n_val, n_test, lesions_crossing_splits
 SPLIT_COUNTS = ("n_train", "n_val", "n_test", "lesions_crossing_splits")
 TEST_SPLIT_FROM_RUN_TAG = "skinml.test_split_from_run"
-AUDIT_RUN_ID_TAG = "skinml.audit_run_id"  # on a split run: the audit run whose duplicates grouped it
+AUDIT_RUN_ID_TAG = "skinml.audit_run_id"  # on a pipeline's split run: the audit run of its data
 DUPLICATE_GROUPS_TAG = "skinml.duplicate_groups"  # on a split run: groups of several images the duplicates made
 AUDIT_SECONDS_TAG = "skinml.audit_seconds"  # an audit run's time
 

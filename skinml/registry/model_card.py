@@ -26,6 +26,7 @@ from skinml.core.names import (
     point_name,
 )
 from skinml.core.recipe import SPLITS
+from skinml.registry.card_audit import audit_section
 from skinml.registry.card_decisions import (
     decisions_section,
     familiarity_section,
@@ -184,7 +185,7 @@ def card_markdown(model: LoggedModel) -> tuple[str, str | None]:
         "",
     ]
     data_lines, small = data_section(train_run, classes)
-    lines += ["## Training data", "", *data_lines, ""]
+    lines += ["## Training data", "", *data_lines, "", *audit_section(train_run), ""]
     if tests:
         test = tests[0]
         metrics, logged = test.data.metrics, logged_plots(test)

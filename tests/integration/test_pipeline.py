@@ -77,6 +77,16 @@ def test_pipeline_then_retraining_share_the_challenger_stages(synthetic_dir, tes
         assert result["registry"] == {"name": "skinml", "version": "1", "aliases": ["challenger", "champion"]}
         assert result["promotion"]["promoted"] is False  # the first version already is the champion
 
+    with subtests.test("the model card states the audit and the split links to it"):
+        from skinml.registry.model_card import card_markdown
+        from skinml.tracking.logged_model import LoggedModel
+
+        card, _ = card_markdown(LoggedModel.resolve(result["train"]["model_uri"]))
+        assert f"Audit run `{result['audit']['run_id']}` (page `audit/audit.html`)" in card
+        assert f"{result['audit']['near_duplicate_pairs']} near-duplicate pairs of images" in card
+        split_run = mlflow.get_run(result["split"]["run_id"])
+        assert split_run.data.tags["skinml.audit_run_id"] == result["audit"]["run_id"]
+
     # What the MLflow UI shows: the experiment as model training, runs named after their stage and recipe, the
     # headline figures first on the parent with no bookkeeping among them, a description, registry descriptions.
     with subtests.test("what the MLflow UI shows"):
