@@ -35,15 +35,15 @@ def inliers(first: Keypoints, second: Keypoints) -> int:
     return int(mask.sum())
 
 
-def exact_pairs(pixels: list[str]) -> np.ndarray:
-    """(m, 2) pairs (first, other) of images with identical pixels: each linked to the first of its kind."""
+def exact_pairs(pixels: list[str], others: list[str] | None = None) -> np.ndarray:
+    """(m, 2) pairs of images with identical pixel digests: within `pixels` each image linked to the first of its
+    kind (first < other); with `others`, each image of `pixels` to the first of `others` like it."""
     first: dict[str, int] = {}
-    pairs = []
-    for i, digest in enumerate(pixels):
-        if digest in first:
-            pairs.append((first[digest], i))
-        else:
-            first[digest] = i
+    for j, digest in enumerate(others if others is not None else pixels):
+        first.setdefault(digest, j)
+    pairs = [(first[d], i) if others is None else (i, first[d]) for i, d in enumerate(pixels) if d in first]
+    if others is None:
+        pairs = [(a, b) for a, b in pairs if a != b]
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
 
 
@@ -72,24 +72,16 @@ def duplicate_pairs(
 ) -> pd.DataFrame:
     """Every exact and confirmed near-duplicate pair within `keypoints` (a < b), or between `keypoints` (a) and
     `others` (b): columns a, b, kind ('exact' | 'near'), inliers (-1 for exact pairs)."""
-    if others is None:
-        exact = exact_pairs([k.pixels for k in keypoints])
-    else:
-        where = {}
-        for j, k in enumerate(others):
-            where.setdefault(k.pixels, j)
-        exact = np.array(
-            [(i, where[k.pixels]) for i, k in enumerate(keypoints) if k.pixels in where], dtype=np.int64
-        ).reshape(-1, 2)
-    exact_frame = pd.DataFrame({"a": exact[:, 0], "b": exact[:, 1], "kind": "exact", "inliers": -1})
-    if others is None:
-        exact_frame[["a", "b"]] = np.sort(exact, axis=1) if len(exact) else exact_frame[["a", "b"]]
-    known = set(map(tuple, exact_frame[["a", "b"]].to_numpy().tolist()))
+    exact = exact_pairs([k.pixels for k in keypoints], [k.pixels for k in others] if others is not None else None)
+    known = set(map(tuple, exact.tolist()))
     candidates = np.array(
-        [p for p in candidate_pairs(keypoints, others).tolist() if tuple(p) not in known], dtype=np.int64
+        [pair for pair in candidate_pairs(keypoints, others).tolist() if tuple(pair) not in known], dtype=np.int64
     ).reshape(-1, 2)
     near = confirmed(candidates, keypoints, others, min_inliers=min_inliers)
-    frames = [f for f in (exact_frame, near) if len(f)]
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c != "kind" else "object") for c in PAIR_COLUMNS})
-    return pd.concat(frames, ignore_index=True)[PAIR_COLUMNS].sort_values(["a", "b"], ignore_index=True)
+    exact_frame = pd.DataFrame({"a": exact[:, 0], "b": exact[:, 1], "kind": "exact", "inliers": -1})
+    pairs = pd.concat([exact_frame.astype({"kind": object}), near.astype({"kind": object})], ignore_index=True)
+    return (
+        pairs[PAIR_COLUMNS]
+        .astype({"a": "int64", "b": "int64", "inliers": "int64"})
+        .sort_values(["a", "b"], ignore_index=True)
+    )

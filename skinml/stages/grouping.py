@@ -5,6 +5,7 @@ groups a duplicate pair links."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import pandas as pd
@@ -51,6 +52,6 @@ def regrouped(frame: pd.DataFrame, *, merge: bool = False, audit_run_id: str | N
     return joined
 
 
-def regroup_for(config: TrainConfig):
+def regroup_for(config: TrainConfig) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """The `regroup` a training split takes for `config` (skinml.data.training_set.labelled_split)."""
     return partial(regrouped, merge=config.merge_near_duplicates)
