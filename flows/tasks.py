@@ -31,6 +31,7 @@ def audit(data_dir: str, config: TrainConfig, context: RunContext) -> dict:
         data_dir,
         weights=config.weights,
         image_size=config.image_size,
+        alpha=config.alpha,
         context=context,
         data_format=config.data_format,
         label_map=dict(config.label_map),

@@ -73,9 +73,10 @@ def duplicate_pairs(
     """Every exact and confirmed near-duplicate pair within `keypoints` (a < b), or between `keypoints` (a) and
     `others` (b): columns a, b, kind ('exact' | 'near'), inliers (-1 for exact pairs)."""
     exact = exact_pairs([k.pixels for k in keypoints], [k.pixels for k in others] if others is not None else None)
-    known = set(map(tuple, exact.tolist()))
-    candidates = np.array(
-        [pair for pair in candidate_pairs(keypoints, others).tolist() if tuple(pair) not in known], dtype=np.int64
+    second = others if others is not None else keypoints
+    candidates = np.array(  # a pair of identical pixels is exact, whether linked to the first of its kind or not
+        [(a, b) for a, b in candidate_pairs(keypoints, others).tolist() if keypoints[a].pixels != second[b].pixels],
+        dtype=np.int64,
     ).reshape(-1, 2)
     near = confirmed(candidates, keypoints, others, min_inliers=min_inliers)
     exact_frame = pd.DataFrame({"a": exact[:, 0], "b": exact[:, 1], "kind": "exact", "inliers": -1})

@@ -11,7 +11,7 @@ import pandas as pd
 from skinml.audit.duplicates import duplicate_pairs
 from skinml.audit.groups import cluster_sizes, merged_groups, missed_duplicates
 from skinml.audit.keypoints import Keypoints
-from skinml.audit.label_suspects import label_suspects, out_of_fold_probabilities
+from skinml.audit.label_suspects import can_rank, label_suspects, out_of_fold_probabilities
 
 DUPLICATE_COLUMNS = ["image_a", "image_b", "kind", "inliers", "lesion_a", "lesion_b", "dx_a", "dx_b"]
 
@@ -81,16 +81,16 @@ def audit_data(
     seed: int = 42,
 ) -> Audit:
     """The audit of a loaded data set (skinml.data.dataset.load_dataset) from its images' keypoints and, for label
-    suspects, their frozen features (None: no suspects)."""
+    suspects, their frozen features (None, or fewer than two classes each in two groups: no suspects)."""
     grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
     frame = frame.reset_index(drop=True)
     pairs, groups = duplicate_groups(frame, keypoints, grouped=grouped)
     named = named_pairs(frame, pairs)
     missed = named_pairs(frame, missed_duplicates(frame, pairs)) if grouped else named.iloc[:0]
     suspects = None
-    if features is not None:
-        classes = sorted(set(frame["dx"]))
-        labels = pd.Categorical(frame["dx"], categories=classes).codes
+    classes = sorted(set(frame["dx"]))
+    labels = pd.Categorical(frame["dx"], categories=classes).codes
+    if features is not None and can_rank(labels, groups.to_numpy()):  # else no suspects: nothing to rank them by
         probabilities = out_of_fold_probabilities(features, labels, groups.to_numpy(), seed=seed)
         suspects = label_suspects(frame, probabilities, classes)
     groups = pd.Series(groups.to_numpy(), index=frame["image_id"].to_numpy(), name="group")

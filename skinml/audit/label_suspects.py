@@ -28,15 +28,22 @@ def out_of_fold_probabilities(
     """(n, classes) probabilities of each image from a head trained on the folds without its group."""
     smallest = int(np.bincount(labels).min())
     folds = max(2, min(folds, smallest, len(set(groups))))
+    components = max(1, min(COMPONENTS, features.shape[1], len(features) // (folds + 1)))  # below any training fold
     head = make_pipeline(
         StandardScaler(),
-        PCA(n_components=min(COMPONENTS, features.shape[1], len(features) // 2), random_state=seed),
+        PCA(n_components=components, random_state=seed),
         LogisticRegression(max_iter=200, tol=1e-3),  # converges in ~100 steps on HAM10000: 3 s a fold
     )
     split = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     with warnings.catch_warnings():  # a head short of convergence still ranks: not the user's concern
         warnings.simplefilter("ignore", ConvergenceWarning)
         return cross_val_predict(head, features, labels, groups=groups, cv=split, method="predict_proba")
+
+
+def can_rank(labels: np.ndarray, groups: np.ndarray) -> bool:
+    """Whether out-of-fold probabilities exist: two classes or more, each in two groups or more."""
+    per_class = pd.Series(groups).groupby(np.asarray(labels)).nunique()
+    return len(per_class) >= 2 and int(per_class.min()) >= 2
 
 
 def label_suspects(frame: pd.DataFrame, probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:

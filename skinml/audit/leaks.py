@@ -17,8 +17,11 @@ LEAK_COLUMNS = ["image_id", "training_image", "kind", "inliers", "dx", "training
 
 def leaked_images(images: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
     """The images of `images` (image_id, lesion_id, dx, path) that duplicate one of `training`: image_id, the
-    training image it duplicates, kind ('exact' | 'near'), inliers, both labels. One row per leaked image."""
+    training image it duplicates (an exact one first, else the most matched), kind ('exact' | 'near'), inliers,
+    both labels. One row per leaked image."""
     images, training = images.reset_index(drop=True), training.reset_index(drop=True)
+    if images.empty or training.empty:
+        return pd.DataFrame(columns=LEAK_COLUMNS)
     pairs = duplicate_pairs(all_keypoints(images["path"].tolist()), all_keypoints(training["path"].tolist()))
     named = named_pairs(images, pairs, training)
     leaks = pd.DataFrame(
@@ -32,7 +35,10 @@ def leaked_images(images: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
         },
         columns=LEAK_COLUMNS,
     )
-    return leaks.sort_values(["image_id", "inliers"], ascending=[True, False]).drop_duplicates("image_id")
+    leaks = leaks.assign(exact=leaks["kind"] == "exact").sort_values(
+        ["image_id", "exact", "inliers"], ascending=[True, False, False]
+    )
+    return leaks.drop_duplicates("image_id").drop(columns="exact").reset_index(drop=True)
 
 
 def leak_metrics(predictions: pd.DataFrame, classes: tuple[str, ...], leaks: pd.DataFrame, prefix: str) -> dict:

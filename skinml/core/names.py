@@ -89,7 +89,7 @@ SPLIT_TAG_PREFIX = "skinml.split_"  # + n_train, n_val, n_test, lesions_crossing
 SPLIT_COUNTS = ("n_train", "n_val", "n_test", "lesions_crossing_splits")
 TEST_SPLIT_FROM_RUN_TAG = "skinml.test_split_from_run"
 AUDIT_RUN_ID_TAG = "skinml.audit_run_id"  # on a pipeline's split run: the audit run of its data
-DUPLICATE_GROUPS_TAG = "skinml.duplicate_groups"  # on a split run: groups of several images the duplicates made
+DUPLICATE_GROUPS_TAG = "skinml.duplicate_groups"  # on a split run: the groups the duplicates joined
 AUDIT_SECONDS_TAG = "skinml.audit_seconds"  # an audit run's time
 
 # Training: where the frozen backbone ran, timings and memory

@@ -257,7 +257,9 @@ class TrainConfig:
             pairs = changes["label_map"]
             pairs = pairs.items() if isinstance(pairs, dict) else (pairs or ())
             changes = {**changes, "label_map": tuple(sorted((str(old), str(new or "")) for old, new in pairs))}
-        if "exclude_images" in changes:
+        if "exclude_images" in changes:  # ids: the command line reads the file (skinml.app.options)
+            if isinstance(changes["exclude_images"], str):
+                raise OptionError("exclude_images takes a list of image ids (a file: --exclude-images FILE)")
             changes = {**changes, "exclude_images": tuple(sorted({str(i) for i in changes["exclude_images"] or ()}))}
         for name, kind in (("positive_classes", str), ("target_sensitivities", float)):
             if name in changes:  # a list in JSON, a comma-separated text on the command line

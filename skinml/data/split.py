@@ -96,10 +96,11 @@ def split_keeping_test(
 ) -> pd.DataFrame:
     """A manifest over a (possibly grown) data folder whose splits are those of `fixed`, kept as they were.
 
-    A lesion `fixed` knows stays on its side (new images of it join it): the test split stays the same, so that
-    models stay comparable, and so do train and validation, so that unchanged data retrains on the features already
-    cached for it. New lesions are split into train/val, grouped and stratified (all to train when too few for a
-    holdout). Used by retraining.
+    An image `fixed` knows stays on its side, and so does a lesion it knows (new images of it join it); a group of
+    `frame` holding a test image goes to test whole, whatever it is named (groups joined by duplicates are renamed):
+    the test split stays, so that models stay comparable, and so do train and validation, so that unchanged data
+    retrains on the features already cached for it. New lesions are split into train/val, grouped and stratified (all
+    to train when too few for a holdout). Used by retraining.
     """
     frame = frame.sort_values("image_id").reset_index(drop=True)
     missing = set(fixed.loc[fixed["split"] == "test", "image_id"]) - set(frame["image_id"])
@@ -107,9 +108,13 @@ def split_keeping_test(
         raise DataError(
             f"{len(missing)} test image(s) of the fixed split are gone from the data: {sorted(missing)[:5]}"
         )
+    test = fixed["split"] == "test"
     known = fixed.drop_duplicates("lesion_id").set_index("lesion_id")["split"]
-    split = frame["lesion_id"].map(known).to_numpy(dtype=object)
-    split[frame["lesion_id"].isin(fixed.loc[fixed["split"] == "test", "lesion_id"]).to_numpy()] = "test"
+    sides = frame["image_id"].map(fixed.set_index("image_id")["split"]).fillna(frame["lesion_id"].map(known))
+    group_side = sides.groupby(frame["lesion_id"]).first()  # a known image's side, for its group's new images
+    split = sides.fillna(frame["lesion_id"].map(group_side)).to_numpy(dtype=object)
+    test_groups = set(frame.loc[frame["image_id"].isin(fixed.loc[test, "image_id"]), "lesion_id"])
+    split[frame["lesion_id"].isin(test_groups | set(fixed.loc[test, "lesion_id"])).to_numpy()] = "test"
     new = np.flatnonzero(pd.isna(split))
     split[new] = "train"
     if len(new) and frame.iloc[new]["dx"].value_counts().iloc[0] >= max(2, round(1 / val_fraction)):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
 
 from skinml.core.errors import UserError
+
+log = logging.getLogger("skinml.data")
 
 
 class DataValidationError(UserError, ValueError):
@@ -69,7 +72,8 @@ def image_list_of(path: str | Path) -> tuple[str, ...]:
     table = read_table(csv)
     if "image_id" not in table.columns:
         raise DataValidationError(csv, [f"{csv}: no image_id column (its columns: {list(table.columns)})"])
-    return tuple(sorted(set(table["image_id"].dropna().astype(str))))
+    ids = table["image_id"].dropna().astype(str).str.strip()
+    return tuple(sorted(set(ids.str.replace(r"\.(jpe?g|png)$", "", case=False, regex=True))))
 
 
 def without_images(frame: pd.DataFrame, excluded: tuple[str, ...] | list[str]) -> pd.DataFrame:
@@ -84,4 +88,5 @@ def without_images(frame: pd.DataFrame, excluded: tuple[str, ...] | list[str]) -
         f" ({absent} of its ids are not in the data)" if absent else ""
     )
     kept.attrs = {**frame.attrs, "notes": [*frame.attrs.get("notes", []), note]}
+    log.warning(note)
     return kept

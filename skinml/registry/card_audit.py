@@ -44,5 +44,5 @@ def audit_section(train_run) -> list[str]:
     split = sibling(train_run, "split") or train_run
     grouped = split.data.tags.get(DUPLICATE_GROUPS_TAG)
     if grouped is not None:
-        lines.append(f"The split kept each of {grouped} near-duplicate groups of several images on one side.")
+        lines.append(f"The split kept each of {grouped} groups the near-duplicates joined on one side.")
     return lines

@@ -41,20 +41,21 @@ def run_audit(
     output: str | Path | None = None,
     weights: str = "imagenet",
     image_size: int = IMAGE_SIZE,
+    alpha: float = 1.0,
     label_suspects: bool = True,
     context: RunContext = RunContext(),
     data_format: str = "auto",
     label_map: dict[str, str] | None = None,
 ) -> dict:
     """Audit a data folder (any layout, labels mapped by `label_map`) and log it; returns the counts, the run id and
-    where the page is. Suspects are ranked on the pooled features of MobileNetV2 with `weights` at `image_size`;
+    where the page is. Suspects are ranked on the pooled features of MobileNetV2 (`weights`, `alpha`, `image_size`);
     `label_suspects=False` skips them (duplicates only: no backbone)."""
     started = time.perf_counter()
     frame = load_dataset(data_dir, data_format=data_format, label_map=label_map)
     paths = frame["path"].tolist()
     log.info("audit: keypoints of %d images", len(frame))
     keypoints = all_keypoints(paths)
-    features = pooled_features(paths, weights=weights, image_size=image_size) if label_suspects else None
+    features = pooled_features(paths, weights=weights, image_size=image_size, alpha=alpha) if label_suspects else None
     log.info("audit: duplicates%s", " and label suspects" if label_suspects else "")
     audit = audit_data(frame, keypoints, features=features)
     name = Path(data_dir).resolve().name

@@ -10,7 +10,7 @@ import mlflow
 import pandas as pd
 
 from skinml.audit.leaks import leak_metrics, leaked_images
-from skinml.core.errors import DataError, OptionError
+from skinml.core.errors import DataError, OptionError, UserError
 from skinml.core.names import (
     EVAL_DATA_FORMAT_TAG,
     EVAL_DATA_TAG,
@@ -74,18 +74,20 @@ def external_set(
     return frame, tags, left_out
 
 
-def training_images(model: LoggedModel) -> pd.DataFrame | None:
-    """The images the model trained and chose its thresholds on (its manifest's train and val splits), read from its
-    training folder; None (said on the terminal) when that folder is gone."""
-    run = mlflow.get_run(model.training_run_id)
-    folder = run.data.params.get("data_dir")
-    if not folder or not Path(folder).is_dir():
-        log.warning("no leak check: the model's training folder %s is not here", folder)
+def training_leaks(model: LoggedModel, data: pd.DataFrame) -> pd.DataFrame | None:
+    """The images of `data` that duplicate one the model trained or chose its thresholds on (its manifest's train
+    and val images, read from its training folder); None, said on the terminal, when that folder cannot be read."""
+    folder = mlflow.get_run(model.training_run_id).data.params.get("data_dir")
+    try:
+        if not folder or not Path(folder).is_dir():
+            raise DataError(f"the model's training folder {folder} is not here")
+        manifest = run_manifest(model.training_run_id)
+        seen = manifest.loc[manifest["split"] != "test", "image_id"]
+        frame = load_dataset(folder, check_images=False, data_format=model.recipe.data_format)
+        return leaked_images(data, frame[frame["image_id"].isin(seen)])
+    except UserError as exc:  # a folder gone, changed or holding an unreadable image
+        log.warning("no leak check: %s", exc)
         return None
-    manifest = run_manifest(model.training_run_id)
-    seen = manifest.loc[manifest["split"] != "test", "image_id"]
-    frame = load_dataset(folder, check_images=False, data_format=model.recipe.data_format)
-    return frame[frame["image_id"].isin(seen)]
 
 
 def evaluation_set(
@@ -131,7 +133,8 @@ def evaluate(
     Metric names start with the part evaluated: `test_` (the run's test split, or an external folder), `val_` or
     `train_`, so that a validation figure never passes for a test one in the MLflow UI. An external folder
     (`data_dir`, any layout) has its labels mapped by `label_map` (default: the model's own training map); images
-    the map drops or whose class the model lacks are counted and named in the report, not scored.
+    the map drops or whose class the model lacks are counted and named in the report, not scored; its images that
+    duplicate one the model trained on are named, and the figures without them logged (skinml.audit.leaks).
     """
     prefix = TEST if data_dir is not None else split
     if data_dir is None and (data_format != "auto" or label_map):
@@ -145,6 +148,7 @@ def evaluate(
     if data.empty:
         where = data_dir if data_dir is not None else f"the {split} split of {model_uri}'s run"
         raise DataError(f"nothing to evaluate: {where} has no image of the model's classes {list(model.classes)}")
+    leaks = training_leaks(model, data) if data_dir is not None else None
     evaluated = prefix if data_dir is None else "external"
     with stage_run("evaluate", context, tags={MODEL_URI_TAG: model_uri}, name=evaluation_name(model, evaluated)) as run:
         mlflow.set_tags(tags)
@@ -161,13 +165,12 @@ def evaluate(
             cache=cache,
         )
         log_evaluation(evaluation)
-        leaks = None
-        if data_dir is not None and (training := training_images(model)) is not None:
-            leaks = leaked_images(data, training)
-            log_leaks(leaks, leak_metrics(evaluation.predictions, model.classes, leaks, prefix))
+        leak_figures = leak_metrics(evaluation.predictions, model.classes, leaks, prefix) if leaks is not None else {}
+        if leaks is not None:
+            log_leaks(leaks, leak_figures)
         result = {
             **evaluation.metrics,
-            **({"leaked_images": leaks["image_id"].tolist()} if leaks is not None else {}),
+            **({"leaked_images": leaks["image_id"].tolist(), **leak_figures} if leaks is not None else {}),
             "run_id": run.info.run_id,
             "model_uri": model_uri,
             **{k.split(".", 1)[1]: v for k, v in tags.items()},

@@ -11,8 +11,9 @@ from functools import partial
 import pandas as pd
 
 from skinml.audit.findings import duplicate_groups
-from skinml.audit.groups import cluster_sizes
+from skinml.audit.groups import cluster_sizes, joined_groups
 from skinml.audit.keypoints import all_keypoints
+from skinml.core.errors import DataError
 from skinml.core.recipe import TrainConfig
 from skinml.tracking.audits import audit_groups
 
@@ -26,8 +27,8 @@ def needs_duplicate_groups(frame: pd.DataFrame, merge: bool) -> bool:
 
 def regrouped(frame: pd.DataFrame, *, merge: bool = False, audit_run_id: str | None = None) -> pd.DataFrame:
     """`frame` with `lesion_id` holding the groups joined by duplicates where `needs_duplicate_groups` (the groups
-    an audit run logged when given, else found here), and attrs `duplicate_groups`: how many groups of several
-    images they made. Else `frame` as it is."""
+    an audit run logged when given, else found here: a minute for 10,000 images), and attrs `duplicate_groups`: how
+    many groups the duplicates joined. Else `frame` as it is."""
     if not needs_duplicate_groups(frame, merge):
         return frame
     grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
@@ -35,17 +36,19 @@ def regrouped(frame: pd.DataFrame, *, merge: bool = False, audit_run_id: str | N
         logged = audit_groups(audit_run_id).set_index("image_id")["group"]
         groups = frame["image_id"].map(logged)
         if groups.isna().any():
-            raise RuntimeError(f"audit run {audit_run_id} has no group for {groups.isna().sum()} image(s)")
+            lost = frame.loc[groups.isna().to_numpy(), "image_id"].head(5).tolist()
+            raise DataError(f"audit run {audit_run_id} has no group for {int(groups.isna().sum())} image(s): {lost}")
     else:
         log.info("finding near-duplicates among %d images to group the split", len(frame))
         _, groups = duplicate_groups(frame, all_keypoints(frame["path"].tolist()), grouped=grouped)
-    several = len(cluster_sizes(groups))
+    start = frame["lesion_id"] if grouped else frame["image_id"]
+    several = joined_groups(start.reset_index(drop=True), groups.reset_index(drop=True))
     log.info(
-        "split groups: %d of %d images in %d groups of several images (near-duplicates%s)",
+        "split groups: near-duplicates joined %d groups of %s (%d of %d images in groups of several)",
+        several,
+        "the data's" if grouped else "one image",
         int(cluster_sizes(groups).sum()),
         len(frame),
-        several,
-        " joined with the data's groups" if grouped else "",
     )
     joined = frame.assign(lesion_id=groups.to_numpy())
     joined.attrs = {**frame.attrs, "duplicate_groups": several}

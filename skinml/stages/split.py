@@ -78,8 +78,11 @@ def run_split(
         summary = log_manifest(manifest, data_dir, grouped=grouped)
         duplicate_groups = frame.attrs.get("duplicate_groups")
         if duplicate_groups is not None:  # say what was done
-            joined = "the data's groups joined by" if grouped else "the data names no group:"
-            strategy = f"{strategy}, {joined} near-duplicates ({duplicate_groups} groups of several images)"
+            strategy += (
+                f", {duplicate_groups} of the data's groups joined by near-duplicates"
+                if grouped
+                else f", the data names no group: {duplicate_groups} groups of near-duplicates"
+            )
         elif not grouped:
             strategy = "by image (the data names no lesion or patient)"
         dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}

@@ -33,8 +33,7 @@ def test_a_folder_without_groups_is_split_by_its_duplicates(tmp_path, capsys):
     pairs = planted_set(tmp_path / "tree", layout="folder", n=45)
     assert main(["split", "--data-dir", str(tmp_path / "tree"), "--output", "m.csv"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    groups = f"near-duplicates ({len(COPIES)} groups of several images)"
-    assert summary["strategy"] == f"grouped, the data names no group: {groups}"
+    assert summary["strategy"] == f"grouped, the data names no group: {len(COPIES)} groups of near-duplicates"
     side = pd.read_csv("m.csv").set_index("image_id")["split"]
     assert (side[pairs["image_id"]].to_numpy() == side[pairs["copy_id"]].to_numpy()).all()
     tags = mlflow.get_run(summary["run_id"]).data.tags
@@ -46,12 +45,12 @@ def test_merge_near_duplicates_joins_the_data_s_groups(tmp_path, capsys):
     pairs = planted_set(tmp_path / "ham", n=45)
     assert main(["split", "--data-dir", str(tmp_path / "ham"), "--output", "m.csv", "--merge-near-duplicates"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert "the data's groups joined by near-duplicates" in summary["strategy"]
+    assert summary["strategy"] == f"grouped, {len(COPIES)} of the data's groups joined by near-duplicates"
     group = pd.read_csv("m.csv").set_index("image_id")["lesion_id"]
     assert (group[pairs["image_id"]].to_numpy() == group[pairs["copy_id"]].to_numpy()).all()
 
 
-def test_evaluate_names_the_external_images_the_model_trained_on(tmp_path, test_weights, capsys):
+def test_evaluate_names_the_external_images_the_model_trained_on(tmp_path, test_weights, capsys, caplog):
     planted_set(tmp_path / "ham", n=45)
     train = ["train", "--data-dir", str(tmp_path / "ham"), "--weights", test_weights, "--image-size", str(IMAGE_SIZE)]
     assert main([*train, "--epochs", "1", "--cached-views", "1", "--output", "train.json"]) == 0
@@ -73,6 +72,12 @@ def test_evaluate_names_the_external_images_the_model_trained_on(tmp_path, test_
     assert metrics["test_leaked_images"] == 3 and "test_without_leaks_accuracy" in metrics
     leaks = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="report/leaks.csv"))
     assert sorted(leaks["training_image"]) == sorted(seen["image_id"])
+    assert result["test_leaked_images"] == 3 and "test_without_leaks_balanced_accuracy" in result
+
+    (tmp_path / "ham").rename(tmp_path / "moved")  # the training folder gone: evaluated, without a leak check
+    assert main(["evaluate", "--model-uri", trained["model_uri"], "--data-dir", str(tmp_path / "ext")]) == 0
+    assert "leaked_images" not in json.loads(capsys.readouterr().out)
+    assert "no leak check: the model's training folder" in caplog.text
 
 
 def test_an_exclusion_list_leaves_its_images_out_and_stays_in_the_recipe(tmp_path, capsys):

@@ -69,7 +69,7 @@ def test_a_split_by_image_says_so_and_counts_no_lesions_it_cannot_see(tmp_path, 
     data = make_synthetic_set(tmp_path / "tree", "folder", ("bkl", "mel", "nv"), n_per_class=10)
     assert main(["split", "--data-dir", str(data), "--output", str(tmp_path / "m.csv")]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["strategy"] == "grouped, the data names no group: near-duplicates (0 groups of several images)"
+    assert summary["strategy"] == "grouped, the data names no group: 0 groups of near-duplicates"
     assert summary["lesions_crossing_splits"] == "unknown"
     tags = mlflow.get_run(summary["run_id"]).data.tags
     assert tags["skinml.split_lesions_crossing_splits"] == "unknown"

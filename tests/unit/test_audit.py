@@ -16,7 +16,7 @@ from skinml.data.dataset import load_dataset
 from skinml.data.split import make_split
 from skinml.stages.grouping import regrouped
 
-from ..planted import COPIES, planted_set
+from ..planted import COPIES, planted_set, textured
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,36 @@ def test_the_page_shows_each_pair_side_by_side(planted):
     page = audit_page(audit, frame, title="Audit of ham")
     assert page.count("data:image/jpeg;base64,") >= 2 * len(COPIES)
     assert "copy-rotate" in page and "Missed duplicates" in page and "Label suspects" in page
+
+
+def test_identical_images_are_exact_pairs_only(tmp_path):
+    from PIL import Image
+
+    from skinml.audit.duplicates import duplicate_pairs
+
+    image = textured(np.random.default_rng(3))
+    paths = []
+    for name in ("a", "b", "c"):
+        image.save(tmp_path / f"{name}.png")
+        paths.append(str(tmp_path / f"{name}.png"))
+    with Image.open(paths[0]) as first:  # and a fourth, near: a quarter turn
+        first.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "d.png")
+    pairs = duplicate_pairs(all_keypoints([*paths, str(tmp_path / "d.png")]))
+    kinds = {(a, b): kind for a, b, kind in pairs[["a", "b", "kind"]].to_numpy().tolist()}
+    assert {pair: kind for pair, kind in kinds.items() if kind == "exact"} == {(0, 1): "exact", (0, 2): "exact"}
+    assert {b for (a, b), kind in kinds.items() if kind == "near"} == {3}
+
+
+def test_the_groups_joined_count_joins_not_lesions_of_several_images():
+    from skinml.audit.groups import joined_groups
+
+    frame = pd.DataFrame({"image_id": list("abcd"), "lesion_id": ["L1", "L1", "L2", "L3"]})
+    joined = merged_groups(frame, pd.DataFrame({"a": [2], "b": [3]}))
+    assert joined.tolist() == ["L1", "L1", "L2", "L2"] and joined_groups(frame["lesion_id"], joined) == 1
+
+
+def test_no_suspects_without_two_groups_a_class(planted):
+    frame, keypoints, _ = planted
+    few = frame.iloc[:4].assign(dx=["mel", "mel", "nv", "nv"], lesion_id=["L1", "L1", "L2", "L2"])
+    audit = audit_data(few, keypoints[:4], features=np.random.default_rng(0).normal(size=(4, 8)))
+    assert audit.suspects is None and "label_suspects" not in audit.counts()

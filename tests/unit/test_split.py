@@ -79,3 +79,20 @@ def test_retraining_keeps_every_lesion_on_its_side_and_splits_only_new_ones(fram
         if lesions[image] in by_lesion.index:
             assert grown[image] == by_lesion[lesions[image]]
     assert lesions_crossing(split_keeping_test(frame, fixed)) == 0
+
+
+def test_a_kept_test_split_survives_groups_renamed_by_duplicates():
+    from skinml.data.split import split_keeping_test
+
+    images = [f"i{k:02d}" for k in range(40)]
+    fixed = pd.DataFrame(
+        {"image_id": images, "lesion_id": images, "dx": ["a", "b"] * 20, "split": ["test"] * 8 + ["train"] * 32}
+    )
+    # retraining: i00 (test) and i10 (train) found to be duplicates, a new image joins i01's group, all renamed
+    groups = {"i00": "duplicates-of-i00", "i10": "duplicates-of-i00", "i01": "duplicates-of-i01"}
+    frame = pd.DataFrame({"image_id": [*images, "new"], "dx": ["a", "b"] * 20 + ["b"]})
+    frame["lesion_id"] = frame["image_id"].map(groups).fillna(frame["image_id"])
+    frame.loc[frame["image_id"] == "new", "lesion_id"] = "duplicates-of-i01"
+    side = split_keeping_test(frame, fixed).set_index("image_id")["split"]
+    assert set(side[side == "test"].index) == set(images[:8]) | {"i10", "new"}  # every old test image stays
+    assert (side[images[11:]] != "test").all()
