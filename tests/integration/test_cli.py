@@ -137,7 +137,7 @@ def test_train_help_lists_the_recipe_and_no_retired_option(capsys):
     options = re.findall(r"^  (-[-\w]+)", capsys.readouterr().out, flags=re.MULTILINE)
     # the recipe, the data (--data-dir, --data-format, --label-map, --merge-near-duplicates, --exclude-images), the
     # decisions
-    assert len(options) <= 28, options
+    assert len(options) <= 29, options  # with -h
     assert "--loss" in options and "--fine-tune-from" in options and "--temperature-scaling" in options
     for retired in (
         "--class-weight",

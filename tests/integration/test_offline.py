@@ -117,7 +117,7 @@ def test_every_command_stays_on_the_machine(synthetic_dir, test_weights, tmp_pat
     assert any("[train baseline size=32 epochs=2 views=1]" in line for line in finished), finished
     runs = mlflow.search_runs(experiment_names=["skinml"], filter_string="tags.mlflow.parentRunId != ''")
     assert set(runs["status"]) == {"FINISHED"}
-    assert sorted(runs["tags.skinml.stage"]) == ["evaluate", "promote", "split", "train"]
+    assert sorted(runs["tags.skinml.stage"]) == ["audit", "evaluate", "promote", "split", "train"]
     train_run = runs[runs["tags.skinml.stage"] == "train"].iloc[0]
     assert (train_run["params.epochs"], train_run["params.cached_views"]) == ("2", "1")  # undeclared: appended
 

@@ -139,17 +139,17 @@ def test_every_problem_is_listed_not_only_the_first(tmp_path):
     assert len(error.value.problems) == 2
 
 
-def test_the_split_of_a_folder_tree_is_by_image_and_says_so(tmp_path, capsys, caplog):
+def test_the_split_of_a_folder_tree_is_by_its_near_duplicates_and_says_so(tmp_path, capsys, caplog):
     data = make_synthetic_set(tmp_path / "tree", "folder", THREE, n_per_class=8)
     assert main(["split", "--data-dir", str(data), "--output", str(tmp_path / "split.csv")]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["classes"] == list(THREE)
-    assert "the split is by image" in caplog.text
+    assert "split groups: near-duplicates joined 0 groups of one image" in caplog.text
     import mlflow
 
     run = mlflow.get_run(summary["run_id"])
     assert run.data.params["grouped_by"] == "image" and run.data.params["data_format"] == "folder"
-    assert run.data.tags["skinml.split_grouped_by"].startswith("image")
+    assert run.data.tags["skinml.split_grouped_by"] == "near-duplicate groups (the data has no group column)"
 
 
 def test_several_problems_are_one_line(tmp_path):
