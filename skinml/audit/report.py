@@ -88,19 +88,19 @@ def audit_page(audit: Audit, frame: pd.DataFrame, *, title: str) -> str:
     paths = dict(zip(frame["image_id"], frame["path"]))
     counts = "".join(f"<dt>{html.escape(k.replace('_', ' '))}</dt><dd>{v}</dd>" for k, v in audit.counts().items())
     grouping = (
-        "The data names its groups; duplicate pairs under two group ids are listed below as missed."
+        "The data names its groups; duplicate pairs under two group ids are listed first, as missed."
         if audit.grouped
         else "The data names no groups: the groups below are inferred from confirmed duplicates, and a split keeps "
         "each on one side."
     )
-    sections = [
-        f"<h1>{html.escape(title)}</h1><p>{grouping}</p><dl>{counts}</dl>",
+    sections = [f"<h1>{html.escape(title)}</h1><p>{grouping}</p><dl>{counts}</dl>"]
+    if audit.grouped:  # what the data's own groups miss comes first
+        sections.append("<h2>Missed duplicates (two group ids)</h2>" + _pairs(audit.missed, paths))
+    sections += [
         "<h2>Duplicate pairs</h2>" + _pairs(audit.duplicates, paths),
         ("<h2>Groups the duplicates join</h2>" if audit.grouped else "<h2>Groups of several images</h2>")
         + _groups(frame, audit.groups, paths, grouped=audit.grouped),
     ]
-    if audit.grouped:
-        sections.append("<h2>Missed duplicates (two group ids)</h2>" + _pairs(audit.missed, paths))
     if audit.suspects is not None:
         sections.append(
             "<h2>Label suspects</h2><p>Never edited. After a look, leave them out with <code>--exclude-images "
