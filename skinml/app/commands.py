@@ -33,9 +33,16 @@ def cmd_download(args: argparse.Namespace) -> dict:
     return {"data_dir": str(download_ham10000(args.dest, args.server))}
 
 
-def cmd_split(args: argparse.Namespace) -> dict:
+def data_options(args: argparse.Namespace) -> dict:
+    """The folder's layout and label map as a data command was given them (`data_format`, `label_map`)."""
     # lazy: start-up time
     from skinml.data.label_map import label_map_of
+
+    return {"data_format": args.data_format or "auto", "label_map": label_map_of(args.label_map)}
+
+
+def cmd_split(args: argparse.Namespace) -> dict:
+    # lazy: start-up time
     from skinml.data.tables import image_list_of
     from skinml.stages.split import run_split
 
@@ -47,8 +54,7 @@ def cmd_split(args: argparse.Namespace) -> dict:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         context=RunContext(args.experiment),
-        data_format=args.data_format or "auto",
-        label_map=label_map_of(args.label_map),
+        **data_options(args),
         merge_near_duplicates=args.merge_near_duplicates,
         exclude_images=image_list_of(args.exclude_images) if args.exclude_images else (),
     )
@@ -56,7 +62,6 @@ def cmd_split(args: argparse.Namespace) -> dict:
 
 def cmd_audit(args: argparse.Namespace) -> dict:
     # lazy: start-up time
-    from skinml.data.label_map import label_map_of
     from skinml.stages.audit import run_audit
 
     return run_audit(
@@ -65,8 +70,7 @@ def cmd_audit(args: argparse.Namespace) -> dict:
         weights=args.weights,
         label_suspects=args.label_suspects,
         context=RunContext(args.experiment),
-        data_format=args.data_format or "auto",
-        label_map=label_map_of(args.label_map),
+        **data_options(args),
     )
 
 
@@ -85,7 +89,6 @@ def cmd_train(args: argparse.Namespace) -> dict:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict:
     # lazy: start-up time
-    from skinml.data.label_map import label_map_of
     from skinml.stages.evaluate import evaluate
 
     return evaluate(
@@ -94,8 +97,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict:
         args.split,
         context=RunContext(args.experiment),
         output=args.output,
-        data_format=args.data_format or "auto",
-        label_map=label_map_of(args.label_map),
+        **data_options(args),
     )
 
 

@@ -56,13 +56,11 @@ def _one_way(askers: list[Keypoints], indexed: list[Keypoints], *, same: bool, s
     return (a[a != b], b[a != b]) if same else (a, b)
 
 
-def votes(
-    keypoints: list[Keypoints], others: list[Keypoints] | None = None, *, seed: int = 0, threads: int | None = None
-) -> np.ndarray:
+def votes(keypoints: list[Keypoints], others: list[Keypoints] | None = None, *, seed: int = 0) -> np.ndarray:
     """(m, 3) int64 rows (a, b, votes): pairs of images with at least one vote, a < b within `keypoints`; or, with
     `others`, a indexing `keypoints` and b indexing `others`. A pair's votes count its close descriptor neighbours
     both ways (a's among b's and b's among a's), within one set and across two alike."""
-    faiss.omp_set_num_threads(threads or os.cpu_count() or 1)
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
     if others is None:
         a, b = _one_way(keypoints, keypoints, same=True, seed=seed)
         a, b = np.minimum(a, b), np.maximum(a, b)

@@ -53,11 +53,10 @@ def confirmed(
     others: list[Keypoints] | None = None,
     *,
     min_inliers: int = MIN_INLIERS,
-    workers: int | None = None,
 ) -> pd.DataFrame:
     """The candidate `pairs` whose inliers reach `min_inliers`: columns a, b, kind ('near'), inliers."""
     second = others if others is not None else keypoints
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         counts = np.fromiter(
             pool.map(lambda p: inliers(keypoints[p[0]], second[p[1]]), pairs.tolist(), chunksize=256),
             dtype=np.int64,

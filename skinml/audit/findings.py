@@ -12,6 +12,7 @@ from skinml.audit.duplicates import duplicate_pairs
 from skinml.audit.groups import cluster_sizes, merged_groups, missed_duplicates
 from skinml.audit.keypoints import Keypoints
 from skinml.audit.label_suspects import can_rank, label_suspects, out_of_fold_probabilities
+from skinml.data.dataset import names_groups
 
 DUPLICATE_COLUMNS = ["image_a", "image_b", "kind", "inliers", "lesion_a", "lesion_b", "dx_a", "dx_b"]
 
@@ -82,7 +83,7 @@ def audit_data(
 ) -> Audit:
     """The audit of a loaded data set (skinml.data.dataset.load_dataset) from its images' keypoints and, for label
     suspects, their frozen features (None, or fewer than two classes each in two groups: no suspects)."""
-    grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
+    grouped = names_groups(frame)
     frame = frame.reset_index(drop=True)
     pairs, groups = duplicate_groups(frame, keypoints, grouped=grouped)
     named = named_pairs(frame, pairs)

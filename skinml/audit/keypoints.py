@@ -52,8 +52,8 @@ def image_keypoints(path: str) -> Keypoints:
     return Keypoints(pixels, np.float32([k.pt for k in found]), descriptors)
 
 
-def all_keypoints(paths: list[str], *, workers: int | None = None) -> list[Keypoints]:
-    """`image_keypoints` of every path, in order, on `workers` threads (OpenCV and PIL's decoders release the GIL)."""
+def all_keypoints(paths: list[str]) -> list[Keypoints]:
+    """`image_keypoints` of every path, in order, a thread per core (OpenCV and PIL's decoders release the GIL)."""
     cv2.setNumThreads(1)  # parallel over images instead
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         return list(pool.map(image_keypoints, paths, chunksize=64))

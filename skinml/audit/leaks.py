@@ -9,7 +9,8 @@ from skinml.audit.duplicates import duplicate_pairs
 from skinml.audit.findings import named_pairs
 from skinml.audit.keypoints import all_keypoints
 from skinml.core.labels import class_indices
-from skinml.core.names import FAMILIARITY_FIGURES, LEAKED_IMAGES_METRIC, WITHOUT_LEAKS, metric_name
+from skinml.core.names import LEAKED_IMAGES_METRIC, WITHOUT_LEAKS, metric_name
+from skinml.evaluation.familiarity import part_metrics
 from skinml.evaluation.metrics import classification_metrics
 
 LEAK_COLUMNS = ["image_id", "training_image", "kind", "inliers", "dx", "training_dx"]
@@ -42,15 +43,11 @@ def leaked_images(images: pd.DataFrame, training: pd.DataFrame) -> pd.DataFrame:
 
 
 def leak_metrics(predictions: pd.DataFrame, classes: tuple[str, ...], leaks: pd.DataFrame, prefix: str) -> dict:
-    """`<prefix>_leaked_images` and `<prefix>_without_leaks_<figure>` (FAMILIARITY_FIGURES) from an evaluation's
+    """`<prefix>_leaked_images` and `<prefix>_without_leaks_<figure>` (familiarity.part_metrics) from an evaluation's
     predictions (a probability per class, image_id, dx) with the leaked images left out."""
     named = {metric_name(prefix, LEAKED_IMAGES_METRIC): float(len(leaks))}
     kept = predictions[~predictions["image_id"].isin(leaks["image_id"])]
     if kept.empty:
         return named
     figures = classification_metrics(class_indices(kept["dx"], classes), kept[list(classes)].to_numpy(), classes)
-    for figure in FAMILIARITY_FIGURES:
-        value = figures.get(figure)
-        if value is not None and value == value:  # NaN: not logged
-            named[metric_name(prefix, f"{WITHOUT_LEAKS}_{figure}")] = float(value)
-    return named
+    return {**named, **part_metrics(figures, prefix, WITHOUT_LEAKS)}

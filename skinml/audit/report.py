@@ -12,6 +12,13 @@ import pandas as pd
 from PIL import Image
 
 from skinml.audit.findings import Audit
+from skinml.core.names import (
+    AUDIT_DUPLICATES_ARTIFACT,
+    AUDIT_GROUPS_ARTIFACT,
+    AUDIT_MISSED_ARTIFACT,
+    AUDIT_PAGE_ARTIFACT,
+    AUDIT_SUSPECTS_ARTIFACT,
+)
 
 SHOWN = 100  # rows per section; the CSVs hold all of them
 THUMBNAIL = 112
@@ -80,6 +87,19 @@ def _table(header: list[str], rows: list[str], total: int) -> str:
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:70em}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px;vertical-align:top;text-align:left}figure{display:inline-block;margin:2px}
 figcaption{font-size:11px;max-width:120px;overflow-wrap:anywhere}dt{font-weight:bold;float:left;width:18em}"""
+
+
+def finding_files(audit: Audit, page: str) -> dict[str, str]:
+    """Artifact path (core.names) -> text of each file the audit writes: the CSVs of its findings and the page."""
+    files = {
+        AUDIT_DUPLICATES_ARTIFACT: audit.duplicates.to_csv(index=False),
+        AUDIT_GROUPS_ARTIFACT: audit.groups.rename_axis("image_id").to_frame("group").to_csv(),
+    }
+    if audit.grouped:
+        files[AUDIT_MISSED_ARTIFACT] = audit.missed.to_csv(index=False)
+    if audit.suspects is not None:
+        files[AUDIT_SUSPECTS_ARTIFACT] = audit.suspects.to_csv(index=False)
+    return {**files, AUDIT_PAGE_ARTIFACT: page}
 
 
 def audit_page(audit: Audit, frame: pd.DataFrame, *, title: str) -> str:

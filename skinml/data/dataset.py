@@ -97,6 +97,11 @@ def load_dataset(
     return frame
 
 
+def names_groups(frame: pd.DataFrame) -> bool:
+    """Whether the data read into `frame` names its groups (a lesion or patient column; load_dataset's attrs)."""
+    return frame.attrs.get("grouped_by", "lesion_id") is not None
+
+
 def check_decodable(paths: list[str]) -> None:
     """Raise DataValidationError naming every file that is not a complete, decodable JPEG/PNG."""
     problems = []

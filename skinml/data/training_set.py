@@ -20,7 +20,7 @@ from skinml.core.names import (
     SPLIT_GROUPED_BY_TAG,
 )
 from skinml.core.recipe import TrainConfig
-from skinml.data.dataset import load_dataset
+from skinml.data.dataset import load_dataset, names_groups
 from skinml.data.split import make_split
 from skinml.data.tables import without_images
 
@@ -66,7 +66,7 @@ def labelled_split(
 
 def warn_if_ungrouped(frame: pd.DataFrame) -> None:
     """Say on the terminal when the data has no group column and no duplicate groups: its split is by image."""
-    if frame.attrs.get("grouped_by", "lesion_id") is None and frame.attrs.get("duplicate_groups") is None:
+    if not names_groups(frame) and frame.attrs.get("duplicate_groups") is None:
         log.warning(
             "%s: no column groups the images (lesion or patient): the split is by image, and images of one "
             "lesion may fall on both sides",
@@ -89,7 +89,7 @@ def data_tags(frame: pd.DataFrame, split_made: bool) -> dict[str, str]:
             else "near-duplicate groups (the data has no group column)"
         )
         tags[DUPLICATE_GROUPS_TAG] = str(duplicate_groups)
-    elif split_made and frame.attrs.get("grouped_by", "lesion_id") is None:
+    elif split_made and not names_groups(frame):
         tags[SPLIT_GROUPED_BY_TAG] = "image (the data has no group column)"
     dropped = {label: count for label, count in frame.attrs.get("label_counts_dropped", {}).items() if count}
     if dropped:

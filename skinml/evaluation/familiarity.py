@@ -135,10 +135,18 @@ def familiarity_metrics(figures: dict, prefix: str) -> dict[str, float]:
     `<prefix>_unfamiliar_<figure>` (FAMILIARITY_FIGURES; a part with no image has none)."""
     named = {metric_name(prefix, UNFAMILIAR_SHARE): figures["unfamiliar_share"]}
     for part in (FAMILIAR, UNFAMILIAR):
-        for figure in FAMILIARITY_FIGURES:
-            value = (figures[part] or {}).get(figure)
-            if value is not None and value == value:  # NaN: not logged
-                named[metric_name(prefix, f"{part}_{figure}")] = float(value)
+        named.update(part_metrics(figures[part], prefix, part))
+    return named
+
+
+def part_metrics(figures: dict | None, prefix: str, part: str) -> dict[str, float]:
+    """`<prefix>_<part>_<figure>` for each of FAMILIARITY_FIGURES in `figures` (classification_metrics of a part of
+    a scored set: the familiar images, the ones no leak reaches), NaN and absent figures left out."""
+    named = {}
+    for figure in FAMILIARITY_FIGURES:
+        value = (figures or {}).get(figure)
+        if value is not None and value == value:  # NaN: not logged
+            named[metric_name(prefix, f"{part}_{figure}")] = float(value)
     return named
 
 

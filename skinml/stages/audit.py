@@ -10,9 +10,9 @@ from pathlib import Path
 import mlflow
 
 from skinml.audit.embeddings import IMAGE_SIZE, pooled_features
-from skinml.audit.findings import Audit, audit_data
+from skinml.audit.findings import audit_data
 from skinml.audit.keypoints import all_keypoints
-from skinml.audit.report import audit_page
+from skinml.audit.report import audit_page, finding_files
 from skinml.core.names import AUDIT_PAGE_ARTIFACT, AUDIT_SECONDS_TAG
 from skinml.core.run_context import RunContext
 from skinml.data.dataset import load_dataset
@@ -22,17 +22,12 @@ from skinml.tracking.runs import log_params_once, stage_run
 log = logging.getLogger("skinml.audit")
 
 
-def write_findings(audit: Audit, page: str, folder: Path) -> Path:
-    """The page and the CSVs of `audit` in `folder`; returns the page's path."""
+def write_files(files: dict[str, str], folder: Path) -> Path:
+    """The audit's files (report.finding_files) in `folder`, by their file names; returns the page's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    audit.duplicates.to_csv(folder / "duplicates.csv", index=False)
-    audit.groups.rename_axis("image_id").to_frame("group").to_csv(folder / "groups.csv")
-    if audit.grouped:
-        audit.missed.to_csv(folder / "missed_duplicates.csv", index=False)
-    if audit.suspects is not None:
-        audit.suspects.to_csv(folder / "label_suspects.csv", index=False)
-    (folder / "audit.html").write_text(page)
-    return folder / "audit.html"
+    for path, text in files.items():
+        (folder / Path(path).name).write_text(text)
+    return folder / Path(AUDIT_PAGE_ARTIFACT).name
 
 
 def run_audit(
@@ -59,7 +54,7 @@ def run_audit(
     log.info("audit: duplicates%s", " and label suspects" if label_suspects else "")
     audit = audit_data(frame, keypoints, features=features)
     name = Path(data_dir).resolve().name
-    page = audit_page(audit, frame, title=f"Audit of {name}")
+    files = finding_files(audit, audit_page(audit, frame, title=f"Audit of {name}"))
     seconds = time.perf_counter() - started
     with stage_run("audit", context, name=f"audit {name}") as run:
         log_params_once({"data_dir": str(Path(data_dir).resolve())})
@@ -70,10 +65,10 @@ def run_audit(
                 "label_suspects": label_suspects,
             }
         )
-        log_audit(audit, page)
+        log_audit(audit, files)
         mlflow.set_tag(AUDIT_SECONDS_TAG, f"{seconds:.1f}")
         run_id = run.info.run_id
-    written = write_findings(audit, page, Path(output)) if output else None
+    written = write_files(files, Path(output)) if output else None
     return {
         "run_id": run_id,
         **audit.counts(),

@@ -15,6 +15,7 @@ from skinml.audit.groups import cluster_sizes, joined_groups
 from skinml.audit.keypoints import all_keypoints
 from skinml.core.errors import DataError
 from skinml.core.recipe import TrainConfig
+from skinml.data.dataset import names_groups
 from skinml.tracking.audits import audit_groups
 
 log = logging.getLogger("skinml.audit")
@@ -22,7 +23,7 @@ log = logging.getLogger("skinml.audit")
 
 def needs_duplicate_groups(frame: pd.DataFrame, merge: bool) -> bool:
     """Whether the split groups `frame` by duplicates: it names no group, or `merge` asks."""
-    return merge or frame.attrs.get("grouped_by", "lesion_id") is None
+    return merge or not names_groups(frame)
 
 
 def regrouped(frame: pd.DataFrame, *, merge: bool = False, audit_run_id: str | None = None) -> pd.DataFrame:
@@ -31,7 +32,7 @@ def regrouped(frame: pd.DataFrame, *, merge: bool = False, audit_run_id: str | N
     many groups the duplicates joined. Else `frame` as it is."""
     if not needs_duplicate_groups(frame, merge):
         return frame
-    grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
+    grouped = names_groups(frame)
     if audit_run_id:
         logged = audit_groups(audit_run_id).set_index("image_id")["group"]
         groups = frame["image_id"].map(logged)

@@ -8,7 +8,7 @@ import mlflow
 
 from skinml.core.names import AUDIT_RUN_ID_TAG, TEST_SPLIT_FROM_RUN_TAG
 from skinml.core.run_context import RunContext
-from skinml.data.dataset import load_dataset
+from skinml.data.dataset import load_dataset, names_groups
 from skinml.data.split import make_split, split_keeping_test
 from skinml.data.tables import without_images
 from skinml.data.training_set import data_tags, warn_if_ungrouped
@@ -74,7 +74,7 @@ def run_split(
             mlflow.set_tag(AUDIT_RUN_ID_TAG, audit_run_id)
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         manifest.to_csv(output, index=False)
-        grouped = frame.attrs.get("grouped_by", "lesion_id") is not None
+        grouped = names_groups(frame)
         summary = log_manifest(manifest, data_dir, grouped=grouped)
         duplicate_groups = frame.attrs.get("duplicate_groups")
         if duplicate_groups is not None:  # say what was done

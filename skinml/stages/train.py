@@ -21,6 +21,7 @@ from skinml.core.names import (
 )
 from skinml.core.recipe import TrainConfig
 from skinml.core.run_context import RunContext
+from skinml.data.dataset import names_groups
 from skinml.data.split import read_manifest
 from skinml.data.training_set import labelled_split
 from skinml.evaluation.decisions import positive_group
@@ -68,7 +69,7 @@ def train(
                 **data.attrs.get("data_tags", {}),
             }
         )
-        log_manifest(manifest, data_dir, grouped=data.attrs.get("grouped_by", "lesion_id") is not None)
+        log_manifest(manifest, data_dir, grouped=names_groups(data))
         trained = fit_classifier(config, data, classes, cache=cache, on_epoch=log_epoch)
         model_info = log_training(trained, classes)
         train_seconds = time.perf_counter() - started

@@ -6,27 +6,15 @@ import mlflow
 import pandas as pd
 
 from skinml.audit.findings import Audit
-from skinml.core.names import (
-    AUDIT_DUPLICATES_ARTIFACT,
-    AUDIT_GROUPS_ARTIFACT,
-    AUDIT_MISSED_ARTIFACT,
-    AUDIT_PAGE_ARTIFACT,
-    AUDIT_SUSPECTS_ARTIFACT,
-    LEAKS_ARTIFACT,
-)
+from skinml.core.names import AUDIT_GROUPS_ARTIFACT, LEAKS_ARTIFACT
 from skinml.tracking.runs import download_run_artifact
 
 
-def log_audit(audit: Audit, page: str) -> None:
-    """Log `audit` to the active run: counts, duplicates, groups, missed pairs, suspects, the page."""
+def log_audit(audit: Audit, files: dict[str, str]) -> None:
+    """Log `audit` to the active run: its counts as metrics, its files (report.finding_files) as artifacts."""
     mlflow.log_metrics({name: float(value) for name, value in audit.counts().items()})
-    mlflow.log_text(audit.duplicates.to_csv(index=False), AUDIT_DUPLICATES_ARTIFACT)
-    mlflow.log_text(audit.groups.rename_axis("image_id").to_frame("group").to_csv(), AUDIT_GROUPS_ARTIFACT)
-    if audit.grouped:
-        mlflow.log_text(audit.missed.to_csv(index=False), AUDIT_MISSED_ARTIFACT)
-    if audit.suspects is not None:
-        mlflow.log_text(audit.suspects.to_csv(index=False), AUDIT_SUSPECTS_ARTIFACT)
-    mlflow.log_text(page, AUDIT_PAGE_ARTIFACT)
+    for path, text in files.items():
+        mlflow.log_text(text, path)
 
 
 def audit_groups(run_id: str) -> pd.DataFrame:
