@@ -100,10 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.set_defaults(func=commands.cmd_promote)
 
-    p = sub.add_parser("predict", help="classify image files with a logged or registered model")
-    p.add_argument("images", nargs="+", help="JPEG/PNG files (each unreadable one is named; exit status 2 if any)")
+    p = sub.add_parser("predict", help="classify image files, or a whole folder into a table, with a model")
+    p.add_argument("images", nargs="*", help="JPEG/PNG files (each unreadable one is named; exit status 2 if any)")
     p.add_argument("--model-uri", default="models:/skinml@champion")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--data-dir", help="score every image of this folder (any layout, or images without labels) into --output"
+    )
+    p.add_argument("--output", help="with --data-dir: the CSV table to write; a run that stopped resumes from it")
+    add_data_options(p)
     p.set_defaults(func=commands.cmd_predict, tensorflow=False, logs_runs=False)
 
     p = sub.add_parser("schedule", help="serve the retrain flow as deployment retrain/skinml-retrain on a cron")

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from skinml.app.options import explicit_options
+from skinml.core.errors import UserError
 from skinml.core.recipe import TrainConfig, recipe
 from skinml.core.run_context import RunContext
 
@@ -125,14 +126,19 @@ def cmd_promote(args: argparse.Namespace) -> dict:
     return promote(args.name, args.margin, context=RunContext(args.experiment))
 
 
-def cmd_predict(args: argparse.Namespace) -> None:
-    """Print the answer for every readable file; name each other one on stderr, the exit status then 2."""
+def cmd_predict(args: argparse.Namespace) -> dict | None:
+    """Print the answer for every readable file, or score a folder into a table (`--data-dir`, `--output`); name each
+    file that could not be scored on stderr, the exit status then 2."""
     # lazy: start-up time
     import pandas as pd
 
     from skinml.app.predict import predict_files
     from skinml.serving.request_form import InvalidImageError
 
+    if args.data_dir or args.output:
+        return predict_folder(args)
+    if not args.images:
+        raise UserError("name image files, or a folder with --data-dir and --output")
     table, problems = predict_files(args.model_uri, args.images)
     if len(table) and args.json:
         print(
@@ -147,6 +153,23 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"skinml predict: error: {problem}", file=sys.stderr)
     if problems:  # main prints the last one as it prints every user error, and returns 2
         raise InvalidImageError(problems[-1])
+
+
+def predict_folder(args: argparse.Namespace) -> dict:
+    """`skinml predict --data-dir D --output scores.csv`: the table written (skinml.app.score_folder)."""
+    # lazy: start-up time
+    from skinml.app.score_folder import score_folder
+    from skinml.serving.request_form import InvalidImageError
+
+    if not (args.data_dir and args.output) or args.images or args.json:
+        raise UserError("--data-dir and --output go together, without image files or --json")
+    scores = score_folder(args.model_uri, args.data_dir, args.output, **data_options(args))
+    if scores.problems:  # each is on stderr already; main prints this one as it prints every user error
+        raise InvalidImageError(
+            f"{len(scores.problems)} of {scores.images} images could not be scored (the error column of "
+            f"{scores.output} says why)"
+        )
+    return {"output": scores.output, "images": scores.images, "already_there": scores.already, "scored": scores.scored}
 
 
 def cmd_schedule(args: argparse.Namespace) -> None:

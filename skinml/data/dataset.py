@@ -9,13 +9,27 @@ import pandas as pd
 from PIL import Image
 
 from skinml.data.label_map import apply_label_map
-from skinml.data.layouts import HAM10000_CLASSES, IMAGE_SUFFIXES, READERS, label_table, read_folder
+from skinml.data.layouts import (
+    HAM10000_CLASSES,
+    IMAGE_SUFFIXES,
+    READERS,
+    has_class_folders,
+    label_table,
+    read_folder,
+)
 from skinml.data.tables import DataValidationError, read_table
 
-__all__ = ["HAM10000_CLASSES", "DataValidationError", "load_dataset", "index_images", "check_decodable"]
+__all__ = [
+    "HAM10000_CLASSES",
+    "DataValidationError",
+    "load_dataset",
+    "index_images",
+    "check_decodable",
+    "images_to_score",
+]
 log = logging.getLogger(__name__)
 COLUMNS = ["image_id", "lesion_id", "dx", "path"]
-RESERVED_LABELS = {"label", "file", "image", "image_id", "dx", "predicted"}  # columns beside the class probabilities
+RESERVED_LABELS = {"label", "file", "image", "image_id", "dx", "predicted", "true_label", "error"}  # answer columns
 
 
 def index_images(data_dir: Path) -> dict[str, Path]:
@@ -95,6 +109,26 @@ def load_dataset(
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]].reset_index(drop=True)
     frame.attrs.update(data_format=layout, grouped_by=grouped_by, label_counts_dropped=dropped, notes=notes)
     return frame
+
+
+def images_to_score(
+    data_dir: str | Path, data_format: str = "auto", label_map: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """The images of a folder to score, in a stable order: `file` (its path below the folder), `image_id` and, in a
+    labelled layout, `dx`. A folder of images with neither a label table nor class folders gives its images."""
+    data_dir = Path(data_dir)
+    plain = data_format == "auto" and data_dir.is_dir() and not any(data_dir.glob("*.csv"))
+    if plain and not has_class_folders(data_dir):
+        files = sorted(
+            path.relative_to(data_dir).as_posix()
+            for path in data_dir.iterdir()
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith(".")
+        )
+        if files:
+            return pd.DataFrame({"file": files, "image_id": [file.rsplit(".", 1)[0] for file in files]})
+    frame = load_dataset(data_dir, check_images=False, data_format=data_format, label_map=label_map)
+    files = [Path(path).relative_to(data_dir).as_posix() for path in frame["path"]]
+    return pd.DataFrame({"file": files, "image_id": frame["image_id"], "dx": frame["dx"]})
 
 
 def names_groups(frame: pd.DataFrame) -> bool:

@@ -11,11 +11,13 @@ import importlib.util
 import io
 import json
 import logging
+import os
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
 from PIL import Image, UnidentifiedImageError
 
 from skinml.core import settings
@@ -34,11 +36,12 @@ from skinml.serving.request_form import (
 
 MAX_IMAGE_PIXELS = 40_000_000  # larger images are refused before decoding (decompression bombs)
 # Request bounds (skinml.core.settings), sized for a 2-core, 24 GB server; the environment of `mlflow models serve` may
-# change them.
+# change them. The rows and request bytes bound an HTTP request (in_http_server); the image bytes bound every image.
 MAX_ROWS_VARIABLE = "SKINML_SERVE_MAX_ROWS"
 MAX_BYTES_VARIABLE = "SKINML_SERVE_MAX_IMAGE_BYTES"
 MAX_REQUEST_VARIABLE = "SKINML_SERVE_MAX_REQUEST_BYTES"  # all images, base64
 CHUNK_ROWS = 16  # images decoded and run together: memory does not grow with the request
+BATCH_ROWS = 256  # rows of a batch call (spark_udf, pyfunc.predict) whose base64 is decoded at a time
 
 
 def serving_engine() -> str:
@@ -48,6 +51,14 @@ def serving_engine() -> str:
     if requested == "tensorflow" or importlib.util.find_spec("openvino") is None:
         return "tensorflow"
     return "openvino"
+
+
+def in_http_server() -> bool:
+    """Whether this process is MLflow's HTTP scoring server (`mlflow models serve`, or the one spark_udf starts on
+    an executor for an env_manager other than local): the server finds its model through this variable. A batch call
+    in any other process (spark_udf in the Python worker, pyfunc.predict, `mlflow models predict`) has no request
+    limits: it is scored BATCH_ROWS rows at a time."""
+    return _SERVER_MODEL_PATH in os.environ
 
 
 def check_request_size(values: list) -> None:
@@ -77,10 +88,12 @@ def image_bytes(value: object, where: str) -> bytes:
                 f"{where}: image of about {len(value) * 3 // 4} bytes is over the limit of "
                 f"{max_bytes} bytes ({MAX_BYTES_VARIABLE})"
             )
-        try:
-            data = base64.b64decode(value.strip(), validate=True)
+        try:  # whitespace (MIME base64's line breaks: Spark's base64()) is not part of the image
+            data = base64.b64decode("".join(value.split()), validate=True)
         except (binascii.Error, ValueError):
             raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' is not valid base64") from None
+    elif value is None or (isinstance(value, float) and np.isnan(value)):  # a null of Spark or pandas
+        raise InvalidImageError(f"{where}: no image (null)")
     else:
         raise InvalidImageError(f"{where}: '{IMAGE_COLUMN}' must be base64 text, got {type(value).__name__}")
     if not data:
@@ -154,11 +167,12 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
 
         return keras.saving.load_model(self.keras_path, compile=False)
 
-    def predict_images(self, images: list[bytes]) -> np.ndarray:
+    def predict_images(self, images: list[bytes], first_row: int = 0) -> np.ndarray:
         """The model's answer for raw image bytes, decoded and run CHUNK_ROWS images at a time: class probabilities
-        (n, classes), followed by each image's representation (n, classes + d) for a model that scores familiarity."""
+        (n, classes), followed by each image's representation (n, classes + d) for a model that scores familiarity.
+        `first_row`: the first image's row in the request, for errors."""
         if self.openvino is not None:
-            return self.predict_with_openvino(images)
+            return self.predict_with_openvino(images, first_row)
         # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
         from skinml.data.loader import bytes_dataset
 
@@ -169,18 +183,19 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
             try:
                 batch = next(batches).numpy()
             except Exception as exc:  # tf raises InvalidArgumentError for truncated/corrupt data
+                first, last = first_row + start, first_row + min(start + CHUNK_ROWS, len(images)) - 1
                 raise InvalidImageError(
-                    f"an image in rows {start}-{start + CHUNK_ROWS - 1} could not be decoded ({type(exc).__name__})"
+                    f"an image in rows {first}-{last} could not be decoded ({type(exc).__name__})"
                 ) from None
             probabilities.append(self.run_model(batch))
         return np.concatenate(probabilities)
 
-    def predict_with_openvino(self, images: list[bytes]) -> np.ndarray:
+    def predict_with_openvino(self, images: list[bytes], first_row: int = 0) -> np.ndarray:
         """predict_images on the OpenVINO form: Pillow decodes, consecutive images of one size run together."""
         probabilities = []
         for start in range(0, len(images), CHUNK_ROWS):
             pixels = []
-            for row, data in enumerate(images[start : start + CHUNK_ROWS], start):
+            for row, data in enumerate(images[start : start + CHUNK_ROWS], first_row + start):
                 try:
                     pixels.append(openvino_form.decode(data))
                 except (OSError, ValueError, SyntaxError):  # Pillow: truncated or corrupt data
@@ -204,9 +219,14 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         """The answer for a request; every error is a ServingError with a short message of skinml's own."""
         try:
             values = image_values(model_input)
-            check_request_size(values)
-            images = [image_bytes(value, f"row {row}") for row, value in enumerate(values)]
-            return self.answer(self.predict_images(images))
+            if in_http_server():
+                check_request_size(values)
+            scores = []
+            for start in range(0, len(values), BATCH_ROWS):  # the decoded bytes of one batch at a time
+                batch = values[start : start + BATCH_ROWS]
+                images = [image_bytes(value, f"row {row}") for row, value in enumerate(batch, start)]
+                scores.append(self.predict_images(images, start))
+            return self.answer(np.concatenate(scores))
         except ServingError:
             raise
         except Exception as exc:  # else MLflow answers with its stack trace
@@ -224,14 +244,15 @@ def answer_frame(
     distances: np.ndarray | None = None,
     familiarity: Familiarity | None = None,
 ) -> pd.DataFrame:
-    """The model's answer: one row per image, a probability per class (columns named by class) and `label`; with
+    """The model's answer: one row per image, `label` and a probability per class (columns named by class); with
     the model's decisions (skinml.evaluation.decisions) also `p_positive` (P of the positive group), `refer` (at the
     first operating point) and `defer` (confidence below the deferral threshold; left out for a model whose deferral no
     confidence reached on validation, skinml.evaluation.decisions.defers_everything). With the model's familiarity
     (skinml.evaluation.familiarity) and each image's `distances`, also `familiarity_distance` and `unfamiliar`: an
     unfamiliar image is always `defer: true`, and its `refer` is null (no referral decision is made for it)."""
-    columns: dict[str, object] = {name: probs[:, k].astype(np.float64) for k, name in enumerate(classes)}
-    columns["label"] = [classes[k] for k in probs.argmax(axis=1)]
+    # `label` first: the leftmost column is what spark_udf's result_type="string" returns
+    columns: dict[str, object] = {"label": [classes[k] for k in probs.argmax(axis=1)]}
+    columns.update({name: probs[:, k].astype(np.float64) for k, name in enumerate(classes)})
     decisions = decisions or {}
     if decisions.get("positive_classes"):
         positive = [list(classes).index(name) for name in decisions["positive_classes"]]

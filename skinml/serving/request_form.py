@@ -10,6 +10,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 
 IMAGE_COLUMN = "image"
+# MLflow names a column by its position where the model has no input schema: spark_udf's first argument is "0"
+POSITIONAL_COLUMN = "0"
 
 
 class ServingError(MlflowException):
@@ -50,8 +52,9 @@ class ModelFailure(ServingError):
 
 def image_values(model_input: object) -> list:
     """The request's images, one value per row. The model has no input schema, so MLflow passes the request as it
-    parsed it: a DataFrame (`dataframe_records`, `dataframe_split`, CSV, Parquet), a dict of columns (`inputs`,
-    `instances`), a list of records, or an array for a bare list of images."""
+    parsed it: a DataFrame (`dataframe_records`, `dataframe_split`, CSV, Parquet, a spark_udf batch), a dict of
+    columns (`inputs`, `instances`), a list of records, or an array for a bare list of images. The images are the
+    column `image`, else the column MLflow named `0` (spark_udf's first argument: `udf("content")`)."""
     if isinstance(model_input, list) and model_input and all(isinstance(row, dict) for row in model_input):
         model_input = pd.DataFrame(model_input)  # `inputs` given as records
     if isinstance(model_input, pd.DataFrame):
@@ -62,7 +65,12 @@ def image_values(model_input: object) -> list:
             raise InvalidImageError("no images in the request")
         if columns.count(IMAGE_COLUMN) > 1:
             raise InvalidImageError(f"more than one column '{IMAGE_COLUMN}' in the request")
-        column = model_input[IMAGE_COLUMN] if IMAGE_COLUMN in columns else None
+        if IMAGE_COLUMN in columns:
+            column = model_input[IMAGE_COLUMN]
+        elif POSITIONAL_COLUMN in columns:  # spark_udf's udf("content"); pandas' name for a bare list
+            column = model_input.iloc[:, columns.index(POSITIONAL_COLUMN)]
+        else:
+            column = None
     elif isinstance(model_input, dict):
         column = model_input.get(IMAGE_COLUMN)
     elif isinstance(model_input, (list, np.ndarray)):

@@ -1,6 +1,7 @@
 """The served model's request form and errors (skinml.serving.request_form), and the code MLflow runs to load a
 logged model (skinml.serving.model_code)."""
 
+import base64
 import importlib.util
 import json
 from pathlib import Path
@@ -10,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, ErrorCode
+from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
 
 from skinml.core.recipe import TrainConfig
 from skinml.data.loader import image_dataset
 from skinml.data.training_set import labelled_split
-from skinml.serving.classifier import SkinLesionClassifier
+from skinml.serving.classifier import SkinLesionClassifier, check_request_size, image_bytes, in_http_server
 from skinml.serving.request_form import (
     IMAGE_COLUMN,
     InvalidImageError,
@@ -56,6 +58,13 @@ def test_zero_dimensional_arrays_in_a_column_become_their_values():
 
 def test_other_columns_are_left_aside():
     assert image_values(pd.DataFrame({"id": [1, 2], "image": ["a", "b"]})) == ["a", "b"]
+
+
+def test_the_column_mlflow_names_by_position_is_the_image_column():
+    # spark_udf names an unnamed argument of a model without an input schema by its place: udf("content") -> "0"
+    assert image_values(pd.DataFrame({"0": [b"x", b"y"]})) == [b"x", b"y"]
+    assert image_values(pd.DataFrame({"0": ["a"], "1": ["b"]})) == ["a"]
+    assert image_values(pd.DataFrame({"0": ["a"], "image": ["b"]})) == ["b"]  # a column `image` comes first
 
 
 @pytest.mark.parametrize(
@@ -138,10 +147,12 @@ def test_a_logged_model_loads_through_the_model_code_as_a_skin_lesion_classifier
         assert type(classifier) is SkinLesionClassifier
         assert classifier.classes == classes and classifier.decisions == result.decisions
         answers[engine] = model.predict(request_frame(images))
-        assert list(answers[engine].columns[: len(classes)]) == list(classes)
+        assert list(answers[engine].columns[: len(classes) + 1]) == ["label", *classes]  # spark_udf's "string": label
         assert set(answers[engine]["label"]) <= set(classes)
         with pytest.raises(InvalidImageError, match="row 0: 'image' is not valid base64"):
             model.predict(pd.DataFrame({IMAGE_COLUMN: ["%%%"]}))
+        with pytest.raises(InvalidImageError, match="row 1: no image"):
+            model.predict(pd.DataFrame({IMAGE_COLUMN: [images[0], None]}))
     if importlib.util.find_spec("openvino") is not None:
         assert classifier.openvino is not None  # `auto` where OpenVINO is installed: the OpenVINO form
     np.testing.assert_allclose(answers["tensorflow"][list(classes)], answers["auto"][list(classes)], atol=1e-4)
@@ -149,3 +160,19 @@ def test_a_logged_model_loads_through_the_model_code_as_a_skin_lesion_classifier
     pixels = np.concatenate([batch.numpy() for batch in image_dataset([str(p) for p in paths], IMAGE_SIZE, 8)])
     expected = result.classifier.predict(pixels, verbose=0)  # what the Keras classifier says of the same files
     np.testing.assert_allclose(answers["tensorflow"][list(classes)].to_numpy(), expected, atol=1e-5)
+
+
+def test_mime_base64_with_line_breaks_is_the_same_image(synthetic_dir):
+    data = sorted((synthetic_dir / "images").iterdir())[0].read_bytes()
+    mime = base64.encodebytes(data).decode().replace("\n", "\r\n")  # Spark's base64(): lines of 76, CRLF
+    assert "\r\n" in mime.strip() and image_bytes(mime, "row 0") == data
+
+
+def test_the_request_limits_bound_the_http_server_and_not_a_batch_call(monkeypatch):
+    monkeypatch.setenv("SKINML_SERVE_MAX_ROWS", "2")
+    monkeypatch.delenv(_SERVER_MODEL_PATH, raising=False)
+    assert not in_http_server()  # pyfunc.predict, spark_udf's Python worker, `mlflow models predict`
+    monkeypatch.setenv(_SERVER_MODEL_PATH, "/models/m")  # what MLflow's scoring server runs with
+    assert in_http_server()
+    with pytest.raises(RequestTooLargeError, match="3 images in one request; the limit is 2"):
+        check_request_size(["a", "b", "c"])

@@ -1,0 +1,77 @@
+"""`skinml predict --data-dir D --output scores.csv`: a folder scored into a table, resumed after an interruption."""
+
+import shutil
+
+import numpy as np
+import pandas as pd
+
+from skinml.app.cli import main
+from skinml.app.predict import predict_files
+from skinml.core.recipe import TrainConfig
+from skinml.data.dataset import HAM10000_CLASSES as CLASSES
+from skinml.data.dataset import load_dataset
+from skinml.stages.train import train
+
+from ..conftest import IMAGE_SIZE
+
+
+def test_predict_scores_a_folder_into_a_table_and_resumes(synthetic_dir, test_weights, tmp_path, capsys, subtests):
+    model_uri = train(
+        TrainConfig(
+            weights=test_weights, image_size=IMAGE_SIZE, epochs=1, cached_views=1, target_balanced_accuracy=0.05
+        ),
+        synthetic_dir,
+    )["model_uri"]
+    data = load_dataset(synthetic_dir)
+    full = tmp_path / "scores.csv"
+
+    with subtests.test("a labelled folder: one row per image, as predict answers for its files"):
+        assert main(["predict", "--data-dir", str(synthetic_dir), "--output", str(full), "--model-uri", model_uri]) == 0
+        table = pd.read_csv(full)
+        assert len(table) == len(data) == 84
+        assert list(table.columns[:5]) == ["file", "image_id", "true_label", "label", CLASSES[0]]
+        assert {"p_positive", "refer", "defer", "familiarity_distance", "unfamiliar", "error"} <= set(table.columns)
+        assert table["error"].isna().all()
+        by_file = table.set_index("image_id").loc[data["image_id"]]
+        assert by_file["true_label"].tolist() == data["dx"].tolist()
+        answer, problems = predict_files(model_uri, data["path"].tolist())
+        assert problems == []
+        np.testing.assert_allclose(by_file[list(CLASSES)].to_numpy(), answer[list(CLASSES)].to_numpy(), atol=1e-6)
+        assert by_file["label"].tolist() == answer["label"].tolist()
+
+    with subtests.test("an interrupted run resumes: every image once, the same rows"):
+        cut = tmp_path / "cut.csv"
+        lines = full.read_text().splitlines(keepends=True)
+        cut.write_text("".join(lines[:31]) + lines[31][:25])  # the header, 30 rows and a row cut short
+        capsys.readouterr()
+        assert main(["predict", "--data-dir", str(synthetic_dir), "--output", str(cut), "--model-uri", model_uri]) == 0
+        resumed = pd.read_csv(cut)
+        assert resumed["file"].is_unique and len(resumed) == 84
+        pd.testing.assert_frame_equal(
+            resumed.sort_values("file").reset_index(drop=True), table.sort_values("file").reset_index(drop=True)
+        )
+        assert main(["predict", "--data-dir", str(synthetic_dir), "--output", str(cut), "--model-uri", model_uri]) == 0
+        assert len(pd.read_csv(cut)) == 84  # nothing left to do: nothing added
+
+    with subtests.test("a folder of images without labels; a bad file is named and kept as a row"):
+        plain = tmp_path / "plain"
+        plain.mkdir()
+        for path in data["path"][:5]:
+            shutil.copy(path, plain)
+        (plain / "broken.jpg").write_bytes(b"not an image")
+        output = tmp_path / "plain.csv"
+        capsys.readouterr()
+        assert main(["predict", "--data-dir", str(plain), "--output", str(output), "--model-uri", model_uri]) == 2
+        err = capsys.readouterr().err
+        assert f"skinml predict: error: {plain / 'broken.jpg'}: not a JPEG/PNG image" in err
+        assert "1 of 6 images could not be scored" in err
+        rows = pd.read_csv(output).set_index("file")
+        assert "true_label" not in rows.columns and len(rows) == 6
+        assert rows.loc["broken.jpg", "error"] == "not a JPEG/PNG image" and pd.isna(rows.loc["broken.jpg", "label"])
+        assert rows.drop(index="broken.jpg")["label"].isin(CLASSES).all()
+
+    with subtests.test("a table another folder wrote is not appended to"):
+        capsys.readouterr()
+        assert main(["predict", "--data-dir", str(plain), "--output", str(full), "--model-uri", model_uri]) == 2
+        assert "holds other columns than this model's answer" in capsys.readouterr().err
+        assert len(pd.read_csv(full)) == 84
