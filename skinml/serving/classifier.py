@@ -115,6 +115,25 @@ def image_bytes(value: object, where: str) -> bytes:
     return data
 
 
+def files_stamp(folder: Path) -> tuple:
+    """What changes when a model folder's files do: each file's name, size and modification time."""
+    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
+
+
+# spark_udf in local mode loads the model again for every partition, from the same folder: the check against the
+# registry and the compiled OpenVINO form are kept per process, for the two latest folders.
+@functools.lru_cache(maxsize=2)
+def checked_copy(model_dir: str, stamp: tuple) -> None:
+    """The served copy checked (skinml.serving.integrity.check_served_copy), once per folder and its files."""
+    check_served_copy(model_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def compiled_form(folder: str, stamp: tuple):
+    """The OpenVINO form compiled (skinml.model.openvino_form.load), once per folder and its files."""
+    return openvino_form.load(folder)
+
+
 class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper around the classifier: its OpenVINO form (`openvino_model` artifact) where OpenVINO runs it,
     without TensorFlow; else the Keras model (`keras_model`) through tf.data and skinml.model.engine."""
@@ -132,11 +151,12 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
                 "this model was logged before skinml scored familiarity: its answers carry no `unfamiliar` "
                 "(retrain it to flag images unlike its training data)"
             )
-        check_served_copy(Path(self.keras_path).parents[1])  # the model folder
+        model_dir = Path(self.keras_path).parents[1]
+        checked_copy(str(model_dir), files_stamp(model_dir))
         folder = context.artifacts.get("openvino_model")
         self.openvino = None
         if folder and serving_engine() == "openvino":
-            self.openvino = openvino_form.load(folder)
+            self.openvino = compiled_form(str(folder), files_stamp(Path(folder)))
         else:
             # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
             from skinml.model.engine import predictor

@@ -1,6 +1,12 @@
 """`skinml predict --data-dir D --output scores.csv`: a folder scored into a table, resumed after an interruption."""
 
+import base64
+import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -75,3 +81,16 @@ def test_predict_scores_a_folder_into_a_table_and_resumes(synthetic_dir, test_we
         assert main(["predict", "--data-dir", str(plain), "--output", str(full), "--model-uri", model_uri]) == 2
         assert "holds other columns than this model's answer" in capsys.readouterr().err
         assert len(pd.read_csv(full)) == 84
+
+    with subtests.test("`mlflow models predict`: a batch call, no request limit"):
+        request = tmp_path / "request.json"
+        images = [base64.b64encode(Path(path).read_bytes()).decode() for path in data["path"]]
+        request.write_text(json.dumps({"dataframe_split": {"columns": ["image"], "data": [[i] for i in images]}}))
+        command = [sys.executable, "-m", "mlflow", "models", "predict", "-m", model_uri, "-i", str(request)]
+        command += ["-t", "json", "-o", str(tmp_path / "answer.json"), "--env-manager", "local"]
+        done = subprocess.run(
+            command, env={**os.environ, "SKINML_SERVE_MAX_ROWS": "16"}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        answer = json.loads((tmp_path / "answer.json").read_text())["predictions"]
+        assert [row["label"] for row in answer] == by_file["label"].tolist()  # 84 rows, over the server's 16

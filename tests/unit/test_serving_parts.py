@@ -155,6 +155,11 @@ def test_a_logged_model_loads_through_the_model_code_as_a_skin_lesion_classifier
             model.predict(pd.DataFrame({IMAGE_COLUMN: [images[0], None]}))
     if importlib.util.find_spec("openvino") is not None:
         assert classifier.openvino is not None  # `auto` where OpenVINO is installed: the OpenVINO form
+        # loaded again from one folder (spark_udf, each partition): compiled once per process, until a file changes
+        first, second = (mlflow.pyfunc.load_model(str(folder)).unwrap_python_model() for _ in range(2))
+        assert first.openvino is second.openvino
+        (folder / "artifacts" / "openvino" / "classifier.xml").touch()
+        assert mlflow.pyfunc.load_model(str(folder)).unwrap_python_model().openvino is not first.openvino
     np.testing.assert_allclose(answers["tensorflow"][list(classes)], answers["auto"][list(classes)], atol=1e-4)
 
     pixels = np.concatenate([batch.numpy() for batch in image_dataset([str(p) for p in paths], IMAGE_SIZE, 8)])
