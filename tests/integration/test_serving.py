@@ -247,7 +247,7 @@ def test_a_decompression_bomb_is_refused_with_a_named_error():
 
 def test_an_unexpected_error_is_answered_in_one_line_without_the_request(monkeypatch):
     classifier = SkinLesionClassifier()
-    monkeypatch.setattr(classifier, "predict_images", lambda images: 1 / 0)
+    monkeypatch.setattr(classifier, "predict_images", lambda images, first_row: 1 / 0)
     with pytest.raises(ModelFailure, match=r"^the model failed on this request \(ZeroDivisionError\)") as failure:
         classifier.predict(None, request_frame([png_header_only(20, 10)]))
     failure.value.message = "Failed to predict data '<the whole request>'"  # what MLflow's scoring server does

@@ -2,6 +2,7 @@
 reader, in each way an MLflow user would first call it, answers what `pyfunc.predict` answers."""
 
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -17,6 +18,9 @@ from skinml.tracking.model_store import load_model, request_frame
 from ..conftest import IMAGE_SIZE
 
 pyspark = pytest.importorskip("pyspark", reason="PySpark is the optional extra skinml[spark]")
+pytestmark = pytest.mark.skipif(
+    shutil.which("java") is None, reason="Spark needs Java: apt-get install default-jre-headless"
+)
 from pyspark.sql import SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
