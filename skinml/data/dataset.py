@@ -9,14 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from skinml.data.label_map import apply_label_map
-from skinml.data.layouts import (
-    HAM10000_CLASSES,
-    IMAGE_SUFFIXES,
-    READERS,
-    has_class_folders,
-    label_table,
-    read_folder,
-)
+from skinml.data.layouts import HAM10000_CLASSES, IMAGE_SUFFIXES, READERS, label_table, read_folder
 from skinml.data.tables import DataValidationError, read_table
 
 __all__ = [
@@ -115,17 +108,21 @@ def images_to_score(
     data_dir: str | Path, data_format: str = "auto", label_map: dict[str, str] | None = None
 ) -> pd.DataFrame:
     """The images of a folder to score, in a stable order: `file` (its path below the folder), `image_id` and, in a
-    labelled layout, `dx`. A folder of images with neither a label table nor class folders gives its images."""
+    labelled layout, `dx`. A folder with images at its top and no label table is unlabelled: every image under it,
+    sub-folders included (class folders alone are the labelled image-folder tree)."""
     data_dir = Path(data_dir)
-    plain = data_format == "auto" and data_dir.is_dir() and not any(data_dir.glob("*.csv"))
-    if plain and not has_class_folders(data_dir):
-        files = sorted(
+
+    def images(paths) -> list[str]:
+        return sorted(
             path.relative_to(data_dir).as_posix()
-            for path in data_dir.iterdir()
+            for path in paths
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith(".")
         )
-        if files:
-            return pd.DataFrame({"file": files, "image_id": [file.rsplit(".", 1)[0] for file in files]})
+
+    plain = data_format == "auto" and data_dir.is_dir() and not any(data_dir.glob("*.csv"))
+    if plain and images(data_dir.iterdir()):
+        files = images(data_dir.rglob("*"))
+        return pd.DataFrame({"file": files, "image_id": [file.rsplit(".", 1)[0] for file in files]})
     frame = load_dataset(data_dir, check_images=False, data_format=data_format, label_map=label_map)
     files = [Path(path).relative_to(data_dir).as_posix() for path in frame["path"]]
     return pd.DataFrame({"file": files, "image_id": frame["image_id"], "dx": frame["dx"]})

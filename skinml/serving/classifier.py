@@ -116,8 +116,17 @@ def image_bytes(value: object, where: str) -> bytes:
 
 
 def files_stamp(folder: Path) -> tuple:
-    """What changes when a model folder's files do: each file's name, size and modification time."""
-    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
+    """What changes when a model folder's files do: each file's name, size and modification time (Python's bytecode
+    caches, which the workers loading one folder write as they import its code, left out)."""
+    stamp = []
+    for path in folder.rglob("*"):
+        if "__pycache__" not in path.parts:
+            try:
+                status = path.stat()
+            except FileNotFoundError:  # removed as we walked
+                continue
+            stamp.append((str(path), status.st_size, status.st_mtime_ns))
+    return tuple(sorted(stamp))
 
 
 # spark_udf in local mode loads the model again for every partition, from the same folder: the check against the
@@ -128,9 +137,14 @@ def checked_copy(model_dir: str, stamp: tuple) -> None:
     check_served_copy(model_dir)
 
 
-@functools.lru_cache(maxsize=2)
 def compiled_form(folder: str, stamp: tuple):
-    """The OpenVINO form compiled (skinml.model.openvino_form.load), once per folder and its files."""
+    """The OpenVINO form compiled (skinml.model.openvino_form.load), once per folder, its files and the precision
+    asked for."""
+    return compiled_at_precision(folder, stamp, settings.choice("SKINML_PRECISION"))
+
+
+@functools.lru_cache(maxsize=2)
+def compiled_at_precision(folder: str, stamp: tuple, precision: str):
     return openvino_form.load(folder)
 
 

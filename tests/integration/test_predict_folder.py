@@ -49,6 +49,7 @@ def test_predict_scores_a_folder_into_a_table_and_resumes(synthetic_dir, test_we
         cut = tmp_path / "cut.csv"
         lines = full.read_text().splitlines(keepends=True)
         cut.write_text("".join(lines[:31]) + lines[31][:25])  # the header, 30 rows and a row cut short
+        shutil.copy(tmp_path / "scores.csv.json", tmp_path / "cut.csv.json")  # the folder and model it holds
         capsys.readouterr()
         assert main(["predict", "--data-dir", str(synthetic_dir), "--output", str(cut), "--model-uri", model_uri]) == 0
         resumed = pd.read_csv(cut)
@@ -61,9 +62,10 @@ def test_predict_scores_a_folder_into_a_table_and_resumes(synthetic_dir, test_we
 
     with subtests.test("a folder of images without labels; a bad file is named and kept as a row"):
         plain = tmp_path / "plain"
-        plain.mkdir()
-        for path in data["path"][:5]:
+        (plain / "2021").mkdir(parents=True)  # images at the top: unlabelled, sub-folders included
+        for path in data["path"][:4]:
             shutil.copy(path, plain)
+        shutil.copy(data["path"][4], plain / "2021")
         (plain / "broken.jpg").write_bytes(b"not an image")
         output = tmp_path / "plain.csv"
         capsys.readouterr()
@@ -72,15 +74,32 @@ def test_predict_scores_a_folder_into_a_table_and_resumes(synthetic_dir, test_we
         assert f"skinml predict: error: {plain / 'broken.jpg'}: not a JPEG/PNG image" in err
         assert "1 of 6 images could not be scored" in err
         rows = pd.read_csv(output).set_index("file")
-        assert "true_label" not in rows.columns and len(rows) == 6
+        assert (
+            "true_label" not in rows.columns and len(rows) == 6 and f"2021/{Path(data['path'][4]).name}" in rows.index
+        )
         assert rows.loc["broken.jpg", "error"] == "not a JPEG/PNG image" and pd.isna(rows.loc["broken.jpg", "label"])
         assert rows.drop(index="broken.jpg")["label"].isin(CLASSES).all()
-
-    with subtests.test("a table another folder wrote is not appended to"):
         capsys.readouterr()
-        assert main(["predict", "--data-dir", str(plain), "--output", str(full), "--model-uri", model_uri]) == 2
-        assert "holds other columns than this model's answer" in capsys.readouterr().err
-        assert len(pd.read_csv(full)) == 84
+        assert main(["predict", "--data-dir", str(plain), "--output", str(output), "--model-uri", model_uri]) == 2
+        assert "1 of 6 images could not be scored" in capsys.readouterr().err  # kept, not retried, still said
+        assert len(pd.read_csv(output)) == 6
+
+    with subtests.test("a table of another folder or model, another file, or a table inside the data: refused"):
+        other_model = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1), synthetic_dir)
+        before = full.read_bytes()
+        refusals = [
+            (plain, full, model_uri, "not of this model for this folder"),
+            (synthetic_dir, full, other_model["model_uri"], "not of this model for this folder"),
+            (synthetic_dir, synthetic_dir / "HAM10000_metadata.csv", model_uri, "inside --data-dir"),
+            (plain, tmp_path / "request.txt", model_uri, "is not a table of `skinml predict`"),
+            (plain, tmp_path / "missing" / "scores.csv", model_uri, "not a file in an existing folder"),
+        ]
+        (tmp_path / "request.txt").write_text("a file of the user's")
+        for folder, table, uri, problem in refusals:
+            capsys.readouterr()
+            assert main(["predict", "--data-dir", str(folder), "--output", str(table), "--model-uri", uri]) == 2
+            assert problem in capsys.readouterr().err, problem
+        assert full.read_bytes() == before and (tmp_path / "request.txt").read_text() == "a file of the user's"
 
     with subtests.test("`mlflow models predict`: a batch call, no request limit"):
         request = tmp_path / "request.json"

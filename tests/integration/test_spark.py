@@ -1,7 +1,6 @@
 """The registered model on a real Spark (PySpark in local mode): `mlflow.pyfunc.spark_udf` over Spark's own image
 reader, in each way an MLflow user would first call it, answers what `pyfunc.predict` answers."""
 
-import os
 import shutil
 import sys
 
@@ -94,4 +93,3 @@ def test_spark_udf_scores_binary_files_in_every_natural_form(synthetic_dir, test
         missing = images.limit(3).withColumn("content", F.when(F.col("path") == files["path"][1], F.col("content")))
         with pytest.raises(Exception, match=r"InvalidImageError: row 0: no image \(null\)"):
             missing.withColumn("prediction", udf("content")).collect()
-    assert not os.environ.get("SKINML_SERVE_MAX_ROWS")  # the HTTP server's limit (64) never applied
