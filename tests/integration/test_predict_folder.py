@@ -85,11 +85,14 @@ def test_predict_scores_a_folder_into_a_table_and_resumes(synthetic_dir, test_we
         assert len(pd.read_csv(output)) == 6
 
     with subtests.test("a table of another folder or model, another file, or a table inside the data: refused"):
-        other_model = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, epochs=1), synthetic_dir)
         before = full.read_bytes()
+        other_model = tmp_path / "other.csv"  # the same folder's table, by another model
+        other_model.write_bytes(before)
+        note = json.loads((tmp_path / "scores.csv.json").read_text())
+        (tmp_path / "other.csv.json").write_text(json.dumps({**note, "model_uuid": "another"}))
         refusals = [
             (plain, full, model_uri, "not of this model for this folder"),
-            (synthetic_dir, full, other_model["model_uri"], "not of this model for this folder"),
+            (synthetic_dir, other_model, model_uri, "not of this model for this folder"),
             (synthetic_dir, synthetic_dir / "HAM10000_metadata.csv", model_uri, "inside --data-dir"),
             (plain, tmp_path / "request.txt", model_uri, "is not a table of `skinml predict`"),
             (plain, tmp_path / "missing" / "scores.csv", model_uri, "not a file in an existing folder"),
