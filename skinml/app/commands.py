@@ -139,6 +139,8 @@ def cmd_predict(args: argparse.Namespace) -> dict | None:
         return predict_folder(args)
     if not args.images:
         raise UserError("name image files, or a folder with --data-dir and --output")
+    if args.data_format or args.label_map:
+        raise UserError("--data-format and --label-map go with --data-dir")
     table, problems = predict_files(args.model_uri, args.images)
     if len(table) and args.json:
         print(
