@@ -19,7 +19,7 @@ THREE = ("keratosis", "melanoma", "naevus")
 # what a model of THREE answers: melanoma is its positive group untold; `refer` where validation chose it; `defer`
 # (at least for unfamiliar images) and the familiarity columns always
 ANSWERS = tuple(
-    [*THREE, "label", "p_positive", *more, "defer", "familiarity_distance", "unfamiliar"] for more in ((), ("refer",))
+    ["label", *THREE, "p_positive", *more, "defer", "familiarity_distance", "unfamiliar"] for more in ((), ("refer",))
 )
 MALIGNANT = {
     "akiec": "malignant",

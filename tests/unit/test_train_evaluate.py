@@ -79,7 +79,7 @@ def test_train_logs_everything_and_the_model_predicts_base64_images(synthetic_di
         paths = load_dataset(synthetic_dir)["path"].tolist()[:5]
         predictions = model.predict(b64_images(paths))
         decisions = LoggedModel.resolve(result["model_uri"]).decisions
-        assert list(predictions.columns) == [*CLASSES, "label", "p_positive", "refer", "defer", *FAMILIARITY_COLUMNS]
+        assert list(predictions.columns) == ["label", *CLASSES, "p_positive", "refer", "defer", *FAMILIARITY_COLUMNS]
         deferred = predictions[list(CLASSES)].max(axis=1) < decisions["deferral"]["confidence"]
         if defers_everything(decisions["deferral"]):  # no deferral: only the unfamiliar images are deferred
             deferred = deferred & False
