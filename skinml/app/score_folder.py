@@ -54,9 +54,9 @@ def check_output(output: Path, data_dir: Path) -> None:
 def scored_files(output: Path, holds: dict) -> tuple[pd.DataFrame, list[str] | None]:
     """The file and error columns of an earlier run's table for the same folder and model (what `holds` says), and
     its columns; (empty, None) when there is no table yet. A last line cut short by an interruption is removed."""
-    note = note_of(output)
+    note, nothing = note_of(output), (pd.DataFrame(columns=["file", "error"]), None)
     if not output.exists() or output.stat().st_size == 0:
-        return pd.DataFrame(columns=["file", "error"]), None
+        return nothing
     try:
         earlier = json.loads(note.read_text())
     except (OSError, ValueError):
@@ -75,7 +75,7 @@ def scored_files(output: Path, holds: dict) -> tuple[pd.DataFrame, list[str] | N
         if not tail.endswith(b"\n"):
             table.truncate(size - len(tail) + tail.rfind(b"\n") + 1)  # 0 where not even the header is whole
     if output.stat().st_size == 0:
-        return pd.DataFrame(columns=["file", "error"]), None
+        return nothing
     columns = list(pd.read_csv(output, nrows=0).columns)
     return pd.read_csv(output, usecols=["file", "error"], dtype=str, keep_default_na=False), columns
 

@@ -137,14 +137,10 @@ def checked_copy(model_dir: str, stamp: tuple) -> None:
     check_served_copy(model_dir)
 
 
-def compiled_form(folder: str, stamp: tuple):
-    """The OpenVINO form compiled (skinml.model.openvino_form.load), once per folder, its files and the precision
-    asked for."""
-    return compiled_at_precision(folder, stamp, settings.choice("SKINML_PRECISION"))
-
-
 @functools.lru_cache(maxsize=2)
-def compiled_at_precision(folder: str, stamp: tuple, precision: str):
+def compiled_form(folder: str, stamp: tuple, precision: str):
+    """The OpenVINO form compiled (skinml.model.openvino_form.load, which reads the precision asked for itself),
+    once per folder, its files and that precision."""
     return openvino_form.load(folder)
 
 
@@ -170,7 +166,7 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
         folder = context.artifacts.get("openvino_model")
         self.openvino = None
         if folder and serving_engine() == "openvino":
-            self.openvino = compiled_form(str(folder), files_stamp(Path(folder)))
+            self.openvino = compiled_form(str(folder), files_stamp(Path(folder)), settings.choice("SKINML_PRECISION"))
         else:
             # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
             from skinml.model.engine import predictor
