@@ -9,16 +9,18 @@ import logging
 import re
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
-import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 
 from skinml.core.errors import UserError
 from skinml.core.names import DIGEST_TAG
 
-MODEL_META = "registered_model_meta"  # written by MLflow into a registered version it downloads; not a model file
+MODEL_META = "registered_model_meta"  # written by MLflow < 3.18 beside a registered version it downloads
 REGISTERED_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))/?$")
 logger = logging.getLogger(__name__)
 
@@ -87,18 +89,37 @@ def verified_copy(model_uri: str, folder: str | Path) -> str:
     version = registered_version(model_uri)
     if version is not None:
         check_files(local, version)
-    (Path(local) / MODEL_META).unlink(missing_ok=True)  # checked here: the model's loader need not check it again
     return local
 
 
+def store_exists(store_uri: str) -> bool:
+    """Whether a local tracking or registry store is there (MLflow creates a missing `sqlite:` database or `file:`
+    folder as soon as it is asked); a server is assumed to be."""
+    parsed = urlparse(store_uri)
+    if parsed.scheme == "sqlite":
+        return Path(store_uri.removeprefix("sqlite:///")).is_file()
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path or store_uri).exists()
+    return True
+
+
+def registered_versions_of(model_dir: str | Path) -> list[ModelVersion]:
+    """The registry versions made from the logged model a copy was downloaded from (its MLmodel's `model_id`): none
+    when it names no logged model or the registry store does not exist here."""
+    model_id = Model.load(str(model_dir)).model_id
+    if not model_id or not store_exists(mlflow.get_registry_uri()):
+        return []
+    return MlflowClient().search_model_versions(f"source_path = 'models:/{model_id}'")
+
+
 def check_served_copy(model_dir: str | Path) -> None:
-    """Inside the loaded model: when MLflow downloaded it as a registered version (it then writes the version into
-    `registered_model_meta`, as for `mlflow models serve -m models:/...`), check its files against the registry."""
-    meta = Path(model_dir) / MODEL_META
-    if not meta.is_file():
-        return  # a model loaded from a path or a run: nothing registered to compare with
-    registered = yaml.safe_load(meta.read_text()) or {}
-    if not registered.get("model_name") or registered.get("model_version") is None:
-        return  # MLflow writes the note for a logged model's URI (models:/m-...) too, with no name
-    version = MlflowClient().get_model_version(registered["model_name"], str(registered["model_version"]))
-    check_files(model_dir, version, fresh=False)
+    """Inside the loaded model (`mlflow models serve -m models:/...`, spark_udf, pyfunc.load_model of a path): when
+    its logged model is registered, check the copy's files against each registered version's digest. A registry that
+    cannot be reached is reported and the copy loaded unchecked, as for a model never registered."""
+    try:
+        versions = registered_versions_of(model_dir)
+    except MlflowException as error:
+        logger.warning("the registry could not be reached, this model's files are not verified: %s", error)
+        return
+    for version in versions:
+        check_files(model_dir, version, fresh=False)

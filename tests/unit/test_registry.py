@@ -75,7 +75,9 @@ def test_promotion_moves_aliases_only_for_a_challenger_better_beyond_the_noise(t
     assert str(version_by_alias("skinml", "champion").version) == "2"
 
 
-def test_a_registered_model_whose_files_changed_is_refused_at_load(synthetic_dir, test_weights, tmp_path, capsys):
+def test_a_registered_model_whose_files_changed_is_refused_at_load(
+    synthetic_dir, test_weights, tmp_path, capsys, monkeypatch
+):
     trained = train(TrainConfig(weights=test_weights, image_size=IMAGE_SIZE, cached_views=1, epochs=1), synthetic_dir)
     version = register(trained["model_uri"])["version"]
     assert MlflowClient().get_model_version("skinml", version).tags[DIGEST_TAG] == model_files_digest(
@@ -103,5 +105,12 @@ def test_a_registered_model_whose_files_changed_is_refused_at_load(synthetic_dir
     served_copy = mlflow.artifacts.download_artifacts(artifact_uri="models:/skinml@champion", dst_path=str(tmp_path))
     with pytest.raises(ModelIntegrityError, match=message):
         mlflow.pyfunc.load_model(served_copy)
+    with pytest.raises(ModelIntegrityError, match=message):  # the logged model's own URI: the same files
+        mlflow.pyfunc.load_model(trained["model_uri"])
+    # a registry store that is not there is not created to look: the copy loads unchecked
+    elsewhere = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{elsewhere}")
+    assert mlflow.pyfunc.load_model(served_copy).metadata.signature is not None and not elsewhere.exists()
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI")
     bundled.write_bytes(source)  # put back: loads again
     assert load_model("models:/skinml@champion").metadata.signature is not None
