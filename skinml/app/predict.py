@@ -36,21 +36,21 @@ def load_classifier(model_uri: str) -> SkinLesionClassifier:
 
 
 def score_images(
-    classifier: SkinLesionClassifier, images: dict[int, bytes], paths: list[str], problems: dict[int, str]
-) -> dict[int, np.ndarray]:
-    """The model's scores of each image that decodes; a file whose header reads but whose data does not is added to
-    `problems`. The files' bytes go straight to what the server runs after its checks (decoded CHUNK_ROWS at a time):
-    no base64 round trip, and no request limit."""
+    classifier: SkinLesionClassifier, images: dict[int, bytes], paths: list[str]
+) -> tuple[dict[int, np.ndarray], dict[int, str]]:
+    """The model's scores of each image that decodes, and the problem of each image whose header reads but whose data
+    does not ("<file>: <problem>"), by place in `paths`. The files' bytes go straight to what the server runs after
+    its checks (decoded CHUNK_ROWS at a time): no base64 round trip, and no request limit."""
     try:
-        return dict(zip(images, classifier.predict_images(list(images.values()))))
+        return dict(zip(images, classifier.predict_images(list(images.values())))), {}
     except InvalidImageError:  # found one by one
-        scores = {}
+        scores, problems = {}, {}
         for index, image in images.items():
             try:
                 scores[index] = classifier.predict_images([image])[0]
             except InvalidImageError:
                 problems[index] = f"{paths[index]}: the image could not be decoded"
-        return scores
+        return scores, problems
 
 
 def predict_files(model_uri: str, paths: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -59,7 +59,8 @@ def predict_files(model_uri: str, paths: list[str]) -> tuple[pd.DataFrame, list[
     a file is readable."""
     images, problems = read_image_files(paths)
     classifier = load_classifier(model_uri) if images else None
-    scores = score_images(classifier, images, paths, problems) if classifier else {}
+    scores, undecodable = score_images(classifier, images, paths) if classifier else ({}, {})
+    problems.update(undecodable)
     if not scores:
         return pd.DataFrame(columns=["file", "label"]), [problems[index] for index in sorted(problems)]
     table = classifier.answer(np.array(list(scores.values())))

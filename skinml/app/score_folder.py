@@ -87,7 +87,8 @@ def score_chunk(
     and the problem of each file that could not be scored, by place in the chunk."""
     paths = [str(data_dir / file) for file in chunk["file"]]
     images, problems = read_image_files(paths)
-    scores = score_images(classifier, images, paths, problems) if images else {}
+    scores, undecodable = score_images(classifier, images, paths) if images else ({}, {})
+    problems.update(undecodable)
     answer = classifier.answer(np.array(list(scores.values()))) if scores else pd.DataFrame(columns=answer_columns)
     answer.index = list(scores)
     answer = answer.reindex(index=range(len(chunk)), columns=answer_columns)

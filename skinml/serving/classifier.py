@@ -24,7 +24,7 @@ from skinml.core import settings
 from skinml.core.labels import LEGACY_CLASSES
 from skinml.evaluation.familiarity import Familiarity
 from skinml.model import openvino_form
-from skinml.serving.integrity import check_served_copy
+from skinml.serving.integrity import check_served_copy, files_stamp
 from skinml.serving.request_form import (
     IMAGE_COLUMN,
     InvalidImageError,
@@ -115,32 +115,12 @@ def image_bytes(value: object, where: str) -> bytes:
     return data
 
 
-def files_stamp(folder: Path) -> tuple:
-    """What changes when a model folder's files do: each file's name, size and modification time (Python's bytecode
-    caches, which the workers loading one folder write as they import its code, left out)."""
-    stamp = []
-    for path in folder.rglob("*"):
-        if "__pycache__" not in path.parts:
-            try:
-                status = path.stat()
-            except FileNotFoundError:  # removed as we walked
-                continue
-            stamp.append((str(path), status.st_size, status.st_mtime_ns))
-    return tuple(sorted(stamp))
-
-
-# spark_udf in local mode loads the model again for every partition, from the same folder: the check against the
-# registry and the compiled OpenVINO form are kept per process, for the two latest folders.
-@functools.lru_cache(maxsize=2)
-def checked_copy(model_dir: str, stamp: tuple) -> None:
-    """The served copy checked (skinml.serving.integrity.check_served_copy), once per folder and its files."""
-    check_served_copy(model_dir)
-
-
+# spark_udf in local mode loads the model again for every partition, from the same folder: the compiled OpenVINO form
+# is kept per process, for the two latest folders (and the check of the files, skinml.serving.integrity, once).
 @functools.lru_cache(maxsize=2)
 def compiled_form(folder: str, stamp: tuple, precision: str):
     """The OpenVINO form compiled (skinml.model.openvino_form.load, which reads the precision asked for itself),
-    once per folder, its files and that precision."""
+    once per folder, its model's files (`stamp`) and that precision."""
     return openvino_form.load(folder)
 
 
@@ -162,11 +142,12 @@ class SkinLesionClassifier(mlflow.pyfunc.PythonModel):
                 "(retrain it to flag images unlike its training data)"
             )
         model_dir = Path(self.keras_path).parents[1]
-        checked_copy(str(model_dir), files_stamp(model_dir))
+        stamp = files_stamp(model_dir)  # the OpenVINO form's files included
+        check_served_copy(model_dir, stamp)
         folder = context.artifacts.get("openvino_model")
         self.openvino = None
         if folder and serving_engine() == "openvino":
-            self.openvino = compiled_form(str(folder), files_stamp(Path(folder)), settings.choice("SKINML_PRECISION"))
+            self.openvino = compiled_form(str(folder), stamp, settings.choice("SKINML_PRECISION"))
         else:
             # lazy: the TensorFlow form only (the OpenVINO form serves without TensorFlow)
             from skinml.model.engine import predictor

@@ -59,27 +59,58 @@ def registered_version(model_uri: str) -> ModelVersion | None:
     return client.get_model_version(match["name"], match["version"])
 
 
-def check_files(model_dir: str | Path, version: ModelVersion, fresh: bool = True) -> None:
-    """Refuse (ModelIntegrityError) a downloaded copy of `version` whose files differ from those registered.
-    `fresh`: the copy was just downloaded, so it may not hold bytecode caches either (they would run in place of
-    the bundled sources)."""
-    name = f"model {version.name} version {version.version}"
-    expected = version.tags.get(DIGEST_TAG)
-    if expected is None:
-        logger.warning(
-            "%s has no %s tag (registered before skinml recorded digests): its files are not verified", name, DIGEST_TAG
-        )
-        return
-    if fresh and any(Path(model_dir).rglob("__pycache__")):
-        raise ModelIntegrityError(
-            f"{name}: its artifacts hold Python bytecode caches, which no logged model has: "
-            "refusing to load it (docs/security.md)"
-        )
-    if files_digest(model_dir) != expected:
-        raise ModelIntegrityError(
-            f"{name}: its files no longer match the digest recorded when it was registered "
-            f"({DIGEST_TAG}): refusing to load it (docs/security.md)"
-        )
+def check_files(model_dir: str | Path, versions: list[ModelVersion], fresh: bool = True) -> None:
+    """Refuse (ModelIntegrityError) a downloaded copy of registered `versions` (of one logged model) whose files differ
+    from those registered. `fresh`: the copy was just downloaded, so it may not hold bytecode caches either (they
+    would run in place of the bundled sources)."""
+    digest = None  # of the copy: computed once, for the first version with a recorded digest
+    for version in versions:
+        name = f"model {version.name} version {version.version}"
+        expected = version.tags.get(DIGEST_TAG)
+        if expected is None:
+            logger.warning(
+                "%s has no %s tag (registered before skinml recorded digests): its files are not verified",
+                name,
+                DIGEST_TAG,
+            )
+            continue
+        if fresh and any(Path(model_dir).rglob("__pycache__")):
+            raise ModelIntegrityError(
+                f"{name}: its artifacts hold Python bytecode caches, which no logged model has: "
+                "refusing to load it (docs/security.md)"
+            )
+        digest = digest or files_digest(model_dir)
+        if digest != expected:
+            raise ModelIntegrityError(
+                f"{name}: its files no longer match the digest recorded when it was registered "
+                f"({DIGEST_TAG}): refusing to load it (docs/security.md)"
+            )
+
+
+def files_stamp(folder: str | Path) -> tuple:
+    """What changes when a model folder's files do: each file's name, size and modification time (Python's bytecode
+    caches, which the workers loading one folder write as they import its code, left out)."""
+    folder, stamp = Path(folder), []
+    for path in folder.rglob("*"):
+        if "__pycache__" not in path.parts:
+            try:
+                status = path.stat()
+            except FileNotFoundError:  # removed as we walked
+                continue
+            stamp.append((path.relative_to(folder).as_posix(), status.st_size, status.st_mtime_ns))
+    return tuple(sorted(stamp))
+
+
+# The folder this process checked last, and its files' stamp: a folder is checked once while its files stay the same
+# (spark_udf in local mode loads the model for every partition from one folder; skinml's own loading checks its
+# download just before the model's loader runs).
+last_checked: dict[str, tuple] = {}
+
+
+def remember_checked(model_dir: str | Path, stamp: tuple) -> None:
+    """Record `model_dir` with the stamp of its files as just checked (check_served_copy will not check it again)."""
+    last_checked.clear()
+    last_checked[str(Path(model_dir).resolve())] = stamp
 
 
 def verified_copy(model_uri: str, folder: str | Path) -> str:
@@ -88,7 +119,8 @@ def verified_copy(model_uri: str, folder: str | Path) -> str:
     local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(folder))
     version = registered_version(model_uri)
     if version is not None:
-        check_files(local, version)
+        check_files(local, [version])
+        remember_checked(local, files_stamp(local))
     return local
 
 
@@ -112,14 +144,17 @@ def registered_versions_of(model_dir: str | Path) -> list[ModelVersion]:
     return MlflowClient().search_model_versions(f"source_path = 'models:/{model_id}'")
 
 
-def check_served_copy(model_dir: str | Path) -> None:
+def check_served_copy(model_dir: str | Path, stamp: tuple) -> None:
     """Inside the loaded model (`mlflow models serve -m models:/...`, spark_udf, pyfunc.load_model of a path): when
-    its logged model is registered, check the copy's files against each registered version's digest. A registry that
-    cannot be reached is reported and the copy loaded unchecked, as for a model never registered."""
+    its logged model is registered, check the copy's files (whose files_stamp is `stamp`) against the registered
+    versions' digests, unless this process just checked them. A registry that cannot be reached is reported and the
+    copy loaded unchecked, as for a model never registered."""
+    if last_checked.get(str(Path(model_dir).resolve())) == stamp:
+        return
     try:
         versions = registered_versions_of(model_dir)
     except MlflowException as error:
         logger.warning("the registry could not be reached, this model's files are not verified: %s", error)
         return
-    for version in versions:
-        check_files(model_dir, version, fresh=False)
+    check_files(model_dir, versions, fresh=False)
+    remember_checked(model_dir, stamp)

@@ -11,6 +11,7 @@ from skinml.app.cli import main
 from skinml.core.recipe import TrainConfig
 from skinml.registry.promotion import LeakySplitError, promote
 from skinml.registry.versions import register, version_by_alias
+from skinml.serving import integrity
 from skinml.serving.integrity import DIGEST_TAG, ModelIntegrityError, model_files_digest
 from skinml.stages.evaluate import evaluate
 from skinml.stages.split import run_split
@@ -86,6 +87,11 @@ def test_a_registered_model_whose_files_changed_is_refused_at_load(
     image = str(next(synthetic_dir.rglob("*.jpg")))
     assert main(["predict", image, "--model-uri", "models:/skinml@champion"]) == 0  # untouched: loads
     capsys.readouterr()
+    lookups = []  # skinml checks the copy it downloads; the model's loader does not look it up again
+    looked_up = integrity.registered_versions_of
+    monkeypatch.setattr(integrity, "registered_versions_of", lambda folder: lookups.append(folder) or looked_up(folder))
+    load_model("models:/skinml@champion")
+    assert lookups == []
 
     # someone with write access to the artifact store changes one byte of the code bundled with the model
     store = Path(urlparse(mlflow.get_logged_model(trained["model_uri"].split("/")[-1]).artifact_location).path)
